@@ -1,0 +1,3 @@
+from drumtx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,373 @@
+"""drumtx.toml -> frozen dataclasses, with profiles and ``--set table.key=value`` overrides.
+
+Defaults live here and only here; drumtx.toml documents them and may change them.
+Order of application: dataclass defaults < drumtx.toml < [profiles.NAME] < --set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from drumtx.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+PRESETS = ("tiny", "small", "base")
+VOCAB_NAMES = ("roland9", "adtof5", "basic3")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def exact_div(numerator: int, denominator: int) -> int:
+    """numerator / denominator, refusing a remainder (a silently truncated rate drifts)."""
+    if numerator % denominator:
+        raise ConfigError(
+            f"{numerator} is not a multiple of {denominator}",
+            hint="choose audio.sample_rate divisible by frontend.fps",
+        )
+    return numerator // denominator
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # The HDD data root; sub-directories are relative to it unless absolute.
+    data_root: str = "/mnt/hdd/drum-tranxn"
+    egmd_dir: str = "e-gmd-v1.0.0"  # raw dataset, read-only to drumtx
+    processed_dir: str = "processed_data"
+    checkpoint_dir: str = "checkpoints"
+    log_dir: str = "logs"
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = 24000  # Hz, of the processed store and the model input
+
+    def __post_init__(self) -> None:
+        _check_range("audio.sample_rate", self.sample_rate, 8000, 96000)
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    fps: int = 100  # frames per second; hop = sample_rate / fps
+    n_fft: int = 1024  # samples; 43 ms at 24 kHz
+    n_mels: int = 128
+    f_min_hz: float = 30.0
+    f_max_hz: float = 12000.0
+
+    def __post_init__(self) -> None:
+        _check_range("frontend.fps", self.fps, 10, 1000)
+        _check_range("frontend.n_fft", self.n_fft, 64, 16384)
+        _check_range("frontend.n_mels", self.n_mels, 8, 512)
+        _check_range("frontend.f_min_hz", self.f_min_hz, 0.0, 20000.0)
+        if self.f_max_hz <= self.f_min_hz:
+            raise ConfigError(
+                f"frontend.f_max_hz ({self.f_max_hz}) must exceed "
+                f"frontend.f_min_hz ({self.f_min_hz})"
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: str = "base"  # tiny (CPU demo, tests) | small | base (GPU)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_choice("model.preset", self.preset, PRESETS)
+        _check_range("model.dropout", self.dropout, 0.0, 0.9)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    vocab: str = "roland9"  # roland9 | adtof5 | basic3
+    max_recordings: int = 0  # per split for preprocess; 0 = all
+    crop_sec: float = 10.0  # training crop length
+    block_mb: float = 8.0  # contiguous memmap read per block (HDD-friendly)
+    crops_per_block: int = 8  # random crops cut from each block
+    shuffle_blocks: int = 16  # blocks whose crops are shuffled together
+    num_workers: int = 4  # DataLoader worker processes
+    cache_in_ram: bool = False  # load the whole store into RAM first
+    target_widen_frames: int = 0  # also mark +-N frames around an onset (weight 0.5)
+    # Augmentation, applied per crop on the fly.
+    gain_db_min: float = -12.0
+    gain_db_max: float = 6.0
+    eq_prob: float = 0.5  # random low/high shelf and peak filters
+    noise_prob: float = 0.3  # coloured noise at 20-50 dB SNR
+    reverb_prob: float = 0.3  # synthetic room impulse response
+    mix_prob: float = 0.0  # sum two crops (different kits) into one example
+
+    def __post_init__(self) -> None:
+        _check_choice("data.vocab", self.vocab, VOCAB_NAMES)
+        _check_range("data.max_recordings", self.max_recordings, 0, 10**9)
+        _check_range("data.crop_sec", self.crop_sec, 0.5, 120.0)
+        _check_range("data.block_mb", self.block_mb, 0.1, 4096.0)
+        _check_range("data.crops_per_block", self.crops_per_block, 1, 1024)
+        _check_range("data.shuffle_blocks", self.shuffle_blocks, 1, 4096)
+        _check_range("data.num_workers", self.num_workers, 0, 256)
+        _check_range("data.target_widen_frames", self.target_widen_frames, 0, 5)
+        if self.gain_db_min > self.gain_db_max:
+            raise ConfigError("data.gain_db_min must not exceed data.gain_db_max")
+        for name in ("eq_prob", "noise_prob", "reverb_prob", "mix_prob"):
+            _check_range(f"data.{name}", getattr(self, name), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 32  # crops per micro-step
+    accum_steps: int = 1  # micro-steps per optimizer step
+    max_steps: int = 100_000
+    lr: float = 1e-3
+    min_lr: float = 1e-5  # cosine schedule floor
+    warmup_steps: int = 1000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    amp: str = "auto"  # auto (bf16 if supported, else fp16 on CUDA, off on CPU) | bf16 | fp16 | off
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False
+    onset_pos_weight: float = 4.0  # BCE weight of onset frames (they are rare)
+    velocity_weight: float = 0.5
+    log_every: int = 50  # steps
+    eval_every: int = 2000  # steps; also checkpoints
+    keep_checkpoints: int = 3  # step-NNNNNN.pt files kept
+    val_max_recordings: int = 64  # 0 = the whole validation split
+    max_bad_steps: int = 20  # non-finite losses in a row before the run stops
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        _check_choice("train.device", self.device, DEVICES)
+        _check_choice("train.amp", self.amp, AMP_MODES)
+        _check_range("train.batch_size", self.batch_size, 1, 65536)
+        _check_range("train.accum_steps", self.accum_steps, 1, 4096)
+        _check_range("train.max_steps", self.max_steps, 1, 10**9)
+        _check_range("train.lr", self.lr, 0.0, 1.0)
+        _check_range("train.min_lr", self.min_lr, 0.0, 1.0)
+        _check_range("train.warmup_steps", self.warmup_steps, 0, 10**9)
+        _check_range("train.weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("train.grad_clip", self.grad_clip, 0.0, 1e6)
+        _check_range("train.onset_pos_weight", self.onset_pos_weight, 0.0, 1000.0)
+        _check_range("train.velocity_weight", self.velocity_weight, 0.0, 100.0)
+        _check_range("train.log_every", self.log_every, 1, 10**9)
+        _check_range("train.eval_every", self.eval_every, 1, 10**9)
+        _check_range("train.keep_checkpoints", self.keep_checkpoints, 0, 1000)
+        _check_range("train.val_max_recordings", self.val_max_recordings, 0, 10**9)
+        _check_range("train.max_bad_steps", self.max_bad_steps, 1, 10**6)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    threshold: float = 0.5  # onset probability, every class without its own
+    min_gap_sec: float = 0.03  # between two hits of one class
+    # Per-class thresholds by class code, e.g. {KD = 0.4}; tuned ones live in the model.
+    class_thresholds: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_range("decode.threshold", self.threshold, 0.0, 1.0)
+        _check_range("decode.min_gap_sec", self.min_gap_sec, 0.0, 1.0)
+        for code, value in self.class_thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(
+                    f"decode.class_thresholds.{code} must be a number, got {value!r}"
+                )
+            _check_range(f"decode.class_thresholds.{code}", value, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TranscribeConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    segment_sec: float = 30.0  # audio per model call; memory does not grow past it
+    overlap_sec: float = 2.0  # context on each side of a segment, cropped away
+    batch_size: int = 4  # segments per model call
+    drum_map: str = "gm"  # gm, or a TOML file mapping class code -> output note
+    velocity: str = "predicted"  # predicted | fixed:N
+    note_sec: float = 0.05  # MIDI note length
+    formats: str = "mid"  # comma-separated: mid, csv, json
+
+    def __post_init__(self) -> None:
+        _check_choice("transcribe.device", self.device, DEVICES)
+        _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)
+        _check_range("transcribe.overlap_sec", self.overlap_sec, 0.0, 60.0)
+        if 2 * self.overlap_sec >= self.segment_sec:
+            raise ConfigError(
+                "transcribe.overlap_sec must be less than half of transcribe.segment_sec"
+            )
+        _check_range("transcribe.batch_size", self.batch_size, 1, 1024)
+        _check_range("transcribe.note_sec", self.note_sec, 0.001, 10.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
+
+    def __post_init__(self) -> None:
+        self.hop_length  # validates sample_rate / fps
+        if self.frontend.f_max_hz > self.audio.sample_rate / 2:
+            raise ConfigError(
+                f"frontend.f_max_hz ({self.frontend.f_max_hz}) is above Nyquist "
+                f"({self.audio.sample_rate / 2} Hz for audio.sample_rate)"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        """Samples between frames: exact, never truncated."""
+        return exact_div(self.audio.sample_rate, self.frontend.fps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TABLES = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+# Tables whose shape defines the network; read from a checkpoint, never from the TOML.
+MODEL_TABLES = ("audio", "frontend", "model")
+
+
+def default_config_path() -> Path | None:
+    """drumtx.toml in the working directory, else the one beside the package, if any."""
+    for candidate in (Path.cwd() / "drumtx.toml", Path(__file__).parent.parent / "drumtx.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Sequence[str] = (),
+    profile: str | None = None,
+) -> Config:
+    """Read a TOML config, apply a profile, then ``table.key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_toml(Path(path))
+    profiles = raw.pop("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"[profiles] in {path} must be a table of tables")
+    tables = _check_tables(raw, source=str(path))
+    if profile is not None:
+        if profile not in profiles:
+            raise ConfigError(
+                f"unknown profile {profile!r}" + _suggest(profile, profiles),
+                hint=f"profiles defined in {path}: {', '.join(sorted(profiles)) or 'none'}",
+            )
+        for table, values in _check_tables(
+            profiles[profile], source=f"[profiles.{profile}]"
+        ).items():
+            tables.setdefault(table, {}).update(values)
+    for text in overrides:
+        table, key, value = parse_override(text)
+        tables.setdefault(table, {})[key] = value
+    return config_from_dict(tables)
+
+
+def config_from_dict(tables: dict[str, Any]) -> Config:
+    """Build a Config from ``{table: {key: value}}``, checking names and types."""
+    tables = _check_tables(tables, source="config")
+    built = {}
+    for name, factory in TABLES.items():
+        defaults = factory()
+        values = {
+            key: _coerce(f"{name}.{key}", getattr(defaults, key), value)
+            for key, value in tables.get(name, {}).items()
+        }
+        built[name] = dataclasses.replace(defaults, **values)
+    return Config(**built)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.lr=3e-4"`` -> ("train", "lr", 0.0003); the value is parsed as TOML."""
+    name, sep, value_text = text.partition("=")
+    table, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(
+            f"--set {text!r} is not of the form table.key=value",
+            hint="for example: --set train.lr=3e-4 --set storage.data_root='/data'",
+        )
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()  # bare words (paths, names) are taken as strings
+    _check_key(table, key, source="--set")
+    return table, key, value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist",
+            hint="pass --config PATH, or run from the drumtx checkout that holds drumtx.toml",
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def _check_tables(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = {}
+    for table, values in raw.items():
+        if table not in TABLES:
+            raise ConfigError(f"unknown table [{table}] in {source}" + _suggest(table, TABLES))
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{table}] in {source} must be a table, got {values!r}")
+        for key in values:
+            _check_key(table, key, source)
+        tables[table] = dict(values)
+    return tables
+
+
+def _check_key(table: str, key: str, source: str) -> None:
+    if table not in TABLES:
+        raise ConfigError(f"unknown table [{table}] in {source}" + _suggest(table, TABLES))
+    keys = [f.name for f in dataclasses.fields(TABLES[table]())]
+    if key not in keys:
+        raise ConfigError(
+            f"unknown key {table}.{key} in {source}" + _suggest(key, keys),
+            hint=f"keys of [{table}]: {', '.join(keys)}",
+        )
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Check a value against the type of the field's default; ints widen to floats."""
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(
+        f"{name} must be of type {expected.__name__}, got {value!r} "
+        f"({type(value).__name__})"
+    )
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} = {value!r} is out of range; expected {low} to {high}")
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"{name} = {value!r} is not one of {', '.join(choices)}"
+            + _suggest(value, choices)
+        )
