@@ -1,0 +1,165 @@
+"""Audio decoding: soundfile read -> mono float32 -> optional resample_poly.
+
+Every decode failure becomes an AudioError naming the file, so a bad file in a batch of
+thousands is reported, not a libsndfile traceback. Non-finite samples (possible only in
+float WAV/AIFF) are replaced by 0: the model would turn one NaN into a NaN loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from drumtx.errors import AudioError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+INT16_SCALE = 32768.0  # as libsndfile: int16 / 32768 reads back the float
+
+# soundfile raises LibsndfileError (a RuntimeError) for undecodable data; the rest cover
+# odd paths and arguments that reach libsndfile.
+_DECODE_ERRORS = (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int  # Hz
+    n_frames: int  # samples per channel
+    channels: int
+    format: str  # e.g. "WAV"
+    subtype: str  # e.g. "PCM_16"
+    duration_sec: float
+
+
+def _format_hint() -> str:
+    mp3 = (
+        "mp3 (this libsndfile can decode it)"
+        if _has_mp3()
+        else "mp3 (needs libsndfile >= 1.1)"
+    )
+    return f"drumtx reads wav, flac, ogg and {mp3}; convert other formats with ffmpeg"
+
+
+def _has_mp3() -> bool:
+    return "MP3" in sf.available_formats()
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"audio file {path} does not exist")
+    if path.is_dir():
+        raise AudioError(f"audio file {path} is a directory, not a file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {path} is empty (0 bytes)", hint=_format_hint())
+
+
+def _decode_error(path: Path, exc: Exception) -> AudioError:
+    detail = str(exc).strip() or type(exc).__name__
+    return AudioError(f"cannot decode audio file {path}: {detail}", hint=_format_hint())
+
+
+def _to_mono(frames: np.ndarray) -> np.ndarray:
+    """(N, C) -> (N,) float32 by channel mean, non-finite samples set to 0."""
+    mono = (
+        frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
+    )
+    mono = np.ascontiguousarray(mono, dtype=np.float32)  # (N,)
+    if not np.isfinite(mono).all():
+        np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return mono
+
+
+def audio_info(path: Path) -> AudioInfo:
+    """Header facts of an audio file, without decoding the samples."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        info = sf.info(str(path))
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"audio file {path} has no audio frames", hint=_format_hint())
+    return AudioInfo(
+        sample_rate=int(info.samplerate),
+        n_frames=int(info.frames),
+        channels=int(info.channels),
+        format=str(info.format),
+        subtype=str(info.subtype),
+        duration_sec=info.frames / info.samplerate,
+    )
+
+
+def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:
+    """Decode a whole file to mono float32 (N,), resampled to ``sample_rate`` if given."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        frames, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
+    if frames.shape[0] == 0:  # (N, C)
+        raise AudioError(f"audio file {path} has no audio frames", hint=_format_hint())
+    mono = _to_mono(frames)
+    if sample_rate is not None and sample_rate != file_rate:
+        mono = resample(mono, int(file_rate), int(sample_rate))
+    return mono
+
+
+def read_frames(path: Path, start: int, n_frames: int) -> np.ndarray:
+    """Mono float32 frames [start, start + n_frames) at the file's own rate.
+
+    Shorter than ``n_frames`` (possibly empty) where the file ends first.
+    """
+    path = Path(path)
+    if start < 0 or n_frames < 0:
+        raise ValueError(f"start and n_frames must be >= 0, got {start}, {n_frames}")
+    _check_path(path)
+    try:
+        frames, _ = sf.read(
+            str(path), frames=n_frames, start=start, dtype="float32", always_2d=True
+        )
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(path, exc) from None
+    if frames.shape[0] == 0:  # (n, C)
+        return np.zeros(0, dtype=np.float32)
+    return _to_mono(frames)
+
+
+def resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Polyphase resampling along axis 0; float32 out, ceil(N * to_hz / from_hz) long."""
+    if from_hz <= 0 or to_hz <= 0:
+        raise ValueError(f"sample rates must be positive, got {from_hz} -> {to_hz}")
+    if from_hz == to_hz:
+        return np.asarray(x, dtype=np.float32).copy()
+    g = math.gcd(int(from_hz), int(to_hz))
+    up, down = int(to_hz) // g, int(from_hz) // g
+    return resample_poly(np.asarray(x, dtype=np.float32), up, down, axis=0).astype(
+        np.float32, copy=False
+    )
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    """Float samples to int16: non-finite -> 0, clip to [-1, 1], scale by 32768, round.
+
+    +1.0 saturates at 32767; any int16 / 32768 converts back to the same int16.
+    """
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    scaled = np.round(np.clip(x, -1.0, 1.0) * INT16_SCALE)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def libsndfile_info() -> dict[str, object]:
+    """What the installed libsndfile can decode, for ``doctor``."""
+    formats = sf.available_formats()
+    return {
+        "libsndfile_version": str(sf.__libsndfile_version__),
+        "soundfile_version": str(sf.__version__),
+        "mp3": "MP3" in formats,
+        "flac": "FLAC" in formats,
+        "ogg": "OGG" in formats,
+        "formats": sorted(formats),
+    }
