@@ -1,0 +1,225 @@
+"""Tests for drumtx.make_dataset: E-GMD schema, naming, audio format, determinism."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumtx import egmd, midi, synth
+from drumtx.cli import main
+from drumtx.errors import ConfigError, DataError, StorageError
+from drumtx.make_dataset import (
+    SAMPLE_RATE,
+    crop,
+    generate_performances,
+    make_dataset,
+)
+from drumtx.midi import Note
+
+NAME_RE = re.compile(  # drummerN/session/<n>_<style>_<bpm>_<beat|fill>_<ts>_<kit>
+    r"^drummer\d+/[a-z_0-9]+/(\d+)_([a-z0-9-]+)_(\d+)_(beat|fill)_(\d+-\d+)_(\d+)"
+    r"\.(wav|midi)$"
+)
+
+
+def build(out: Path, **kw: object) -> Path:
+    args: dict = {"midi_dir": None, "kits": ["synth:1", "synth:2"], "limit": 4}
+    args.update({"seed": 0, "max_sec": 5.0}, **kw)
+    return make_dataset(out, **args)
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def close_notes(a: list[Note], b: list[Note]) -> bool:
+    def key(n: Note) -> tuple[float, int, int]:
+        return round(n.time_sec, 4), n.pitch, n.velocity
+
+    return sorted(map(key, a)) == sorted(map(key, b))
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("gen") / "data")
+
+
+def test_generated_dataset_has_egmd_schema_and_naming(generated: Path) -> None:
+    assert generated.name == "e-gmd-v1.0.0"
+    csv_path = generated / "e-gmd-v1.0.0.csv"
+    with open(csv_path, newline="") as handle:
+        assert tuple(next(csv.reader(handle))) == egmd.EGMD_COLUMNS
+    records = egmd.read_egmd_csv(csv_path)
+    assert len(records) == 8  # 4 performances x 2 kits
+    assert {r.split for r in records} == set(egmd.SPLITS)
+    for r in records:
+        for name in (r.audio_filename, r.midi_filename):
+            m = NAME_RE.match(name)
+            assert m, name
+            number, style, bpm, beat, ts, kit = m.groups()[:6]
+            assert r.id == f"{r.session}/{number}" and name.startswith(r.session + "/")
+            assert (style, int(bpm), beat, ts) == (
+                r.style.replace("/", "-"), r.bpm, r.beat_type, r.time_signature
+            )  # fmt: skip
+            assert r.kit_name == f"synth:{kit}"
+            assert (generated / name).is_file()
+        assert r.audio_filename[:-4] == r.midi_filename[:-5]
+
+
+def test_wavs_are_44k_16bit_mono_and_match_duration(generated: Path) -> None:
+    for r in egmd.read_egmd_csv(generated / "e-gmd-v1.0.0.csv"):
+        info = sf.info(generated / r.audio_filename)
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (
+            44_100, 1, "PCM_16", "WAV"
+        )  # fmt: skip
+        assert abs(info.frames / 44_100 - r.duration) < 1e-5
+        assert r.duration <= 5.0
+
+
+def test_midi_reads_back_the_rendered_notes(generated: Path) -> None:
+    performances = [crop(p, 5.0) for p in generate_performances(4, seed=0)]
+    records = egmd.read_egmd_csv(generated / "e-gmd-v1.0.0.csv")
+    for r in records:
+        perf = performances[int(r.id.rsplit("/", 1)[1]) - 1]
+        notes = midi.read_notes(generated / r.midi_filename)
+        assert notes and close_notes(notes, list(perf.notes))
+        kit = synth.load_kit(r.kit_name)  # the WAV is exactly those notes rendered
+        audio, _ = sf.read(generated / r.audio_filename, dtype="float32")
+        expected = kit.render(perf.notes, perf.duration_sec, SAMPLE_RATE, seed=0)
+        assert np.max(np.abs(audio - expected)) < 2 / 32767
+
+
+def test_two_runs_are_byte_identical_and_reruns_reuse(tmp_path: Path, capsys) -> None:
+    first = build(tmp_path / "a", limit=3)
+    second = build(tmp_path / "b", limit=3)
+    assert digests(first) == digests(second)
+    wav = next(first.rglob("*.wav"))
+    wav.write_bytes(wav.read_bytes()[:100])  # a torn file from an interrupted run
+    mtimes = {p: p.stat().st_mtime_ns for p in first.rglob("*.wav") if p != wav}
+    capsys.readouterr()
+    build(tmp_path / "a", limit=3)
+    assert "1 rendered, 5 reused" in capsys.readouterr().out
+    assert digests(first) == digests(second)
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+
+
+def test_different_seed_gives_different_performances(tmp_path: Path) -> None:
+    a = generate_performances(3, seed=1)
+    b = generate_performances(3, seed=2)
+    assert [p.notes for p in a] != [p.notes for p in b]
+    assert [p.split for p in a] == ["train", "validation", "test"]
+
+
+def write_gmd(root: Path) -> Path:
+    """A 3-take GMD folder: info.csv (GMD columns) and MIDI at 96 ticks per beat."""
+    rows = [
+        ("drummer1", "drummer1/eval_session", "1", "funk/groove1", 100, "beat", "test"),
+        ("drummer2", "drummer2/session1", "5", "rock", 120, "fill", "validation"),
+        ("drummer3", "drummer3/session2", "7", "jazz/swing", 90, "beat", "train"),
+    ]
+    lines = [",".join(egmd.GMD_COLUMNS)]
+    for i, (drummer, session, n, style, bpm, beat, split) in enumerate(rows):
+        stem = f"{n}_{style.replace('/', '-')}_{bpm}_{beat}_4-4"
+        (root / session).mkdir(parents=True, exist_ok=True)
+        notes = [Note(0.1 + 0.25 * k, (36, 38, 42, 22, 58, 53)[k % 6], 30 + 15 * k)
+                 for k in range(6 + i)]  # fmt: skip
+        midi.write_midi(
+            root / session / f"{stem}.mid", notes, bpm=bpm, ticks_per_beat=96
+        )
+        lines.append(
+            f"{drummer},{session},{session}/{n},{style},{bpm},{beat},4-4,"
+            f"{session}/{stem}.mid,{session}/{stem}.wav,{2.0 + i},{split}"
+        )
+    (root / "info.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_gmd_subset_keeps_splits_and_names(tmp_path: Path) -> None:
+    gmd = write_gmd(tmp_path / "groove")
+    out = build(tmp_path / "out", midi_dir=gmd, kits=["synth:3"], limit=None)
+    records = egmd.read_egmd_csv(out / "e-gmd-v1.0.0.csv")
+    assert [(r.id, r.split) for r in records] == [
+        ("drummer1/eval_session/1", "test"),
+        ("drummer2/session1/5", "validation"),
+        ("drummer3/session2/7", "train"),
+    ]
+    assert records[0].audio_filename == (
+        "drummer1/eval_session/1_funk-groove1_100_beat_4-4_1.wav"
+    )
+    assert records[1].style == "rock" and records[1].beat_type == "fill"
+    for r in records:
+        source = gmd / r.midi_filename.replace("_1.midi", ".mid")
+        assert close_notes(
+            midi.read_notes(out / r.midi_filename), midi.read_notes(source)
+        )
+
+
+def test_gmd_limit_draws_every_split(tmp_path: Path) -> None:
+    gmd = write_gmd(tmp_path / "groove")
+    out = build(tmp_path / "out", midi_dir=gmd, kits=["synth:3"], limit=2)
+    splits = [r.split for r in egmd.read_egmd_csv(out / "e-gmd-v1.0.0.csv")]
+    assert sorted(splits) == ["train", "validation"]
+
+
+def test_bad_inputs_raise_helpful_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a folder"):
+        build(tmp_path / "o", midi_dir=tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="info.csv"):
+        build(tmp_path / "o", midi_dir=tmp_path / "empty")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError):
+        build(tmp_path / "file" / "out")
+    real = tmp_path / "real" / "e-gmd-v1.0.0"
+    real.mkdir(parents=True)
+    (real / "e-gmd-v1.0.0.csv").write_text("drummer\n")
+    with pytest.raises(StorageError, match="refusing"):
+        build(tmp_path / "real")
+    with pytest.raises(ConfigError, match="unknown drum kit"):
+        build(tmp_path / "o", kits=["nope"])
+    assert not (tmp_path / "o").exists()  # kits are checked before anything is written
+
+
+def test_unmappable_hydrogen_kit_is_a_config_error(tmp_path: Path) -> None:
+    kit = tmp_path / "Percussion"
+    kit.mkdir()
+    sf.write(kit / "c.wav", np.ones(100, np.float32) * 0.5, 44_100)
+    (kit / "drumkit.xml").write_text(
+        "<drumkit_info><name>Percussion</name><instrumentList><instrument><id>0</id>"
+        "<name>Cowbell</name><layer><filename>c.wav</filename></layer></instrument>"
+        "</instrumentList></drumkit_info>"
+    )
+    with pytest.raises(ConfigError, match="Cowbell"):
+        build(tmp_path / "o", kits=[str(kit)])
+
+
+@pytest.mark.skipif(
+    not synth.list_hydrogen_kits(), reason="Hydrogen kits not installed"
+)
+def test_hydrogen_kit_dataset(tmp_path: Path) -> None:
+    name = "The Black Pearl 1.0"
+    if not (synth.HYDROGEN_ROOT / name).is_dir():
+        pytest.skip(f"{name} not installed")
+    out = build(tmp_path / "o", kits=[name], limit=2, max_sec=3.0)
+    records = egmd.read_egmd_csv(out / "e-gmd-v1.0.0.csv")
+    assert [r.kit_name for r in records] == [name, name]
+    audio, rate = sf.read(out / records[0].audio_filename, dtype="float32")
+    assert rate == 44_100 and np.sqrt(np.mean(audio**2)) > 1e-3
+
+
+def test_cli_make_dataset(tmp_path: Path, capsys) -> None:
+    code = main(["make-dataset", str(tmp_path / "d"), "--kits", "synth:4", "--limit",
+                 "1", "--max-sec", "2"])  # fmt: skip
+    assert code == 0
+    assert "e-gmd-v1.0.0.csv" in capsys.readouterr().out
+    assert (tmp_path / "d" / "e-gmd-v1.0.0" / "e-gmd-v1.0.0.csv").is_file()

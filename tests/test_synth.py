@@ -1,0 +1,291 @@
+"""Tests for drumtx.synth: synth and Hydrogen kits, velocity, choking, alignment."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumtx import synth
+from drumtx.errors import ConfigError
+from drumtx.midi import Note
+
+SR = 44_100
+HYDROGEN_KITS = synth.list_hydrogen_kits()
+needs_hydrogen = pytest.mark.skipif(
+    not HYDROGEN_KITS, reason=f"no Hydrogen drumkits in {synth.HYDROGEN_ROOT}"
+)
+
+
+def energy_onset_sec(audio: np.ndarray, sample_rate: int = SR) -> float:
+    """First time the 1 ms RMS envelope reaches 10 % of its maximum."""
+    win = max(1, sample_rate // 1000)
+    power = np.convolve(audio.astype(np.float64) ** 2, np.ones(win) / win, "full")
+    rms = np.sqrt(power[: audio.size])  # (n,) trailing window: rises with the signal
+    return float(np.argmax(rms >= 0.1 * rms.max())) / sample_rate
+
+
+def centroid_hz(audio: np.ndarray, sample_rate: int = SR) -> float:
+    mag = np.abs(np.fft.rfft(audio))
+    freqs = np.fft.rfftfreq(audio.size, 1 / sample_rate)
+    return float((mag * freqs).sum() / mag.sum())
+
+
+def rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+
+
+def groove(n_sec: float = 8.0) -> list[Note]:
+    notes = []
+    for i in range(int(n_sec * 8)):
+        t = 0.05 + i * 0.125
+        notes.append(Note(t, 42 if i % 8 != 7 else 46, 40 + (i * 37) % 87))
+        if i % 4 == 0:
+            notes.append(Note(t, 36, 100))
+        if i % 8 == 4:
+            notes.append(Note(t, 38, 110))
+    return notes + [Note(0.05, 49, 120), Note(2.0, 48, 90), Note(2.1, 43, 90)]
+
+
+# ---------------------------------------------------------------- synth kits
+
+
+def test_synth_kit_is_deterministic_per_seed_and_differs_across_seeds() -> None:
+    notes = groove()
+    a = synth.SynthKit(5).render(notes, 9.0, SR)
+    b = synth.SynthKit(5).render(notes, 9.0, SR)
+    c = synth.SynthKit(6).render(notes, 9.0, SR)
+    assert a.dtype == np.float32 and a.shape == (9 * SR,)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-3)
+    assert np.max(np.abs(a)) <= 1.0
+
+
+def test_seeds_give_really_different_kits() -> None:
+    centroids = [
+        centroid_hz(synth.SynthKit(seed).render([Note(0.01, 38, 100)], 0.5, SR))
+        for seed in range(6)
+    ]
+    assert max(centroids) / min(centroids) > 1.3
+
+
+@pytest.mark.parametrize("pitch", [36, 38, 42, 46, 48, 49, 51])
+def test_velocity_shapes_loudness_and_brightness(pitch: int) -> None:
+    kit = synth.SynthKit(3)
+    soft = kit.render([Note(0.01, pitch, 30)], 1.0, SR)
+    loud = kit.render([Note(0.01, pitch, 120)], 1.0, SR)
+    assert rms(soft) < 0.5 * rms(loud)
+    assert centroid_hz(soft) < centroid_hz(loud)
+
+
+def test_every_pitch_sounds_and_rims_differ_from_heads() -> None:
+    kit = synth.SynthKit(1)
+    audio = {
+        p: kit.render([Note(0.01, p, 100)], 0.5, SR, seed=0)
+        for p in synth.VOICE_OF_PITCH
+    }
+    assert all(rms(a) > 1e-3 for a in audio.values())
+    for head, rim in ((38, 40), (38, 37), (42, 22), (48, 50), (43, 58), (51, 53)):
+        assert not np.allclose(audio[head], audio[rim], atol=1e-3)
+
+
+def test_unknown_pitches_are_not_playable() -> None:
+    kit = synth.SynthKit(1)
+    notes = [Note(0.1, 36, 100), Note(0.2, 81, 100)]  # 81: open triangle, not a drum
+    assert kit.playable(notes) == [notes[0]]
+
+
+@pytest.mark.parametrize("choker", [42, 44, 22])
+def test_open_hat_is_choked_by_a_following_closed_or_pedal_hat(choker: int) -> None:
+    kit = synth.SynthKit(2)
+    ring = kit.render([Note(0.1, 46, 110)], 1.5, SR)
+    choked = kit.render([Note(0.1, 46, 110), Note(0.3, choker, 60)], 1.5, SR)
+    after = slice(int(0.55 * SR), int(1.5 * SR))  # past the closed hat's own decay
+    assert rms(choked[after]) < 0.05 * rms(ring[after])
+    kicked = kit.render([Note(0.1, 46, 110), Note(0.3, 36, 60)], 1.5, SR)
+    assert rms(kicked[int(1.0 * SR) :]) > 0.5 * rms(ring[int(1.0 * SR) :])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_synth_hits_start_within_2ms_of_their_midi_time(seed: int) -> None:
+    kit = synth.SynthKit(seed)
+    for pitch in synth.VOICE_OF_PITCH:
+        for velocity in (15, 127):
+            audio = kit.render([Note(0.2371, pitch, velocity)], 1.0, SR)
+            assert abs(energy_onset_sec(audio) - 0.2371) < 0.002, (pitch, velocity)
+
+
+def test_render_cuts_at_duration_and_ignores_late_notes() -> None:
+    audio = synth.SynthKit(1).render([Note(0.95, 49, 120), Note(5.0, 36, 100)], 1.0, SR)
+    assert audio.shape == (SR,)
+    assert rms(audio[int(0.96 * SR) :]) > 0
+
+
+def test_render_a_minute_is_fast() -> None:
+    kit = synth.SynthKit(4)
+    notes = groove(60.0)
+    kit.render(notes, 61.0, SR)  # warms the voice cache
+    start = time.perf_counter()
+    kit.render(notes, 61.0, SR)
+    assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------- Hydrogen kits
+
+
+def write_kit(folder: Path, instruments: list[str], *, rate: int = 48_000) -> Path:
+    """A drumkit.xml in the (namespaced) 0.9.x layout, two velocity layers each: a
+    dull sine for soft hits, a bright one for hard hits, after 30 ms of silence."""
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(0.4 * rate)) / rate
+    body = []
+    for i, name in enumerate(instruments):
+        layers = ""
+        for j, hz in enumerate((300.0, 3000.0)):
+            tone = np.sin(2 * np.pi * hz * (1 + 0.1 * i) * t) * np.exp(-t / 0.1)
+            audio = np.concatenate([np.zeros(int(0.03 * rate)), tone]).astype(
+                np.float32
+            )
+            sf.write(folder / f"s{i}_{j}.flac", audio * 0.8, rate)
+            lo, hi = (0.0, 0.5) if j == 0 else (0.5, 1.0)
+            layers += (
+                f"<layer><filename>s{i}_{j}.flac</filename><min>{lo}</min>"
+                f"<max>{hi}</max><gain>1</gain></layer>"
+            )
+        mute = 0 if "Crash" in name or "China" in name else -1
+        body.append(
+            f"<instrument><id>{i}</id><name>{name}</name><volume>1</volume>"
+            f"<gain>1</gain><muteGroup>{mute}</muteGroup>{layers}</instrument>"
+        )
+    (folder / "drumkit.xml").write_text(
+        '<?xml version="1.0"?><drumkit_info '
+        'xmlns="http://www.hydrogen-music.org/drumkit"><name>Test Kit</name>'
+        f"<instrumentList>{''.join(body)}</instrumentList></drumkit_info>"
+    )
+    return folder
+
+
+def test_hydrogen_kit_from_xml_layers_trim_and_resample(tmp_path: Path) -> None:
+    names = ["Kick", "Snare", "Hat Closed", "Hat Open", "Crash", "China"]
+    kit = synth.HydrogenKit(write_kit(tmp_path / "kit", names))
+    assert kit.name == "kit"
+    soft = kit.render([Note(0.1, 38, 30)], 0.6, SR)
+    loud = kit.render([Note(0.1, 38, 120)], 0.6, SR)
+    assert centroid_hz(soft) < 1000 < centroid_hz(loud)  # the layer follows velocity
+    assert rms(soft) < rms(loud)
+    for pitch in (36, 38, 42, 46, 49, 57):  # 30 ms of leading silence trimmed
+        audio = kit.render([Note(0.1, pitch, 100)], 0.6, SR)
+        assert abs(energy_onset_sec(audio) - 0.1) < 0.002, pitch
+
+
+def test_hydrogen_old_and_component_layouts(tmp_path: Path) -> None:
+    folder = tmp_path / "old"
+    folder.mkdir()
+    click = np.zeros(2000, np.float32)
+    click[100:400] = np.hanning(300)
+    sf.write(folder / "k.wav", click, 22_050)
+    sf.write(folder / "s.wav", click, 22_050)
+    (folder / "drumkit.xml").write_text(
+        "<drumkit_info><name>Old</name><instrumentList>"
+        "<instrument><id>0</id><filename>k.wav</filename><name>Kick</name>"
+        "<volume>1</volume></instrument>"
+        "<instrument><id>1</id><name>Snare</name><instrumentComponent><layer>"
+        "<filename>s.wav</filename><min>0</min><max>1</max><gain>1</gain></layer>"
+        "</instrumentComponent></instrument></instrumentList></drumkit_info>"
+    )
+    kit = synth.load_kit(str(folder))
+    assert isinstance(kit, synth.HydrogenKit)
+    assert kit.playable([Note(0, 36, 1), Note(0, 38, 1), Note(0, 42, 1)]) == [
+        Note(0, 36, 1),
+        Note(0, 38, 1),
+    ]
+    assert rms(kit.render([Note(0.1, 38, 100)], 0.3, SR)) > 0
+
+
+def test_hydrogen_mute_group_chokes(tmp_path: Path) -> None:
+    kit = synth.HydrogenKit(
+        write_kit(tmp_path / "kit", ["Kick", "Snare", "Crash", "China"])
+    )
+    alone = kit.render([Note(0.1, 49, 100)], 0.6, SR)
+    choked = kit.render([Note(0.1, 49, 100), Note(0.2, 57, 1)], 0.6, SR)
+    tail = slice(int(0.25 * SR), int(0.6 * SR))
+    assert rms(choked[tail]) < 0.1 * rms(alone[tail])
+
+
+def test_unmappable_kit_names_its_instruments(tmp_path: Path) -> None:
+    folder = write_kit(tmp_path / "hands", ["Cowbell", "Hand Clap", "Bongo Hi"])
+    with pytest.raises(ConfigError) as info:
+        synth.HydrogenKit(folder)
+    assert "Test Kit" in info.value.message and "Cowbell" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "name, role",
+    [
+        ('Kick (Tama Superstar 22")', "kick"),
+        ("BassDrum", "kick"),
+        ("c3 - bass drum 1", "kick"),
+        ("Snare Jazz", "snare"),
+        ("Snare1", "snare"),
+        ("Pearl Snare Rimshot", "rimshot"),
+        ("Rim Click (Pearl)", "cross_stick"),
+        ("Stick", "cross_stick"),
+        ('Hi-Hat Closed (Paiste Alpha Metal edge 14")', "hh_closed"),
+        ("VariBreaks Hat 1 Pd", "hh_pedal"),
+        ("Hat Op Dirty", "hh_open"),
+        ("Side OHH", "hh_open"),
+        ("Sabian Hat Semi-Open", "hh_semi"),
+        ("Floor Tom", "tom_low"),
+        ("tomhi2", "tom_high"),
+        ("Tom Mid", "tom_mid"),
+        ("Pearl Tom 2", "tom"),
+        ("Paiste Bell", "ride_bell"),
+        ("ride-crash20inch", "crash_ride"),
+        ("Ride Jazz", "ride"),
+        ('China (Paiste Alpha 18")', "crash"),
+        ("Zildjian Splash", "crash"),
+        ("Cowbell", None),
+        ("Snare Roll", None),
+        ("Sabian Hat Choke", None),
+        ("Djembe1 Bass", None),
+    ],
+)
+def test_classify_instrument(name: str, role: str | None) -> None:
+    assert synth.classify_instrument(name) == role
+
+
+def test_load_kit_specs_and_errors(tmp_path: Path) -> None:
+    kit = synth.load_kit("synth:12")
+    assert isinstance(kit, synth.SynthKit) and kit.name == "synth:12"
+    with pytest.raises(ConfigError, match="integer"):
+        synth.load_kit("synth:abc")
+    with pytest.raises(ConfigError) as info:
+        synth.load_kit("no-such-kit")
+    assert "synth:SEED" in (info.value.hint or "")
+    write_kit(tmp_path / "root" / "My Kit", ["Kick", "Snare"])
+    assert synth.list_hydrogen_kits(tmp_path / "root") == [tmp_path / "root" / "My Kit"]
+    assert synth.list_hydrogen_kits(tmp_path / "absent") == []
+
+
+@needs_hydrogen
+def test_installed_kit_by_case_insensitive_name() -> None:
+    kit = synth.load_kit(HYDROGEN_KITS[0].name.upper())
+    assert isinstance(kit, synth.HydrogenKit)
+
+
+@needs_hydrogen
+@pytest.mark.parametrize("kit_name", ["The Black Pearl 1.0", "rumpf_kit_z01_h2"])
+def test_installed_hydrogen_kit_alignment(kit_name: str) -> None:
+    folder = synth.HYDROGEN_ROOT / kit_name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not installed")
+    kit = synth.HydrogenKit(folder)
+    for pitch in sorted(
+        {p for p, v in synth.VOICE_OF_PITCH.items() if v in kit.voices}
+    ):
+        for velocity in (20, 127):
+            audio = kit.render([Note(0.3, pitch, velocity)], 1.0, SR)
+            assert abs(energy_onset_sec(audio) - 0.3) < 0.002, (pitch, velocity)
