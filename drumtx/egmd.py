@@ -9,13 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from drumtx.errors import DataError
+from drumtx.storage import atomic_write_text
 
 EGMD_CSV_NAME = "e-gmd-v1.0.0.csv"
 EGMD_COLUMNS = (
@@ -181,22 +180,6 @@ def read_gmd_info(path: Path) -> list[GmdRecord]:
     ]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder, so readers never see half a file."""
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_egmd_csv(path: Path, records: Sequence[EgmdRecord]) -> None:
     """Write an E-GMD index CSV (header EGMD_COLUMNS), atomically."""
     path = Path(path)
@@ -207,7 +190,7 @@ def write_egmd_csv(path: Path, records: Sequence[EgmdRecord]) -> None:
         # repr keeps every float digit, so the file reads back to equal records.
         writer.writerow(repr(v) if isinstance(v, float) else v for v in astuple(record))
     try:
-        _atomic_write_text(path, buffer.getvalue())
+        atomic_write_text(path, buffer.getvalue())
     except OSError as exc:
         raise DataError(
             f"cannot write index CSV {path}: {exc.strerror or exc}",

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from mido.midifiles.meta import KeySignatureError
 
 from drumtx.drums import Vocab
 from drumtx.errors import DataError
+from drumtx.storage import atomic_write_bytes
 
 DRUM_CHANNEL = 9  # General MIDI channel 10, zero-based as mido counts
 DEFAULT_TEMPO_US = 500_000  # MIDI's implied tempo before any set_tempo: 120 BPM
@@ -252,22 +251,6 @@ def midi_bytes(
     return buffer.getvalue()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so readers never see half a file."""
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_midi(
     path: Path,
     notes: Sequence[Note],
@@ -280,7 +263,7 @@ def write_midi(
     path = Path(path)
     data = midi_bytes(notes, bpm=bpm, note_sec=note_sec, ticks_per_beat=ticks_per_beat)
     try:
-        _atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise DataError(
             f"cannot write MIDI file {path}: {exc.strerror or exc}",

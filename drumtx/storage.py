@@ -7,6 +7,7 @@ Every failure names the root, the config key that set it, and the fix.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shlex
@@ -327,8 +328,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise StorageError(
+                f"no space left on the device while writing {path}; "
+                "nothing was replaced and no partial file was left",
+                hint=f"free space on the disk holding {path.parent}",
+            ) from None
         raise
     _fsync_dir(path.parent)
 

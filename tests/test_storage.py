@@ -391,9 +391,9 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_tmp(
     target = tmp_path / "hits.npy"
     target.write_bytes(b"old contents")
     monkeypatch.setattr(os, failing, _enospc)
-    with pytest.raises(OSError) as info:
+    with pytest.raises(StorageError, match="no space left") as info:
         atomic_write_bytes(target, b"x" * 100_000)
-    assert info.value.errno == errno.ENOSPC
+    assert "free space" in info.value.hint
     monkeypatch.undo()
     assert target.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["hits.npy"]
@@ -401,7 +401,7 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_tmp(
 
 def test_atomic_write_of_a_new_file_under_enospc_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "write", _enospc)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError):
         atomic_write_text(tmp_path / "new.json", "{}")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
