@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from drumtx import __version__
 from drumtx.errors import DrumtxError
@@ -130,7 +130,11 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         description="Train on the processed store; checkpoints and TensorBoard logs go "
         "under storage.checkpoint_dir/RUN and storage.log_dir/RUN. Works under torchrun.",
     )
-    p.add_argument("--run", metavar="NAME", help="run name (default: a timestamp)")
+    p.add_argument(
+        "--run", "--run-name", dest="run", metavar="NAME",
+        help="run name (default: a timestamp); under torchrun spell it --run-name, "
+        "since torchrun takes --run for its own --run-path",
+    )
     p.add_argument(
         "--resume", metavar="auto|PATH",
         help="continue a run: 'auto' takes last.pt of --run, or give a checkpoint path",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from drumtx.errors import ConfigError
 
@@ -216,7 +217,7 @@ class Config:
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)
 
     def __post_init__(self) -> None:
-        self.hop_length  # validates sample_rate / fps
+        exact_div(self.audio.sample_rate, self.frontend.fps)
         if self.frontend.f_max_hz > self.audio.sample_rate / 2:
             raise ConfigError(
                 f"frontend.f_max_hz ({self.frontend.f_max_hz}) is above Nyquist "

@@ -104,9 +104,10 @@ def _stage(console: Console, number: int, title: str) -> None:
 
 
 def _train(cfg: Config, console: Console) -> None:
+    from drumtx.storage import resolve_roots
     from drumtx.train import run_train
 
-    run_dir = Path(cfg.storage.data_root) / cfg.storage.checkpoint_dir / DEMO_RUN
+    run_dir = resolve_roots(cfg).checkpoint_dir / DEMO_RUN
     resume = "auto" if (run_dir / "last.pt").exists() else None
     status = run_train(cfg, run_name=DEMO_RUN, resume=resume)
     if status != 0:

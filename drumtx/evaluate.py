@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -48,7 +49,7 @@ def run_evaluate(
     roots = require_roots(cfg, read=("processed_dir",))
     path = find_model(cfg, checkpoint)
     loaded = load_model(path, cfg, resolve_device(device or cfg.train.device))
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     if tune_thresholds:
         if path.parent.resolve() == SHIPPED_MODELS_DIR.resolve():
             raise ConfigError(

@@ -378,8 +378,9 @@ def pick_val_indices(n: int, limit: int) -> list[int]:
 
 
 def rng_state() -> dict[str, Any]:
+    """Global torch/CUDA/Python RNG states. Crops draw from their own seeded generators
+    (seed, step, rank, worker), so numpy's global state plays no part."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    state["numpy"] = np.random.get_state()[1].astype(np.int64)
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -41,7 +41,7 @@ class Job:
 
 
 def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     if args.list_models:
         return list_models(cfg)
     cfg = apply_cli_options(cfg, args)

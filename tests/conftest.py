@@ -1,0 +1,162 @@
+"""Shared fixtures: synthetic data in tmp_path, nothing downloaded. Keep them generic."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+# Written out here, not imported from drumtx.egmd, so the reader is tested against it.
+EGMD_HEADER = [
+    "drummer",
+    "session",
+    "id",
+    "style",
+    "bpm",
+    "beat_type",
+    "time_signature",
+    "duration",
+    "split",
+    "midi_filename",
+    "audio_filename",
+    "kit_name",
+]
+EGMD_SAMPLE_RATE = 44100  # E-GMD audio: 44.1 kHz 16-bit mono WAV
+
+
+def write_click_wav(
+    path: Path,
+    onsets_sec: Sequence[float],
+    duration_sec: float = 1.0,
+    sample_rate: int = EGMD_SAMPLE_RATE,
+    channels: int = 1,
+    subtype: str = "PCM_16",
+) -> Path:
+    """A WAV of short decaying noise bursts starting at onsets_sec."""
+    rng = np.random.default_rng(0)
+    audio = np.zeros(round(duration_sec * sample_rate), dtype=np.float32)  # (N,)
+    burst = rng.uniform(-0.5, 0.5, int(0.02 * sample_rate)).astype(np.float32)
+    burst *= np.exp(-np.linspace(0.0, 6.0, burst.size, dtype=np.float32))
+    for onset_sec in onsets_sec:
+        start = round(onset_sec * sample_rate)
+        chunk = audio[start : start + burst.size]
+        chunk += burst[: chunk.size]
+    frames = np.repeat(audio[:, None], channels, axis=1)  # (N, channels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, frames, sample_rate, subtype=subtype)
+    return path
+
+
+def write_drum_midi(
+    path: Path, notes: Sequence[tuple[float, int, int]], bpm: float = 120.0
+) -> Path:
+    """A type-1 MIDI file with (time_sec, pitch, velocity) notes on channel index 9."""
+    ticks_per_beat = 480
+    ticks_per_sec = ticks_per_beat * bpm / 60.0
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))])
+    events = []
+    for time_sec, pitch, velocity in notes:
+        on = round(time_sec * ticks_per_sec)
+        events.append(
+            (on, mido.Message("note_on", channel=9, note=pitch, velocity=velocity))
+        )
+        events.append((on + 24, mido.Message("note_off", channel=9, note=pitch)))
+    now = 0
+    for tick, message in sorted(events, key=lambda e: e[0]):
+        track.append(message.copy(time=tick - now))
+        now = tick
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    midi.tracks.append(track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.save(path)
+    return path
+
+
+def make_egmd_root(
+    data_root: Path, splits: Sequence[str] = ("train", "validation", "test")
+) -> Path:
+    """An E-GMD-shaped tree under data_root/e-gmd-v1.0.0: one 1 s recording per split.
+
+    Each recording has a kick at 0.1 s, a snare at 0.5 s and a closed hi-hat at 0.1 s
+    and 0.5 s (E-GMD pitches 36, 38, 42). Returns the E-GMD dir.
+    """
+    egmd_dir = data_root / "e-gmd-v1.0.0"
+    notes = [(0.1, 36, 100), (0.1, 42, 80), (0.5, 38, 110), (0.5, 42, 70)]
+    rows = []
+    for n, split in enumerate(splits, start=1):
+        stem = f"drummer1/session1/{n}_rock_120_beat_4-4_{n}"
+        write_click_wav(egmd_dir / f"{stem}.wav", [0.1, 0.5])
+        write_drum_midi(egmd_dir / f"{stem}.midi", notes)
+        rows.append(
+            {
+                "drummer": "drummer1",
+                "session": "drummer1/session1",
+                "id": f"drummer1/session1/{n}",
+                "style": "rock",
+                "bpm": 120,
+                "beat_type": "beat",
+                "time_signature": "4-4",
+                "duration": 1.0,
+                "split": split,
+                "midi_filename": f"{stem}.midi",
+                "audio_filename": f"{stem}.wav",
+                "kit_name": "Acoustic Kit",
+            }
+        )
+    csv_path = egmd_dir / "e-gmd-v1.0.0.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EGMD_HEADER)
+        writer.writeheader()
+        writer.writerows(rows)
+    return egmd_dir
+
+
+@pytest.fixture
+def egmd_data_root(tmp_path: Path) -> Path:
+    """A data root holding a tiny E-GMD (3 recordings) plus empty checkpoints/ and logs/."""
+    data_root = tmp_path / "data"
+    make_egmd_root(data_root)
+    (data_root / "checkpoints").mkdir()
+    (data_root / "logs").mkdir()
+    return data_root
+
+
+@pytest.fixture
+def click_wav() -> Callable[..., Path]:
+    """write_click_wav(path, onsets_sec, duration_sec, sample_rate, channels, subtype)."""
+    return write_click_wav
+
+
+@pytest.fixture
+def config_for() -> Callable[..., object]:
+    """config_for(data_root, *overrides) -> Config with storage.data_root set."""
+    from drumtx.config import load_config
+
+    def build(data_root: Path, *overrides: str):
+        return load_config(None, [f"storage.data_root='{data_root}'", *overrides])
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _no_data_root_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DRUMTX_DATA_ROOT in the developer's shell must not leak into tests."""
+    monkeypatch.delenv("DRUMTX_DATA_ROOT", raising=False)
+
+
+@pytest.fixture(scope="session")
+def made_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with a made dataset (generated grooves, 4 synth kits) preprocessed.
+
+    Session-scoped and read-only by convention: tests that write copy what they need.
+    """
+    from pipeline import build_store
+
+    data_root = tmp_path_factory.mktemp("made")
+    build_store(data_root)
+    return data_root

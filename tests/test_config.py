@@ -1,0 +1,103 @@
+"""Config: TOML, profiles, --set overrides, and the errors a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drumtx.cli import main
+from drumtx.config import Config, load_config, parse_override
+from drumtx.errors import ConfigError
+
+REPO_TOML = Path(__file__).resolve().parents[1] / "drumtx.toml"
+
+
+def test_repo_toml_matches_the_defaults():
+    """drumtx.toml documents the defaults; it must not silently change them."""
+    assert load_config(REPO_TOML) == Config()
+
+
+def test_every_key_in_repo_toml_is_commented():
+    body = REPO_TOML.read_text().split("[profiles", 1)[0]
+    for line in body.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert "#" in line, f"uncommented key: {line}"
+
+
+def test_profile_then_override_precedence():
+    cfg = load_config(REPO_TOML, ["train.max_steps=7", "model.dropout=0"], "quick")
+    assert cfg.model.preset == "tiny"  # from the profile
+    assert cfg.train.max_steps == 7  # --set beats the profile
+    assert cfg.model.dropout == 0.0  # an int widens to a float
+
+
+def test_override_parses_toml_values_and_bare_strings():
+    assert parse_override("train.lr=3e-4") == ("train", "lr", 3e-4)
+    assert parse_override("storage.data_root=/data/x") == ("storage", "data_root", "/data/x")
+    assert parse_override("data.cache_in_ram=true")[2] is True
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("trian.lr=1", ["unknown table", "did you mean 'train'"]),
+        ("train.lrr=1", ["unknown key train.lrr", "did you mean 'lr'"]),
+        ("train.batch_size='big'", ["train.batch_size", "int", "'big'"]),
+        ("train.batch_size=0", ["train.batch_size", "out of range"]),
+        ("model.preset='huge'", ["model.preset", "tiny, small, base"]),
+        ("train.lr", ["table.key=value"]),
+    ],
+)
+def test_bad_overrides_name_the_key(override, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO_TOML, [override])
+    for word in words:
+        assert word in info.value.message
+
+
+def test_unknown_table_in_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[trainn]\nlr = 1.0\n")
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_config(path)
+
+
+def test_unknown_profile_lists_the_defined_ones():
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO_TOML, profile="quik")
+    assert "did you mean 'quick'" in info.value.message
+    assert "full" in info.value.hint
+
+
+def test_hop_must_divide_exactly():
+    with pytest.raises(ConfigError, match="not a multiple"):
+        load_config(None, ["audio.sample_rate=22050"])
+
+
+def test_cli_config_error_exits_2(capsys):
+    code = main(["doctor", "--set", "train.lrr=1", "--json"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error:" in err and "did you mean 'lr'" in err and "hint:" in err
+
+
+def test_data_root_precedence(monkeypatch, tmp_path):
+    from drumtx.cli import build_parser, load_cli_config
+
+    monkeypatch.setenv("DRUMTX_DATA_ROOT", str(tmp_path / "env"))
+    args = build_parser().parse_args(["doctor", "--config", str(REPO_TOML)])
+    assert load_cli_config(args)[0].storage.data_root == str(tmp_path / "env")
+    args = build_parser().parse_args(
+        ["doctor", "--config", str(REPO_TOML), "--data-root", str(tmp_path / "flag")]
+    )
+    assert load_cli_config(args)[0].storage.data_root == str(tmp_path / "flag")
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from drumtx.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,149 @@
+"""transcribe: outputs, bad input, long audio in segments, and accuracy after training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from drumtx.checkpoint import save_checkpoint
+from drumtx.cli import main
+from drumtx.config import load_config
+from drumtx.model import build_model
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    """A reserved tiny model with random weights: shapes and plumbing, not accuracy."""
+    cfg = load_config(None, ["model.preset='tiny'"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 9)
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "vocab": "roland9",
+                           "model": model.state_dict()})
+    return path
+
+
+def _wav(path: Path, seconds: float = 2.0, rate: int = 44100, channels: int = 1) -> Path:
+    rng = np.random.default_rng(1)
+    audio = np.zeros((int(seconds * rate), channels), dtype=np.float32)
+    for t in np.arange(0.25, seconds, 0.5):
+        i = int(t * rate)
+        audio[i : i + 400] += rng.uniform(-0.5, 0.5, (400, channels))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, audio, rate)
+    return path
+
+
+def _run(*args: str) -> int:
+    return main(["transcribe", *args, "--no-progress"])
+
+
+def test_writes_all_formats(tmp_path, random_model, capsys):
+    song = _wav(tmp_path / "song.wav", channels=2, rate=48000)
+    assert _run(str(song), "--checkpoint", str(random_model), "-f", "all",
+                "--threshold", "0.3", "--velocity", "fixed:99") == 0
+    mid = tmp_path / "song.drums.mid"
+    rows = (tmp_path / "song.drums.csv").read_text().splitlines()
+    data = json.loads((tmp_path / "song.drums.json").read_text())
+    assert rows[0] == "time_sec,class,note,velocity"
+    assert len(rows) - 1 == len(data["hits"])
+    notes = [m for m in mido.MidiFile(mid).tracks[-1] if m.type == "note_on" and m.velocity]
+    assert len(notes) == len(data["hits"])
+    assert all(m.channel == 9 and m.velocity == 99 for m in notes)
+    err = capsys.readouterr().err
+    assert "model:" in err and "device: cpu" in err and "transcribed 1" in err
+
+
+def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
+    song = _wav(tmp_path / "song.wav")
+    out = tmp_path / "song.drums.mid"
+    out.write_bytes(b"mine")
+    assert _run(str(song), "--checkpoint", str(random_model)) == 1
+    assert out.read_bytes() == b"mine"
+    assert _run(str(song), "--checkpoint", str(random_model), "--skip-existing") == 0
+    assert out.read_bytes() == b"mine"
+    assert _run(str(song), "--checkpoint", str(random_model), "--overwrite") == 0
+    assert out.read_bytes().startswith(b"MThd")
+
+
+def test_recursive_tree_is_mirrored_and_clashes_fail_first(tmp_path, random_model):
+    _wav(tmp_path / "in" / "a" / "x.wav")
+    _wav(tmp_path / "in" / "b" / "x.flac")
+    out = tmp_path / "out"
+    assert _run(str(tmp_path / "in"), "-r", "-o", str(out),
+                "--checkpoint", str(random_model)) == 0
+    assert (out / "a" / "x.drums.mid").exists() and (out / "b" / "x.drums.mid").exists()
+    # Flattened into one folder, the two x's would collide: refused before any work.
+    flat = tmp_path / "flat"
+    code = _run(str(tmp_path / "in" / "a" / "x.wav"), str(tmp_path / "in" / "b" / "x.flac"),
+                "-o", str(flat), "--checkpoint", str(random_model))
+    assert code == 2 and not flat.exists()
+
+
+def test_bad_inputs_fail_alone_and_touch_nothing(tmp_path, random_model, capsys):
+    good = _wav(tmp_path / "good.wav")
+    corrupt = tmp_path / "corrupt.wav"
+    data = bytearray(good.read_bytes())
+    data[12:36] = b"\xff" * 24  # the fmt chunk: a RIFF/WAVE file nothing can decode
+    corrupt.write_bytes(bytes(data))
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    silent = tmp_path / "zero.wav"
+    sf.write(silent, np.zeros((0, 1), dtype=np.float32), 44100)
+    unknown = tmp_path / "song.xyz"
+    unknown.write_bytes(b"\x00" * 100)
+    existing = tmp_path / "corrupt.drums.csv"
+    existing.write_text("keep me")
+    bad = [corrupt, text, empty, silent, unknown, tmp_path / "missing.wav"]
+    code = _run(*map(str, [*bad, good]), "--checkpoint", str(random_model), "-f", "mid")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "good.drums.mid").exists()
+    assert "transcribed 1, skipped 0, failed 6" in err
+    for path in bad:
+        assert f"failed: {path}" in err.replace("\n  ", " ") or str(path) in err
+        assert not path.with_name(path.stem + ".drums.mid").exists()
+    assert "unsupported extension" in err and "no such file" in err
+    assert existing.read_text() == "keep me"
+
+
+def test_cuda_without_cuda_is_an_error(tmp_path, random_model, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    song = _wav(tmp_path / "song.wav")
+    assert _run(str(song), "--checkpoint", str(random_model), "-d", "cuda") == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_no_model_hint_names_the_training_command(tmp_path, capsys, monkeypatch):
+    import drumtx.transcribe as transcribe_module
+
+    monkeypatch.setattr(transcribe_module, "SHIPPED_MODELS_DIR", tmp_path / "none")
+    song = _wav(tmp_path / "song.wav")
+    assert _run(str(song), "--data-root", str(tmp_path / "root")) == 2
+    err = capsys.readouterr().err
+    assert "no model found" in err and "python -m drumtx demo" in err
+
+
+def test_drum_map_file_changes_notes(tmp_path, random_model):
+    song = _wav(tmp_path / "song.wav")
+    drum_map = tmp_path / "map.toml"
+    drum_map.write_text("KD = 35\nSD = 40\nHH = 42\nOH = 46\nLT = 41\nMT = 45\n"
+                        "HT = 48\nCR = 57\nRD = 59\n")
+    assert _run(str(song), "--checkpoint", str(random_model), "-f", "csv",
+                "--threshold", "0.0", "--drum-map", str(drum_map)) == 0
+    rows = (tmp_path / "song.drums.csv").read_text().splitlines()[1:]
+    assert rows, "at threshold 0 every local maximum is a hit"
+    mapping = {"KD": 35, "SD": 40, "HH": 42, "OH": 46, "LT": 41, "MT": 45, "HT": 48,
+               "CR": 57, "RD": 59}
+    for row in rows:
+        _, code, note, _ = row.split(",")
+        assert mapping[code] == int(note)
