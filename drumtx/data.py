@@ -9,9 +9,9 @@ frontend's frame rate: frame t is centred at ``t * hop_length`` samples.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -1,0 +1,114 @@
+"""Frame activations -> drum hits: per-class peak picking.
+
+A hit of class c is a frame where the onset probability is a local maximum (at least its
+neighbours; a flat top counts once, at its first frame), at or above the class
+threshold. Of two peaks closer than ``min_gap_sec`` the stronger survives. Frame t is
+centred at t * hop samples (see frontend.n_frames), so its time is ``t / fps``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Sequence
+
+import numpy as np
+
+from drumtx.midi import Hit
+
+
+def local_peaks(prob: np.ndarray) -> np.ndarray:
+    """Frames of a 1-D curve that are local maxima; a plateau yields its first frame.
+
+    Works on runs of equal values, so ``[0, .8, .8, 0]`` peaks at 1 only and a
+    plateau that keeps rising afterwards (``[0, .8, .8, .9]``) is no peak.
+    """
+    if prob.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(
+        np.r_[True, prob[1:] != prob[:-1]]
+    )  # first frame of each run
+    values = prob[starts]
+    above_left = np.r_[True, values[1:] > values[:-1]]
+    above_right = np.r_[values[:-1] > values[1:], True]
+    return starts[above_left & above_right]
+
+
+def enforce_min_gap(
+    frames: np.ndarray, strength: np.ndarray, gap_frames: float
+) -> np.ndarray:
+    """Keep the strongest peaks so that no two kept ones are closer than ``gap_frames``.
+
+    Greedy from the strongest down; equal strengths go to the earlier frame. Returns the
+    kept frames, sorted.
+    """
+    order = np.lexsort((frames, -strength))  # strongest first, then earliest
+    kept: list[int] = []
+    for frame in frames[order].tolist():
+        i = bisect_left(kept, frame)
+        # a tiny tolerance so a gap of exactly gap_frames is allowed despite rounding
+        near_left = i > 0 and frame - kept[i - 1] < gap_frames - 1e-9
+        near_right = i < len(kept) and kept[i] - frame < gap_frames - 1e-9
+        if not (near_left or near_right):
+            insort(kept, frame)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def refine_peak(prob: np.ndarray, frame: int) -> float:
+    """Sub-frame peak position: vertex of the parabola through frames t-1, t, t+1."""
+    if frame == 0 or frame == prob.shape[0] - 1:
+        return float(frame)
+    left, centre, right = (float(v) for v in prob[frame - 1 : frame + 2])
+    curvature = left - 2.0 * centre + right
+    if curvature >= 0.0:  # flat or not a maximum: nothing to interpolate
+        return float(frame)
+    offset = 0.5 * (left - right) / curvature
+    return frame + float(np.clip(offset, -0.5, 0.5))
+
+
+def velocity_to_midi(velocity: float) -> int:
+    """[0, 1] -> MIDI velocity 1..127 (a detected hit is never silent)."""
+    return int(np.clip(np.rint(velocity * 127.0), 1, 127))
+
+
+def pick_onsets(
+    onset_prob: np.ndarray,
+    velocity: np.ndarray,
+    fps: float,
+    thresholds: Sequence[float],
+    min_gap_sec: float,
+    *,
+    refine: bool = False,
+) -> list[Hit]:
+    """Hits from (T, C) onset probabilities and velocities, sorted by time then class.
+
+    Args:
+        onset_prob: (T, C) probabilities in [0, 1], frame t at time t / fps.
+        velocity: (T, C) in [0, 1], read at each peak frame.
+        thresholds: one per class; a peak must be at or above it.
+        min_gap_sec: minimum time between two hits of one class.
+        refine: place each hit at the parabolic vertex of its peak (sub-frame) instead
+            of the frame centre. Off by default: the model is trained on onsets snapped
+            to the nearest frame, so the shape of its peaks carries little sub-frame
+            information.
+    """
+    if onset_prob.ndim != 2 or onset_prob.shape != velocity.shape:
+        raise ValueError(
+            f"onset_prob {onset_prob.shape} and velocity {velocity.shape} "
+            "must both be (frames, classes)"
+        )
+    if len(thresholds) != onset_prob.shape[1]:
+        raise ValueError(
+            f"{len(thresholds)} thresholds for {onset_prob.shape[1]} classes"
+        )
+    hits: list[Hit] = []
+    for cls, threshold in enumerate(thresholds):
+        prob = np.asarray(onset_prob[:, cls], dtype=np.float64)
+        peaks = local_peaks(prob)
+        peaks = peaks[prob[peaks] >= threshold]
+        peaks = enforce_min_gap(peaks, prob[peaks], min_gap_sec * fps)
+        for frame in peaks.tolist():
+            position = refine_peak(prob, frame) if refine else float(frame)
+            vel = velocity_to_midi(float(velocity[frame, cls]))
+            hits.append(Hit(time_sec=position / fps, cls=cls, velocity=vel))
+    hits.sort(key=lambda hit: (hit.time_sec, hit.cls))
+    return hits

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drumtx.decode import enforce_min_gap, local_peaks, pick_onsets, velocity_to_midi
+from drumtx.frontend import n_frames
+from drumtx.midi import Hit
+
+FPS = 100.0
+
+
+def bumps(
+    n_frames_: int, n_classes: int, events: list[tuple[float, int, float]]
+) -> np.ndarray:
+    """(T, C) activations: a Gaussian bump (sigma 1 frame) of ``height`` at each
+    (time_sec, class, height), centred at time_sec * FPS, fractional frames allowed."""
+    frames = np.arange(n_frames_)[:, None]
+    prob = np.zeros((n_frames_, n_classes))
+    for time_sec, cls, height in events:
+        bump = height * np.exp(-0.5 * (frames[:, 0] - time_sec * FPS) ** 2)
+        prob[:, cls] = np.maximum(prob[:, cls], bump)
+    return prob
+
+
+def test_local_peaks_plateaus_and_edges() -> None:
+    assert local_peaks(np.array([0.0, 0.8, 0.8, 0.0])).tolist() == [1]
+    assert local_peaks(np.array([0.0, 0.8, 0.8, 0.9])).tolist() == [3]
+    assert local_peaks(np.array([0.9, 0.1, 0.5])).tolist() == [0, 2]
+    assert local_peaks(np.array([0.5, 0.5, 0.5])).tolist() == [0]
+    assert local_peaks(np.array([])).tolist() == []
+
+
+def test_peaks_decode_to_times_classes_and_velocities() -> None:
+    duration_sec = 3.0
+    count = n_frames(int(duration_sec * 24000), 240)
+    events = [(0.5, 0, 0.9), (1.0, 1, 0.7), (1.0, 2, 0.95), (2.37, 0, 0.6)]
+    prob = bumps(count, 3, events)
+    velocity = np.zeros_like(prob)
+    velocity[50, 0], velocity[100, 1], velocity[100, 2] = 1.0, 0.5, 0.0
+    velocity[237, 0] = 0.25
+    hits = pick_onsets(prob, velocity, FPS, [0.5, 0.5, 0.5], 0.03)
+    assert hits == [
+        Hit(0.5, 0, 127),
+        Hit(1.0, 1, 64),
+        Hit(1.0, 2, 1),  # velocity 0 still writes an audible note
+        Hit(2.37, 0, 32),
+    ]
+
+
+def test_time_is_frame_over_fps() -> None:
+    prob = np.zeros((10, 1))
+    prob[7, 0] = 1.0
+    hits = pick_onsets(prob, np.full_like(prob, 0.5), 50.0, [0.5], 0.0)
+    assert hits[0].time_sec == pytest.approx(7 / 50.0)
+
+
+def test_threshold_honoured_per_class() -> None:
+    prob = bumps(200, 2, [(0.5, 0, 0.45), (1.0, 0, 0.55), (0.5, 1, 0.45)])
+    velocity = np.full_like(prob, 0.5)
+    hits = pick_onsets(prob, velocity, FPS, [0.5, 0.4], 0.03)
+    assert [(h.time_sec, h.cls) for h in hits] == [(0.5, 1), (1.0, 0)]
+    at_threshold = pick_onsets(prob, velocity, FPS, [0.55, 1.0], 0.03)
+    assert [(h.time_sec, h.cls) for h in at_threshold] == [(1.0, 0)]
+
+
+def test_min_gap_keeps_the_stronger_peak() -> None:
+    prob = np.zeros((100, 1))
+    prob[[10, 12, 30, 33, 60, 61], 0] = [0.6, 0.9, 0.9, 0.7, 0.8, 0.8]
+    velocity = np.full_like(prob, 0.5)
+    hits = pick_onsets(prob, velocity, FPS, [0.5], 0.03)
+    # 10 loses to 12 (2 frames < 3); 30 and 33 are exactly 30 ms apart: both stay;
+    # 60/61 form a plateau: one hit, at its first frame
+    assert [round(h.time_sec * FPS) for h in hits] == [12, 30, 33, 60]
+    wider = pick_onsets(prob, velocity, FPS, [0.5], 0.05)
+    assert [round(h.time_sec * FPS) for h in wider] == [12, 30, 60]
+
+
+def test_enforce_min_gap_ties_go_to_the_earlier_frame() -> None:
+    kept = enforce_min_gap(np.array([5, 6, 7]), np.array([0.8, 0.8, 0.8]), 3.0)
+    assert kept.tolist() == [5]
+
+
+def test_velocity_mapping() -> None:
+    assert [velocity_to_midi(v) for v in (0.0, 0.004, 0.5, 1.0, 1.2)] == [
+        1,
+        1,
+        64,
+        127,
+        127,
+    ]
+
+
+def test_refine_improves_sub_frame_timing() -> None:
+    true_sec = [0.503, 0.9968, 1.5049, 2.0021]
+    prob = bumps(300, 1, [(t, 0, 0.9) for t in true_sec])
+    velocity = np.full_like(prob, 0.5)
+    coarse = pick_onsets(prob, velocity, FPS, [0.5], 0.03)
+    fine = pick_onsets(prob, velocity, FPS, [0.5], 0.03, refine=True)
+    coarse_err = np.abs([h.time_sec for h in coarse] - np.array(true_sec))
+    fine_err = np.abs([h.time_sec for h in fine] - np.array(true_sec))
+    assert fine_err.max() < 0.0015 < coarse_err.max()
+    assert fine == pick_onsets(prob, velocity, FPS, [0.5], 0.03, refine=True)
+
+
+def test_bad_shapes_raise() -> None:
+    prob = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="thresholds"):
+        pick_onsets(prob, prob, FPS, [0.5], 0.03)
+    with pytest.raises(ValueError, match="frames, classes"):
+        pick_onsets(prob, prob[:, :1], FPS, [0.5, 0.5], 0.03)
+
+
+def test_empty_activations() -> None:
+    prob = np.zeros((0, 3))
+    assert pick_onsets(prob, prob, FPS, [0.5] * 3, 0.03) == []

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import warnings
+
+import mir_eval
+import numpy as np
+import pytest
+
+from drumtx.drums import ADTOF5, ROLAND9, get_vocab
+from drumtx.errors import ConfigError
+from drumtx.metrics import (
+    ClassCounts,
+    match_onsets,
+    reduce_hits,
+    summarize,
+    velocity_f1,
+)
+from drumtx.midi import Hit
+
+
+def random_hits(rng: np.random.Generator, n: int, n_classes: int) -> list[Hit]:
+    times = np.sort(rng.uniform(0.0, 10.0, n))
+    classes = rng.integers(0, n_classes, n)
+    velocities = rng.integers(1, 128, n)
+    return [
+        Hit(float(t), int(c), int(v)) for t, c, v in zip(times, classes, velocities)
+    ]
+
+
+def jittered(rng: np.random.Generator, hits: list[Hit], keep: float) -> list[Hit]:
+    """A noisy estimate: drops some hits, shifts the rest by up to +-80 ms."""
+    out = [
+        Hit(h.time_sec + float(rng.uniform(-0.08, 0.08)), h.cls, h.velocity)
+        for h in hits
+        if rng.uniform() < keep
+    ]
+    return sorted(out, key=lambda h: h.time_sec)
+
+
+def mir_eval_f1(ref: list[Hit], est: list[Hit], cls: int) -> tuple[float, float, float]:
+    ref_times = np.sort([h.time_sec for h in ref if h.cls == cls])
+    est_times = np.sort([h.time_sec for h in est if h.cls == cls])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mir_eval warns on empty event lists
+        return mir_eval.onset.f_measure(ref_times, est_times, window=0.05)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_class_scores_equal_mir_eval(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = random_hits(rng, 80, 4)
+    est = jittered(rng, ref, keep=0.8) + random_hits(rng, 10, 4)
+    counts = match_onsets(ref, est, n_classes=4)
+    for cls, item in enumerate(counts):
+        f1, precision, recall = mir_eval_f1(ref, est, cls)
+        assert item.f1 == pytest.approx(f1)
+        assert item.precision == pytest.approx(precision)
+        assert item.recall == pytest.approx(recall)
+
+
+def test_window_is_inclusive_like_mir_eval() -> None:
+    ref = [Hit(1.0, 0, 100)]
+    assert match_onsets(ref, [Hit(1.05, 0, 100)], 1)[0].tp == 1
+    assert match_onsets(ref, [Hit(1.0501, 0, 100)], 1)[0].tp == 0
+    assert match_onsets(ref, [Hit(1.0, 1, 100)], 2)[0].tp == 0  # class must match
+
+
+def test_summarize_micro_and_macro() -> None:
+    counts = [
+        ClassCounts(tp=8, n_ref=10, n_est=8),  # P 1.0, R 0.8
+        ClassCounts(tp=1, n_ref=2, n_est=4),  # P 0.25, R 0.5
+        ClassCounts(tp=0, n_ref=0, n_est=0),  # absent: left out of the macro mean
+        ClassCounts(tp=0, n_ref=0, n_est=3),  # only false positives: F1 0, counted
+    ]
+    summary = summarize(counts, ("KD", "SD", "HH", "OH"))
+    assert summary["classes"]["KD"]["f1"] == pytest.approx(2 * 0.8 / 1.8)
+    assert summary["classes"]["SD"]["n_est"] == 4
+    assert summary["micro"]["precision"] == pytest.approx(9 / 15)
+    assert summary["micro"]["recall"] == pytest.approx(9 / 12)
+    assert summary["micro_f1"] == pytest.approx(2 * 9 / (15 + 12))
+    f1_sd = 2 * 0.25 * 0.5 / 0.75
+    assert summary["macro_f1"] == pytest.approx((2 * 0.8 / 1.8 + f1_sd + 0.0) / 3)
+    assert summary["macro"]["classes"] == ["KD", "SD", "OH"]
+
+
+def test_counts_sum_over_recordings() -> None:
+    total = [ClassCounts()]
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        ref = random_hits(rng, 20, 1)
+        total = [a + b for a, b in zip(total, match_onsets(ref, ref[:15], 1))]
+    assert total[0] == ClassCounts(tp=45, n_ref=60, n_est=45)
+
+
+def test_summarize_empty_and_mismatch() -> None:
+    summary = summarize([], ("KD", "SD"))
+    assert summary["micro_f1"] == 0.0 and summary["macro"]["classes"] == []
+    with pytest.raises(ValueError):
+        summarize([ClassCounts()], ("KD", "SD"))
+
+
+def test_class_out_of_range_raises() -> None:
+    with pytest.raises(ValueError, match="class 3"):
+        match_onsets([Hit(1.0, 3, 100)], [], n_classes=3)
+
+
+def test_velocity_f1_equals_mir_eval() -> None:
+    rng = np.random.default_rng(7)
+    ref = random_hits(rng, 60, 3)
+    est = [
+        Hit(
+            h.time_sec + 0.01,
+            h.cls,
+            int(np.clip(h.velocity + rng.integers(-20, 20), 1, 127)),
+        )
+        for h in ref[:50]
+    ]
+    got = velocity_f1(ref, est, 3)
+    pitches = {c: 100.0 * 2**c for c in range(3)}  # any distinct pitches will do
+
+    def arrays(hits: list[Hit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        onsets = np.array([h.time_sec for h in hits])
+        intervals = np.stack([onsets, onsets + 0.1], axis=1)
+        return (
+            intervals,
+            np.array([pitches[h.cls] for h in hits]),
+            np.array([h.velocity for h in hits], dtype=float),
+        )
+
+    want = mir_eval.transcription_velocity.precision_recall_f1_overlap(
+        *arrays(ref), *arrays(est), offset_ratio=None
+    )
+    assert got["precision"] == pytest.approx(want[0])
+    assert got["recall"] == pytest.approx(want[1])
+    assert got["f1"] == pytest.approx(want[2])
+    assert 0.0 < got["f1"] < 1.0  # velocity errors cost something
+
+
+def test_velocity_f1_over_recordings_and_empty() -> None:
+    ref = [Hit(1.0, 0, 100), Hit(2.0, 0, 50)]
+    perfect = velocity_f1([ref, ref], [ref, ref], 1)
+    assert perfect["f1"] == perfect["f1_mean"] == 1.0
+    assert velocity_f1(ref, [], 1)["f1"] == 0.0
+    assert velocity_f1([ref, ref], [ref, []], 1)["recall"] == pytest.approx(0.5)
+
+
+def test_reduce_hits_to_adtof5() -> None:
+    codes = ("KD", "OH", "LT", "HT", "CR", "RD")
+    hits = [
+        Hit(0.1 * i, ROLAND9.index(c), 90, pitch=40 + i) for i, c in enumerate(codes)
+    ]
+    reduced = reduce_hits(hits, ROLAND9)
+    assert [ADTOF5.codes[h.cls] for h in reduced] == [
+        "KD",
+        "HH",
+        "TT",
+        "TT",
+        "CY",
+        "CY",
+    ]
+    assert [(h.time_sec, h.velocity, h.pitch) for h in reduced] == [
+        (h.time_sec, h.velocity, h.pitch) for h in hits
+    ]
+    assert reduce_hits(hits[:1], ADTOF5) == hits[:1]
+    with pytest.raises(ConfigError):
+        reduce_hits(hits, get_vocab("basic3"))
