@@ -99,6 +99,14 @@ def _add_make_dataset(
         "--max-sec", type=float, default=None, metavar="SEC",
         help="cut performances longer than SEC seconds",
     )
+    p.add_argument(
+        "--splits", nargs="+", choices=["train", "validation", "test"], metavar="SPLIT",
+        help="keep only performances of these splits (default: all)",
+    )
+    p.add_argument(
+        "--kits-per-performance", type=int, metavar="K",
+        help="render each performance through K kits drawn from --kits (default: all)",
+    )
     p.set_defaults(func=cmd_make_dataset)
 
 
@@ -256,6 +264,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         max_sec=args.max_sec,
+        splits=args.splits,
+        kits_per_performance=args.kits_per_performance,
     )
     return 0
 

@@ -67,21 +67,37 @@ def make_dataset(
     limit: int | None,
     seed: int,
     max_sec: float | None,
+    splits: Sequence[str] | None = None,
+    kits_per_performance: int | None = None,
 ) -> Path:
-    """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder."""
+    """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
+
+    ``splits`` keeps only performances of those splits (e.g. render the test split
+    through held-out kits into another root); ``kits_per_performance`` renders each
+    performance through that many kits drawn (seeded) from ``kits`` instead of all.
+    """
     console = Console(soft_wrap=True)  # paths stay on one line
     _check_args(kits, limit, max_sec)
+    if kits_per_performance is not None and not 1 <= kits_per_performance <= len(kits):
+        raise ConfigError(
+            f"--kits-per-performance must be 1..{len(kits)} (the number of kits), "
+            f"got {kits_per_performance}"
+        )
     kit_objs = [synth.load_kit(spec) for spec in kits]  # fail on a bad kit before I/O
     if midi_dir is not None:
         performances = load_gmd(Path(midi_dir), limit=limit, seed=seed)
     else:
         n = DEFAULT_N_GENERATED if limit is None else limit
         performances = generate_performances(n, seed=seed)
+    if splits is not None:
+        performances = [p for p in performances if p.split in splits]
     performances = [crop(p, max_sec) for p in performances]
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
-    records, n_reused = _render_all(egmd_dir, performances, kit_objs, seed, console)
+    records, n_reused = _render_all(
+        egmd_dir, performances, kit_objs, seed, console, kits_per_performance
+    )
     csv_path = egmd.egmd_csv_path(egmd_dir)
     egmd.write_egmd_csv(csv_path, records)
     minutes = sum(r.duration for r in records) / 60
@@ -147,15 +163,21 @@ def _render_all(
     kits: Sequence[synth.Kit],
     seed: int,
     console: Console,
+    kits_per_performance: int | None = None,
 ) -> tuple[list[egmd.EgmdRecord], int]:
-    """Render every performance through every kit; (records, number reused)."""
+    """Render every performance through every kit (or k of them); (records, reused)."""
     records: list[egmd.EgmdRecord] = []
     n_reused = 0
+    k = kits_per_performance or len(kits)
     with Progress(console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("rendering", total=len(performances) * len(kits))
-        for perf in performances:
+        task = progress.add_task("rendering", total=len(performances) * k)
+        for index, perf in enumerate(performances):
             (egmd_dir / perf.session).mkdir(parents=True, exist_ok=True)
+            # Kit numbers stay indices into the full list, so names are stable.
+            picked = np.random.default_rng([seed, index]).permutation(len(kits))[:k]
             for number, kit in enumerate(kits, start=1):
+                if number - 1 not in picked:
+                    continue
                 record, reused = render_one(egmd_dir, perf, kit, number, seed)
                 records.append(record)
                 n_reused += reused
