@@ -18,6 +18,7 @@ import torch
 from scipy import signal
 
 from drumtx.config import Config, DataConfig
+from drumtx.errors import DataError
 from drumtx.frontend import n_frames
 from drumtx.preprocess import Store, load_store
 
@@ -91,6 +92,12 @@ class BlockSampler:
         self.offsets = np.array([r["offset"] for r in recs], dtype=np.int64)
         self.lengths = np.array([r["length"] for r in recs], dtype=np.int64)
         self.total = int(self.offsets[-1] + self.lengths[-1]) if recs else 0
+        if self.total == 0:  # no crop could ever be cut: fail, don't spin forever
+            raise DataError(
+                f"{spec.split_dir} holds no audio ({len(recs)} recordings)",
+                hint="check the split's manifest.json 'skipped' list and re-run "
+                "python -m drumtx preprocess",
+            )
         self.hit_rec = store.hits["recording"]
 
     def crops_from_block(self, rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
@@ -104,6 +111,11 @@ class BlockSampler:
         lo = np.maximum(self.offsets[recs], start)
         hi = np.minimum(self.offsets[recs] + self.lengths[recs], stop)
         weights = np.maximum(hi - lo, 0).astype(np.float64)
+        # A recording that goes on past the block's end must leave a whole crop inside
+        # it: a shorter crop would end in silence the recording does not have, while
+        # its hits in the missing part stayed labelled.
+        ends = self.offsets[recs] + self.lengths[recs]
+        weights[(ends > stop) & (hi - lo < self.spec.crop_samples)] = 0.0
         if weights.sum() <= 0:
             return []
         crops = []

@@ -1,0 +1,64 @@
+"""Smoke tests of the benchmark and GPU-check scripts: they run and print tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_tool(*argv: str, timeout_sec: float = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("OUT", None)  # gpu_check writes $OUT/gpu_check.json when OUT is set
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout_sec,
+    )
+
+
+def test_gpu_check_smoke(tmp_path: Path) -> None:
+    json_path = tmp_path / "gpu_check.json"
+    result = run_tool("tools/gpu_check.py", "--smoke", "--device", "cpu",
+                      "--json", str(json_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for title in ("a. fixed batch", "b. frontend", "c. throughput"):
+        assert title in result.stdout
+    assert "all checks passed" in result.stdout
+    report = json.loads(json_path.read_text())
+    assert report["failures"] == []
+    assert {"bf16", "fp16"} <= set(report["fixed_batch"])
+    assert report["throughput"]["eager"]["audio_hours_per_sec"] > 0
+    assert report["frontend"]["device_vs_numpy"]["rel_l2"] < 1e-3
+
+
+def test_bench_train_smoke(made_store: Path, tmp_path: Path) -> None:
+    json_path = tmp_path / "bench.json"
+    result = run_tool(
+        "tools/bench_train.py", "--data-root", str(made_store), "--presets", "tiny",
+        "--batch-size", "2", "--crop-sec", "1", "--warmup", "1", "--steps", "1",
+        "--rounds", "1", "--workers", "0", "--loader-batches", "2", "--threads", "1",
+        "--json", str(json_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tiny: limit: " in result.stdout
+    report = json.loads(json_path.read_text())
+    labels = {s["label"] for s in report["series"]}
+    assert labels == {"tiny", "workers=0 memmap", "workers=0 ram"}
+    assert all(s["audio_hours_per_sec"] > 0 for s in report["series"])
+    assert report["limits"]["tiny"]["limit"] in ("model", "loader")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_check_smoke_on_cuda(tmp_path: Path) -> None:
+    result = run_tool("tools/gpu_check.py", "--smoke", "--device", "cuda",
+                      "--json", str(tmp_path / "gpu.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all checks passed" in result.stdout
