@@ -19,6 +19,9 @@ from drumtx.errors import AudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 INT16_SCALE = 32768.0  # as libsndfile: int16 / 32768 reads back the float
+# Rates a real recording can have. A damaged header can claim any 32-bit rate, and
+# resampling from an odd huge one builds a filter of millions of taps (gigabytes).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000  # Hz
 
 # soundfile raises LibsndfileError (a RuntimeError) for undecodable data; the rest cover
 # odd paths and arguments that reach libsndfile.
@@ -62,6 +65,15 @@ def _decode_error(path: Path, exc: Exception) -> AudioError:
     return AudioError(f"cannot decode audio file {path}: {detail}", hint=_format_hint())
 
 
+def _check_rate(path: Path, sample_rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"audio file {path} claims a sample rate of {sample_rate} Hz; expected "
+            f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz (damaged header?)",
+            hint=_format_hint(),
+        )
+
+
 def _to_mono(frames: np.ndarray) -> np.ndarray:
     """(N, C) -> (N,) float32 by channel mean, non-finite samples set to 0."""
     mono = (
@@ -83,6 +95,7 @@ def audio_info(path: Path) -> AudioInfo:
         raise _decode_error(path, exc) from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"audio file {path} has no audio frames", hint=_format_hint())
+    _check_rate(path, int(info.samplerate))
     return AudioInfo(
         sample_rate=int(info.samplerate),
         n_frames=int(info.frames),
@@ -103,6 +116,7 @@ def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:
         raise _decode_error(path, exc) from None
     if frames.shape[0] == 0:  # (N, C)
         raise AudioError(f"audio file {path} has no audio frames", hint=_format_hint())
+    _check_rate(path, int(file_rate))
     mono = _to_mono(frames)
     if sample_rate is not None and sample_rate != file_rate:
         mono = resample(mono, int(file_rate), int(sample_rate))
@@ -147,9 +161,14 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 
     +1.0 saturates at 32767; any int16 / 32768 converts back to the same int16.
     """
-    x = np.nan_to_num(np.asarray(x, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    scaled = np.round(np.clip(x, -1.0, 1.0) * INT16_SCALE)
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    y = np.array(x, dtype=np.float32)  # our own copy; every step below is in place
+    if not np.isfinite(y).all():
+        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(y, -1.0, 1.0, out=y)
+    y *= INT16_SCALE
+    np.rint(y, out=y)
+    np.minimum(y, 32767, out=y)
+    return y.astype(np.int16)
 
 
 def libsndfile_info() -> dict[str, object]:

@@ -302,6 +302,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = tomllib.loads(f"v = {value_text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = value_text.strip()  # bare words (paths, names) are taken as strings
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(f"--set {name.strip()}: the value is nested too deeply") from None
     _check_key(table, key, source="--set")
     return table, key, value
 
@@ -317,6 +319,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 

@@ -165,7 +165,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     console.print(f"micro F1 {results['micro_f1']:.3f}   macro F1 {results['macro_f1']:.3f}"
-                  f"   velocity F1 {results['velocity_f1']:.3f}")
+                  f"   velocity F1 {results['velocity_f1']['f1']:.3f}")
     if "adtof5" in results:
         reduced = results["adtof5"]
         per = "  ".join(f"{c} {r['f1']:.3f}" for c, r in reduced["classes"].items())

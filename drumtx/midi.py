@@ -126,9 +126,12 @@ def read_notes(path: Path) -> list[Note]:
     """Every note-on (velocity > 0) on any channel, in seconds, sorted by time."""
     path = Path(path)
     midi = _open_midi(path)
-    division = midi.ticks_per_beat
+    # mido reads the header's division as a signed short: SMPTE ones come out negative.
+    division = midi.ticks_per_beat & 0xFFFF
     if division == 0:
         raise DataError(f"MIDI file {path} is malformed: 0 ticks per beat")
+    if division & 0x8000 and not division & 0xFF:
+        raise DataError(f"MIDI file {path} is malformed: 0 ticks per SMPTE frame")
     if not midi.tracks:
         raise DataError(f"MIDI file {path} has no tracks")
     # Type 2 tracks are independent songs; type 0/1 share one tempo map.

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from drumtx.audio import AUDIO_EXTENSIONS
 from drumtx.config import Config
-from drumtx.errors import ConfigError, DrumtxError
+from drumtx.errors import ConfigError, DrumtxError, StorageError
 
 FORMATS = ("mid", "csv", "json")
 SHIPPED_MODELS_DIR = Path(__file__).parent / "models"
@@ -53,6 +53,7 @@ def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
             "no input given", hint="python -m drumtx transcribe song.wav [more files or dirs]"
         )
     jobs = plan_jobs(args.inputs, args.out_dir, args.recursive)
+    refuse_raw_outputs(cfg, jobs)
     check_outputs(jobs, formats, overwrite=args.overwrite, skip_existing=args.skip_existing)
 
     import torch
@@ -179,6 +180,22 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
             job.out_base = (out_dir / stem) if out_dir else given.with_suffix("")
         jobs.append(job)
     return jobs
+
+
+def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
+    """Before any work: no output may land inside the raw E-GMD root (it is read-only)."""
+    from drumtx.storage import check_not_raw, resolve_roots
+
+    roots = resolve_roots(cfg)
+    for job in jobs:
+        if job.out_base is None:
+            continue
+        try:
+            check_not_raw(job.out_base, roots)
+        except StorageError as exc:
+            raise StorageError(
+                exc.message, hint="write the outputs elsewhere with -o DIR"
+            ) from None
 
 
 def check_outputs(
