@@ -141,6 +141,7 @@ class TrainConfig:
     val_max_recordings: int = 64  # 0 = the whole validation split
     max_bad_steps: int = 20  # non-finite losses in a row before the run stops
     time_limit_min: float = 0.0  # stop (evaluate, save) after this many minutes; 0 = none
+    cpu_threads: int = 0  # torch threads on CPU; 0 = torch's default (all cores)
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -162,6 +163,7 @@ class TrainConfig:
         _check_range("train.val_max_recordings", self.val_max_recordings, 0, 10**9)
         _check_range("train.max_bad_steps", self.max_bad_steps, 1, 10**6)
         _check_range("train.time_limit_min", self.time_limit_min, 0.0, 10**7)
+        _check_range("train.cpu_threads", self.cpu_threads, 0, 1024)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ def train(
     if saved is not None:
         cfg = with_model_tables(cfg, saved["config"])
     device = train_device(cfg, dist)
+    if device.type == "cpu" and cfg.train.cpu_threads:
+        torch.set_num_threads(cfg.train.cpu_threads)
     dtype = amp_dtype(cfg, device)
     vocab = get_vocab(cfg.data.vocab)
     torch.manual_seed(cfg.train.seed)

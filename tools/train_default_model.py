@@ -50,9 +50,10 @@ def train_settings(args: argparse.Namespace) -> list[str]:
         "data.reverb_prob=0.35", "data.noise_prob=0.35", "data.mix_prob=0.1",
         "data.gain_db_min=-18.0", "data.gain_db_max=3.0",
         f"train.device='{args.device}'", "train.batch_size=16", "train.lr=2e-3",
-        "train.warmup_steps=300", "train.max_steps=200000", "train.eval_every=1000",
+        "train.warmup_steps=200", f"train.max_steps={args.max_steps}", "train.eval_every=500",
         "train.log_every=50", "train.val_max_recordings=40",
         f"train.time_limit_min={args.minutes}", "train.keep_checkpoints=2",
+        f"train.cpu_threads={args.cpu_threads}",
     ]
     return [x for s in sets for x in ("--set", s)]
 
@@ -65,6 +66,14 @@ def main() -> int:
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-sec", type=float, default=45.0, help="crop performances")
+    parser.add_argument(
+        "--max-steps", type=int, default=2500,
+        help="length of the cosine schedule (the time limit may stop it earlier)",
+    )
+    parser.add_argument(
+        "--cpu-threads", type=int, default=0,
+        help="torch threads when training on CPU (1 on a busy shared machine)",
+    )
     args = parser.parse_args()
     train_root, test_root = args.work / "train-root", args.work / "test-root"
     t0 = time.monotonic()
