@@ -32,6 +32,7 @@ from drumtx.inference import (
     predict_activations,
     reference_hits,
     resolve_device,
+    segment_options,
     store_audio,
 )
 from drumtx.metrics import match_onsets, reduce_hits, summarize, velocity_f1
@@ -81,8 +82,7 @@ def activations(loaded: LoadedModel, store, indices: Sequence[int]):
     for index in indices:
         audio = store_audio(store, index)
         onset, velocity = predict_activations(
-            loaded, array_chunks(audio), len(audio), segment_sec=30.0, overlap_sec=2.0,
-            batch_size=4,
+            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
         )
         yield index, onset, velocity, reference_hits(store, index)
 

@@ -223,6 +223,14 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def segment_options(cfg: Config) -> dict[str, float | int]:
+    """[transcribe] segmenting, so validation and evaluate score what transcribe does."""
+    t = cfg.transcribe
+    return {
+        "segment_sec": t.segment_sec, "overlap_sec": t.overlap_sec, "batch_size": t.batch_size
+    }
+
+
 def transcribe_array(
     loaded: LoadedModel,
     audio: np.ndarray,
@@ -284,8 +292,7 @@ def score_store(
     for index in indices:
         audio = store_audio(store, index)
         onset, velocity = predict_activations(
-            loaded, array_chunks(audio), len(audio), segment_sec=30.0, overlap_sec=2.0,
-            batch_size=4,
+            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
         )
         est = pick_onsets(
             onset, velocity, loaded.cfg.frontend.fps, thresholds,

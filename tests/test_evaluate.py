@@ -1,0 +1,339 @@
+"""evaluate: report fields, numbers against mir_eval, tuned thresholds, errors.
+
+Two reserved models score the session's made store: random tiny weights (plumbing) and
+the same network with its onset head fitted for a few seconds to the train split
+(numbers worth checking: it finds most kicks, snares and hi-hats). A full ``run_train``
+is too slow for this file's budget on a 2-core CPU; test_train.py covers it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from drumtx.checkpoint import load_checkpoint, save_checkpoint
+from drumtx.cli import main
+from drumtx.config import Config, load_config
+from drumtx.drums import ROLAND9_TO_ADTOF5, get_vocab
+from drumtx.evaluate import THRESHOLD_GRID
+from drumtx.frontend import LogMel
+from drumtx.inference import (
+    class_thresholds,
+    load_model,
+    reference_hits,
+    store_audio,
+    transcribe_array,
+)
+from drumtx.midi import Hit
+from drumtx.model import build_model
+from drumtx.preprocess import load_store
+
+ROLAND9 = get_vocab("roland9")
+ADTOF5 = get_vocab("adtof5")
+
+
+def _tiny_config() -> Config:
+    return load_config(None, ["model.preset='tiny'"])
+
+
+def _save(path: Path, cfg: Config, model: torch.nn.Module, **extra: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
+    save_checkpoint(path, {**state, **extra})
+    return path
+
+
+@pytest.fixture(scope="module")
+def root(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private data root sharing the session's (read-only) processed store."""
+    data_root = tmp_path_factory.mktemp("eval-root")
+    (data_root / "processed_data").symlink_to(made_store / "processed_data")
+    return data_root
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    cfg = _tiny_config()
+    return _save(
+        tmp_path_factory.mktemp("random") / "random.pt", cfg, build_model(cfg, 9)
+    )
+
+
+def _onset_targets(store, index: int, n_frames: int, fps: int) -> torch.Tensor:
+    """(T, C) 1 within a frame of each reference onset."""
+    target = torch.zeros(n_frames, ROLAND9.n_classes)
+    for hit in reference_hits(store, index):
+        frame = round(hit.time_sec * fps)
+        target[max(frame - 1, 0) : frame + 2, hit.cls] = 1.0
+    return target
+
+
+@pytest.fixture(scope="module")
+def fitted_checkpoint(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random tiny CRNN whose onset head is fitted (logistic regression) to 6 train
+    recordings; the rest of the network stays random. Seconds, not minutes."""
+    torch.manual_seed(0)
+    cfg = _tiny_config()
+    model, frontend = build_model(cfg, 9).eval(), LogMel.from_config(cfg)
+    store = load_store(root / "processed_data" / "train", cfg)
+    seen: list[torch.Tensor] = []
+    hook = model.onset_head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    targets = []
+    for index in range(6):
+        audio = torch.from_numpy(store_audio(store, index).astype(np.float32) / 32768)
+        with torch.no_grad():
+            model(frontend(audio[None]))  # (1, N) -> head input (1, T, 2 * hidden)
+        targets.append(
+            _onset_targets(store, index, seen[-1].shape[1], cfg.frontend.fps)
+        )
+    hook.remove()
+    features = torch.cat([s[0] for s in seen])  # (sum T, 2 * hidden)
+    target = torch.cat(targets)  # (sum T, C)
+    rate = target.mean(0).clamp(min=1e-3)
+    head = model.onset_head
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(120):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            head(features), target, pos_weight=((1 - rate) / rate).sqrt()
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("fitted") / "best.pt"
+    return _save(path, cfg, model, step=120, best_f1=0.5, note="kept as is")
+
+
+def _evaluate(capsys, root: Path, checkpoint: Path, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(
+        [
+            "evaluate",
+            "--data-root",
+            str(root),
+            "--checkpoint",
+            str(checkpoint),
+            "-d",
+            "cpu",
+            *args,
+        ]
+    )
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _check_scores(block: dict, codes: Sequence[str]) -> None:
+    assert list(block["classes"]) == list(codes)
+    for row in block["classes"].values():
+        assert {"precision", "recall", "f1", "tp", "n_ref", "n_est"} <= set(row)
+        assert all(0.0 <= row[k] <= 1.0 for k in ("precision", "recall", "f1"))
+    assert 0.0 <= block["micro_f1"] <= 1.0 and 0.0 <= block["macro_f1"] <= 1.0
+
+
+@pytest.mark.parametrize("which", ["random", "fitted"])
+def test_json_report_has_every_score(
+    which, root, random_checkpoint, fitted_checkpoint, capsys
+):
+    checkpoint = random_checkpoint if which == "random" else fitted_checkpoint
+    code, out, _ = _evaluate(capsys, root, checkpoint, "--json", "--limit", "2")
+    assert code == 0
+    report = json.loads(out)
+    _check_scores(report, ROLAND9.codes)
+    _check_scores(report["adtof5"], ADTOF5.codes)
+    assert set(report["velocity_f1"]) == {"precision", "recall", "f1", "f1_mean"}
+    assert report["velocity_f1"]["f1"] <= report["micro_f1"] + 1e-9
+    store = load_store(root / "processed_data" / "test")
+    kits = {store.recordings[i]["kit"] for i in range(2)}
+    assert set(report["per_kit"]) == kits
+    assert report["n_recordings"] == 2 and report["split"] == "test"
+    assert report["checkpoint"] == str(checkpoint)
+    assert report["thresholds"] == {c: 0.5 for c in ROLAND9.codes}
+    if which == "fitted":
+        assert report["micro_f1"] > 0.3  # the fitted head really finds hits
+
+
+def test_table_report(root, random_checkpoint, capsys):
+    code, out, _ = _evaluate(capsys, root, random_checkpoint, "--limit", "1")
+    assert code == 0
+    assert "onset F1" in out and "micro F1" in out and "adtof5" in out and "KD" in out
+
+
+def _mir_eval_counts(
+    refs: list[list[Hit]], ests: list[list[Hit]], class_of: Sequence[int], n: int
+) -> np.ndarray:
+    """(n, 3) tp, n_ref, n_est per class, summed over recordings, from
+    mir_eval.onset.f_measure (tp = precision * n_est)."""
+    counts = np.zeros((n, 3), dtype=np.int64)
+    for ref, est in zip(refs, ests):
+        for cls in range(n):
+            ref_t = np.array(sorted(h.time_sec for h in ref if class_of[h.cls] == cls))
+            est_t = np.array(sorted(h.time_sec for h in est if class_of[h.cls] == cls))
+            if len(ref_t) and len(est_t):
+                _, precision, _ = mir_eval.onset.f_measure(ref_t, est_t, window=0.05)
+                counts[cls, 0] += round(precision * len(est_t))
+            counts[cls, 1:] += (len(ref_t), len(est_t))
+    return counts
+
+
+def _check_against(block: dict, codes: Sequence[str], counts: np.ndarray) -> None:
+    f1s = []
+    for code, (tp, n_ref, n_est) in zip(codes, counts):
+        row = block["classes"][code]
+        assert (row["tp"], row["n_ref"], row["n_est"]) == (tp, n_ref, n_est), code
+        precision, recall = tp / max(n_est, 1), tp / max(n_ref, 1)
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        assert row["precision"] == pytest.approx(precision)
+        assert row["recall"] == pytest.approx(recall)
+        assert row["f1"] == pytest.approx(f1)
+        if n_ref or n_est:
+            f1s.append(f1)
+    tp, n_ref, n_est = counts.sum(axis=0)
+    micro = 2 * tp / (n_ref + n_est) if tp else 0.0
+    assert block["micro_f1"] == pytest.approx(micro)
+    assert block["macro_f1"] == pytest.approx(np.mean(f1s))
+
+
+def test_scores_match_mir_eval_on_the_same_hits(root, fitted_checkpoint, capsys):
+    code, out, _ = _evaluate(capsys, root, fitted_checkpoint, "--json")
+    assert code == 0
+    report = json.loads(out)
+    loaded = load_model(fitted_checkpoint, _tiny_config(), torch.device("cpu"))
+    store = load_store(root / "processed_data" / "test", loaded.cfg)
+    indices = range(len(store.recordings))
+    thresholds = class_thresholds(loaded)
+    refs = [reference_hits(store, i) for i in indices]
+    ests = [
+        transcribe_array(loaded, store_audio(store, i), thresholds) for i in indices
+    ]
+    assert sum(map(len, ests)) > 50
+    counts = _mir_eval_counts(refs, ests, range(9), ROLAND9.n_classes)
+    _check_against(report, ROLAND9.codes, counts)
+    to_adtof = [ADTOF5.index(ROLAND9_TO_ADTOF5[c]) for c in ROLAND9.codes]
+    adtof_counts = _mir_eval_counts(refs, ests, to_adtof, ADTOF5.n_classes)
+    _check_against(report["adtof5"], ADTOF5.codes, adtof_counts)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def _transcribe_json(wav: Path, checkpoint: Path) -> list[dict]:
+    assert (
+        main(
+            [
+                "transcribe",
+                str(wav),
+                "--checkpoint",
+                str(checkpoint),
+                "-f",
+                "json",
+                "-d",
+                "cpu",
+                "--no-progress",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+    return json.loads(wav.with_name(wav.stem + ".drums.json").read_text())["hits"]
+
+
+def test_tuned_thresholds_are_stored_and_used_by_transcribe(
+    root, fitted_checkpoint, tmp_path, capsys
+):
+    checkpoint = _copy(fitted_checkpoint, tmp_path / "run" / "best.pt")
+    before = load_checkpoint(checkpoint)
+    code, out, err = _evaluate(
+        capsys, root, checkpoint, "--tune-thresholds", "--json", "--limit", "2"
+    )
+    assert code == 0 and "tuned thresholds on validation" in err
+    after = load_checkpoint(checkpoint)
+    tuned = after["thresholds"]
+    assert list(tuned) == list(ROLAND9.codes)
+    assert all(v in THRESHOLD_GRID for v in tuned.values())
+    assert json.loads(out)["thresholds"] == tuned  # the report used them at once
+    assert set(after) == set(before) | {"thresholds"}  # every other key kept, unchanged
+    for key in ("config", "vocab", "step", "best_f1", "note"):
+        assert after[key] == before[key], key
+    for name, tensor in before["model"].items():
+        assert torch.equal(after["model"][name], tensor), name
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["best.pt"]
+
+    loaded = load_model(checkpoint, _tiny_config(), torch.device("cpu"))
+    assert class_thresholds(loaded) == [tuned[c] for c in ROLAND9.codes]
+    assert class_thresholds(loaded) != [0.5] * 9
+    store = load_store(root / "processed_data" / "test", loaded.cfg)
+    audio = store_audio(store, 0)
+    wav = tmp_path / "song.wav"
+    sf.write(wav, np.asarray(audio), loaded.cfg.audio.sample_rate, subtype="PCM_16")
+    expected = transcribe_array(loaded, audio, class_thresholds(loaded))
+    got = _transcribe_json(wav, checkpoint)
+    assert [(r["time_sec"], r["class"], r["velocity"]) for r in got] == [
+        (round(h.time_sec, 6), ROLAND9.codes[h.cls], h.velocity) for h in expected
+    ]
+
+
+def test_failed_threshold_write_leaves_the_checkpoint_intact(
+    root, fitted_checkpoint, tmp_path, capsys, monkeypatch
+):
+    checkpoint = _copy(fitted_checkpoint, tmp_path / "run" / "best.pt")
+    original = checkpoint.read_bytes()
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("drumtx.checkpoint.os.replace", full_disk)
+    code, _, err = _evaluate(
+        capsys, root, checkpoint, "--tune-thresholds", "--limit", "1"
+    )
+    assert code == 1 and "no space left" in err
+    assert checkpoint.read_bytes() == original
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["best.pt"]
+
+
+def test_tuning_refuses_the_shipped_model(
+    root, fitted_checkpoint, tmp_path, capsys, monkeypatch
+):
+    shipped_dir = tmp_path / "site-packages" / "drumtx" / "models"
+    shipped = _copy(fitted_checkpoint, shipped_dir / "default.pt")
+    original = shipped.read_bytes()
+    monkeypatch.setattr("drumtx.evaluate.SHIPPED_MODELS_DIR", shipped_dir)
+    monkeypatch.setattr("drumtx.transcribe.SHIPPED_MODELS_DIR", shipped_dir)
+    code, _, err = _evaluate(capsys, root, shipped, "--tune-thresholds")
+    assert code == 2 and "refusing to write tuned thresholds" in err
+    # Found without --checkpoint (no trained run under the root): refused as well.
+    capsys.readouterr()
+    code = main(
+        ["evaluate", "--data-root", str(root), "--tune-thresholds", "-d", "cpu"]
+    )
+    assert code == 2 and "refusing" in capsys.readouterr().err
+    assert shipped.read_bytes() == original
+
+
+def test_missing_store_names_the_preprocess_command(
+    root, random_checkpoint, tmp_path, capsys
+):
+    empty_root = tmp_path / "empty"
+    empty_root.mkdir()
+    code, _, err = _evaluate(capsys, empty_root, random_checkpoint)
+    assert code == 3  # a storage root is missing: pre-flight failure
+    assert "processed_data" in err and "python -m drumtx preprocess" in err
+    partial = tmp_path / "partial"
+    (partial / "processed_data" / "validation").mkdir(parents=True)
+    code, _, err = _evaluate(
+        capsys, partial, random_checkpoint, "--split", "validation"
+    )
+    assert code == 1 and "manifest.json missing" in err
+    assert "python -m drumtx preprocess" in err

@@ -1,0 +1,273 @@
+"""Chunked inference: streamed resampling, segment cutting, and hits at segment borders.
+
+A long file is read and resampled in chunks, then cut into segments with context on
+both sides; none of that may change what comes out. Each test compares the streamed,
+segmented path with doing the same thing to the whole file at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from drumtx.audio import load_audio, resample
+from drumtx.config import Config, load_config
+from drumtx.decode import pick_onsets
+from drumtx.drums import get_vocab
+from drumtx.frontend import LogMel, n_frames
+from drumtx.inference import (
+    LoadedModel,
+    iter_segments,
+    predict_activations,
+    resampled_length,
+    stream_file,
+)
+from drumtx.midi import Hit
+from drumtx.model import build_model
+
+MODEL_RATE = 24000  # Hz, audio.sample_rate of the default config
+
+
+def _write_wav(
+    path: Path, duration_sec: float, sample_rate: int, channels: int = 1
+) -> Path:
+    """Noise plus a chirp: broadband, so a misaligned chunk shows up everywhere."""
+    rng = np.random.default_rng(sample_rate)
+    n = round(duration_sec * sample_rate)
+    t_sec = np.arange(n) / sample_rate
+    tone = 0.3 * np.sin(2 * np.pi * (200.0 + 900.0 * t_sec) * t_sec)
+    audio = tone[:, None] + 0.2 * rng.standard_normal((n, channels))  # (N, channels)
+    sf.write(path, audio.astype(np.float32), sample_rate, subtype="PCM_16")
+    return path
+
+
+def _stream(path: Path, chunk_sec: float) -> tuple[int, np.ndarray]:
+    total, chunks = stream_file(path, MODEL_RATE, chunk_sec=chunk_sec)
+    return total, np.concatenate(list(chunks))
+
+
+# --- (a) streamed resampling ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_rate", [44100, 48000, 8000, 96000, MODEL_RATE])
+@pytest.mark.parametrize("chunk_sec", [0.37, 1.013, 100.0])
+def test_streamed_chunks_equal_resampling_the_whole_file(
+    tmp_path: Path, file_rate: int, chunk_sec: float
+):
+    path = _write_wav(tmp_path / "x.wav", 2.345, file_rate, channels=2)
+    whole = resample(load_audio(path), file_rate, MODEL_RATE)
+    total, streamed = _stream(path, chunk_sec)
+    assert total == resampled_length(sf.info(path).frames, file_rate, MODEL_RATE)
+    assert total == len(whole) == len(streamed)
+    assert streamed.dtype == np.float32
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_in", [1, 7, 146, 147, 148, 2205, 44101])
+def test_streamed_length_of_short_and_odd_files(tmp_path: Path, n_in: int):
+    path = tmp_path / "short.wav"
+    sf.write(path, np.full(n_in, 0.25, dtype=np.float32), 44100)
+    whole = resample(load_audio(path), 44100, MODEL_RATE)
+    total, streamed = _stream(path, 0.01)
+    assert total == len(streamed) == len(whole) == resampled_length(n_in, 44100, 24000)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5, rtol=0)
+
+
+# --- (c) segments --------------------------------------------------------------------
+
+
+def _check_segments(
+    audio: np.ndarray, chunk_sizes: list[int], hop: int, seg: int, ctx: int
+) -> list[int]:
+    """Every window holds exactly the global samples it claims; returns the firsts."""
+    cuts = np.cumsum(chunk_sizes)
+    chunks = np.split(audio, cuts[cuts < len(audio)])
+    window = (seg + 2 * ctx) * hop
+    padded = np.pad(audio, (ctx * hop, window + seg * hop))  # zeros past both ends
+    firsts = []
+    for first, samples in iter_segments(chunks, len(audio), hop, seg, ctx):
+        assert samples.shape == (window,) and samples.dtype == np.float32
+        start = first * hop  # = window start in `padded`, which is shifted by ctx*hop
+        np.testing.assert_array_equal(samples, padded[start : start + window])
+        firsts.append(first)
+    return firsts
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_samples=st.integers(1, 3000),
+    hop=st.sampled_from([1, 4, 10]),
+    seg=st.integers(1, 40),
+    ctx=st.integers(0, 15),
+    chunk=st.integers(1, 700),
+)
+def test_segment_cores_cover_every_frame_once(n_samples, hop, seg, ctx, chunk):
+    audio = np.arange(1, n_samples + 1, dtype=np.float32)  # distinct, exact in fp32
+    firsts = _check_segments(audio, [chunk] * (n_samples // chunk + 1), hop, seg, ctx)
+    total = n_frames(n_samples, hop)
+    cores = [f for first in firsts for f in range(first, min(first + seg, total))]
+    assert cores == list(range(total))
+
+
+@pytest.mark.parametrize(
+    "n_samples, expected_segments",
+    [
+        (50, 1),  # shorter than one segment
+        ((2 * 20 - 1) * 10, 2),  # n_frames exactly 2 segments
+        (2 * 20 * 10, 3),  # one frame more: a third segment with a one-frame core
+        (20 * 10 - 1, 1),  # n_frames exactly 1 segment
+    ],
+)
+def test_segments_of_short_audio_and_exact_multiples(n_samples, expected_segments):
+    audio = np.arange(1, n_samples + 1, dtype=np.float32)
+    firsts = _check_segments(audio, [n_samples], hop=10, seg=20, ctx=5)
+    assert firsts == [20 * k for k in range(expected_segments)]
+
+
+@pytest.mark.parametrize("n_samples", [1, 239, 240, 241, 24000 * 2 - 240, 24000 * 2])
+def test_activations_have_one_row_per_frame(n_samples: int):
+    loaded = _loaded(_default_cfg(), FluxModel())
+    onset, velocity = predict_activations(
+        loaded,
+        [np.zeros(n_samples, np.float32)],
+        n_samples,
+        segment_sec=2.0,
+        overlap_sec=0.5,
+        batch_size=3,
+    )
+    assert onset.shape == velocity.shape == (n_frames(n_samples, 240), 9)
+
+
+# --- (b) hits at segment borders -----------------------------------------------------
+
+
+class FluxModel(nn.Module):
+    """A stand-in network whose output at frame t depends on frames t-1 and t only.
+
+    Onset logit = rise of the mean log-mel energy (spectral flux), one gain per class,
+    so activations cannot depend on where a frame sits in its segment: any difference
+    between a segmented and a whole-file pass is the stitching's fault.
+    """
+
+    def __init__(self, n_classes: int = 9) -> None:
+        super().__init__()
+        self.register_buffer("gain", torch.linspace(1.0, 2.0, n_classes))
+
+    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        energy = feats.mean(dim=-1)  # (B, T)
+        rise = torch.relu(torch.diff(energy, dim=1, prepend=energy[:, :1]))  # (B, T)
+        logits = 3.0 * (rise.unsqueeze(-1) * self.gain - 2.0)  # (B, T, C)
+        velocity = torch.sigmoid(energy / 4.0).unsqueeze(-1).expand_as(logits)
+        return logits, velocity
+
+
+def _default_cfg() -> Config:
+    return load_config(None, [])
+
+
+def _loaded(cfg: Config, model: nn.Module) -> LoadedModel:
+    return LoadedModel(
+        model=model.eval(),
+        frontend=LogMel.from_config(cfg),
+        cfg=cfg,
+        vocab=get_vocab("roland9"),
+        thresholds={},
+        source="test",
+        device=torch.device("cpu"),
+    )
+
+
+def _hits(loaded: LoadedModel, path: Path, segment_sec: float, batch_size: int):
+    """Streamed, segmented activations (onset) and hits, as ``transcribe`` runs them."""
+    n_samples, chunks = stream_file(path, MODEL_RATE, chunk_sec=1.3)
+    onset, velocity = predict_activations(
+        loaded,
+        chunks,
+        n_samples,
+        segment_sec=segment_sec,
+        overlap_sec=0.5,
+        batch_size=batch_size,
+    )
+    return onset, _pick(loaded, onset, velocity)
+
+
+def _whole_file_hits(loaded: LoadedModel, path: Path):
+    """The reference: the whole file through frontend and model in one call."""
+    audio = torch.from_numpy(resample(load_audio(path), 44100, MODEL_RATE))
+    with torch.inference_mode():
+        logits, velocity = loaded.model(loaded.frontend(audio[None]))  # (1, T, C)
+    onset = torch.sigmoid(logits)[0].numpy()
+    return onset, _pick(loaded, onset, velocity[0].numpy())
+
+
+def _pick(loaded: LoadedModel, onset: np.ndarray, velocity: np.ndarray) -> list[Hit]:
+    cfg = loaded.cfg
+    thresholds = [cfg.decode.threshold] * loaded.vocab.n_classes
+    return pick_onsets(onset, velocity, cfg.frontend.fps, thresholds, 0.03)
+
+
+# Borders of 2 s segments fall at 2, 4, 6, ... s; one click per border, from 3 frames
+# before it to 3 after (the flux peak lands a frame or two before the click itself).
+BORDER_OFFSETS_SEC = (-0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03)
+CLICKS_SEC = [2.0 * (k + 1) + d for k, d in enumerate(BORDER_OFFSETS_SEC)]
+
+
+def _class_times(hits: list[Hit], cls: int) -> list[float]:
+    return [h.time_sec for h in hits if h.cls == cls]
+
+
+def test_hits_near_segment_borders_come_out_once_as_in_a_whole_file_pass(
+    tmp_path: Path, click_wav
+):
+    path = click_wav(tmp_path / "clicks.wav", CLICKS_SEC, duration_sec=15.5, channels=2)
+    loaded = _loaded(_default_cfg(), FluxModel())
+    whole_onset, whole_hits = _whole_file_hits(loaded, path)
+    seg_onset, seg_hits = _hits(loaded, path, segment_sec=2.0, batch_size=3)
+    np.testing.assert_allclose(seg_onset, whole_onset, atol=1e-4, rtol=0)
+    assert [(h.time_sec, h.cls, h.velocity) for h in seg_hits] == [
+        (h.time_sec, h.cls, h.velocity) for h in whole_hits
+    ]
+    for cls in range(loaded.vocab.n_classes):
+        times = _class_times(seg_hits, cls)
+        assert len(times) == len(CLICKS_SEC), (cls, times)  # once each, no duplicate
+        for click, time_sec in zip(CLICKS_SEC, times):
+            assert abs(time_sec - click) <= 0.03, (cls, click, time_sec)
+
+
+def test_crnn_activations_match_a_whole_file_pass(tmp_path: Path):
+    """A real CRNN sees its whole window through the GRU; 0.5 s of context on each side
+    makes the segmented activations those of a whole-file pass, borders included.
+    Without the context the frames near a border do differ (the control)."""
+    cfg = load_config(None, ["model.preset='tiny'"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 9)
+    with torch.no_grad():  # random weights give flat output; spread it over (0, 1)
+        model.onset_head.weight.mul_(30.0)
+        model.onset_head.bias.zero_()
+    loaded = _loaded(cfg, model)
+    path = _write_wav(tmp_path / "noise.wav", 9.5, 44100)
+    whole, whole_hits = _whole_file_hits(loaded, path)
+    seg, seg_hits = _hits(loaded, path, segment_sec=2.0, batch_size=4)
+    assert np.percentile(whole, 95) - np.percentile(whole, 5) > 0.5
+    # Within the overlap of the file's ends the segments see zero padding as context
+    # where the whole-file pass sees nothing; that is the only place they may differ.
+    inner = slice(50, len(whole) - 50)
+    np.testing.assert_allclose(seg[inner], whole[inner], atol=1e-4, rtol=0)
+    assert len(seg_hits) > 50
+    assert _inner(seg_hits, 0.5, 9.0) == _inner(whole_hits, 0.5, 9.0)
+    n_samples, chunks = stream_file(path, MODEL_RATE)
+    no_context, _ = predict_activations(
+        loaded, chunks, n_samples, segment_sec=2.0, overlap_sec=0.0, batch_size=4
+    )
+    assert np.abs(no_context[199:201] - whole[199:201]).max() > 0.01  # at a border
+
+
+def _inner(hits: list[Hit], lo_sec: float, hi_sec: float) -> list[tuple[float, int]]:
+    return [(h.time_sec, h.cls) for h in hits if lo_sec <= h.time_sec <= hi_sec]
