@@ -160,3 +160,28 @@ def made_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_root = tmp_path_factory.mktemp("made")
     build_store(data_root)
     return data_root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a tiny model trained briefly on the made store (synth kits 1-4)."""
+    from pipeline import TRAINED_STEPS, tiny_config
+
+    from drumtx.train import run_train
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "processed_data").symlink_to(made_store / "processed_data")
+    cfg = tiny_config(
+        root,
+        f"train.max_steps={TRAINED_STEPS}",
+        f"train.eval_every={TRAINED_STEPS}",
+        "train.log_every=50",
+        "train.lr=4e-3",
+        "train.warmup_steps=20",
+        "data.crop_sec=4.0",
+        "data.eq_prob=0.0",
+        "data.reverb_prob=0.0",
+        "data.noise_prob=0.0",
+    )
+    assert run_train(cfg, run_name="tiny", resume=None) == 0
+    return root / "checkpoints" / "tiny" / "best.pt"
