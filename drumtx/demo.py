@@ -36,6 +36,7 @@ def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
         **tables["train"], "device": "cpu", "batch_size": 16, "max_steps": 100_000,
         "warmup_steps": 50, "lr": 3e-3, "eval_every": 250, "log_every": 25,
         "val_max_recordings": 12, "time_limit_min": minutes, "keep_checkpoints": 1,
+        "cpu_threads": 1,  # the loader worker takes the other core
     }
     tables["transcribe"] = {**tables["transcribe"], "device": "cpu"}
     return config_from_dict(tables)

@@ -428,11 +428,12 @@ def save_all(
         "history": state.history,
         "rng": rng_state(),
     }
+    # last.pt first: whatever else a kill interrupts, resume finds the newest state.
+    save_checkpoint(run_dir / "last.pt", payload)
     keep = make_room(run_dir, cfg.train.keep_checkpoints)
     if keep > 0:
         save_checkpoint(step_path(run_dir, state.step), payload)
         prune_step_checkpoints(run_dir, keep)
-    save_checkpoint(run_dir / "last.pt", payload)
     if improved:
         # best.pt carries no optimizer state: it is the model users transcribe with.
         best = {k: v for k, v in payload.items() if k not in ("optimizer", "scaler")}
