@@ -63,7 +63,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a drumtx checkpoint with ``weights_only=True``; anything else is refused."""
     path = Path(path)
     if not path.is_file():

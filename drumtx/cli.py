@@ -38,18 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("configuration")
     group.add_argument(
-        "--config", type=Path, metavar="PATH",
+        "--config",
+        type=Path,
+        metavar="PATH",
         help="TOML config (default: ./drumtx.toml, else the checkout's drumtx.toml)",
     )
     group.add_argument(
-        "--profile", metavar="NAME", help="apply [profiles.NAME] from the config (e.g. quick)"
+        "--profile",
+        metavar="NAME",
+        help="apply [profiles.NAME] from the config (e.g. quick)",
     )
     group.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="TABLE.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
         help="override one config value, TOML syntax (repeatable), e.g. train.lr=3e-4",
     )
     group.add_argument(
-        "--data-root", type=Path, metavar="DIR",
+        "--data-root",
+        type=Path,
+        metavar="DIR",
         help="HDD data root (overrides storage.data_root and $DRUMTX_DATA_ROOT)",
     )
 
@@ -63,14 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_doctor(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_doctor(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser(
-        "doctor", parents=[common], help="check storage layout, dataset and environment",
+        "doctor",
+        parents=[common],
+        help="check storage layout, dataset and environment",
         description="Check the config, the storage roots, E-GMD, the processed store, "
         "checkpoints and the Python environment. Exit 0 when nothing FAILs, 3 otherwise.",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
-    p.add_argument("--deep", action="store_true", help="decode every E-GMD file, not a sample")
+    p.add_argument(
+        "--deep", action="store_true", help="decode every E-GMD file, not a sample"
+    )
     p.set_defaults(func=cmd_doctor)
 
 
@@ -78,92 +94,136 @@ def _add_make_dataset(
     sub: argparse._SubParsersAction, common: argparse.ArgumentParser
 ) -> None:
     p = sub.add_parser(
-        "make-dataset", parents=[common],
+        "make-dataset",
+        parents=[common],
         help="render an E-GMD-shaped dataset from MIDI performances through drum kits",
         description="Write OUT_DIR/e-gmd-v1.0.0/ with E-GMD's CSV schema, folders and file "
         "names: performances from a GMD folder (or generated grooves) rendered through "
         "synthesised kits (synth:SEED) and Hydrogen drumkits (name or folder).",
     )
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the data root to write into")
     p.add_argument(
-        "--midi-dir", type=Path, metavar="DIR",
+        "out_dir", type=Path, metavar="OUT_DIR", help="the data root to write into"
+    )
+    p.add_argument(
+        "--midi-dir",
+        type=Path,
+        metavar="DIR",
         help="a Groove MIDI Dataset folder holding info.csv (default: generated grooves)",
     )
     p.add_argument(
-        "--kits", nargs="+", default=["synth:1", "synth:2", "synth:3"], metavar="KIT",
+        "--kits",
+        nargs="+",
+        default=["synth:1", "synth:2", "synth:3"],
+        metavar="KIT",
         help="synth:SEED, a Hydrogen kit name, or a drumkit folder (default: 3 synth kits)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N performances")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--max-sec", type=float, default=None, metavar="SEC",
+        "--max-sec",
+        type=float,
+        default=None,
+        metavar="SEC",
         help="cut performances longer than SEC seconds",
     )
     p.add_argument(
-        "--splits", nargs="+", choices=["train", "validation", "test"], metavar="SPLIT",
+        "--splits",
+        nargs="+",
+        choices=["train", "validation", "test"],
+        metavar="SPLIT",
         help="keep only performances of these splits (default: all)",
     )
     p.add_argument(
-        "--kits-per-performance", type=int, metavar="K",
+        "--kits-per-performance",
+        type=int,
+        metavar="K",
         help="render each performance through K kits drawn from --kits (default: all)",
     )
     p.set_defaults(func=cmd_make_dataset)
 
 
-def _add_preprocess(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_preprocess(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser(
-        "preprocess", parents=[common], help="E-GMD -> memory-mapped training store",
+        "preprocess",
+        parents=[common],
+        help="E-GMD -> memory-mapped training store",
         description="Resample E-GMD audio and convert its MIDI into the processed store "
         "(one folder per split). Resumable; the raw dataset is only read.",
     )
     p.add_argument(
-        "--split", nargs="+", choices=["train", "validation", "test"],
-        default=["train", "validation", "test"], help="splits to build (default: all)",
+        "--split",
+        nargs="+",
+        choices=["train", "validation", "test"],
+        default=["train", "validation", "test"],
+        help="splits to build (default: all)",
     )
-    p.add_argument("--limit", type=int, metavar="N", help="at most N recordings per split")
     p.add_argument(
-        "--workers", type=int, default=None, metavar="N",
+        "--limit", type=int, metavar="N", help="at most N recordings per split"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
         help="worker processes (default: CPU count)",
     )
     p.add_argument(
-        "--allow-skips", action="store_true",
+        "--allow-skips",
+        action="store_true",
         help="exit 0 even when some recordings were skipped",
     )
     p.set_defaults(func=cmd_preprocess)
 
 
-def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_train(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser(
-        "train", parents=[common], help="train the CRNN (AMP, accumulation, resume, DDP)",
+        "train",
+        parents=[common],
+        help="train the CRNN (AMP, accumulation, resume, DDP)",
         description="Train on the processed store; checkpoints and TensorBoard logs go "
         "under storage.checkpoint_dir/RUN and storage.log_dir/RUN. Works under torchrun.",
     )
     p.add_argument(
-        "--run", "--run-name", dest="run", metavar="NAME",
+        "--run",
+        "--run-name",
+        dest="run",
+        metavar="NAME",
         help="run name (default: a timestamp); under torchrun spell it --run-name, "
         "since torchrun takes --run for its own --run-path",
     )
     p.add_argument(
-        "--resume", metavar="auto|PATH",
+        "--resume",
+        metavar="auto|PATH",
         help="continue a run: 'auto' takes last.pt of --run, or give a checkpoint path",
     )
     p.set_defaults(func=cmd_train)
 
 
-def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_evaluate(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser(
-        "evaluate", parents=[common], help="per-class onset F1 on a processed split",
+        "evaluate",
+        parents=[common],
+        help="per-class onset F1 on a processed split",
         description="Onset precision, recall and F1 per class at +-50 ms (mir_eval), micro "
         "and macro F1, the adtof5 reduction, velocity-aware F1 and a per-kit breakdown.",
     )
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model to evaluate")
     p.add_argument(
-        "--split", default="test", choices=["train", "validation", "test"],
+        "--split",
+        default="test",
+        choices=["train", "validation", "test"],
         help="split to score (default: test)",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
-        "--tune-thresholds", action="store_true",
+        "--tune-thresholds",
+        action="store_true",
         help="pick per-class thresholds on the validation split and store them in the model",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N recordings")
@@ -171,32 +231,56 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(func=cmd_evaluate)
 
 
-def _add_transcribe(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_transcribe(
+    sub: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser(
-        "transcribe", parents=[common], help="drum audio -> <stem>.drums.mid",
+        "transcribe",
+        parents=[common],
+        help="drum audio -> <stem>.drums.mid",
         description="Transcribe drum audio (wav, flac, ogg, mp3; any rate and channel count) "
         "into MIDI on channel 10. Existing outputs are never overwritten unless asked.",
     )
-    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders")
-    p.add_argument("-o", "--out-dir", type=Path, metavar="DIR", help="write outputs here")
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into folders")
     p.add_argument(
-        "-f", "--format", dest="formats", metavar="mid,csv,json|all",
+        "inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders"
+    )
+    p.add_argument(
+        "-o", "--out-dir", type=Path, metavar="DIR", help="write outputs here"
+    )
+    p.add_argument(
+        "-r", "--recursive", action="store_true", help="descend into folders"
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        dest="formats",
+        metavar="mid,csv,json|all",
         help="output formats (default: transcribe.formats, i.e. mid)",
     )
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model checkpoint")
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--segment", type=float, metavar="SEC", help="segment length, seconds")
-    p.add_argument("--overlap", type=float, metavar="SEC", help="overlap, seconds")
-    p.add_argument("--batch-size", type=int, metavar="N", help="segments per model call")
     p.add_argument(
-        "--threshold", action="append", default=[], metavar="X|CLASS=X",
+        "--segment", type=float, metavar="SEC", help="segment length, seconds"
+    )
+    p.add_argument("--overlap", type=float, metavar="SEC", help="overlap, seconds")
+    p.add_argument(
+        "--batch-size", type=int, metavar="N", help="segments per model call"
+    )
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="X|CLASS=X",
         help="onset threshold for all classes, or CLASS=X for one (repeatable)",
     )
-    p.add_argument("--drum-map", metavar="gm|FILE.toml", help="class -> output note map")
+    p.add_argument(
+        "--drum-map", metavar="gm|FILE.toml", help="class -> output note map"
+    )
     p.add_argument("--velocity", metavar="predicted|fixed:N", help="velocity of notes")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    mode.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs"
+    )
     mode.add_argument(
         "--skip-existing", action="store_true", help="skip inputs whose outputs exist"
     )
@@ -208,16 +292,24 @@ def _add_transcribe(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "demo", parents=[common], help="the whole path on a fresh machine, no dataset needed",
+        "demo",
+        parents=[common],
+        help="the whole path on a fresh machine, no dataset needed",
         description="Make a small dataset with synthesised kits, doctor, preprocess, train "
         "the tiny model on CPU for a few minutes, evaluate, and transcribe a held-out clip.",
     )
     p.add_argument(
-        "--dir", type=Path, default=Path("demo-data"), metavar="DIR",
+        "--dir",
+        type=Path,
+        default=Path("demo-data"),
+        metavar="DIR",
         help="self-contained data root (default: ./demo-data); rerunning reuses it",
     )
     p.add_argument(
-        "--minutes", type=float, default=4.0, metavar="MIN",
+        "--minutes",
+        type=float,
+        default=4.0,
+        metavar="MIN",
         help="training time budget in minutes (default 4)",
     )
     p.set_defaults(func=cmd_demo)
@@ -241,7 +333,9 @@ def load_cli_config(args: argparse.Namespace):
 
 
 def _toml_string(text: str) -> str:
-    return "'" + text + "'" if "'" not in text else '"' + text.replace("\\", "\\\\") + '"'
+    return (
+        "'" + text + "'" if "'" not in text else '"' + text.replace("\\", "\\\\") + '"'
+    )
 
 
 # --- subcommands ---------------------------------------------------------------------

@@ -140,7 +140,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # step-NNNNNN.pt files kept
     val_max_recordings: int = 64  # 0 = the whole validation split
     max_bad_steps: int = 20  # non-finite losses in a row before the run stops
-    time_limit_min: float = 0.0  # stop (evaluate, save) after this many minutes; 0 = none
+    time_limit_min: float = (
+        0.0  # stop (evaluate, save) after this many minutes; 0 = none
+    )
     cpu_threads: int = 0  # torch threads on CPU; 0 = torch's default (all cores)
     seed: int = 1234
 
@@ -242,7 +244,10 @@ MODEL_TABLES = ("audio", "frontend", "model")
 
 def default_config_path() -> Path | None:
     """drumtx.toml in the working directory, else the one beside the package, if any."""
-    for candidate in (Path.cwd() / "drumtx.toml", Path(__file__).parent.parent / "drumtx.toml"):
+    for candidate in (
+        Path.cwd() / "drumtx.toml",
+        Path(__file__).parent.parent / "drumtx.toml",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -305,7 +310,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     except tomllib.TOMLDecodeError:
         value = value_text.strip()  # bare words (paths, names) are taken as strings
     except RecursionError:  # tomllib recurses once per nesting level
-        raise ConfigError(f"--set {name.strip()}: the value is nested too deeply") from None
+        raise ConfigError(
+            f"--set {name.strip()}: the value is nested too deeply"
+        ) from None
     _check_key(table, key, source="--set")
     return table, key, value
 
@@ -331,7 +338,9 @@ def _check_tables(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]
     tables: dict[str, dict[str, Any]] = {}
     for table, values in raw.items():
         if table not in TABLES:
-            raise ConfigError(f"unknown table [{table}] in {source}" + _suggest(table, TABLES))
+            raise ConfigError(
+                f"unknown table [{table}] in {source}" + _suggest(table, TABLES)
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"[{table}] in {source} must be a table, got {values!r}")
         for key in values:
@@ -342,7 +351,9 @@ def _check_tables(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]
 
 def _check_key(table: str, key: str, source: str) -> None:
     if table not in TABLES:
-        raise ConfigError(f"unknown table [{table}] in {source}" + _suggest(table, TABLES))
+        raise ConfigError(
+            f"unknown table [{table}] in {source}" + _suggest(table, TABLES)
+        )
     keys = [f.name for f in dataclasses.fields(TABLES[table]())]
     if key not in keys:
         raise ConfigError(
@@ -361,7 +372,9 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+    if isinstance(value, expected) and not (
+        expected is int and isinstance(value, bool)
+    ):
         return value
     raise ConfigError(
         f"{name} must be of type {expected.__name__}, got {value!r} "
@@ -371,7 +384,9 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
-        raise ConfigError(f"{name} = {value!r} is out of range; expected {low} to {high}")
+        raise ConfigError(
+            f"{name} = {value!r} is out of range; expected {low} to {high}"
+        )
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:

@@ -43,7 +43,9 @@ class CropDataset(torch.utils.data.IterableDataset):
     audio (N,) float32; onset, velocity and mask (T, C) float32 with T = n_frames(N).
     """
 
-    def __init__(self, spec: CropSpec, data_cfg: DataConfig, store: Store | None = None):
+    def __init__(
+        self, spec: CropSpec, data_cfg: DataConfig, store: Store | None = None
+    ):
         super().__init__()
         self.spec = spec
         self.data_cfg = data_cfg
@@ -100,7 +102,9 @@ class BlockSampler:
             )
         self.hit_rec = store.hits["recording"]
 
-    def crops_from_block(self, rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
+    def crops_from_block(
+        self, rng: np.random.Generator
+    ) -> list[tuple[np.ndarray, ...]]:
         start = int(rng.integers(0, max(1, self.total - self.block_samples + 1)))
         stop = min(self.total, start + self.block_samples)
         block = np.asarray(self.store.audio[start:stop])  # one sequential read
@@ -121,11 +125,18 @@ class BlockSampler:
         crops = []
         for _ in range(self.data_cfg.crops_per_block):
             j = int(rng.choice(len(recs), p=weights / weights.sum()))
-            crops.append(self._crop(int(recs[j]), int(lo[j]), int(hi[j]), start, block, rng))
+            crops.append(
+                self._crop(int(recs[j]), int(lo[j]), int(hi[j]), start, block, rng)
+            )
         return crops
 
     def _crop(
-        self, rec: int, lo: int, hi: int, block_start: int, block: np.ndarray,
+        self,
+        rec: int,
+        lo: int,
+        hi: int,
+        block_start: int,
+        block: np.ndarray,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, ...]:
         n = self.spec.crop_samples
@@ -150,8 +161,12 @@ class BlockSampler:
 
 
 def make_targets(
-    frames: np.ndarray, classes: np.ndarray, hit_velocity: np.ndarray,
-    n_t: int, n_classes: int, widen: int = 0,
+    frames: np.ndarray,
+    classes: np.ndarray,
+    hit_velocity: np.ndarray,
+    n_t: int,
+    n_classes: int,
+    widen: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Onset roll (1 at the onset frame, 0.5 within +-widen), velocity roll and its mask."""
     onset = np.zeros((n_t, n_classes), dtype=np.float32)
@@ -168,7 +183,9 @@ def make_targets(
     return onset, velocity, mask
 
 
-def mix_crops(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+def mix_crops(
+    a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
     """Sum two crops (two kits playing at once); targets are the union."""
     audio = 0.5 * (a[0] + b[0])
     onset = np.maximum(a[1], b[1])
@@ -237,7 +254,9 @@ class Augmenter:
         noise = np.fft.irfft(spectrum, n=len(audio))
         rms_signal = np.sqrt(np.mean(audio**2)) + 1e-6
         snr_db = rng.uniform(20, 50)
-        noise *= rms_signal / (np.sqrt(np.mean(noise**2)) + 1e-12) * 10 ** (-snr_db / 20)
+        noise *= (
+            rms_signal / (np.sqrt(np.mean(noise**2)) + 1e-12) * 10 ** (-snr_db / 20)
+        )
         return (audio + noise).astype(np.float32)
 
 
@@ -255,7 +274,13 @@ def open_store(cfg: Config, split_dir: Path) -> Store:
 
 
 def make_loader(
-    cfg: Config, split_dir: Path, n_classes: int, *, seed: int, rank: int, world_size: int,
+    cfg: Config,
+    split_dir: Path,
+    n_classes: int,
+    *,
+    seed: int,
+    rank: int,
+    world_size: int,
     pin_memory: bool,
 ) -> torch.utils.data.DataLoader:
     spec = CropSpec(
@@ -286,5 +311,6 @@ def audio_hours(n_samples: int, sample_rate: int) -> float:
 
 
 def crop_frames(cfg: Config) -> int:
-    return n_frames(int(round(cfg.data.crop_sec * cfg.audio.sample_rate)), cfg.hop_length)
-
+    return n_frames(
+        int(round(cfg.data.crop_sec * cfg.audio.sample_rate)), cfg.hop_length
+    )

@@ -29,13 +29,26 @@ def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
     tables["storage"] = {"data_root": str(demo_dir.resolve())}
     tables["model"] = {**tables["model"], "preset": "tiny"}
     tables["data"] = {
-        **tables["data"], "max_recordings": 0, "crop_sec": 4.0, "num_workers": 1,
-        "block_mb": 2.0, "crops_per_block": 8, "shuffle_blocks": 4,
+        **tables["data"],
+        "max_recordings": 0,
+        "crop_sec": 4.0,
+        "num_workers": 1,
+        "block_mb": 2.0,
+        "crops_per_block": 8,
+        "shuffle_blocks": 4,
     }
     tables["train"] = {
-        **tables["train"], "device": "cpu", "batch_size": 16, "max_steps": 100_000,
-        "warmup_steps": 50, "lr": 3e-3, "eval_every": 250, "log_every": 25,
-        "val_max_recordings": 12, "time_limit_min": minutes, "keep_checkpoints": 1,
+        **tables["train"],
+        "device": "cpu",
+        "batch_size": 16,
+        "max_steps": 100_000,
+        "warmup_steps": 50,
+        "lr": 3e-3,
+        "eval_every": 250,
+        "log_every": 25,
+        "val_max_recordings": 12,
+        "time_limit_min": minutes,
+        "keep_checkpoints": 1,
         "cpu_threads": 1,  # the loader worker takes the other core
     }
     tables["transcribe"] = {**tables["transcribe"], "device": "cpu"}
@@ -57,7 +70,11 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
     _stage(console, 1, "make a dataset: generated grooves through 6 synthesised kits")
     if not (roots.egmd_dir / "e-gmd-v1.0.0.csv").exists():
         make_dataset(
-            demo_dir, midi_dir=None, kits=DEMO_KITS, limit=DEMO_PERFORMANCES, seed=0,
+            demo_dir,
+            midi_dir=None,
+            kits=DEMO_KITS,
+            limit=DEMO_PERFORMANCES,
+            seed=0,
             max_sec=30.0,
         )
     else:
@@ -68,7 +85,11 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
 
     _stage(console, 3, "preprocess")
     status = run_preprocess(
-        cfg, splits=["train", "validation", "test"], limit=None, workers=2, allow_skips=True
+        cfg,
+        splits=["train", "validation", "test"],
+        limit=None,
+        workers=2,
+        allow_skips=True,
     )
     if status != 0:
         raise DrumtxError("preprocess failed in the demo", hint="see the lines above")
@@ -80,12 +101,19 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
     else:
         _train(cfg, console)
 
-    _stage(console, 5, "evaluate on the test split (tune thresholds on validation first)")
+    _stage(
+        console, 5, "evaluate on the test split (tune thresholds on validation first)"
+    )
     from drumtx.evaluate import run_evaluate
 
     run_evaluate(
-        cfg, checkpoint=best, split="test", as_json=False, tune_thresholds=True,
-        limit=None, device="cpu",
+        cfg,
+        checkpoint=best,
+        split="test",
+        as_json=False,
+        tune_thresholds=True,
+        limit=None,
+        device="cpu",
     )
 
     _stage(console, 6, "transcribe a held-out clip (test split, never trained on)")
@@ -94,8 +122,10 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
     console.print(f"  dataset:      {roots.egmd_dir}")
     console.print(f"  store:        {roots.processed_dir}")
     console.print(f"  model:        {best}")
-    console.print(f"  logs:         {roots.log_dir / DEMO_RUN}  "
-                  f"(tensorboard --logdir {roots.log_dir})")
+    console.print(
+        f"  logs:         {roots.log_dir / DEMO_RUN}  "
+        f"(tensorboard --logdir {roots.log_dir})"
+    )
     console.print(f"  transcribed:  {clip} -> {out}")
     return 0
 
@@ -115,13 +145,17 @@ def _train(cfg: Config, console: Console) -> None:
         raise DrumtxError(f"training stopped with exit code {status}")
 
 
-def _transcribe_clip(cfg: Config, roots, best: Path, demo_dir: Path) -> tuple[Path, Path]:
+def _transcribe_clip(
+    cfg: Config, roots, best: Path, demo_dir: Path
+) -> tuple[Path, Path]:
     """Copy the first test-split recording out and transcribe it like a user would."""
     from drumtx.cli import build_parser
     from drumtx.egmd import egmd_csv_path, read_egmd_csv
     from drumtx.transcribe import run_transcribe
 
-    test = [r for r in read_egmd_csv(egmd_csv_path(roots.egmd_dir)) if r.split == "test"]
+    test = [
+        r for r in read_egmd_csv(egmd_csv_path(roots.egmd_dir)) if r.split == "test"
+    ]
     if not test:
         raise DrumtxError("the demo dataset has no test split recording")
     out_dir = demo_dir / "transcriptions"
@@ -129,8 +163,16 @@ def _transcribe_clip(cfg: Config, roots, best: Path, demo_dir: Path) -> tuple[Pa
     clip = out_dir / Path(test[0].audio_filename).name
     shutil.copyfile(roots.egmd_dir / test[0].audio_filename, clip)
     args = build_parser().parse_args(
-        ["transcribe", str(clip), "--checkpoint", str(best), "-f", "all", "--overwrite",
-         "--no-progress"]
+        [
+            "transcribe",
+            str(clip),
+            "--checkpoint",
+            str(best),
+            "-f",
+            "all",
+            "--overwrite",
+            "--no-progress",
+        ]
     )
     run_transcribe(dataclasses.replace(cfg), args)
     return clip, clip.with_name(clip.stem + ".drums.mid")

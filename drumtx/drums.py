@@ -145,10 +145,13 @@ def output_notes(vocab: Vocab, drum_map: str | Path = "gm") -> tuple[int, ...]:
             hint="use --drum-map gm, or a TOML file with lines like KD = 36",
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ConfigError(f"drum map {path} is not a readable TOML file: {exc}") from None
+        raise ConfigError(
+            f"drum map {path} is not a readable TOML file: {exc}"
+        ) from None
     except RecursionError:  # tomllib recurses once per nesting level
-        raise ConfigError(f"drum map {path} is not a readable TOML file: nested too "
-                          "deeply") from None
+        raise ConfigError(
+            f"drum map {path} is not a readable TOML file: nested too deeply"
+        ) from None
     notes = list(vocab.gm_notes)
     for code, note in table.items():
         index = vocab.index(code)

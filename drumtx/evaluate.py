@@ -45,8 +45,14 @@ THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def run_evaluate(
-    cfg: Config, *, checkpoint: Path | None, split: str, as_json: bool,
-    tune_thresholds: bool, limit: int | None, device: str | None,
+    cfg: Config,
+    *,
+    checkpoint: Path | None,
+    split: str,
+    as_json: bool,
+    tune_thresholds: bool,
+    limit: int | None,
+    device: str | None,
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     path = find_model(cfg, checkpoint)
@@ -64,7 +70,9 @@ def run_evaluate(
         loaded.thresholds = tuned
         console.print(f"tuned thresholds on validation, stored in {path}: {tuned}")
     store = load_store(roots.processed_dir / split, loaded.cfg)
-    results = evaluate_store(loaded, store, _indices(store, limit), class_thresholds(loaded))
+    results = evaluate_store(
+        loaded, store, _indices(store, limit), class_thresholds(loaded)
+    )
     results.update(checkpoint=str(path), split=split)
     if as_json:
         print(json.dumps(results, indent=1))
@@ -97,7 +105,9 @@ def evaluate_store(
     per_kit: dict[str, list] = defaultdict(list)
     all_ref, all_est = [], []
     for index, onset, velocity, ref in activations(loaded, store, indices):
-        est = pick_onsets(onset, velocity, fps, thresholds, loaded.cfg.decode.min_gap_sec)
+        est = pick_onsets(
+            onset, velocity, fps, thresholds, loaded.cfg.decode.min_gap_sec
+        )
         counts = match_onsets(ref, est, vocab.n_classes)
         totals = _add(totals, counts)
         kit = store.recordings[index].get("kit", "?")
@@ -147,8 +157,9 @@ def tune(loaded: LoadedModel, store, indices: Sequence[int]) -> dict[str, float]
         if n_ref < MIN_TUNING_HITS:
             best[code] = defaults[c]
             continue
-        scores = np.array([_class_f1(cached, c, t, vocab.n_classes, fps, gap)
-                           for t in THRESHOLD_GRID])
+        scores = np.array(
+            [_class_f1(cached, c, t, vocab.n_classes, fps, gap) for t in THRESHOLD_GRID]
+        )
         near_best = np.flatnonzero(scores >= scores.max() - F1_TOLERANCE)
         pick = near_best[np.argmin(np.abs(THRESHOLD_GRID[near_best] - defaults[c]))]
         best[code] = float(THRESHOLD_GRID[pick])
@@ -160,8 +171,9 @@ def _class_f1(cached, c: int, threshold: float, n_classes: int, fps: int, gap: f
     thresholds[c] = float(threshold)
     total = None
     for _, onset, velocity, ref in cached:
-        counts = match_onsets(ref, pick_onsets(onset, velocity, fps, thresholds, gap),
-                              n_classes)[c]
+        counts = match_onsets(
+            ref, pick_onsets(onset, velocity, fps, thresholds, gap), n_classes
+        )[c]
         total = counts if total is None else total + counts
     return total.f1 if total is not None else 0.0
 
@@ -170,27 +182,48 @@ def store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
     """Rewrite the checkpoint (atomically) with the tuned thresholds added."""
     state = load_checkpoint(path)
     state["thresholds"] = thresholds
-    save_checkpoint(path, {k: v for k, v in state.items() if k not in ("format", "version")})
+    save_checkpoint(
+        path, {k: v for k, v in state.items() if k not in ("format", "version")}
+    )
 
 
 def print_results(results: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"onset F1 (+-50 ms), {results['split']} split, "
-                  f"{results['n_recordings']} recordings")
-    for column in ("class", "precision", "recall", "F1", "ref hits", "est hits", "threshold"):
+    table = Table(
+        title=f"onset F1 (+-50 ms), {results['split']} split, "
+        f"{results['n_recordings']} recordings"
+    )
+    for column in (
+        "class",
+        "precision",
+        "recall",
+        "F1",
+        "ref hits",
+        "est hits",
+        "threshold",
+    ):
         table.add_column(column, justify="right" if column != "class" else "left")
     for code, row in results["classes"].items():
         table.add_row(
-            code, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-            str(row["n_ref"]), str(row["n_est"]), f"{results['thresholds'][code]:.2f}",
+            code,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["n_ref"]),
+            str(row["n_est"]),
+            f"{results['thresholds'][code]:.2f}",
         )
     console.print(table)
-    console.print(f"micro F1 {results['micro_f1']:.3f}   macro F1 {results['macro_f1']:.3f}"
-                  f"   velocity F1 {results['velocity_f1']['f1']:.3f}")
+    console.print(
+        f"micro F1 {results['micro_f1']:.3f}   macro F1 {results['macro_f1']:.3f}"
+        f"   velocity F1 {results['velocity_f1']['f1']:.3f}"
+    )
     if "adtof5" in results:
         reduced = results["adtof5"]
         per = "  ".join(f"{c} {r['f1']:.3f}" for c, r in reduced["classes"].items())
-        console.print(f"adtof5: micro F1 {reduced['micro_f1']:.3f}  macro F1 "
-                      f"{reduced['macro_f1']:.3f}   {per}")
+        console.print(
+            f"adtof5: micro F1 {reduced['micro_f1']:.3f}  macro F1 "
+            f"{reduced['macro_f1']:.3f}   {per}"
+        )
     kits = "  ".join(f"{k}: {v:.3f}" for k, v in results["per_kit"].items())
     console.print(f"micro F1 per kit: {kits}")
     console.print(f"checkpoint: {results['checkpoint']}")

@@ -130,7 +130,9 @@ def stream_file(
     return total_out, chunks()
 
 
-def array_chunks(audio: np.ndarray, chunk_samples: int = 1 << 20) -> Iterator[np.ndarray]:
+def array_chunks(
+    audio: np.ndarray, chunk_samples: int = 1 << 20
+) -> Iterator[np.ndarray]:
     """Chunks of an in-memory (or memory-mapped) array, as float32 in [-1, 1]."""
     scale = 1 / 32768 if audio.dtype == np.int16 else 1.0
     for start in range(0, len(audio), chunk_samples):
@@ -141,7 +143,11 @@ def array_chunks(audio: np.ndarray, chunk_samples: int = 1 << 20) -> Iterator[np
 
 
 def iter_segments(
-    chunks: Iterable[np.ndarray], n_samples: int, hop: int, seg_frames: int, ctx_frames: int
+    chunks: Iterable[np.ndarray],
+    n_samples: int,
+    hop: int,
+    seg_frames: int,
+    ctx_frames: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first global frame, samples) of each segment; segment k's core is frames
     [k*seg, (k+1)*seg), its window adds ``ctx_frames`` on each side (zeros past the ends).
@@ -227,7 +233,9 @@ def segment_options(cfg: Config) -> dict[str, float | int]:
     """[transcribe] segmenting, so validation and evaluate score what transcribe does."""
     t = cfg.transcribe
     return {
-        "segment_sec": t.segment_sec, "overlap_sec": t.overlap_sec, "batch_size": t.batch_size
+        "segment_sec": t.segment_sec,
+        "overlap_sec": t.overlap_sec,
+        "batch_size": t.batch_size,
     }
 
 
@@ -250,7 +258,11 @@ def transcribe_array(
         batch_size=batch_size,
     )
     return pick_onsets(
-        onset, velocity, loaded.cfg.frontend.fps, thresholds, loaded.cfg.decode.min_gap_sec
+        onset,
+        velocity,
+        loaded.cfg.frontend.fps,
+        thresholds,
+        loaded.cfg.decode.min_gap_sec,
     )
 
 
@@ -263,7 +275,12 @@ def reference_hits(store, index: int) -> list[Hit]:
 
     rate = store.manifest["sample_rate"]
     return [
-        Hit(float(h["sample"]) / rate, int(h["class"]), int(h["velocity"]), int(h["pitch"]))
+        Hit(
+            float(h["sample"]) / rate,
+            int(h["class"]),
+            int(h["velocity"]),
+            int(h["pitch"]),
+        )
         for h in recording_hits(store, index)
     ]
 
@@ -295,7 +312,10 @@ def score_store(
             loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
         )
         est = pick_onsets(
-            onset, velocity, loaded.cfg.frontend.fps, thresholds,
+            onset,
+            velocity,
+            loaded.cfg.frontend.fps,
+            thresholds,
             loaded.cfg.decode.min_gap_sec,
         )
         ref = reference_hits(store, index)

@@ -75,7 +75,9 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
         read=("processed_dir",),
         write=("checkpoint_dir", "log_dir"),
         create=("checkpoint_dir", "log_dir"),
-        need_bytes={"checkpoint_dir": (cfg.train.keep_checkpoints + 3) * CHECKPOINT_BYTES_GUESS},
+        need_bytes={
+            "checkpoint_dir": (cfg.train.keep_checkpoints + 3) * CHECKPOINT_BYTES_GUESS
+        },
     )
     run_name = agree_on_run_name(run_name, dist)
     run_dir, log_dir = roots.checkpoint_dir / run_name, roots.log_dir / run_name
@@ -112,7 +114,9 @@ def agree_on_run_name(run_name: str | None, dist: Dist) -> str:
         torch.distributed.broadcast_object_list(box, src=0)
         name = box[0]
     if not name or "/" in name or name in (".", ".."):
-        raise ConfigError(f"--run {name!r} is not a usable run name", hint="e.g. --run base-1")
+        raise ConfigError(
+            f"--run {name!r} is not a usable run name", hint="e.g. --run base-1"
+        )
     return name
 
 
@@ -144,7 +148,9 @@ def lr_at(step: int, cfg: Config) -> float:
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
     progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
-    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (
+        1 + math.cos(math.pi * min(progress, 1.0))
+    )
 
 
 def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
@@ -158,7 +164,11 @@ def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
 
 
 def train(
-    cfg: Config, roots: Roots, run_dir: Path, log_dir: Path, resume_path: Path | None,
+    cfg: Config,
+    roots: Roots,
+    run_dir: Path,
+    log_dir: Path,
+    resume_path: Path | None,
     dist: Dist,
 ) -> int:
     # 1. Build. On resume the model-shaping config comes from the checkpoint.
@@ -193,21 +203,34 @@ def train(
 
     # Crops are seeded by (seed, step, rank, worker): a resumed run draws fresh ones.
     loader = make_loader(
-        cfg, roots.processed_dir / "train", vocab.n_classes,
-        seed=cfg.train.seed + 7919 * state.step, rank=dist.rank,
-        world_size=dist.world_size, pin_memory=device.type == "cuda",
+        cfg,
+        roots.processed_dir / "train",
+        vocab.n_classes,
+        seed=cfg.train.seed + 7919 * state.step,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        pin_memory=device.type == "cuda",
     )
     val_store = open_store(cfg, roots.processed_dir / "validation")
-    val_indices = pick_val_indices(len(val_store.recordings), cfg.train.val_max_recordings)
+    val_indices = pick_val_indices(
+        len(val_store.recordings), cfg.train.val_max_recordings
+    )
     writer = open_writer(cfg, log_dir, run_dir, dist)
     progress = Progress(cfg, dist, start_step=state.step)
-    hours_per_step = audio_hours(
-        int(cfg.data.crop_sec * cfg.audio.sample_rate), cfg.audio.sample_rate
-    ) * cfg.train.batch_size * cfg.train.accum_steps * dist.world_size
+    hours_per_step = (
+        audio_hours(
+            int(cfg.data.crop_sec * cfg.audio.sample_rate), cfg.audio.sample_rate
+        )
+        * cfg.train.batch_size
+        * cfg.train.accum_steps
+        * dist.world_size
+    )
     autocast = (
         torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
     )
-    pos_weight = torch.full((vocab.n_classes,), cfg.train.onset_pos_weight, device=device)
+    pos_weight = torch.full(
+        (vocab.n_classes,), cfg.train.onset_pos_weight, device=device
+    )
 
     # 3. The loop.
     batches = iter(loader)
@@ -224,7 +247,9 @@ def train(
             last_step = step == cfg.train.max_steps or out_of_time(cfg, t_start, dist)
             is_eval = (step % cfg.train.eval_every == 0 or last_step) and step > 0
             if is_eval and dist.is_main:
-                loaded = LoadedModel(raw_model, frontend, cfg, vocab, {}, "training", device)
+                loaded = LoadedModel(
+                    raw_model, frontend, cfg, vocab, {}, "training", device
+                )
                 raw_model.eval()
                 metrics = score_store(loaded, val_store, val_indices)
                 raw_model.train()
@@ -232,7 +257,9 @@ def train(
                 improved = metrics["micro_f1"] > state.best_f1
                 state.best_f1 = max(state.best_f1, metrics["micro_f1"])
                 state.history.append({"step": step, "micro_f1": metrics["micro_f1"]})
-                save_all(cfg, run_dir, raw_model, optimizer, scaler, state, improved, dist)
+                save_all(
+                    cfg, run_dir, raw_model, optimizer, scaler, state, improved, dist
+                )
                 progress.note(
                     f"step {step}: val micro-F1 {metrics['micro_f1']:.3f}"
                     f" (best {state.best_f1:.3f})"
@@ -249,20 +276,29 @@ def train(
                 audio, onset, velocity, mask = next(batches)
                 wait_sec += time.perf_counter() - t0
                 if dist.enabled and state.step == start_step and micro == 0:
-                    print(f"rank {dist.rank}: first batch checksum "
-                          f"{float(audio.double().abs().sum()):.6f}", flush=True)
+                    print(
+                        f"rank {dist.rank}: first batch checksum "
+                        f"{float(audio.double().abs().sum()):.6f}",
+                        flush=True,
+                    )
                 audio = audio.to(device, non_blocking=True)  # (B, N)
                 onset, velocity, mask = (
                     t.to(device, non_blocking=True) for t in (onset, velocity, mask)
                 )
                 # DDP syncs gradients only on the last micro-step of an optimizer step.
                 sync = micro == cfg.train.accum_steps - 1
-                no_sync = model.no_sync() if dist.enabled and not sync else contextlib.nullcontext()
+                no_sync = (
+                    model.no_sync()
+                    if dist.enabled and not sync
+                    else contextlib.nullcontext()
+                )
                 with no_sync:
                     feats = frontend(audio)  # (B, T, n_mels), fp32 with autocast off
                     with autocast:
                         logits, vel_pred = model(feats)  # (B, T, C) each
-                    loss = compute_loss(logits, vel_pred, onset, velocity, mask, pos_weight, cfg)
+                    loss = compute_loss(
+                        logits, vel_pred, onset, velocity, mask, pos_weight, cfg
+                    )
                     scaler.scale(loss / cfg.train.accum_steps).backward()
                 step_loss += loss.detach() / cfg.train.accum_steps
 
@@ -294,7 +330,9 @@ def train(
                     "train/loss": step_loss.item() if finite else float("nan"),
                     "train/lr": lr,
                     "train/grad_norm": float(grad_norm),
-                    "train/audio_hours_per_sec": hours_per_step * n / max(elapsed, 1e-9),
+                    "train/audio_hours_per_sec": hours_per_step
+                    * n
+                    / max(elapsed, 1e-9),
                     "train/data_wait_fraction": min(1.0, wait_sec / max(elapsed, 1e-9)),
                 }
                 wait_sec = 0.0
@@ -323,21 +361,30 @@ def out_of_time(cfg: Config, t_start: float, dist: Dist) -> bool:
     """train.time_limit_min reached; every rank agrees (rank 0's clock decides)."""
     if cfg.train.time_limit_min <= 0:
         return False
-    flag = torch.tensor(float(time.monotonic() - t_start > 60 * cfg.train.time_limit_min))
+    flag = torch.tensor(
+        float(time.monotonic() - t_start > 60 * cfg.train.time_limit_min)
+    )
     if dist.enabled:
         torch.distributed.broadcast(flag.to(dist_device(dist)), src=0)
     return bool(flag.item())
 
 
 def dist_device(dist: Dist) -> torch.device:
-    return torch.device("cuda", dist.local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    return (
+        torch.device("cuda", dist.local_rank)
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
 
 
 def with_model_tables(cfg: Config, saved: dict[str, Any]) -> Config:
     tables = cfg.to_dict()
     for name in MODEL_TABLES:
         tables[name] = saved.get(name, tables[name])
-    tables["data"] = {**tables["data"], "vocab": saved.get("data", {}).get("vocab", "roland9")}
+    tables["data"] = {
+        **tables["data"],
+        "vocab": saved.get("data", {}).get("vocab", "roland9"),
+    }
     return config_from_dict(tables)
 
 
@@ -348,7 +395,9 @@ def train_device(cfg: Config, dist: Dist) -> torch.device:
     return device
 
 
-def make_optimizer(model: torch.nn.Module, cfg: Config, fused: bool) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, cfg: Config, fused: bool
+) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases and norm parameters (1-d tensors)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -360,8 +409,13 @@ def make_optimizer(model: torch.nn.Module, cfg: Config, fused: bool) -> torch.op
 
 
 def compute_loss(
-    logits: torch.Tensor, vel_pred: torch.Tensor, onset: torch.Tensor,
-    velocity: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor, cfg: Config,
+    logits: torch.Tensor,
+    vel_pred: torch.Tensor,
+    onset: torch.Tensor,
+    velocity: torch.Tensor,
+    mask: torch.Tensor,
+    pos_weight: torch.Tensor,
+    cfg: Config,
 ) -> torch.Tensor:
     """Class-weighted onset BCE plus velocity MSE on onset frames only."""
     onset_loss = F.binary_cross_entropy_with_logits(
@@ -389,8 +443,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def restore(
-    saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, state: TrainState,
+    saved: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    state: TrainState,
 ) -> None:
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
@@ -409,8 +466,14 @@ def restore(
 
 
 def save_all(
-    cfg: Config, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, state: TrainState, improved: bool, dist: Dist,
+    cfg: Config,
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    state: TrainState,
+    improved: bool,
+    dist: Dist,
 ) -> None:
     """step-NNNNNN.pt, last.pt, and best.pt on improvement; rank 0 alone writes."""
     if not dist.is_main:

@@ -50,11 +50,14 @@ def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
     overrides, global_threshold = parse_thresholds(args.threshold)
     if not args.inputs:
         raise ConfigError(
-            "no input given", hint="python -m drumtx transcribe song.wav [more files or dirs]"
+            "no input given",
+            hint="python -m drumtx transcribe song.wav [more files or dirs]",
         )
     jobs = plan_jobs(args.inputs, args.out_dir, args.recursive)
     refuse_raw_outputs(cfg, jobs)
-    check_outputs(jobs, formats, overwrite=args.overwrite, skip_existing=args.skip_existing)
+    check_outputs(
+        jobs, formats, overwrite=args.overwrite, skip_existing=args.skip_existing
+    )
 
     import torch
 
@@ -68,7 +71,11 @@ def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
     if global_threshold is not None:
         overrides = {**{c: global_threshold for c in loaded.vocab.codes}, **overrides}
     thresholds = class_thresholds(loaded, overrides)
-    dtype = "bf16/fp16 autocast" if device.type == "cuda" else str(torch.get_default_dtype())
+    dtype = (
+        "bf16/fp16 autocast"
+        if device.type == "cuda"
+        else str(torch.get_default_dtype())
+    )
     console.print(
         f"model: {escape(str(checkpoint))} ({loaded.cfg.model.preset}, "
         f"{loaded.vocab.name})  device: {device}  dtype: {dtype}"
@@ -81,8 +88,10 @@ def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
             for path in job.outputs:
                 console.print(f"wrote {escape(str(path))}")
             if job.status == "failed":
-                console.print(f"[red]failed[/] {escape(str(job.input_path))}: "
-                              f"{escape(job.reason)}")
+                console.print(
+                    f"[red]failed[/] {escape(str(job.input_path))}: "
+                    f"{escape(job.reason)}"
+                )
             advance()
     return report(jobs, console, as_json=args.json)
 
@@ -124,7 +133,8 @@ def parse_velocity(text: str) -> int | None:
     if kind == "fixed" and number.isdigit() and 1 <= int(number) <= 127:
         return int(number)
     raise ConfigError(
-        f"--velocity {text!r} is not understood", hint="use predicted or fixed:N, N in 1..127"
+        f"--velocity {text!r} is not understood",
+        hint="use predicted or fixed:N, N in 1..127",
     )
 
 
@@ -158,7 +168,8 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
         if given.is_dir():
             pattern = "**/*" if recursive else "*"
             found = sorted(
-                p for p in given.glob(pattern)
+                p
+                for p in given.glob(pattern)
                 if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
             )
             for path in found:
@@ -220,7 +231,9 @@ def check_outputs(
                 job.status, job.reason = "skipped", "output exists"
             else:
                 job.status = "failed"
-                job.reason = f"{existing[0]} exists (use --overwrite or --skip-existing)"
+                job.reason = (
+                    f"{existing[0]} exists (use --overwrite or --skip-existing)"
+                )
 
 
 def find_model(cfg: Config, checkpoint: Path | None) -> Path:
@@ -246,7 +259,9 @@ def find_model(cfg: Config, checkpoint: Path | None) -> Path:
     )
 
 
-def transcribe_job(job, loaded, cfg, thresholds, notes, velocity_fixed, formats) -> None:
+def transcribe_job(
+    job, loaded, cfg, thresholds, notes, velocity_fixed, formats
+) -> None:
     from drumtx.decode import pick_onsets
     from drumtx.inference import predict_activations, stream_file
 
@@ -254,11 +269,18 @@ def transcribe_job(job, loaded, cfg, thresholds, notes, velocity_fixed, formats)
     try:
         n_samples, chunks = stream_file(job.input_path, loaded.cfg.audio.sample_rate)
         onset, velocity = predict_activations(
-            loaded, chunks, n_samples, segment_sec=t.segment_sec,
-            overlap_sec=t.overlap_sec, batch_size=t.batch_size,
+            loaded,
+            chunks,
+            n_samples,
+            segment_sec=t.segment_sec,
+            overlap_sec=t.overlap_sec,
+            batch_size=t.batch_size,
         )
         hits = pick_onsets(
-            onset, velocity, loaded.cfg.frontend.fps, thresholds,
+            onset,
+            velocity,
+            loaded.cfg.frontend.fps,
+            thresholds,
             loaded.cfg.decode.min_gap_sec,
         )
         if velocity_fixed is not None:
@@ -268,7 +290,10 @@ def transcribe_job(job, loaded, cfg, thresholds, notes, velocity_fixed, formats)
     except DrumtxError as exc:
         job.status, job.reason = "failed", exc.message
     except OSError as exc:
-        job.status, job.reason = "failed", f"{exc.strerror or exc} ({exc.filename or ''})"
+        job.status, job.reason = (
+            "failed",
+            f"{exc.strerror or exc} ({exc.filename or ''})",
+        )
 
 
 def write_outputs(job, hits, vocab, notes, note_sec, formats) -> list[Path]:
@@ -294,7 +319,10 @@ def write_outputs(job, hits, vocab, notes, note_sec, formats) -> list[Path]:
             write_midi(path, midi_notes, note_sec=note_sec)
         elif fmt == "csv":
             lines = ["time_sec,class,note,velocity"]
-            lines += [f"{r['time_sec']:.6f},{r['class']},{r['note']},{r['velocity']}" for r in rows]
+            lines += [
+                f"{r['time_sec']:.6f},{r['class']},{r['note']},{r['velocity']}"
+                for r in rows
+            ]
             atomic_write_text(path, "\n".join(lines) + "\n")
         else:
             atomic_write_text(path, json.dumps({"hits": rows}, indent=1) + "\n")
@@ -310,16 +338,30 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
         f"transcribed {len(done)}, skipped {len(skipped)}, failed {len(failed)}"
     )
     for job in skipped + failed:
-        console.print(f"  {job.status}: {escape(str(job.input_path))}: {escape(job.reason)}")
+        console.print(
+            f"  {job.status}: {escape(str(job.input_path))}: {escape(job.reason)}"
+        )
     if as_json:
-        print(json.dumps({
-            "transcribed": len(done), "skipped": len(skipped), "failed": len(failed),
-            "inputs": [
-                {"input": str(j.input_path), "status": j.status, "reason": j.reason,
-                 "hits": j.n_hits, "outputs": [str(p) for p in j.outputs]}
-                for j in jobs
-            ],
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "transcribed": len(done),
+                    "skipped": len(skipped),
+                    "failed": len(failed),
+                    "inputs": [
+                        {
+                            "input": str(j.input_path),
+                            "status": j.status,
+                            "reason": j.reason,
+                            "hits": j.n_hits,
+                            "outputs": [str(p) for p in j.outputs],
+                        }
+                        for j in jobs
+                    ],
+                },
+                indent=1,
+            )
+        )
     return 1 if failed else 0
 
 

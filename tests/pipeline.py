@@ -38,18 +38,27 @@ def tiny_config(data_root: Path, *overrides: str) -> Config:
     )
 
 
-def build_store(data_root: Path, n_performances: int = 12, max_sec: float = 16.0) -> None:
+def build_store(
+    data_root: Path, n_performances: int = 12, max_sec: float = 16.0
+) -> None:
     """make-dataset (generated grooves x synth kits) then preprocess, all splits."""
     from drumtx.make_dataset import make_dataset
     from drumtx.preprocess import run_preprocess
 
     make_dataset(
-        data_root, midi_dir=None, kits=TEST_KITS, limit=n_performances, seed=0,
+        data_root,
+        midi_dir=None,
+        kits=TEST_KITS,
+        limit=n_performances,
+        seed=0,
         max_sec=max_sec,
     )
     cfg = tiny_config(data_root)
     status = run_preprocess(
-        cfg, splits=["train", "validation", "test"], limit=None, workers=2,
+        cfg,
+        splits=["train", "validation", "test"],
+        limit=None,
+        workers=2,
         allow_skips=False,
     )
     assert status == 0

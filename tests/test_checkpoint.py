@@ -22,7 +22,9 @@ MINIMAL = {"config": {}, "vocab": "roland9", "model": {"w": torch.ones(2)}}
 
 def test_round_trip(tmp_path):
     path = tmp_path / "last.pt"
-    save_checkpoint(path, {**MINIMAL, "step": 3, "rng": {"torch": torch.get_rng_state()}})
+    save_checkpoint(
+        path, {**MINIMAL, "step": 3, "rng": {"torch": torch.get_rng_state()}}
+    )
     state = load_checkpoint(path)
     assert state["step"] == 3 and torch.equal(state["model"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
@@ -41,7 +43,9 @@ class _Payload:
 def test_pickled_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({**MINIMAL, "format": "drumtx", "version": 1, "x": _Payload(str(marker))}, path)
+    torch.save(
+        {**MINIMAL, "format": "drumtx", "version": 1, "x": _Payload(str(marker))}, path
+    )
     with pytest.raises(CheckpointError, match="refused") as info:
         load_checkpoint(path)
     assert info.value.hint

@@ -34,7 +34,11 @@ def test_profile_then_override_precedence():
 
 def test_override_parses_toml_values_and_bare_strings():
     assert parse_override("train.lr=3e-4") == ("train", "lr", 3e-4)
-    assert parse_override("storage.data_root=/data/x") == ("storage", "data_root", "/data/x")
+    assert parse_override("storage.data_root=/data/x") == (
+        "storage",
+        "data_root",
+        "/data/x",
+    )
     assert parse_override("data.cache_in_ram=true")[2] is True
 
 
@@ -99,5 +103,7 @@ def test_help_does_not_import_torch():
     import sys
 
     code = "import sys; from drumtx.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"

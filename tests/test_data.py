@@ -48,9 +48,16 @@ def write_store(
     values.astype(np.int16).tofile(split_dir / "audio.i16")  # (n_samples,)
     offsets = np.cumsum([0, *lengths])[:-1]
     recordings = [
-        {"audio_path": f"r{r}.wav", "midi_path": f"r{r}.midi", "offset": int(o),
-         "length": int(n), "split": "train", "kit": "k", "style": "s",
-         "duration_sec": n / SAMPLE_RATE}
+        {
+            "audio_path": f"r{r}.wav",
+            "midi_path": f"r{r}.midi",
+            "offset": int(o),
+            "length": int(n),
+            "split": "train",
+            "kit": "k",
+            "style": "s",
+            "duration_sec": n / SAMPLE_RATE,
+        }
         for r, (o, n) in enumerate(zip(offsets, lengths))
     ]
     (split_dir / "recordings.json").write_text(json.dumps(recordings))
@@ -58,9 +65,14 @@ def write_store(
     table = np.array(rows, dtype=HITS_DTYPE)
     np.save(split_dir / "hits.npy", table)
     manifest = {
-        "format_version": 1, "sample_rate": SAMPLE_RATE, "vocab": "roland9",
-        "source_csv_sha256": "0" * 64, "n_recordings": len(lengths),
-        "n_hits": len(table), "n_samples": int(values.size), "skipped": [],
+        "format_version": 1,
+        "sample_rate": SAMPLE_RATE,
+        "vocab": "roland9",
+        "source_csv_sha256": "0" * 64,
+        "n_recordings": len(lengths),
+        "n_hits": len(table),
+        "n_samples": int(values.size),
+        "skipped": [],
     }
     (split_dir / "manifest.json").write_text(json.dumps(manifest))
     return split_dir
@@ -116,8 +128,11 @@ def expected_targets(
     keep = (rel >= 0) & (rel < valid)
     frames = np.array([round(x / HOP) for x in rel[keep]], dtype=np.int64)
     return make_targets(
-        frames, hits["class"][keep].astype(np.int64),
-        hits["velocity"][keep] / np.float32(127), n_frames(n_samples, HOP), N_CLASSES,
+        frames,
+        hits["class"][keep].astype(np.int64),
+        hits["velocity"][keep] / np.float32(127),
+        n_frames(n_samples, HOP),
+        N_CLASSES,
         widen,
     )
 
@@ -265,6 +280,7 @@ def same_crops(a: Sequence[tuple], b: Sequence[tuple]) -> bool:
 
 def test_same_seed_same_crops_other_rank_or_seed_other_crops(store_dir: Path) -> None:
     data_cfg = DataConfig(mix_prob=0.5, eq_prob=0.5, reverb_prob=0.5, noise_prob=0.5)
+
     def crops(spec: CropSpec) -> list[tuple[np.ndarray, ...]]:
         return first_crops(CropDataset(spec, data_cfg), 12)
 
@@ -282,8 +298,12 @@ def loader_config(data_root: Path, *overrides: str) -> Config:
         None,
         [
             f"storage.data_root='{data_root}'",
-            "data.crop_sec=0.5", "data.block_mb=0.1", "data.crops_per_block=4",
-            "data.shuffle_blocks=2", "train.batch_size=4", *overrides,
+            "data.crop_sec=0.5",
+            "data.block_mb=0.1",
+            "data.crops_per_block=4",
+            "data.shuffle_blocks=2",
+            "train.batch_size=4",
+            *overrides,
         ],
     )
 
@@ -315,7 +335,8 @@ def test_cache_in_ram_gives_the_memmap_crops(store_dir: Path, tmp_path: Path) ->
     mapped = loader_batches(loader_config(tmp_path, "data.num_workers=0"), store_dir, 3)
     cached = loader_batches(
         loader_config(tmp_path, "data.num_workers=0", "data.cache_in_ram=true"),
-        store_dir, 3,
+        store_dir,
+        3,
     )
     for a, b in zip(mapped, cached):
         assert all(torch.equal(x, y) for x, y in zip(a, b))

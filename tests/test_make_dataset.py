@@ -227,9 +227,23 @@ def test_cli_make_dataset(tmp_path: Path, capsys) -> None:
 
 def test_split_filter_and_kits_per_performance(tmp_path: Path) -> None:
     kits = ["synth:1", "synth:2", "synth:3"]
-    code = main(["make-dataset", str(tmp_path), "--limit", "10", "--kits", *kits,
-                 "--kits-per-performance", "2", "--splits", "train", "test",
-                 "--max-sec", "3"])
+    code = main(
+        [
+            "make-dataset",
+            str(tmp_path),
+            "--limit",
+            "10",
+            "--kits",
+            *kits,
+            "--kits-per-performance",
+            "2",
+            "--splits",
+            "train",
+            "test",
+            "--max-sec",
+            "3",
+        ]
+    )
     assert code == 0
     rows = egmd.read_egmd_csv(tmp_path / "e-gmd-v1.0.0" / "e-gmd-v1.0.0.csv")
     assert {r.split for r in rows} <= {"train", "test"}
@@ -239,5 +253,12 @@ def test_split_filter_and_kits_per_performance(tmp_path: Path) -> None:
     assert all(len(k) == 2 for k in per_performance.values())
     assert len(set().union(*per_performance.values())) == 3  # every kit gets used
     with pytest.raises(ConfigError, match="kits-per-performance"):
-        make_dataset(tmp_path / "x", midi_dir=None, kits=kits, limit=2, seed=0,
-                     max_sec=2.0, kits_per_performance=4)
+        make_dataset(
+            tmp_path / "x",
+            midi_dir=None,
+            kits=kits,
+            limit=2,
+            seed=0,
+            max_sec=2.0,
+            kits_per_performance=4,
+        )

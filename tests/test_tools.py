@@ -18,15 +18,20 @@ def run_tool(*argv: str, timeout_sec: float = 240) -> subprocess.CompletedProces
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("OUT", None)  # gpu_check writes $OUT/gpu_check.json when OUT is set
     return subprocess.run(
-        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True,
+        [sys.executable, *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout_sec,
     )
 
 
 def test_gpu_check_smoke(tmp_path: Path) -> None:
     json_path = tmp_path / "gpu_check.json"
-    result = run_tool("tools/gpu_check.py", "--smoke", "--device", "cpu",
-                      "--json", str(json_path))
+    result = run_tool(
+        "tools/gpu_check.py", "--smoke", "--device", "cpu", "--json", str(json_path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for title in ("a. fixed batch", "b. frontend", "c. throughput"):
         assert title in result.stdout
@@ -41,10 +46,29 @@ def test_gpu_check_smoke(tmp_path: Path) -> None:
 def test_bench_train_smoke(made_store: Path, tmp_path: Path) -> None:
     json_path = tmp_path / "bench.json"
     result = run_tool(
-        "tools/bench_train.py", "--data-root", str(made_store), "--presets", "tiny",
-        "--batch-size", "2", "--crop-sec", "1", "--warmup", "1", "--steps", "1",
-        "--rounds", "1", "--workers", "0", "--loader-batches", "2", "--threads", "1",
-        "--json", str(json_path),
+        "tools/bench_train.py",
+        "--data-root",
+        str(made_store),
+        "--presets",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--crop-sec",
+        "1",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--workers",
+        "0",
+        "--loader-batches",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+        str(json_path),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "tiny: limit: " in result.stdout
@@ -58,7 +82,13 @@ def test_bench_train_smoke(made_store: Path, tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_check_smoke_on_cuda(tmp_path: Path) -> None:
-    result = run_tool("tools/gpu_check.py", "--smoke", "--device", "cuda",
-                      "--json", str(tmp_path / "gpu.json"))
+    result = run_tool(
+        "tools/gpu_check.py",
+        "--smoke",
+        "--device",
+        "cuda",
+        "--json",
+        str(tmp_path / "gpu.json"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout

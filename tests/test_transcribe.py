@@ -24,12 +24,15 @@ def random_model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = build_model(cfg, 9)
     path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_checkpoint(path, {"config": cfg.to_dict(), "vocab": "roland9",
-                           "model": model.state_dict()})
+    save_checkpoint(
+        path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
+    )
     return path
 
 
-def _wav(path: Path, seconds: float = 2.0, rate: int = 44100, channels: int = 1) -> Path:
+def _wav(
+    path: Path, seconds: float = 2.0, rate: int = 44100, channels: int = 1
+) -> Path:
     rng = np.random.default_rng(1)
     audio = np.zeros((int(seconds * rate), channels), dtype=np.float32)
     for t in np.arange(0.25, seconds, 0.5):
@@ -46,14 +49,28 @@ def _run(*args: str) -> int:
 
 def test_writes_all_formats(tmp_path, random_model, capsys):
     song = _wav(tmp_path / "song.wav", channels=2, rate=48000)
-    assert _run(str(song), "--checkpoint", str(random_model), "-f", "all",
-                "--threshold", "0.3", "--velocity", "fixed:99") == 0
+    assert (
+        _run(
+            str(song),
+            "--checkpoint",
+            str(random_model),
+            "-f",
+            "all",
+            "--threshold",
+            "0.3",
+            "--velocity",
+            "fixed:99",
+        )
+        == 0
+    )
     mid = tmp_path / "song.drums.mid"
     rows = (tmp_path / "song.drums.csv").read_text().splitlines()
     data = json.loads((tmp_path / "song.drums.json").read_text())
     assert rows[0] == "time_sec,class,note,velocity"
     assert len(rows) - 1 == len(data["hits"])
-    notes = [m for m in mido.MidiFile(mid).tracks[-1] if m.type == "note_on" and m.velocity]
+    notes = [
+        m for m in mido.MidiFile(mid).tracks[-1] if m.type == "note_on" and m.velocity
+    ]
     assert len(notes) == len(data["hits"])
     assert all(m.channel == 9 and m.velocity == 99 for m in notes)
     err = capsys.readouterr().err
@@ -76,13 +93,28 @@ def test_recursive_tree_is_mirrored_and_clashes_fail_first(tmp_path, random_mode
     _wav(tmp_path / "in" / "a" / "x.wav")
     _wav(tmp_path / "in" / "b" / "x.flac")
     out = tmp_path / "out"
-    assert _run(str(tmp_path / "in"), "-r", "-o", str(out),
-                "--checkpoint", str(random_model)) == 0
+    assert (
+        _run(
+            str(tmp_path / "in"),
+            "-r",
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(random_model),
+        )
+        == 0
+    )
     assert (out / "a" / "x.drums.mid").exists() and (out / "b" / "x.drums.mid").exists()
     # Flattened into one folder, the two x's would collide: refused before any work.
     flat = tmp_path / "flat"
-    code = _run(str(tmp_path / "in" / "a" / "x.wav"), str(tmp_path / "in" / "b" / "x.flac"),
-                "-o", str(flat), "--checkpoint", str(random_model))
+    code = _run(
+        str(tmp_path / "in" / "a" / "x.wav"),
+        str(tmp_path / "in" / "b" / "x.flac"),
+        "-o",
+        str(flat),
+        "--checkpoint",
+        str(random_model),
+    )
     assert code == 2 and not flat.exists()
 
 
@@ -136,14 +168,37 @@ def test_no_model_hint_names_the_training_command(tmp_path, capsys, monkeypatch)
 def test_drum_map_file_changes_notes(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     drum_map = tmp_path / "map.toml"
-    drum_map.write_text("KD = 35\nSD = 40\nHH = 42\nOH = 46\nLT = 41\nMT = 45\n"
-                        "HT = 48\nCR = 57\nRD = 59\n")
-    assert _run(str(song), "--checkpoint", str(random_model), "-f", "csv",
-                "--threshold", "0.0", "--drum-map", str(drum_map)) == 0
+    drum_map.write_text(
+        "KD = 35\nSD = 40\nHH = 42\nOH = 46\nLT = 41\nMT = 45\n"
+        "HT = 48\nCR = 57\nRD = 59\n"
+    )
+    assert (
+        _run(
+            str(song),
+            "--checkpoint",
+            str(random_model),
+            "-f",
+            "csv",
+            "--threshold",
+            "0.0",
+            "--drum-map",
+            str(drum_map),
+        )
+        == 0
+    )
     rows = (tmp_path / "song.drums.csv").read_text().splitlines()[1:]
     assert rows, "at threshold 0 every local maximum is a hit"
-    mapping = {"KD": 35, "SD": 40, "HH": 42, "OH": 46, "LT": 41, "MT": 45, "HT": 48,
-               "CR": 57, "RD": 59}
+    mapping = {
+        "KD": 35,
+        "SD": 40,
+        "HH": 42,
+        "OH": 46,
+        "LT": 41,
+        "MT": 45,
+        "HT": 48,
+        "CR": 57,
+        "RD": 59,
+    }
     for row in rows:
         _, code, note, _ = row.split(",")
         assert mapping[code] == int(note)

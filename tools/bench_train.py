@@ -80,23 +80,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="loader windows timed")
     parser.add_argument("--workers", default="0,1,2", help="num_workers to try")
     parser.add_argument("--loader-batches", type=int, default=4, help="per window")
-    parser.add_argument("--no-cache-compare", action="store_true",
-                        help="skip the data.cache_in_ram=true loaders")
-    parser.add_argument("--made-recordings", type=int, default=8,
-                        help="performances of the temp store (x 2 kits)")
+    parser.add_argument(
+        "--no-cache-compare",
+        action="store_true",
+        help="skip the data.cache_in_ram=true loaders",
+    )
+    parser.add_argument(
+        "--made-recordings",
+        type=int,
+        default=8,
+        help="performances of the temp store (x 2 kits)",
+    )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     return parser.parse_args(argv)
 
 
-def bench_config(args: argparse.Namespace, data_root: Path, workers: int = 0,
-                 cache: bool = False, preset: str = "tiny") -> Config:
+def bench_config(
+    args: argparse.Namespace,
+    data_root: Path,
+    workers: int = 0,
+    cache: bool = False,
+    preset: str = "tiny",
+) -> Config:
     cfg = load_config(args.config, [f"storage.data_root='{data_root}'"])
     return replace(
         cfg,
         model=replace(cfg.model, preset=preset),
-        data=replace(cfg.data, crop_sec=args.crop_sec, num_workers=workers,
-                     cache_in_ram=cache),
+        data=replace(
+            cfg.data, crop_sec=args.crop_sec, num_workers=workers, cache_in_ram=cache
+        ),
         train=replace(cfg.train, batch_size=args.batch_size, device=args.device),
     )
 
@@ -106,12 +119,20 @@ def build_temp_store(data_root: Path, n_performances: int) -> None:
     from drumtx.make_dataset import make_dataset
     from drumtx.preprocess import run_preprocess
 
-    make_dataset(data_root, midi_dir=None, kits=list(MADE_KITS), limit=n_performances,
-                 seed=0, max_sec=30.0, splits=["train"])
+    make_dataset(
+        data_root,
+        midi_dir=None,
+        kits=list(MADE_KITS),
+        limit=n_performances,
+        seed=0,
+        max_sec=30.0,
+        splits=["train"],
+    )
     cfg = load_config(None, [f"storage.data_root='{data_root}'"])
     with contextlib.redirect_stdout(sys.stderr):
-        status = run_preprocess(cfg, splits=["train"], limit=None, workers=2,
-                                allow_skips=True)
+        status = run_preprocess(
+            cfg, splits=["train"], limit=None, workers=2, allow_skips=True
+        )
     if status != 0:
         raise SystemExit(f"preprocess of the temp store failed (exit {status})")
 
@@ -134,22 +155,27 @@ class ModelStep:
         self.frontend = LogMel.from_config(cfg).to(device)
         self.optimizer = make_optimizer(self.model, cfg, fused=device.type == "cuda")
         self.dtype = amp_dtype(cfg, device)
-        self.scaler = torch.amp.GradScaler(device.type,
-                                           enabled=self.dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=self.dtype == torch.float16
+        )
         self.audio = (0.1 * torch.randn(batch, n_samples, generator=gen)).to(device)
         n_t = n_samples // cfg.hop_length + 1
         onset = (torch.rand(batch, n_t, vocab.n_classes, generator=gen) < 0.02).float()
         self.targets = (onset.to(device), (onset * 0.7).to(device), onset.to(device))
-        self.pos_weight = torch.full((vocab.n_classes,), cfg.train.onset_pos_weight,
-                                     device=device)
+        self.pos_weight = torch.full(
+            (vocab.n_classes,), cfg.train.onset_pos_weight, device=device
+        )
         self.hours = audio_hours(n_samples, cfg.audio.sample_rate) * batch
 
     def __call__(self) -> float:
         """One step; returns its audio-hours per second."""
         sync(self.device)
         start = time.perf_counter()
-        autocast = (torch.autocast(self.device.type, dtype=self.dtype)
-                    if self.dtype else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype
+            else contextlib.nullcontext()
+        )
         feats = self.frontend(self.audio)  # (B, T, n_mels), fp32
         with autocast:
             logits, velocity = self.model(feats)  # (B, T, C) each
@@ -168,8 +194,15 @@ class ModelStep:
 def loader_window(cfg: Config, split_dir: Path, n_batches: int) -> float:
     """A fresh loader; audio-hours/s over n_batches after its first batch."""
     vocab = get_vocab(cfg.data.vocab)
-    loader = make_loader(cfg, split_dir, vocab.n_classes, seed=next(_WINDOW_SEEDS),
-                         rank=0, world_size=1, pin_memory=False)
+    loader = make_loader(
+        cfg,
+        split_dir,
+        vocab.n_classes,
+        seed=next(_WINDOW_SEEDS),
+        rank=0,
+        world_size=1,
+        pin_memory=False,
+    )
     batches = iter(loader)
     next(batches)  # worker start-up and the first block reads are not throughput
     start = time.perf_counter()
@@ -182,9 +215,12 @@ def loader_window(cfg: Config, split_dir: Path, n_batches: int) -> float:
     return audio_hours(n_samples, cfg.audio.sample_rate) * n_crops / elapsed
 
 
-def run_rounds(model_steps: dict[str, Callable[[], float]],
-               loaders: dict[str, Callable[[], float]],
-               series: dict[str, Series], args: argparse.Namespace) -> None:
+def run_rounds(
+    model_steps: dict[str, Callable[[], float]],
+    loaders: dict[str, Callable[[], float]],
+    series: dict[str, Series],
+    args: argparse.Namespace,
+) -> None:
     """Round-robin, so load from elsewhere on the machine falls on all series alike."""
     for step in model_steps.values():
         for _ in range(args.warmup):
@@ -216,33 +252,60 @@ def limits(series: dict[str, Series]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def print_table(series: dict[str, Series], limit: dict[str, dict[str, Any]],
-                header: str) -> None:
+def print_table(
+    series: dict[str, Series], limit: dict[str, dict[str, Any]], header: str
+) -> None:
     table = Table(title=header)
-    for name in ("kind", "setting", "audio-h/s median", "x real time", "min", "max",
-                 "n", "note"):
-        table.add_column(name, justify="left" if name in ("kind", "setting", "note")
-                         else "right")
+    for name in (
+        "kind",
+        "setting",
+        "audio-h/s median",
+        "x real time",
+        "min",
+        "max",
+        "n",
+        "note",
+    ):
+        table.add_column(
+            name, justify="left" if name in ("kind", "setting", "note") else "right"
+        )
     for s in series.values():
-        note = (f"{s.info['params'] / 1e6:.2f} M params, {s.info['amp']}"
-                if s.kind == "model" else "")
-        table.add_row(s.kind, s.label, f"{s.median:.3g}", f"{3600 * s.median:.3g}",
-                      f"{min(s.rates):.3g}", f"{max(s.rates):.3g}", str(len(s.rates)),
-                      note)
+        note = (
+            f"{s.info['params'] / 1e6:.2f} M params, {s.info['amp']}"
+            if s.kind == "model"
+            else ""
+        )
+        table.add_row(
+            s.kind,
+            s.label,
+            f"{s.median:.3g}",
+            f"{3600 * s.median:.3g}",
+            f"{min(s.rates):.3g}",
+            f"{max(s.rates):.3g}",
+            str(len(s.rates)),
+            note,
+        )
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a log file gets the table unwrapped
     console.print(table)
     for label, entry in limit.items():
         ratio = entry["model_over_loader"]
-        console.print(f"{label}: limit: {entry['limit']}"
-                      + (f"  (model/loader = {ratio:.3g} vs {entry['best_loader']})"
-                         if ratio is not None else ""))
+        console.print(
+            f"{label}: limit: {entry['limit']}"
+            + (
+                f"  (model/loader = {ratio:.3g} vs {entry['best_loader']})"
+                if ratio is not None
+                else ""
+            )
+        )
 
 
-def setup(args: argparse.Namespace, data_root: Path, device: torch.device
-          ) -> tuple[dict[str, Series], dict[str, Callable[[], float]],
-                     dict[str, Callable[[], float]]]:
+def setup(
+    args: argparse.Namespace, data_root: Path, device: torch.device
+) -> tuple[
+    dict[str, Series], dict[str, Callable[[], float]], dict[str, Callable[[], float]]
+]:
     series: dict[str, Series] = {}
     model_steps: dict[str, Callable[[], float]] = {}
     for preset in [p for p in args.presets.split(",") if p]:
@@ -250,8 +313,11 @@ def setup(args: argparse.Namespace, data_root: Path, device: torch.device
         step = ModelStep(cfg, device)
         amp = str(step.dtype).replace("torch.", "") if step.dtype else "fp32"
         label = preset
-        series[label] = Series("model", label, {
-            "preset": preset, "params": count_parameters(step.model), "amp": amp})
+        series[label] = Series(
+            "model",
+            label,
+            {"preset": preset, "params": count_parameters(step.model), "amp": amp},
+        )
         model_steps[label] = step
     split_dir = resolve_roots(bench_config(args, data_root)).processed_dir / args.split
     loaders: dict[str, Callable[[], float]] = {}
@@ -260,10 +326,12 @@ def setup(args: argparse.Namespace, data_root: Path, device: torch.device
         for cache in caches:
             cfg = bench_config(args, data_root, workers=workers, cache=cache)
             label = f"workers={workers} " + ("ram" if cache else "memmap")
-            series[label] = Series("loader", label,
-                                   {"num_workers": workers, "cache_in_ram": cache})
-            loaders[label] = (lambda c=cfg: loader_window(c, split_dir,
-                                                          args.loader_batches))
+            series[label] = Series(
+                "loader", label, {"num_workers": workers, "cache_in_ram": cache}
+            )
+            loaders[label] = lambda c=cfg: loader_window(
+                c, split_dir, args.loader_batches
+            )
     return series, model_steps, loaders
 
 
@@ -281,17 +349,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         series, model_steps, loaders = setup(args, data_root, device)
         run_rounds(model_steps, loaders, series, args)
     limit = limits(series)
-    header = (f"bench_train on {device} ({platform.node()}, {torch.get_num_threads()}"
-              f" threads): batch {args.batch_size} x {args.crop_sec} s")
+    header = (
+        f"bench_train on {device} ({platform.node()}, {torch.get_num_threads()}"
+        f" threads): batch {args.batch_size} x {args.crop_sec} s"
+    )
     print_table(series, limit, header)
     if args.json:
         payload = {
-            "device": str(device), "host": platform.node(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": str(device),
+            "host": platform.node(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
             "settings": {k: str(v) for k, v in vars(args).items()},
-            "series": [{"kind": s.kind, "label": s.label, **s.info,
-                        "audio_hours_per_sec": s.median, "rates": s.rates}
-                       for s in series.values()],
+            "series": [
+                {
+                    "kind": s.kind,
+                    "label": s.label,
+                    **s.info,
+                    "audio_hours_per_sec": s.median,
+                    "rates": s.rates,
+                }
+                for s in series.values()
+            ],
             "limits": limit,
         }
         args.json.write_text(json.dumps(payload, indent=1) + "\n")

@@ -53,7 +53,9 @@ from drumtx.train import amp_dtype, compute_loss, make_optimizer
 REFERENCES = {
     "plain CRNN 2.8M, batch 64": {"eager": 0.79, "compiled": 1.45},
     "stem-halved 2.5M, batch 128": {
-        "eager": 1.04, "compiled": 1.96, "compiled+channels_last": 2.42,
+        "eager": 1.04,
+        "compiled": 1.96,
+        "compiled+channels_last": 2.42,
     },
 }
 LOUD_LOG = np.log(1e-3)  # max |diff| only over bins this far above the log floor
@@ -64,8 +66,11 @@ FRONTEND_ABS_TOL = 0.05  # nats of log power
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny preset and sizes, 2 steps, no compile (CPU tests)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny preset and sizes, 2 steps, no compile (CPU tests)",
+    )
     parser.add_argument("--preset", help="default: base (tiny if --smoke)")
     parser.add_argument("--fixed-steps", type=int, default=None, help="default 30")
     parser.add_argument("--fixed-batch", type=int, default=16)
@@ -73,15 +78,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--crop-sec", type=float, default=None, help="default 10")
     parser.add_argument("--timed-steps", type=int, default=None, help="default 10")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--budget-sec", type=float, default=240.0,
-                        help="start no throughput variant after this")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="default: $OUT/gpu_check.json when OUT is set")
+    parser.add_argument(
+        "--budget-sec",
+        type=float,
+        default=240.0,
+        help="start no throughput variant after this",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="default: $OUT/gpu_check.json when OUT is set",
+    )
     args = parser.parse_args(argv)
     smoke = args.smoke
     defaults = {
-        "preset": "tiny" if smoke else "base", "fixed_steps": 2 if smoke else 30,
-        "batch_size": 2 if smoke else 128, "crop_sec": 1.0 if smoke else 10.0,
+        "preset": "tiny" if smoke else "base",
+        "fixed_steps": 2 if smoke else 30,
+        "batch_size": 2 if smoke else 128,
+        "crop_sec": 1.0 if smoke else 10.0,
         "timed_steps": 2 if smoke else 10,
     }
     for key, value in defaults.items():
@@ -110,8 +125,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # wait for the queued kernels before timing
 
 
-def click_batch(cfg: Config, batch: int, n_samples: int, n_classes: int,
-                device: torch.device) -> tuple[torch.Tensor, ...]:
+def click_batch(
+    cfg: Config, batch: int, n_samples: int, n_classes: int, device: torch.device
+) -> tuple[torch.Tensor, ...]:
     """Decaying noise bursts at random frames of random classes, and their targets."""
     gen = torch.Generator().manual_seed(0)
     hop, n_t = cfg.hop_length, n_frames(n_samples, cfg.hop_length)
@@ -136,8 +152,14 @@ def click_batch(cfg: Config, batch: int, n_samples: int, n_classes: int,
 class Trainer:
     """train.py's step on one device: frontend fp32, model under AMP, scaled loss."""
 
-    def __init__(self, cfg: Config, device: torch.device, *,
-                 compile_model: bool = False, channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        *,
+        compile_model: bool = False,
+        channels_last: bool = False,
+    ) -> None:
         self.cfg, self.device = cfg, device
         self.n_classes = get_vocab(cfg.data.vocab).n_classes
         torch.manual_seed(cfg.train.seed)
@@ -150,21 +172,27 @@ class Trainer:
         if device.type == "cpu" and cfg.train.amp in ("bf16", "fp16"):
             # amp_dtype keeps CPU in fp32; this check wants the mode it names anyway.
             self.dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
-        self.scaler = torch.amp.GradScaler(device.type,
-                                           enabled=self.dtype == torch.float16)
-        self.pos_weight = torch.full((self.n_classes,), cfg.train.onset_pos_weight,
-                                     device=device)
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=self.dtype == torch.float16
+        )
+        self.pos_weight = torch.full(
+            (self.n_classes,), cfg.train.onset_pos_weight, device=device
+        )
         self.net = torch.compile(self.model) if compile_model else self.model
 
     def step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         audio, onset, velocity, mask = batch
-        autocast = (torch.autocast(self.device.type, dtype=self.dtype)
-                    if self.dtype else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype
+            else contextlib.nullcontext()
+        )
         feats = self.frontend(audio)  # (B, T, n_mels), fp32 with autocast off
         with autocast:
             logits, vel_pred = self.net(feats)  # (B, T, C) each
-        loss = compute_loss(logits, vel_pred, onset, velocity, mask, self.pos_weight,
-                            self.cfg)
+        loss = compute_loss(
+            logits, vel_pred, onset, velocity, mask, self.pos_weight, self.cfg
+        )
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)  # clip true gradients
         params = self.model.parameters()
@@ -175,8 +203,7 @@ class Trainer:
         return loss.detach()
 
 
-def check_fixed_batch(args: argparse.Namespace, device: torch.device
-                      ) -> dict[str, Any]:
+def check_fixed_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """(a) bf16 and fp16+GradScaler: finite losses that fall on one repeated batch."""
     out: dict[str, Any] = {}
     for amp in ("bf16", "fp16"):
@@ -190,11 +217,15 @@ def check_fixed_batch(args: argparse.Namespace, device: torch.device
         # Two smoke steps prove the plumbing, not learning; 10+ must learn.
         falling = tail < losses[0] if args.fixed_steps >= 10 else None
         out[amp] = {
-            "losses": losses, "finite": finite, "falling": falling,
-            "first": losses[0], "last5_mean": tail,
+            "losses": losses,
+            "finite": finite,
+            "falling": falling,
+            "first": losses[0],
+            "last5_mean": tail,
             "ok": finite and falling is not False,
-            "scale": (trainer.scaler.get_scale() if trainer.scaler.is_enabled()
-                      else None),
+            "scale": (
+                trainer.scaler.get_scale() if trainer.scaler.is_enabled() else None
+            ),
         }
     return out
 
@@ -206,23 +237,35 @@ def check_frontend(args: argparse.Namespace, device: torch.device) -> dict[str, 
     audio = click_batch(cfg, 2, n_samples, 9, torch.device("cpu"))[0]  # (2, N)
     cpu = LogMel.from_config(cfg)(audio).numpy()
     dev = LogMel.from_config(cfg).to(device)(audio.to(device)).cpu().numpy()
-    kw = dict(sample_rate=cfg.audio.sample_rate, n_fft=cfg.frontend.n_fft,
-              hop_length=cfg.hop_length, n_mels=cfg.frontend.n_mels,
-              f_min_hz=cfg.frontend.f_min_hz, f_max_hz=cfg.frontend.f_max_hz)
+    kw = dict(
+        sample_rate=cfg.audio.sample_rate,
+        n_fft=cfg.frontend.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.frontend.n_mels,
+        f_min_hz=cfg.frontend.f_min_hz,
+        f_max_hz=cfg.frontend.f_max_hz,
+    )
     ref = np.stack([log_mel_numpy(a, **kw) for a in audio.numpy()])  # (2, T, n_mels)
     out = {}
-    for name, got, want in (("device_vs_cpu", dev, cpu), ("device_vs_numpy", dev, ref),
-                            ("cpu_vs_numpy", cpu, ref)):
+    for name, got, want in (
+        ("device_vs_cpu", dev, cpu),
+        ("device_vs_numpy", dev, ref),
+        ("cpu_vs_numpy", cpu, ref),
+    ):
         loud = want > LOUD_LOG
         rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
         max_abs = float(np.abs(got - want)[loud].max()) if loud.any() else 0.0
-        out[name] = {"rel_l2": rel, "max_abs_loud": max_abs,
-                     "ok": rel < FRONTEND_REL_TOL and max_abs < FRONTEND_ABS_TOL}
+        out[name] = {
+            "rel_l2": rel,
+            "max_abs_loud": max_abs,
+            "ok": rel < FRONTEND_REL_TOL and max_abs < FRONTEND_ABS_TOL,
+        }
     return out
 
 
-def median_rate(fn: Callable[[], object], hours: float, n: int,
-                device: torch.device) -> dict[str, float]:
+def median_rate(
+    fn: Callable[[], object], hours: float, n: int, device: torch.device
+) -> dict[str, float]:
     """Audio-hours/s of fn: median of n timed calls (each synced)."""
     rates = []
     for _ in range(n):
@@ -231,12 +274,17 @@ def median_rate(fn: Callable[[], object], hours: float, n: int,
         fn()
         sync(device)
         rates.append(hours / (time.perf_counter() - start))
-    return {"audio_hours_per_sec": statistics.median(rates), "min": min(rates),
-            "max": max(rates), "n": n}
+    return {
+        "audio_hours_per_sec": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "n": n,
+    }
 
 
-def throughput_variant(args: argparse.Namespace, device: torch.device,
-                       compiled: bool, channels_last: bool) -> dict[str, Any]:
+def throughput_variant(
+    args: argparse.Namespace, device: torch.device, compiled: bool, channels_last: bool
+) -> dict[str, Any]:
     cfg = make_config(args)
     trainer = Trainer(cfg, device, compile_model=compiled, channels_last=channels_last)
     n_samples = int(round(args.crop_sec * cfg.audio.sample_rate))
@@ -256,21 +304,26 @@ def throughput_variant(args: argparse.Namespace, device: torch.device,
     return result
 
 
-def check_throughput(args: argparse.Namespace, device: torch.device,
-                     t_start: float) -> dict[str, Any]:
+def check_throughput(
+    args: argparse.Namespace, device: torch.device, t_start: float
+) -> dict[str, Any]:
     """(c) whole training steps in four variants, then the frontend alone."""
     out: dict[str, Any] = {}
     for compiled in (False, True):
         for channels_last in (False, True):
             name = ("compiled" if compiled else "eager") + (
-                "+channels_last" if channels_last else "")
+                "+channels_last" if channels_last else ""
+            )
             if compiled and args.no_compile:
                 out[name] = {"skipped": "--no-compile"}
             elif time.perf_counter() - t_start > args.budget_sec:
                 out[name] = {"skipped": f"past --budget-sec {args.budget_sec:.0f}"}
             else:
-                out[name] = guarded(lambda c=compiled, cl=channels_last:
-                                    throughput_variant(args, device, c, cl))
+                out[name] = guarded(
+                    lambda c=compiled, cl=channels_last: throughput_variant(
+                        args, device, c, cl
+                    )
+                )
             print(f"throughput {name}: {out[name]}", file=sys.stderr, flush=True)
     out["frontend_only"] = guarded(lambda: frontend_rate(args, device))
     return out
@@ -304,8 +357,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         if "error" in r:
             fixed.add_row(amp, "error", r["error"][:60], "", "", "False")
             continue
-        fixed.add_row(amp, f"{r['first']:.4f}", f"{r['last5_mean']:.4f}",
-                      str(r["finite"]), str(r["falling"]), str(r["ok"]))
+        fixed.add_row(
+            amp,
+            f"{r['first']:.4f}",
+            f"{r['last5_mean']:.4f}",
+            str(r["finite"]),
+            str(r["falling"]),
+            str(r["ok"]),
+        )
     console.print(fixed)
     front = Table(title="b. frontend: relative L2 and max |diff| of loud log-mel bins")
     for col in ("pair", "rel L2", "max abs (loud)", "ok"):
@@ -314,25 +373,37 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         if "error" in r:
             front.add_row(pair, "error", r["error"][:60], "False")
             continue
-        front.add_row(pair, f"{r['rel_l2']:.2e}", f"{r['max_abs_loud']:.2e}",
-                      str(r["ok"]))
+        front.add_row(
+            pair, f"{r['rel_l2']:.2e}", f"{r['max_abs_loud']:.2e}", str(r["ok"])
+        )
     console.print(front)
     console.print(throughput_table(report))
 
 
 def throughput_table(report: dict[str, Any]) -> Table:
     s = report["settings"]
-    table = Table(title=f"c. throughput (audio-hours/s), {s['preset']} preset, batch "
-                  f"{s['batch_size']} x {s['crop_sec']} s, {report['device_name']}")
-    for col in ("variant", "measured", "min..max", "warm-up s",
-                "ref stem-halved b128", "ref plain b64"):
+    table = Table(
+        title=f"c. throughput (audio-hours/s), {s['preset']} preset, batch "
+        f"{s['batch_size']} x {s['crop_sec']} s, {report['device_name']}"
+    )
+    for col in (
+        "variant",
+        "measured",
+        "min..max",
+        "warm-up s",
+        "ref stem-halved b128",
+        "ref plain b64",
+    ):
         table.add_column(col)
     refs = REFERENCES["stem-halved 2.5M, batch 128"]
     plain = REFERENCES["plain CRNN 2.8M, batch 64"]
     for name, r in report["throughput"].items():
         if "audio_hours_per_sec" in r:
-            cells = [f"{r['audio_hours_per_sec']:.3f}",
-                     f"{r['min']:.3f}..{r['max']:.3f}", f"{r.get('warmup_sec', 0):.1f}"]
+            cells = [
+                f"{r['audio_hours_per_sec']:.3f}",
+                f"{r['min']:.3f}..{r['max']:.3f}",
+                f"{r.get('warmup_sec', 0):.1f}",
+            ]
         else:
             cells = [r.get("skipped") or r.get("error", "")[:40], "", ""]
         table.add_row(name, *cells, str(refs.get(name, "")), str(plain.get(name, "")))
@@ -343,11 +414,16 @@ def run_checks(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
     t_start = time.perf_counter()
     report: dict[str, Any] = {
         "device": str(device),
-        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else platform.processor() or "cpu"),
-        "torch": torch.__version__, "host": platform.node(),
-        "settings": {k: str(v) if isinstance(v, Path) else v
-                     for k, v in vars(args).items()},
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or "cpu"
+        ),
+        "torch": torch.__version__,
+        "host": platform.node(),
+        "settings": {
+            k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+        },
         "references": REFERENCES,
     }
     if device.type == "cuda":

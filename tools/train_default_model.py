@@ -28,8 +28,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HELD_OUT_KITS = ["ColomboAcousticDrumkit", "The Black Pearl 1.0"]
 TRAIN_HYDROGEN_KITS = [
-    "Audiophob", "BJA_Pacific", "ElectricEmpireKit", "ForzeeStereo", "HardElectro1",
-    "Millo-Drums_v.1", "Millo_MultiLayered2", "Millo_MultiLayered3", "VariBreaks",
+    "Audiophob",
+    "BJA_Pacific",
+    "ElectricEmpireKit",
+    "ForzeeStereo",
+    "HardElectro1",
+    "Millo-Drums_v.1",
+    "Millo_MultiLayered2",
+    "Millo_MultiLayered3",
+    "VariBreaks",
     "rumpf_kit_z01_h2",
 ]
 TRAIN_SYNTH_KITS = [f"synth:{i}" for i in range(1, 9)]
@@ -45,14 +52,27 @@ def drumtx(*args: str) -> None:
 
 def train_settings(args: argparse.Namespace) -> list[str]:
     sets = [
-        f"model.preset='{args.preset}'", "data.crop_sec=4.0", "data.num_workers=1",
-        "data.block_mb=4.0", "data.shuffle_blocks=8", "data.eq_prob=0.5",
-        "data.reverb_prob=0.35", "data.noise_prob=0.35", "data.mix_prob=0.1",
-        "data.gain_db_min=-18.0", "data.gain_db_max=3.0",
-        f"train.device='{args.device}'", "train.batch_size=16", "train.lr=2e-3",
-        "train.warmup_steps=200", f"train.max_steps={args.max_steps}", "train.eval_every=500",
-        "train.log_every=50", "train.val_max_recordings=40",
-        f"train.time_limit_min={args.minutes}", "train.keep_checkpoints=2",
+        f"model.preset='{args.preset}'",
+        "data.crop_sec=4.0",
+        "data.num_workers=1",
+        "data.block_mb=4.0",
+        "data.shuffle_blocks=8",
+        "data.eq_prob=0.5",
+        "data.reverb_prob=0.35",
+        "data.noise_prob=0.35",
+        "data.mix_prob=0.1",
+        "data.gain_db_min=-18.0",
+        "data.gain_db_max=3.0",
+        f"train.device='{args.device}'",
+        "train.batch_size=16",
+        "train.lr=2e-3",
+        "train.warmup_steps=200",
+        f"train.max_steps={args.max_steps}",
+        "train.eval_every=500",
+        "train.log_every=50",
+        "train.val_max_recordings=40",
+        f"train.time_limit_min={args.minutes}",
+        "train.keep_checkpoints=2",
         f"train.cpu_threads={args.cpu_threads}",
     ]
     return [x for s in sets for x in ("--set", s)]
@@ -67,44 +87,126 @@ def main() -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-sec", type=float, default=45.0, help="crop performances")
     parser.add_argument(
-        "--max-steps", type=int, default=2500,
+        "--max-steps",
+        type=int,
+        default=2500,
         help="length of the cosine schedule (the time limit may stop it earlier)",
     )
     parser.add_argument(
-        "--cpu-threads", type=int, default=0,
+        "--cpu-threads",
+        type=int,
+        default=0,
         help="torch threads when training on CPU (1 on a busy shared machine)",
     )
     args = parser.parse_args()
     train_root, test_root = args.work / "train-root", args.work / "test-root"
     t0 = time.monotonic()
 
-    drumtx("make-dataset", str(train_root), "--midi-dir", str(args.gmd),
-           "--kits", *TRAIN_HYDROGEN_KITS, *TRAIN_SYNTH_KITS,
-           "--kits-per-performance", "2", "--splits", "train", "validation",
-           "--max-sec", str(args.max_sec), "--seed", "7")
-    drumtx("make-dataset", str(test_root), "--midi-dir", str(args.gmd),
-           "--kits", *HELD_OUT_KITS, "--splits", "test", "--max-sec", "60", "--seed", "11")
-    drumtx("preprocess", "--data-root", str(train_root), "--split", "train", "validation",
-           "--workers", "2", "--allow-skips")
-    drumtx("preprocess", "--data-root", str(test_root), "--split", "test",
-           "--workers", "2", "--allow-skips")
+    drumtx(
+        "make-dataset",
+        str(train_root),
+        "--midi-dir",
+        str(args.gmd),
+        "--kits",
+        *TRAIN_HYDROGEN_KITS,
+        *TRAIN_SYNTH_KITS,
+        "--kits-per-performance",
+        "2",
+        "--splits",
+        "train",
+        "validation",
+        "--max-sec",
+        str(args.max_sec),
+        "--seed",
+        "7",
+    )
+    drumtx(
+        "make-dataset",
+        str(test_root),
+        "--midi-dir",
+        str(args.gmd),
+        "--kits",
+        *HELD_OUT_KITS,
+        "--splits",
+        "test",
+        "--max-sec",
+        "60",
+        "--seed",
+        "11",
+    )
+    drumtx(
+        "preprocess",
+        "--data-root",
+        str(train_root),
+        "--split",
+        "train",
+        "validation",
+        "--workers",
+        "2",
+        "--allow-skips",
+    )
+    drumtx(
+        "preprocess",
+        "--data-root",
+        str(test_root),
+        "--split",
+        "test",
+        "--workers",
+        "2",
+        "--allow-skips",
+    )
 
     best = train_root / "checkpoints" / RUN / "best.pt"
     if not best.exists():
         resume = ["--resume", "auto"]
-        drumtx("train", "--data-root", str(train_root), "--run", RUN, *resume,
-               *train_settings(args))
-    drumtx("evaluate", "--data-root", str(train_root), "--checkpoint", str(best),
-           "--split", "validation", "--tune-thresholds")
+        drumtx(
+            "train",
+            "--data-root",
+            str(train_root),
+            "--run",
+            RUN,
+            *resume,
+            *train_settings(args),
+        )
+    drumtx(
+        "evaluate",
+        "--data-root",
+        str(train_root),
+        "--checkpoint",
+        str(best),
+        "--split",
+        "validation",
+        "--tune-thresholds",
+    )
     results_path = args.work / "held-out.json"
     with open(results_path, "w") as handle:
         subprocess.run(
-            [sys.executable, "-m", "drumtx", "evaluate", "--data-root", str(test_root),
-             "--checkpoint", str(best), "--split", "test", "--json"],
-            cwd=REPO, check=True, stdout=handle,
+            [
+                sys.executable,
+                "-m",
+                "drumtx",
+                "evaluate",
+                "--data-root",
+                str(test_root),
+                "--checkpoint",
+                str(best),
+                "--split",
+                "test",
+                "--json",
+            ],
+            cwd=REPO,
+            check=True,
+            stdout=handle,
         )
-    drumtx("evaluate", "--data-root", str(test_root), "--checkpoint", str(best),
-           "--split", "test")
+    drumtx(
+        "evaluate",
+        "--data-root",
+        str(test_root),
+        "--checkpoint",
+        str(best),
+        "--split",
+        "test",
+    )
     export(best, json.loads(results_path.read_text()), args, time.monotonic() - t0)
     return 0
 
@@ -116,7 +218,15 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
     from drumtx.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(best)
-    keep = ("config", "vocab", "model", "thresholds", "step", "best_f1", "drumtx_version")
+    keep = (
+        "config",
+        "vocab",
+        "model",
+        "thresholds",
+        "step",
+        "best_f1",
+        "drumtx_version",
+    )
     out_dir = REPO / "drumtx" / "models"
     out_dir.mkdir(exist_ok=True)
     save_checkpoint(out_dir / "default.pt", {k: state[k] for k in keep if k in state})
@@ -133,9 +243,19 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
         "train_kits": TRAIN_HYDROGEN_KITS + TRAIN_SYNTH_KITS,
         "held_out_kits": HELD_OUT_KITS,
         "thresholds": state.get("thresholds", {}),
-        "held_out": {k: results[k] for k in ("classes", "micro_f1", "macro_f1",
-                                             "velocity_f1", "adtof5", "per_kit",
-                                             "n_recordings") if k in results},
+        "held_out": {
+            k: results[k]
+            for k in (
+                "classes",
+                "micro_f1",
+                "macro_f1",
+                "velocity_f1",
+                "adtof5",
+                "per_kit",
+                "n_recordings",
+            )
+            if k in results
+        },
         "pipeline_minutes": round(seconds / 60, 1),
     }
     (out_dir / "default.json").write_text(json.dumps(card, indent=1) + "\n")
