@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from drumtx.errors import CheckpointError
+from drumtx.storage import fsync_dir
 
 FORMAT = "drumtx"
 VERSION = 1
@@ -46,21 +47,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                 hint="free space on the checkpoint disk, or lower train.keep_checkpoints",
             ) from None
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (a crash right after must not lose it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(

@@ -337,14 +337,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 hint=f"free space on the disk holding {path.parent}",
             ) from None
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(dir_path: Path) -> None:
+def fsync_dir(dir_path: Path) -> None:
     """Persist the rename; best effort (some filesystems refuse to fsync a dir)."""
     try:
         fd = os.open(dir_path, os.O_RDONLY)

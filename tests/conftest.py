@@ -185,3 +185,22 @@ def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     assert run_train(cfg, run_name="tiny", resume=None) == 0
     return root / "checkpoints" / "tiny" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reserved tiny model with random weights: shapes and plumbing, not accuracy."""
+    import torch
+
+    from drumtx.checkpoint import save_checkpoint
+    from drumtx.config import load_config
+    from drumtx.model import build_model
+
+    cfg = load_config(None, ["model.preset='tiny'"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 9)
+    path = tmp_path_factory.mktemp("model") / "random.pt"
+    save_checkpoint(
+        path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
+    )
+    return path

@@ -34,26 +34,11 @@ import torch
 from drumtx import preprocess
 from drumtx.checkpoint import load_checkpoint, save_checkpoint
 from drumtx.cli import main
-from drumtx.config import load_config
 from drumtx.errors import StorageError
 from drumtx.midi import read_notes
-from drumtx.model import build_model
 from drumtx.storage import ROOT_KEYS, require_roots
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reserved tiny model with random weights: plumbing, not accuracy."""
-    cfg = load_config(None, ["model.preset='tiny'"])
-    torch.manual_seed(0)
-    model = build_model(cfg, 9)
-    path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_checkpoint(
-        path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
-    )
-    return path
 
 
 def _no_space(*args: object, **kwargs: object) -> None:

@@ -11,23 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from drumtx.checkpoint import save_checkpoint
 from drumtx.cli import main
-from drumtx.config import load_config
-from drumtx.model import build_model
-
-
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory) -> Path:
-    """A reserved tiny model with random weights: shapes and plumbing, not accuracy."""
-    cfg = load_config(None, ["model.preset='tiny'"])
-    torch.manual_seed(0)
-    model = build_model(cfg, 9)
-    path = tmp_path_factory.mktemp("model") / "random.pt"
-    save_checkpoint(
-        path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
-    )
-    return path
 
 
 def _wav(
