@@ -345,7 +345,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from drumtx.doctor import run_doctor
 
     cfg, path = load_cli_config(args)
-    return run_doctor(cfg, config_path=path, deep=args.deep, as_json=args.json)
+    return run_doctor(
+        cfg, config_path=path, deep=args.deep, as_json=args.json, profile=args.profile
+    )
 
 
 def cmd_make_dataset(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
         console.print(f"reusing {roots.egmd_dir}")
 
     _stage(console, 2, "doctor")
-    run_doctor(cfg, config_path=None, deep=False, as_json=False)
+    run_doctor(cfg, config_path=None, deep=False, as_json=False, profile="demo")
 
     _stage(console, 3, "preprocess")
     status = run_preprocess(

@@ -57,12 +57,22 @@ class CheckResult:
 
 
 def run_doctor(
-    cfg: Config, *, config_path: Path | None, deep: bool, as_json: bool
+    cfg: Config,
+    *,
+    config_path: Path | None,
+    deep: bool,
+    as_json: bool,
+    profile: str | None = None,
 ) -> int:
     """Run every check, print them (table, plain lines or JSON); 3 if any FAILs."""
     results = collect_checks(
         cfg, config_path=config_path, deep=deep, show_progress=not as_json
     )
+    if profile:
+        first = results[0]
+        results[0] = CheckResult(
+            first.check, first.status, f"{first.detail}; profile {profile}"
+        )
     exit_code = EXIT_FAIL if any(r.status == FAIL for r in results) else 0
     if as_json:
         print_json(results, exit_code)
