@@ -179,34 +179,16 @@ def main() -> int:
         "--tune-thresholds",
     )
     results_path = args.work / "held-out.json"
+    cmd = [sys.executable, "-m", "drumtx", "evaluate", "--data-root", str(test_root),
+           "--checkpoint", str(best), "--split", "test", "--json"]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
     with open(results_path, "w") as handle:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "drumtx",
-                "evaluate",
-                "--data-root",
-                str(test_root),
-                "--checkpoint",
-                str(best),
-                "--split",
-                "test",
-                "--json",
-            ],
-            cwd=REPO,
-            check=True,
-            stdout=handle,
-        )
-    drumtx(
-        "evaluate",
-        "--data-root",
-        str(test_root),
-        "--checkpoint",
-        str(best),
-        "--split",
-        "test",
-    )
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=handle)
+    from rich.console import Console
+
+    from drumtx.evaluate import print_results
+
+    print_results(json.loads(results_path.read_text()), Console())
     export(best, json.loads(results_path.read_text()), args, time.monotonic() - t0)
     return 0
 
