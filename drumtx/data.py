@@ -234,7 +234,11 @@ class Augmenter:
         t = np.arange(n_ir) / self.sample_rate
         tail = rng.standard_normal(n_ir) * np.exp(-6.9 * t / rt60_sec)
         # Darker tails for longer rooms: air and walls absorb highs.
-        b, a = signal.butter(1, rng.uniform(2000, 8000) / (self.sample_rate / 2))
+        b, a = signal.butter(
+            1,
+            min(rng.uniform(2000, 8000), 0.45 * self.sample_rate)
+            / (self.sample_rate / 2),
+        )
         tail = signal.lfilter(b, a, tail)
         pre_delay = int(rng.uniform(0.005, 0.03) * self.sample_rate)
         ir = np.zeros(n_ir + pre_delay)

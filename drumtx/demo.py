@@ -174,5 +174,6 @@ def _transcribe_clip(
             "--no-progress",
         ]
     )
-    run_transcribe(dataclasses.replace(cfg), args)
+    if run_transcribe(dataclasses.replace(cfg), args) != 0:
+        raise DrumtxError(f"transcribing {clip} failed", hint="see the lines above")
     return clip, clip.with_name(clip.stem + ".drums.mid")

@@ -34,6 +34,7 @@ from drumtx.inference import (
     reference_hits,
     resolve_device,
     segment_options,
+    spread_indices,
     store_audio,
 )
 from drumtx.metrics import match_onsets, reduce_hits, summarize, velocity_f1
@@ -69,6 +70,11 @@ def run_evaluate(
         store_thresholds(path, tuned)
         loaded.thresholds = tuned
         console.print(f"tuned thresholds on validation, stored in {path}: {tuned}")
+    if tune_thresholds and split == "validation":
+        console.print(
+            "[yellow]warning:[/] thresholds were tuned on the split being reported; "
+            "these validation numbers are optimistic (report --split test)"
+        )
     store = load_store(roots.processed_dir / split, loaded.cfg)
     results = evaluate_store(
         loaded, store, _indices(store, limit), class_thresholds(loaded)
@@ -82,8 +88,8 @@ def run_evaluate(
 
 
 def _indices(store, limit: int | None) -> list[int]:
-    n = len(store.recordings)
-    return list(range(n if not limit else min(limit, n)))
+    """Every recording, or ``limit`` of them spread over the split (kits, drummers)."""
+    return spread_indices(len(store.recordings), limit or 0)
 
 
 def activations(loaded: LoadedModel, store, indices: Sequence[int]):
@@ -155,8 +161,7 @@ def tune(loaded: LoadedModel, store, indices: Sequence[int]) -> dict[str, float]
     for c, code in enumerate(vocab.codes):
         n_ref = sum(1 for *_, ref in cached for h in ref if h.cls == c)
         if n_ref < MIN_TUNING_HITS:
-            best[code] = defaults[c]
-            continue
+            continue  # untuned: the config's threshold keeps applying
         scores = np.array(
             [_class_f1(cached, c, t, vocab.n_classes, fps, gap) for t in THRESHOLD_GRID]
         )

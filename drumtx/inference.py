@@ -229,6 +229,13 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def spread_indices(n: int, limit: int) -> list[int]:
+    """Up to ``limit`` of ``range(n)`` spread evenly (0 = all), the same every time."""
+    if limit <= 0 or n <= limit:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, limit)})
+
+
 def segment_options(cfg: Config) -> dict[str, float | int]:
     """[transcribe] segmenting, so validation and evaluate score what transcribe does."""
     t = cfg.transcribe

@@ -13,14 +13,14 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,9 +34,9 @@ from drumtx.checkpoint import (
 from drumtx.config import MODEL_TABLES, Config, config_from_dict
 from drumtx.data import audio_hours, make_loader, open_store
 from drumtx.drums import get_vocab
-from drumtx.errors import ConfigError, DrumtxError
+from drumtx.errors import CheckpointError, ConfigError, DrumtxError
 from drumtx.frontend import LogMel
-from drumtx.inference import LoadedModel, resolve_device, score_store
+from drumtx.inference import LoadedModel, resolve_device, score_store, spread_indices
 from drumtx.model import build_model
 from drumtx.storage import Roots, require_roots
 
@@ -82,11 +82,18 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
     run_name = agree_on_run_name(run_name, dist)
     run_dir, log_dir = roots.checkpoint_dir / run_name, roots.log_dir / run_name
     resume_path = resolve_resume(resume, run_dir)
+    # Schedulers and torchrun stop workers with SIGTERM: save like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return train(cfg, roots, run_dir, log_dir, resume_path, dist)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if dist.enabled and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def init_distributed() -> Dist:
@@ -102,7 +109,10 @@ def init_distributed() -> Dist:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(dist.local_rank)
-        torch.distributed.init_process_group(backend=backend)
+        # Other ranks wait at a barrier while rank 0 validates and saves: allow for it.
+        torch.distributed.init_process_group(
+            backend=backend, timeout=timedelta(hours=2)
+        )
     return dist
 
 
@@ -138,6 +148,12 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
         raise ConfigError(
             f"--resume {resume}: no such checkpoint",
             hint="use --resume auto, or the path of a last.pt / step-NNNNNN.pt",
+        )
+    if "optimizer" not in load_checkpoint(path):
+        raise CheckpointError(
+            f"--resume {resume}: this checkpoint holds weights only (best.pt keeps no "
+            "optimizer state), so training cannot continue from it exactly",
+            hint="resume from last.pt or a step-NNNNNN.pt of the same run",
         )
     return path
 
@@ -212,7 +228,7 @@ def train(
         pin_memory=device.type == "cuda",
     )
     val_store = open_store(cfg, roots.processed_dir / "validation")
-    val_indices = pick_val_indices(
+    val_indices = spread_indices(
         len(val_store.recordings), cfg.train.val_max_recordings
     )
     writer = open_writer(cfg, log_dir, run_dir, dist)
@@ -236,6 +252,7 @@ def train(
     batches = iter(loader)
     t_start = time.monotonic()
     start_step = state.step
+    steps_since_log = 0
     bad_steps = 0
     t_last = time.perf_counter()
     wait_sec = 0.0
@@ -308,7 +325,14 @@ def train(
             )
             # One deliberate CPU-GPU sync per optimizer step: a non-finite loss or
             # gradient skips the step instead of poisoning the weights.
-            finite = bool(torch.isfinite(step_loss) & torch.isfinite(grad_norm))
+            finite_flag = (
+                torch.isfinite(step_loss) & torch.isfinite(grad_norm)
+            ).float()
+            if dist.enabled:  # every rank must make the same skip-or-step decision
+                torch.distributed.all_reduce(
+                    finite_flag, op=torch.distributed.ReduceOp.MIN
+                )
+            finite = bool(finite_flag)
             if finite or scaler.is_enabled():
                 scaler.step(optimizer)  # the scaler itself skips inf steps in fp16
                 scaler.update()
@@ -322,10 +346,11 @@ def train(
                 )
             state.step += 1
 
-            if state.step % cfg.train.log_every == 0 or state.step == 1:
+            steps_since_log += 1
+            if state.step % cfg.train.log_every == 0 or state.step == start_step + 1:
                 now = time.perf_counter()
                 elapsed, t_last = now - t_last, now
-                n = cfg.train.log_every if state.step > 1 else 1
+                n, steps_since_log = steps_since_log, 0
                 scalars = {
                     "train/loss": step_loss.item() if finite else float("nan"),
                     "train/lr": lr,
@@ -362,10 +387,11 @@ def out_of_time(cfg: Config, t_start: float, dist: Dist) -> bool:
     if cfg.train.time_limit_min <= 0:
         return False
     flag = torch.tensor(
-        float(time.monotonic() - t_start > 60 * cfg.train.time_limit_min)
+        float(time.monotonic() - t_start > 60 * cfg.train.time_limit_min),
+        device=dist_device(dist) if dist.enabled else "cpu",
     )
     if dist.enabled:
-        torch.distributed.broadcast(flag.to(dist_device(dist)), src=0)
+        torch.distributed.broadcast(flag, src=0)
     return bool(flag.item())
 
 
@@ -426,13 +452,6 @@ def compute_loss(
     return onset_loss + cfg.train.velocity_weight * vel_loss
 
 
-def pick_val_indices(n: int, limit: int) -> list[int]:
-    """Up to ``limit`` recordings spread over the split (0 = all), the same every time."""
-    if limit == 0 or n <= limit:
-        return list(range(n))
-    return sorted({int(i) for i in np.linspace(0, n - 1, limit)})
-
-
 def rng_state() -> dict[str, Any]:
     """Global torch/CUDA/Python RNG states. Crops draw from their own seeded generators
     (seed, step, rank, worker), so numpy's global state plays no part."""
@@ -462,7 +481,9 @@ def restore(
     if "python" in rng:
         random.setstate(rng["python"])
     if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        # One state per GPU saved; a resume may see fewer GPUs than the run that saved.
+        for index, cuda_state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def save_all(

@@ -294,6 +294,8 @@ def transcribe_job(
             "failed",
             f"{exc.strerror or exc} ({exc.filename or ''})",
         )
+    except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on one huge file
+        job.status, job.reason = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def write_outputs(job, hits, vocab, notes, note_sec, formats) -> list[Path]:

@@ -208,3 +208,17 @@ def test_trained_model_transcribes_a_held_out_clip(tmp_path, trained_tiny, capsy
     summary = summarize(match_onsets(ref, est, ROLAND9.n_classes), ROLAND9.codes)
     print(summary["micro_f1"], {c: r["f1"] for c, r in summary["classes"].items()})
     assert summary["micro_f1"] > 0.9
+
+
+def test_shipped_model_needs_no_dataset_and_no_training(tmp_path, capsys):
+    """A fresh install transcribes with the model inside the package."""
+    from drumtx.transcribe import SHIPPED_MODELS_DIR
+
+    assert (SHIPPED_MODELS_DIR / "default.pt").is_file()
+    song = _wav(tmp_path / "song.wav", seconds=4.0, channels=2)
+    empty_root = tmp_path / "no-data-here"
+    assert _run(str(song), "--data-root", str(empty_root)) == 0
+    assert (tmp_path / "song.drums.mid").read_bytes().startswith(b"MThd")
+    assert f"model: {SHIPPED_MODELS_DIR / 'default.pt'}" in capsys.readouterr().err
+    assert main(["transcribe", "--list-models", "--data-root", str(empty_root)]) == 0
+    assert "default.pt" in capsys.readouterr().out
