@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from rich.progress import Progress
 from drumtx import egmd, midi, synth
 from drumtx.errors import ConfigError, DataError, StorageError
 from drumtx.midi import Note
+from drumtx.storage import atomic_write_bytes
 
 EGMD_DIR_NAME = "e-gmd-v1.0.0"
 SAMPLE_RATE = 44_100  # E-GMD's audio rate
@@ -131,30 +131,13 @@ def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
         egmd_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"kits": list(kits), "seed": seed}, indent=1) + "\n"
         if not marker.is_file() or marker.read_text() != text:
-            _atomic_write(marker, text.encode())
+            atomic_write_bytes(marker, text.encode())
     except OSError as exc:
         raise StorageError(
             f"cannot create the dataset folder {egmd_dir}: {exc.strerror or exc}",
             hint="choose an OUT_DIR inside a writable folder",
         ) from None
     return egmd_dir
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """tmp file in the same folder + os.replace: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------- rendering
 
 
 def _render_all(
@@ -211,9 +194,9 @@ def render_one(
     reused = _wav_key(wav_path) == key
     if not reused:
         audio = kit.render(notes, perf.duration_sec, SAMPLE_RATE, seed=seed)
-        _atomic_write(wav_path, wav_bytes(audio, comment=key))
+        atomic_write_bytes(wav_path, wav_bytes(audio, comment=key))
     if not (midi_path.is_file() and midi_path.read_bytes() == midi_data):
-        _atomic_write(midi_path, midi_data)
+        atomic_write_bytes(midi_path, midi_data)
     n_frames = round(perf.duration_sec * SAMPLE_RATE)
     record = egmd.EgmdRecord(
         drummer=perf.drummer, session=perf.session, id=f"{perf.session}/{perf.number}",
