@@ -16,6 +16,7 @@ from drumtx.cli import main
 from drumtx.errors import ConfigError, DataError, StorageError
 from drumtx.make_dataset import (
     SAMPLE_RATE,
+    Performance,
     crop,
     generate_performances,
     make_dataset,
@@ -118,6 +119,27 @@ def test_different_seed_gives_different_performances(tmp_path: Path) -> None:
     b = generate_performances(3, seed=2)
     assert [p.notes for p in a] != [p.notes for p in b]
     assert [p.split for p in a] == ["train", "validation", "test"]
+
+
+# Generated performances for seed 11: (stem, split, duration, n_notes, digest of the
+# notes at 1 us). Pinned so moving or tidying the groove generator cannot change the
+# grooves a seed makes; regenerate with `python tests/test_make_dataset.py`.
+PINNED_PERFORMANCES = [
+    ("1_funk-groove3_88_beat_4-4", "train", 50.710214, 450, "b693e317b1ba99f2"),
+    ("2_jazz-groove5_132_beat_4-4", "validation", 41.891058, 353, "8e279d61a20dc81f"),
+    ("3_funk-groove6_112_beat_4-4", "test", 53.424079, 596, "82e553ef0234f3e8"),
+]
+
+
+def performance_summary(perf: Performance) -> tuple[str, str, float, int, str]:
+    text = "".join(f"{n.time_sec:.6f},{n.pitch},{n.velocity};" for n in perf.notes)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return perf.stem, perf.split, perf.duration_sec, len(perf.notes), digest
+
+
+def test_generated_performances_match_pinned_grooves() -> None:
+    performances = generate_performances(3, seed=11)
+    assert [performance_summary(p) for p in performances] == PINNED_PERFORMANCES
 
 
 def write_gmd(root: Path) -> Path:
@@ -262,3 +284,8 @@ def test_split_filter_and_kits_per_performance(tmp_path: Path) -> None:
             max_sec=2.0,
             kits_per_performance=4,
         )
+
+
+if __name__ == "__main__":  # print PINNED_PERFORMANCES
+    for perf in generate_performances(3, seed=11):
+        print(performance_summary(perf))

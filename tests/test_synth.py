@@ -1,4 +1,5 @@
-"""Tests for drumtx.synth: synth and Hydrogen kits, velocity, choking, alignment."""
+"""Tests for drumtx.synth: synth and Hydrogen kits, velocity, choking, alignment,
+generated grooves."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import soundfile as sf
 from drumtx import synth
 from drumtx.errors import ConfigError
 from drumtx.midi import Note
+from drumtx.synth.grooves import STYLES, generate_groove
+from drumtx.synth.kit import Strike
 
 SR = 44_100
 HYDROGEN_KITS = synth.list_hydrogen_kits()
@@ -48,6 +51,49 @@ def groove(n_sec: float = 8.0) -> list[Note]:
         if i % 8 == 4:
             notes.append(Note(t, 38, 110))
     return notes + [Note(0.05, 49, 120), Note(2.0, 48, 90), Note(2.1, 43, 90)]
+
+
+# ---------------------------------------------------------------- pinned renders
+# A short render's samples, pinned so a refactor that changes any draw, filter or gain
+# fails; regenerate with `python tests/test_synth.py` only when the sound is meant to
+# change (and then bump SYNTH_VERSION so rendered datasets are remade).
+PIN_NOTES = [
+    Note(0.02, 36, 100), Note(0.05, 46, 110), Note(0.12, 42, 60), Note(0.15, 38, 90),
+    Note(0.2, 49, 127), Note(0.25, 47, 70), Note(0.3, 53, 40), Note(0.32, 57, 90),
+]  # fmt: skip
+PIN_SAMPLES = np.arange(600, 12_000, 900)  # indices into a 0.5 s render at 24 kHz
+PIN_HYDROGEN_NAMES = ["Kick", "Snare", "Hat Closed", "Hat Open", "Crash", "China"]
+PINNED_SYNTH = (
+    [-0.16574855, -0.083057545, 0.31081402, -0.12956886, -0.052255847, -0.011427484,
+     0.22091566, 0.16778821, 0.14474063, 0.1902537, -0.019982623, 0.13659254,
+     0.15540451],
+    1467.0511698,
+)  # fmt: skip
+PINNED_HYDROGEN = (
+    [0.20280823, -0.30906355, 0.28609538, 0.07849073, -0.23162147, -0.18058743,
+     0.27973473, -0.1838418, 0.00035614442, 0.22393608, 0.013047273, -0.094692335,
+     -0.013785692],
+    1551.9742387,
+)  # fmt: skip
+
+
+def pin_render(kit: synth.Kit) -> tuple[list[float], float]:
+    """The pinned samples and the sum of |audio| of the pinned render."""
+    audio = kit.render(PIN_NOTES, 0.5, 24_000, seed=2)
+    return audio[PIN_SAMPLES].tolist(), float(np.abs(audio).astype(np.float64).sum())
+
+
+def test_synth_render_matches_pinned_samples() -> None:
+    samples, total = pin_render(synth.SynthKit(7))
+    np.testing.assert_allclose(samples, PINNED_SYNTH[0], rtol=1e-5, atol=1e-7)
+    assert total == pytest.approx(PINNED_SYNTH[1], rel=1e-6)
+
+
+def test_hydrogen_render_matches_pinned_samples(tmp_path: Path) -> None:
+    kit = synth.HydrogenKit(write_kit(tmp_path / "kit", PIN_HYDROGEN_NAMES))
+    samples, total = pin_render(kit)
+    np.testing.assert_allclose(samples, PINNED_HYDROGEN[0], rtol=1e-5, atol=1e-7)
+    assert total == pytest.approx(PINNED_HYDROGEN[1], rel=1e-6)
 
 
 # ---------------------------------------------------------------- synth kits
@@ -131,6 +177,18 @@ def test_render_a_minute_is_fast() -> None:
     start = time.perf_counter()
     kit.render(notes, 61.0, SR)
     assert time.perf_counter() - start < 1.0
+
+
+def test_generated_grooves_play_only_kit_voices_in_order() -> None:
+    styles = {style.name for style in STYLES}
+    for i in range(20):
+        groove = generate_groove(np.random.default_rng([3, i]))
+        assert groove.style.split("/")[0] in styles
+        assert {n.pitch for n in groove.notes} <= set(synth.VOICE_OF_PITCH)
+        assert list(groove.notes) == sorted(
+            groove.notes, key=lambda n: (n.time_sec, n.pitch)
+        )
+        assert all(1 <= n.velocity <= 127 and n.time_sec >= 0 for n in groove.notes)
 
 
 # ---------------------------------------------------------------- Hydrogen kits
@@ -257,6 +315,34 @@ def test_classify_instrument(name: str, role: str | None) -> None:
     assert synth.classify_instrument(name) == role
 
 
+class BorrowedKit(synth.Kit):
+    """Each voice played by another kit: the seam a kit mixed from several builds on."""
+
+    def __init__(self, sources: dict[str, synth.Kit]) -> None:
+        self.name = self.fingerprint = "borrowed"
+        self.voices, self.fade_sec = sources, 0.01
+
+    def strike(
+        self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
+    ) -> Strike:
+        return self.voices[voice].strike(voice, velocity, sample_rate, rng)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+
+
+def test_a_kit_can_take_each_voice_from_another_kit(tmp_path: Path) -> None:
+    a = synth.HydrogenKit(write_kit(tmp_path / "a", ["Kick", "Snare"]))
+    b = synth.HydrogenKit(write_kit(tmp_path / "b", ["Snare", "Kick"]))  # other tones
+    kit = BorrowedKit({"kick": b, "snare": a})
+    kick = [Note(0.1, 36, 30)]
+    borrowed = kit.render(kick, 0.6, SR)
+    assert similarity(borrowed, b.render(kick, 0.6, SR)) > 0.99
+    assert similarity(borrowed, a.render(kick, 0.6, SR)) < 0.5
+    assert kit.playable([Note(0, 38, 1), Note(0, 42, 1)]) == [Note(0, 38, 1)]
+
+
 def test_load_kit_specs_and_errors(tmp_path: Path) -> None:
     kit = synth.load_kit("synth:12")
     assert isinstance(kit, synth.SynthKit) and kit.name == "synth:12"
@@ -289,3 +375,15 @@ def test_installed_hydrogen_kit_alignment(kit_name: str) -> None:
         for velocity in (20, 127):
             audio = kit.render([Note(0.3, pitch, velocity)], 1.0, SR)
             assert abs(energy_onset_sec(audio) - 0.3) < 0.002, (pitch, velocity)
+
+
+if __name__ == "__main__":  # print the pinned values (see PINNED_SYNTH)
+    import tempfile
+
+    folder = write_kit(Path(tempfile.mkdtemp()) / "kit", PIN_HYDROGEN_NAMES)
+    for name, kit in (
+        ("synth", synth.SynthKit(7)),
+        ("hydrogen", synth.HydrogenKit(folder)),
+    ):
+        samples, total = pin_render(kit)
+        print(name, [float(f"{x:.8g}") for x in samples], f"{total:.11g}")

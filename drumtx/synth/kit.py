@@ -1,0 +1,103 @@
+"""What a drum kit is: the voices notes are played on, and the render every kit shares.
+
+A note's pitch (Roland TD-17 numbers, a superset of General MIDI's drums) names a
+voice; a ``Kit`` answers each hit with a ``Strike`` (which sound, how loud, what it
+chokes) through one method, ``strike``, and the shared ``render`` mixes the strikes.
+A kit that takes each voice from another kit only has to answer ``strike`` per voice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from drumtx.synth.dsp import Event, Sound, limit, mix_events
+
+if TYPE_CHECKING:
+    from drumtx.midi import Note
+
+SYNTH_VERSION = 1  # bump when a kit's sound changes (invalidates rendered files)
+
+# TD-17 / GM pitch -> voice. Heads and rims of one drum map to variants of one sound.
+VOICE_OF_PITCH: dict[int, str] = {
+    35: "kick", 36: "kick",
+    38: "snare", 37: "cross_stick", 40: "rimshot",
+    42: "hh_closed", 22: "hh_closed_edge", 44: "hh_pedal",
+    46: "hh_open", 26: "hh_open_edge",
+    48: "tom_high", 50: "tom_high_rim",
+    45: "tom_mid", 47: "tom_mid_rim",
+    43: "tom_low", 58: "tom_low_rim", 41: "tom_low",
+    49: "crash1", 55: "crash1_edge", 57: "crash2", 52: "crash2_edge",
+    51: "ride", 59: "ride_edge", 53: "ride_bell",
+}  # fmt: skip
+CHOKER_VOICES = frozenset({"hh_closed", "hh_closed_edge", "hh_pedal"})
+OPEN_HAT_VOICES = frozenset({"hh_open", "hh_open_edge"})
+
+
+@dataclass(frozen=True)
+class Strike:
+    """How a kit sounds one hit of a voice: the sound, its gain and its choking."""
+
+    sound: Sound
+    gain: float  # before the per-hit variation render adds
+    instrument: str  # a hit never chokes a hit of the same instrument
+    group: str | None  # choke group, None: rings out
+    chokes: bool  # silences earlier hits of its group
+
+
+def hat_choke(voice: str) -> tuple[str | None, bool]:
+    """(choke group, chokes) of a voice: closed and pedal hats choke open ones."""
+    is_hat = voice in CHOKER_VOICES or voice in OPEN_HAT_VOICES
+    return ("hh" if is_hat else None), voice in CHOKER_VOICES
+
+
+def note_rng(notes: Sequence[Note], salt: str, seed: int) -> np.random.Generator:
+    """A generator seeded by the notes, the kit and the seed: same input, same hits."""
+    h = hashlib.sha256(f"{salt}|{seed}|".encode())
+    for n in notes:
+        h.update(f"{n.time_sec:.6f},{n.pitch},{n.velocity};".encode())
+    return np.random.default_rng(int.from_bytes(h.digest()[:8], "little"))
+
+
+class Kit(ABC):
+    """A drum kit that turns notes into audio, one voice at a time (``strike``)."""
+
+    name: str  # the CSV's kit_name
+    fingerprint: str  # changes whenever the kit would sound different
+    voices: Collection[str]  # the voices (VOICE_OF_PITCH values) this kit can sound
+    fade_sec: float  # how fast a choked hit fades out
+
+    @abstractmethod
+    def strike(
+        self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
+    ) -> Strike:
+        """One hit of ``voice`` at ``velocity`` in (0, 1]; may draw from ``rng``."""
+
+    def playable(self, notes: Sequence[Note]) -> list[Note]:
+        """The notes this kit has a sound for (the rest would be silent)."""
+        return [n for n in notes if VOICE_OF_PITCH.get(n.pitch) in self.voices]
+
+    def render(
+        self,
+        notes: Sequence[Note],
+        duration_sec: float,
+        sample_rate: int,
+        *,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Mono float32 audio (n,) of ``duration_sec``; hits beyond it are cut."""
+        rng = note_rng(notes, self.fingerprint, seed)
+        events = []
+        for note in self.playable(notes):
+            velocity = min(max(note.velocity, 1), 127) / 127
+            hit = self.strike(VOICE_OF_PITCH[note.pitch], velocity, sample_rate, rng)
+            gain = hit.gain * 10 ** (rng.normal(0, 0.5) / 20)  # per-hit, ~0.5 dB
+            events.append(Event(note.time_sec, hit.sound, gain, hit.instrument,
+                                hit.group, hit.chokes))  # fmt: skip
+        n_samples = round(duration_sec * sample_rate)
+        return limit(mix_events(events, n_samples, sample_rate, self.fade_sec))
