@@ -1,0 +1,116 @@
+"""Tempo maps: MIDI ticks <-> beats <-> seconds, and where the bars fall.
+
+A beat here is a quarter note (MIDI's unit), whatever the time signature says: beat b
+sits at tick ``b * ticks_per_beat``. Bars come from the time signatures: a bar of n/d
+lasts ``n * 4 / d`` beats. Tempo and time-signature changes may happen anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from drumtx.errors import DataError
+
+DEFAULT_TEMPO_US = 500_000  # MIDI's implied tempo before any set_tempo: 120 BPM
+
+
+@dataclass(frozen=True)
+class TempoMap:
+    """Piecewise-constant tempo, in beats (quarter notes) from the file's start."""
+
+    start_beats: tuple[float, ...]  # where each tempo segment starts, ascending, [0] = 0
+    sec_per_beat: tuple[float, ...]  # the tempo of each segment
+    meters: tuple[tuple[float, int, int], ...] = ((0.0, 4, 4),)  # (beat, num, den)
+
+    def __post_init__(self) -> None:
+        if not self.start_beats or self.start_beats[0] != 0.0:
+            raise ValueError("a tempo map starts at beat 0")
+        if len(self.start_beats) != len(self.sec_per_beat):
+            raise ValueError("one tempo per segment")
+        if any(s <= 0 for s in self.sec_per_beat):
+            raise ValueError("tempi must be positive")
+
+    @classmethod
+    def constant(cls, bpm: float, numerator: int = 4, denominator: int = 4) -> TempoMap:
+        return cls((0.0,), (60.0 / bpm,), ((0.0, numerator, denominator),))
+
+    def _segment_starts_sec(self) -> np.ndarray:
+        starts = np.asarray(self.start_beats)
+        lengths = np.diff(starts) * np.asarray(self.sec_per_beat[:-1])
+        return np.concatenate([[0.0], np.cumsum(lengths)])
+
+    def seconds(self, beats: np.ndarray | float) -> np.ndarray:
+        """Beat positions -> seconds (beats before 0 extrapolate the first tempo)."""
+        beats = np.asarray(beats, dtype=np.float64)
+        starts = np.asarray(self.start_beats)
+        seg = np.clip(np.searchsorted(starts, beats, side="right") - 1, 0, None)
+        spb = np.asarray(self.sec_per_beat)[seg]
+        return self._segment_starts_sec()[seg] + (beats - starts[seg]) * spb
+
+    def beats(self, seconds: np.ndarray | float) -> np.ndarray:
+        """Seconds -> beat positions; the inverse of :meth:`seconds`."""
+        seconds = np.asarray(seconds, dtype=np.float64)
+        starts_sec = self._segment_starts_sec()
+        seg = np.clip(np.searchsorted(starts_sec, seconds, side="right") - 1, 0, None)
+        spb = np.asarray(self.sec_per_beat)[seg]
+        return np.asarray(self.start_beats)[seg] + (seconds - starts_sec[seg]) / spb
+
+    def bars(self, end_sec: float) -> list[tuple[float, float, int]]:
+        """(start beat, length in beats, beats counted in the bar) of every bar that
+        starts before ``end_sec``."""
+        end_beat = float(self.beats(end_sec))
+        bars: list[tuple[float, float, int]] = []
+        meters = list(self.meters) + [(float("inf"), 4, 4)]
+        for (start, num, den), (next_start, _, _) in zip(meters, meters[1:]):
+            length = num * 4.0 / den
+            beat = start
+            while beat < min(next_start, end_beat) - 1e-9:
+                bars.append((beat, length, num))
+                beat += length
+        return bars
+
+    def bpm_at(self, beat: float) -> float:
+        seg = max(0, int(np.searchsorted(self.start_beats, beat, side="right")) - 1)
+        return 60.0 / self.sec_per_beat[seg]
+
+
+def read_tempo_map(path: Path) -> TempoMap:
+    """The tempo map of a type 0 or 1 MIDI file (type 2: its first track's)."""
+    try:
+        midi = mido.MidiFile(path)
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DataError(f"cannot read the tempo map of {path}: {exc}") from None
+    division = midi.ticks_per_beat & 0xFFFF
+    if division == 0 or division & 0x8000:
+        # SMPTE time has no beats: call it 120 BPM, 4/4.
+        return TempoMap.constant(60.0 / (DEFAULT_TEMPO_US / 1e6))
+    tracks = midi.tracks[:1] if midi.type == 2 else midi.tracks
+    tempos: dict[int, int] = {}
+    meters: dict[int, tuple[int, int]] = {}
+    for track in tracks:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo" and msg.tempo > 0:
+                tempos[tick] = msg.tempo
+            elif msg.type == "time_signature" and msg.numerator > 0:
+                meters[tick] = (msg.numerator, msg.denominator)
+    return _tempo_map(tempos, meters, division)
+
+
+def _tempo_map(
+    tempos: dict[int, int], meters: dict[int, tuple[int, int]], division: int
+) -> TempoMap:
+    tempos.setdefault(0, tempos[min(tempos)] if tempos else DEFAULT_TEMPO_US)
+    meters.setdefault(0, meters[min(meters)] if meters else (4, 4))
+    ticks = sorted(tempos)
+    meter_ticks = sorted(meters)
+    return TempoMap(
+        start_beats=tuple(t / division for t in ticks),
+        sec_per_beat=tuple(tempos[t] / 1e6 for t in ticks),
+        meters=tuple((t / division, *meters[t]) for t in meter_ticks),
+    )
