@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from drumtx import __version__
-from drumtx.errors import DrumtxError
+from drumtx.errors import ConfigError, DrumtxError
 
 EPILOG = """\
 typical use:
@@ -99,7 +99,10 @@ def _add_make_dataset(
         help="render an E-GMD-shaped dataset from MIDI performances through drum kits",
         description="Write OUT_DIR/e-gmd-v1.0.0/ with E-GMD's CSV schema, folders and file "
         "names: performances from a GMD folder (or generated grooves) rendered through "
-        "synthesised kits (synth:SEED) and Hydrogen drumkits (name or folder).",
+        "synthesised kits (synth:SEED), General MIDI SoundFont drum kits "
+        "(sf:NAME[:PRESET]), Hydrogen drumkits (name or folder) and virtual kits "
+        "(virtual:SEED: each instrument from another of the given kits). SoundFonts "
+        "reserved for independent evaluation are refused.",
     )
     p.add_argument(
         "out_dir", type=Path, metavar="OUT_DIR", help="the data root to write into"
@@ -110,13 +113,7 @@ def _add_make_dataset(
         metavar="DIR",
         help="a Groove MIDI Dataset folder holding info.csv (default: generated grooves)",
     )
-    p.add_argument(
-        "--kits",
-        nargs="+",
-        default=["synth:1", "synth:2", "synth:3"],
-        metavar="KIT",
-        help="synth:SEED, a Hydrogen kit name, or a drumkit folder (default: 3 synth kits)",
-    )
+    _add_kit_options(p)
     p.add_argument("--limit", type=int, metavar="N", help="at most N performances")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -133,13 +130,32 @@ def _add_make_dataset(
         metavar="SPLIT",
         help="keep only performances of these splits (default: all)",
     )
+    p.set_defaults(func=cmd_make_dataset)
+
+
+def _add_kit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kits",
+        nargs="+",
+        default=["synth:1", "synth:2", "synth:3"],
+        metavar="KIT",
+        help="synth:SEED, sf:NAME[:PRESET], virtual:SEED, a Hydrogen kit name, or a "
+        "drumkit folder (default: 3 synth kits)",
+    )
     p.add_argument(
         "--kits-per-performance",
         type=int,
         metavar="K",
         help="render each performance through K kits drawn from --kits (default: all)",
     )
-    p.set_defaults(func=cmd_make_dataset)
+    p.add_argument(
+        "--studio-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="record this share of renders in a random studio: room, close, overhead "
+        "and room microphones, tuning and balance (default 0: dry kits)",
+    )
 
 
 def _add_preprocess(
@@ -211,7 +227,8 @@ def _add_evaluate(
         parents=[common],
         help="per-class onset F1 on a processed split",
         description="Onset precision, recall and F1 per class at +-50 ms (mir_eval), micro "
-        "and macro F1, the adtof5 reduction, velocity-aware F1 and a per-kit breakdown.",
+        "and macro F1, the adtof5 reduction, velocity-aware F1 and a per-kit breakdown; "
+        "where the store has backing tracks, also with the drums mixed into them.",
     )
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model to evaluate")
     p.add_argument(
@@ -225,6 +242,13 @@ def _add_evaluate(
         "--tune-thresholds",
         action="store_true",
         help="pick per-class thresholds on the validation split and store them in the model",
+    )
+    p.add_argument(
+        "--backing-db",
+        default="6,0",
+        metavar="DB,...|none",
+        help="also score the drums mixed with their backing tracks at these "
+        "drums-to-music levels in dB, where the store has them (default: 6,0)",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N recordings")
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
@@ -362,6 +386,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         max_sec=args.max_sec,
         splits=args.splits,
         kits_per_performance=args.kits_per_performance,
+        studio_prob=args.studio_prob,
     )
     return 0
 
@@ -398,14 +423,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         tune_thresholds=args.tune_thresholds,
         limit=args.limit,
         device=args.device,
+        backing_db=parse_levels(args.backing_db),
     )
 
 
+def parse_levels(text: str) -> tuple[float, ...]:
+    """``"6,0"`` -> (6.0, 0.0); ``"none"`` -> ()."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"--backing-db {text!r}: expected levels in dB separated by commas",
+            hint="e.g. --backing-db 6,0 or --backing-db none",
+        ) from None
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from drumtx.transcribe import run_transcribe
+    from drumtx.transcribe import TranscribeOptions, run_transcribe
 
     cfg, _ = load_cli_config(args)
-    return run_transcribe(cfg, args)
+    opts = TranscribeOptions(
+        inputs=tuple(args.inputs),
+        out_dir=args.out_dir,
+        recursive=args.recursive,
+        checkpoint=args.checkpoint,
+        thresholds=tuple(args.threshold),
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        as_json=args.json,
+        progress=not args.no_progress,
+        list_models=args.list_models,
+        device=args.device,
+        segment_sec=args.segment,
+        overlap_sec=args.overlap,
+        batch_size=args.batch_size,
+        drum_map=args.drum_map,
+        velocity=args.velocity,
+        formats=args.formats,
+    )
+    return run_transcribe(cfg, opts)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -431,10 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def print_error(exc: DrumtxError) -> None:
     """``error: ...`` and ``hint: ...`` on stderr, user text escaped for rich."""
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    from drumtx.console import make_console
+
+    console = make_console(stderr=True)
     console.print(f"[bold red]error:[/] {escape(exc.message)}")
     if exc.hint:
         console.print(f"[yellow]hint:[/] {escape(exc.hint)}")

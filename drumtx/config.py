@@ -25,6 +25,10 @@ PRESETS = ("tiny", "small", "base")
 VOCAB_NAMES = ("roland9", "adtof5", "basic3")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+# Context each side of a transcription segment. The conv stack and the STFT window
+# see ~0.1 s; the GRU sees the whole segment, and on the shipped model the error at a
+# border stops shrinking past ~0.3 s of context (0 s: off by up to 0.85 in probability).
+MIN_OVERLAP_SEC = 0.5
 
 
 def exact_div(numerator: int, denominator: int) -> int:
@@ -103,6 +107,14 @@ class DataConfig:
     noise_prob: float = 0.3  # coloured noise at 20-50 dB SNR
     reverb_prob: float = 0.3  # synthetic room impulse response
     mix_prob: float = 0.0  # sum two crops (different kits) into one example
+    # Toward recorded songs (drumtx.augment): the band, the buses and the master.
+    backing_prob: float = 0.67  # crops mixed with their backing track, where stored
+    backing_db_min: float = -6.0  # drums-to-music level of a mixed crop, dB (RMS)
+    backing_db_max: float = 12.0
+    compress_prob: float = 0.4  # drum-bus and master compression
+    saturate_prob: float = 0.2  # tape-like saturation or hard clipping
+    codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
+    rare_class_prob: float = 0.0  # crops centred on a hit of a class drawn uniformly
 
     def __post_init__(self) -> None:
         _check_choice("data.vocab", self.vocab, VOCAB_NAMES)
@@ -115,8 +127,41 @@ class DataConfig:
         _check_range("data.target_widen_frames", self.target_widen_frames, 0, 5)
         if self.gain_db_min > self.gain_db_max:
             raise ConfigError("data.gain_db_min must not exceed data.gain_db_max")
-        for name in ("eq_prob", "noise_prob", "reverb_prob", "mix_prob"):
+        for name in (
+            "eq_prob",
+            "noise_prob",
+            "reverb_prob",
+            "mix_prob",
+            "backing_prob",
+            "compress_prob",
+            "saturate_prob",
+            "codec_prob",
+            "rare_class_prob",
+        ):
             _check_range(f"data.{name}", getattr(self, name), 0.0, 1.0)
+        _check_range("data.backing_db_min", self.backing_db_min, -40.0, 60.0)
+        _check_range("data.backing_db_max", self.backing_db_max, -40.0, 60.0)
+        if self.backing_db_min > self.backing_db_max:
+            raise ConfigError("data.backing_db_min must not exceed data.backing_db_max")
+
+
+@dataclass(frozen=True)
+class BackingConfig:
+    """Backing tracks that preprocess renders beside each recording (drumtx.synth)."""
+
+    enabled: bool = True  # render one per recording, aligned to its MIDI's tempo map
+    # auto: every General MIDI SoundFont under /usr/share/sounds/sf2 and sf3 (reserved
+    # evaluation banks excluded), when FluidSynth is installed; none: drumtx's own
+    # instruments only; or .sf2/.sf3 paths separated by commas.
+    soundfonts: str = "auto"
+    songs_dir: str = ""  # full-band MIDI songs whose parts may back a performance
+    song_prob: float = 0.35  # share of backing tracks taken from songs_dir
+    own_prob: float = 0.4  # share of parts played by drumtx's own instruments
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_range("backing.song_prob", self.song_prob, 0.0, 1.0)
+        _check_range("backing.own_prob", self.own_prob, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -200,7 +245,14 @@ class TranscribeConfig:
     def __post_init__(self) -> None:
         _check_choice("transcribe.device", self.device, DEVICES)
         _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)
-        _check_range("transcribe.overlap_sec", self.overlap_sec, 0.0, 60.0)
+        if not MIN_OVERLAP_SEC <= self.overlap_sec <= 60.0:
+            raise ConfigError(
+                f"transcribe.overlap_sec = {self.overlap_sec!r} is out of range; "
+                f"expected {MIN_OVERLAP_SEC} to 60.0: without context the hits near "
+                "segment borders change",
+                hint=f"use --overlap {MIN_OVERLAP_SEC:g} or more (default 2), or "
+                "--set transcribe.overlap_sec=2.0",
+            )
         if 2 * self.overlap_sec >= self.segment_sec:
             raise ConfigError(
                 "transcribe.overlap_sec must be less than half of transcribe.segment_sec"
@@ -216,6 +268,7 @@ class Config:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    backing: BackingConfig = field(default_factory=BackingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     transcribe: TranscribeConfig = field(default_factory=TranscribeConfig)

@@ -1,10 +1,14 @@
 """Training crops from the processed store, read the way an HDD likes.
 
-Each DataLoader worker reads one large contiguous block of ``audio.i16`` at a time
-(``data.block_mb``, default 8 MB: one seek, then a sequential read), cuts several random
-crops out of it, and shuffles the crops of ``data.shuffle_blocks`` blocks together before
-yielding them. Crops never straddle two recordings. Targets are per-frame rolls at the
-frontend's frame rate: frame t is centred at ``t * hop_length`` samples.
+Each DataLoader worker reads one large contiguous block of ``audio.i16`` (and the same
+block of ``backing.i16`` when the store has backing tracks) at a time (``data.block_mb``,
+default 8 MB: one seek, then a sequential read), cuts several random crops out of it,
+and shuffles the crops of ``data.shuffle_blocks`` blocks together before yielding them.
+Crops never straddle two recordings; ``data.rare_class_prob`` of them are centred on a
+hit of a class drawn uniformly, so rare instruments (toms, crash, open hi-hat) are seen
+as often as common ones. Then ``drumtx.augment`` turns each into a recording: drum bus,
+band (the backing track), master, codec. Targets are per-frame rolls at the frontend's
+frame rate: frame t is centred at ``t * hop_length`` samples.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import signal
 
+from drumtx.augment import AugmentConfig, Augmenter, scale_velocity
 from drumtx.config import Config, DataConfig
 from drumtx.errors import DataError
 from drumtx.frontend import n_frames
-from drumtx.preprocess import Store, load_store
+from drumtx.store import Store, load_store, recording_hits
+
+MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,23 @@ class CropSpec:
     seed: int
     rank: int = 0
     world_size: int = 1
+
+
+@dataclass
+class Crop:
+    """One crop before augmentation: drums, its backing (or None), and its targets."""
+
+    audio: np.ndarray  # (N,) float32
+    music: np.ndarray | None  # (N,) float32, the same stretch of the backing track
+    onset: np.ndarray  # (T, C) float32
+    velocity: np.ndarray  # (T, C) float32 in [0, 1]
+    mask: np.ndarray  # (T, C) float32: 1 where velocity is a target
+
+
+def augment_config(cfg: DataConfig) -> AugmentConfig:
+    """The [data] keys the augmentation chain reads."""
+    names = [f.name for f in AugmentConfig.__dataclass_fields__.values()]
+    return AugmentConfig(**{name: getattr(cfg, name) for name in names})
 
 
 class CropDataset(torch.utils.data.IterableDataset):
@@ -63,21 +86,21 @@ class CropDataset(torch.utils.data.IterableDataset):
         rng = np.random.default_rng(
             [self.spec.seed, self.spec.rank, worker_id, self.spec.world_size, n_workers]
         )
-        store = self._open()
-        sampler = BlockSampler(store, self.spec, self.data_cfg)
-        augment = Augmenter(self.data_cfg, self.spec.sample_rate)
-        buffer: list[tuple[np.ndarray, ...]] = []
+        sampler = BlockSampler(self._open(), self.spec, self.data_cfg)
+        augment = Augmenter(
+            augment_config(self.data_cfg), self.spec.sample_rate, self.spec.hop_length
+        )
         while True:
+            buffer: list[Crop] = []
             for _ in range(self.data_cfg.shuffle_blocks):
                 buffer.extend(sampler.crops_from_block(rng))
-            order = rng.permutation(len(buffer))
-            for i in order:
-                audio, onset, velocity, mask = buffer[i]
+            for i in rng.permutation(len(buffer)):
+                crop = buffer[i]
                 if self.data_cfg.mix_prob and rng.random() < self.data_cfg.mix_prob:
                     other = buffer[int(rng.integers(len(buffer)))]
-                    audio, onset, velocity, mask = mix_crops(buffer[i], other)
-                yield augment(audio, rng), onset, velocity, mask
-            buffer = []
+                    crop = mix_crops(crop, other, rng.uniform(*MIX_LEVEL_DB))
+                audio, velocity = augment(crop.audio, crop.music, crop.velocity, rng)
+                yield audio, crop.onset, velocity, crop.mask
 
 
 class BlockSampler:
@@ -100,14 +123,17 @@ class BlockSampler:
                 hint="check the split's manifest.json 'skipped' list and re-run "
                 "python -m drumtx preprocess",
             )
-        self.hit_rec = store.hits["recording"]
+        # Every hit's position in the concatenated audio, for crops centred on hits.
+        hits = store.hits
+        self.hit_pos = self.offsets[hits["recording"]] + hits["sample"]  # (n_hits,)
 
-    def crops_from_block(
-        self, rng: np.random.Generator
-    ) -> list[tuple[np.ndarray, ...]]:
+    def crops_from_block(self, rng: np.random.Generator) -> list[Crop]:
         start = int(rng.integers(0, max(1, self.total - self.block_samples + 1)))
         stop = min(self.total, start + self.block_samples)
         block = np.asarray(self.store.audio[start:stop])  # one sequential read
+        music = None
+        if self.store.backing is not None:  # the same stretch of the aligned track
+            music = np.asarray(self.store.backing[start:stop])
         first = int(np.searchsorted(self.offsets, start, side="right")) - 1
         last = int(np.searchsorted(self.offsets, stop, side="left"))
         recs = np.arange(max(first, 0), max(last, first + 1))
@@ -125,33 +151,47 @@ class BlockSampler:
         crops = []
         for _ in range(self.data_cfg.crops_per_block):
             j = int(rng.choice(len(recs), p=weights / weights.sum()))
-            crops.append(
-                self._crop(int(recs[j]), int(lo[j]), int(hi[j]), start, block, rng)
-            )
+            crop_start = self._crop_start(int(recs[j]), int(lo[j]), int(hi[j]), rng)
+            crops.append(self._crop(int(recs[j]), crop_start, int(hi[j]), start, block, music))
         return crops
+
+    def _crop_start(self, rec: int, lo: int, hi: int, rng: np.random.Generator) -> int:
+        """Uniform in the recording's part of the block, or around a rare-class hit."""
+        n = self.spec.crop_samples
+        latest = max(lo, hi - n)
+        if rng.random() < self.data_cfg.rare_class_prob:
+            inside = np.flatnonzero((self.hit_pos >= lo) & (self.hit_pos < hi))
+            if len(inside):
+                classes = self.store.hits["class"][inside]
+                cls = rng.choice(np.unique(classes))  # each present class equally
+                pos = int(self.hit_pos[inside[rng.choice(np.flatnonzero(classes == cls))]])
+                return int(np.clip(pos - int(rng.uniform(0.1, 0.9) * n), lo, latest))
+        return lo + int(rng.integers(0, latest - lo + 1))
 
     def _crop(
         self,
         rec: int,
-        lo: int,
+        crop_start: int,
         hi: int,
         block_start: int,
         block: np.ndarray,
-        rng: np.random.Generator,
-    ) -> tuple[np.ndarray, ...]:
+        music_block: np.ndarray | None,
+    ) -> Crop:
         n = self.spec.crop_samples
-        crop_start = lo + int(rng.integers(0, max(1, hi - lo - n + 1)))
-        piece = block[crop_start - block_start : min(hi, crop_start + n) - block_start]
+        a, b = crop_start - block_start, min(hi, crop_start + n) - block_start
         audio = np.zeros(n, dtype=np.float32)
-        audio[: len(piece)] = piece.astype(np.float32) / 32768.0
+        audio[: b - a] = block[a:b].astype(np.float32) / 32768.0
+        music = None
+        if music_block is not None:
+            music = np.zeros(n, dtype=np.float32)
+            music[: b - a] = music_block[a:b].astype(np.float32) / 32768.0
         onset, velocity, mask = self._targets(rec, crop_start - int(self.offsets[rec]))
-        return audio, onset, velocity, mask
+        return Crop(audio, music, onset, velocity, mask)
 
     def _targets(self, rec: int, start_in_rec: int) -> tuple[np.ndarray, ...]:
         spec, widen = self.spec, self.data_cfg.target_widen_frames
         n_t = n_frames(spec.crop_samples, spec.hop_length)
-        lo, hi = np.searchsorted(self.hit_rec, [rec, rec + 1])
-        hits = self.store.hits[lo:hi]
+        hits = recording_hits(self.store, rec)
         rel = hits["sample"] - start_in_rec
         keep = (rel >= 0) & (rel < spec.crop_samples)
         frames = np.rint(rel[keep] / spec.hop_length).astype(np.int64)
@@ -183,85 +223,19 @@ def make_targets(
     return onset, velocity, mask
 
 
-def mix_crops(
-    a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]
-) -> tuple[np.ndarray, ...]:
-    """Sum two crops (two kits playing at once); targets are the union."""
-    audio = 0.5 * (a[0] + b[0])
-    onset = np.maximum(a[1], b[1])
-    velocity = np.maximum(a[2], b[2])
-    mask = np.maximum(a[3], b[3])
-    return audio, onset, velocity, mask
-
-
-class Augmenter:
-    """Waveform augmentation toward real recordings: gain, EQ, noise, room reverb.
-
-    Reverb keeps the direct sound at lag 0, so onsets do not move.
-    """
-
-    def __init__(self, cfg: DataConfig, sample_rate: int):
-        self.cfg = cfg
-        self.sample_rate = sample_rate
-
-    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        cfg = self.cfg
-        if rng.random() < cfg.eq_prob:
-            audio = self.random_eq(audio, rng)
-        if rng.random() < cfg.reverb_prob:
-            audio = self.room_reverb(audio, rng)
-        if rng.random() < cfg.noise_prob:
-            audio = self.coloured_noise(audio, rng)
-        gain_db = rng.uniform(cfg.gain_db_min, cfg.gain_db_max)
-        audio = audio * np.float32(10 ** (gain_db / 20))
-        return np.clip(audio, -1.0, 1.0).astype(np.float32)
-
-    def random_eq(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        nyquist = self.sample_rate / 2
-        low_hz = rng.uniform(60, 400)
-        high_hz = min(rng.uniform(2000, 10000), nyquist * 0.9)
-        b_lo, a_lo = signal.butter(1, low_hz / nyquist, btype="low")
-        b_hi, a_hi = signal.butter(1, high_hz / nyquist, btype="high")
-        low = signal.lfilter(b_lo, a_lo, audio)
-        high = signal.lfilter(b_hi, a_hi, audio)
-        # Shelf gains of -9..+9 dB on the low and high bands.
-        g_lo, g_hi = 10 ** (rng.uniform(-9, 9, size=2) / 20) - 1
-        return (audio + g_lo * low + g_hi * high).astype(np.float32)
-
-    def room_reverb(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        rt60_sec = rng.uniform(0.15, 1.2)
-        n_ir = int(rt60_sec * self.sample_rate)
-        t = np.arange(n_ir) / self.sample_rate
-        tail = rng.standard_normal(n_ir) * np.exp(-6.9 * t / rt60_sec)
-        # Darker tails for longer rooms: air and walls absorb highs.
-        b, a = signal.butter(
-            1,
-            min(rng.uniform(2000, 8000), 0.45 * self.sample_rate)
-            / (self.sample_rate / 2),
-        )
-        tail = signal.lfilter(b, a, tail)
-        pre_delay = int(rng.uniform(0.005, 0.03) * self.sample_rate)
-        ir = np.zeros(n_ir + pre_delay)
-        ir[pre_delay:] = tail / (np.sqrt(np.sum(tail**2)) + 1e-9)
-        wet_db = rng.uniform(-18, -3)
-        ir *= 10 ** (wet_db / 20)
-        ir[0] = 1.0  # the direct sound, at lag 0
-        wet = signal.fftconvolve(audio, ir)[: len(audio)]
-        return (wet / max(1.0, np.abs(wet).max())).astype(np.float32)
-
-    def coloured_noise(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        white = rng.standard_normal(len(audio))
-        spectrum = np.fft.rfft(white)
-        freqs = np.fft.rfftfreq(len(audio), 1 / self.sample_rate)
-        exponent = rng.uniform(-1.0, 0.5)  # -1 = pink-ish .. +0.5 = bright hiss
-        spectrum *= np.maximum(freqs, 20.0) ** (exponent / 2)
-        noise = np.fft.irfft(spectrum, n=len(audio))
-        rms_signal = np.sqrt(np.mean(audio**2)) + 1e-6
-        snr_db = rng.uniform(20, 50)
-        noise *= (
-            rms_signal / (np.sqrt(np.mean(noise**2)) + 1e-12) * 10 ** (-snr_db / 20)
-        )
-        return (audio + noise).astype(np.float32)
+def mix_crops(a: Crop, b: Crop, level_db: float) -> Crop:
+    """Two kits playing at once, ``b`` at ``level_db`` relative to ``a``; the targets
+    are the union, and ``b``'s velocities drop with its level. ``a``'s band plays."""
+    gain = np.float32(10 ** (level_db / 20))
+    b_velocity = scale_velocity(b.velocity, level_db)
+    # Where both hit the same class in one frame the louder hit is the target.
+    return Crop(
+        audio=0.5 * (a.audio + gain * b.audio),
+        music=a.music,
+        onset=np.maximum(a.onset, b.onset),
+        velocity=np.maximum(a.velocity, b_velocity),
+        mask=np.maximum(a.mask, b.mask),
+    )
 
 
 def open_store(cfg: Config, split_dir: Path) -> Store:
@@ -273,6 +247,7 @@ def open_store(cfg: Config, split_dir: Path) -> Store:
             recordings=store.recordings,
             hits=store.hits,
             manifest=store.manifest,
+            backing=None if store.backing is None else np.array(store.backing),
         )
     return store
 
@@ -307,7 +282,18 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals,
     )
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Workers ignore SIGINT and SIGTERM sent to the whole process group (Ctrl-C,
+    torchrun): the training loop finishes its step on batches they still make, saves,
+    then shuts them down."""
+    import signal as stdlib_signal  # the module's ``signal`` is scipy's
+
+    for signum in (stdlib_signal.SIGINT, stdlib_signal.SIGTERM):
+        stdlib_signal.signal(signum, stdlib_signal.SIG_IGN)
 
 
 def audio_hours(n_samples: int, sample_rate: int) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from drumtx.midi import Hit
+from drumtx.drums import Hit
 
 
 def local_peaks(prob: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ same layout as the HDD one; rerunning reuses whatever is already there.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +15,16 @@ from pathlib import Path
 from rich.console import Console
 
 from drumtx.config import Config, config_from_dict
+from drumtx.console import make_console
+from drumtx.doctor import run_doctor
+from drumtx.egmd import egmd_csv_path, read_egmd_csv
 from drumtx.errors import DrumtxError
+from drumtx.evaluate import run_evaluate
+from drumtx.make_dataset import make_dataset
+from drumtx.preprocess import run_preprocess
+from drumtx.storage import Roots, resolve_roots
+from drumtx.train import run_train
+from drumtx.transcribe import TranscribeOptions, run_transcribe
 
 DEMO_KITS = ["synth:1", "synth:2", "synth:3", "synth:4", "synth:5", "synth:6"]
 DEMO_PERFORMANCES = 40  # generated grooves; each is rendered through every kit
@@ -56,19 +64,51 @@ def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
 
 
 def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
-    from drumtx.doctor import run_doctor
-    from drumtx.make_dataset import make_dataset
-    from drumtx.preprocess import run_preprocess
-    from drumtx.storage import resolve_roots
-
-    console = Console(highlight=False)
+    console = make_console()
     t0 = time.monotonic()
     cfg = demo_config(cfg, demo_dir, minutes)
     roots = resolve_roots(cfg)
     demo_dir.mkdir(parents=True, exist_ok=True)
+    _make_store(cfg, roots, demo_dir, console)
 
+    _stage(console, 4, f"train the tiny model on the CPU (about {minutes:g} min)")
+    best = roots.checkpoint_dir / DEMO_RUN / "best.pt"
+    if best.exists():
+        console.print(f"reusing {best} (delete {best.parent} to retrain)")
+    else:
+        _train(cfg, console)
+
+    _stage(
+        console, 5, "evaluate on the test split (tune thresholds on validation first)"
+    )
+    run_evaluate(
+        cfg,
+        checkpoint=best,
+        split="test",
+        as_json=False,
+        tune_thresholds=True,
+        limit=None,
+        device="cpu",
+    )
+
+    _stage(console, 6, "transcribe a held-out clip (test split, never trained on)")
+    clip, out = _transcribe_clip(cfg, roots, best, demo_dir)
+    console.print(f"\ndemo finished in {(time.monotonic() - t0) / 60:.1f} min")
+    console.print(f"  dataset:      {roots.egmd_dir}")
+    console.print(f"  store:        {roots.processed_dir}")
+    console.print(f"  model:        {best}")
+    console.print(
+        f"  logs:         {roots.log_dir / DEMO_RUN}  "
+        f"(tensorboard --logdir {roots.log_dir})"
+    )
+    console.print(f"  transcribed:  {clip} -> {out}")
+    return 0
+
+
+def _make_store(cfg: Config, roots: Roots, demo_dir: Path, console: Console) -> None:
+    """Stages 1-3: a made dataset, doctor, and its processed store."""
     _stage(console, 1, "make a dataset: generated grooves through 6 synthesised kits")
-    if not (roots.egmd_dir / "e-gmd-v1.0.0.csv").exists():
+    if not egmd_csv_path(roots.egmd_dir).exists():
         make_dataset(
             demo_dir,
             midi_dir=None,
@@ -94,50 +134,12 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
     if status != 0:
         raise DrumtxError("preprocess failed in the demo", hint="see the lines above")
 
-    _stage(console, 4, f"train the tiny model on the CPU (about {minutes:g} min)")
-    best = roots.checkpoint_dir / DEMO_RUN / "best.pt"
-    if best.exists():
-        console.print(f"reusing {best} (delete {best.parent} to retrain)")
-    else:
-        _train(cfg, console)
-
-    _stage(
-        console, 5, "evaluate on the test split (tune thresholds on validation first)"
-    )
-    from drumtx.evaluate import run_evaluate
-
-    run_evaluate(
-        cfg,
-        checkpoint=best,
-        split="test",
-        as_json=False,
-        tune_thresholds=True,
-        limit=None,
-        device="cpu",
-    )
-
-    _stage(console, 6, "transcribe a held-out clip (test split, never trained on)")
-    clip, out = _transcribe_clip(cfg, roots, best, demo_dir)
-    console.print(f"\ndemo finished in {(time.monotonic() - t0) / 60:.1f} min")
-    console.print(f"  dataset:      {roots.egmd_dir}")
-    console.print(f"  store:        {roots.processed_dir}")
-    console.print(f"  model:        {best}")
-    console.print(
-        f"  logs:         {roots.log_dir / DEMO_RUN}  "
-        f"(tensorboard --logdir {roots.log_dir})"
-    )
-    console.print(f"  transcribed:  {clip} -> {out}")
-    return 0
-
 
 def _stage(console: Console, number: int, title: str) -> None:
     console.rule(f"[bold]{number}/6 {title}")
 
 
 def _train(cfg: Config, console: Console) -> None:
-    from drumtx.storage import resolve_roots
-    from drumtx.train import run_train
-
     run_dir = resolve_roots(cfg).checkpoint_dir / DEMO_RUN
     resume = "auto" if (run_dir / "last.pt").exists() else None
     status = run_train(cfg, run_name=DEMO_RUN, resume=resume)
@@ -146,13 +148,9 @@ def _train(cfg: Config, console: Console) -> None:
 
 
 def _transcribe_clip(
-    cfg: Config, roots, best: Path, demo_dir: Path
+    cfg: Config, roots: Roots, best: Path, demo_dir: Path
 ) -> tuple[Path, Path]:
     """Copy the first test-split recording out and transcribe it like a user would."""
-    from drumtx.cli import build_parser
-    from drumtx.egmd import egmd_csv_path, read_egmd_csv
-    from drumtx.transcribe import run_transcribe
-
     test = [
         r for r in read_egmd_csv(egmd_csv_path(roots.egmd_dir)) if r.split == "test"
     ]
@@ -162,18 +160,9 @@ def _transcribe_clip(
     out_dir.mkdir(exist_ok=True)
     clip = out_dir / Path(test[0].audio_filename).name
     shutil.copyfile(roots.egmd_dir / test[0].audio_filename, clip)
-    args = build_parser().parse_args(
-        [
-            "transcribe",
-            str(clip),
-            "--checkpoint",
-            str(best),
-            "-f",
-            "all",
-            "--overwrite",
-            "--no-progress",
-        ]
+    opts = TranscribeOptions(
+        inputs=(clip,), checkpoint=best, formats="all", overwrite=True, progress=False
     )
-    if run_transcribe(dataclasses.replace(cfg), args) != 0:
+    if run_transcribe(cfg, opts) != 0:
         raise DrumtxError(f"transcribing {clip} failed", hint="see the lines above")
     return clip, clip.with_name(clip.stem + ".drums.mid")

@@ -7,7 +7,6 @@ only writes are the create-and-remove probes in writable output roots.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from drumtx.checkpoint import run_dirs
 from drumtx.config import Config
-from drumtx.errors import DrumtxError, StorageError
+from drumtx.console import Progress, make_console
+from drumtx.errors import DataError, DrumtxError, StorageError
 from drumtx.storage import (
     GB,
     ROOT_KEYS,
@@ -32,6 +33,17 @@ from drumtx.storage import (
     require_roots,
     resolve_roots,
 )
+from drumtx.store import (
+    AUDIO_FILE,
+    HITS_FILE,
+    MANIFEST_FILE,
+    PREPROCESS_HINT,
+    RECORDINGS_FILE,
+    manifest_mismatches,
+    read_manifest,
+    sha256_file,
+    spread_indices,
+)
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 EXIT_FAIL = 3
@@ -44,7 +56,6 @@ EGMD_FULL_ROWS = 45_537
 CHECKPOINT_BYTES = 10 * GB
 EGMD_FORMAT = "44100 Hz, 1 ch, PCM_16"  # E-GMD: 44.1 kHz 16-bit mono WAV
 SAMPLE_RECORDINGS = 20
-PREPROCESS = "python -m drumtx preprocess"
 OUTPUT_DIRS = {"checkpoint_dir": "checkpoints", "log_dir": "logs"}
 
 
@@ -111,6 +122,7 @@ def collect_checks(
         else:
             results.append(guarded(label, lambda n=name: check_output_dir(cfg, n)))
     results += check_environment()
+    results.append(guarded("backing tracks", lambda: check_backing(cfg)))
     return results
 
 
@@ -185,7 +197,7 @@ def _bytes_still_needed(cfg: Config, roots: Roots) -> int:
     need = CHECKPOINT_BYTES
     if not egmd_csv_path(roots.egmd_dir).is_file():
         need += EGMD_BYTES
-    if not (roots.processed_dir / "train" / "manifest.json").is_file():
+    if not (roots.processed_dir / "train" / MANIFEST_FILE).is_file():
         need += EGMD_HOURS * 3600 * cfg.audio.sample_rate * 2  # int16 mono
     return need
 
@@ -231,31 +243,29 @@ def _index_row(csv_path: Path, records: Sequence) -> CheckResult:
     return CheckResult("E-GMD index", OK, detail)
 
 
-def sample_indices(n_items: int, n_sample: int) -> list[int]:
-    """n_sample indices spread evenly over range(n_items), first and last included."""
-    if n_items <= n_sample:
-        return list(range(n_items))
-    if n_sample == 1:
-        return [0]
-    step = (n_items - 1) / (n_sample - 1)
-    return sorted({round(i * step) for i in range(n_sample)})
-
-
 def check_egmd_files(
     egmd_dir: Path, records: Sequence, deep: bool, show_progress: bool
 ) -> CheckResult:
     """Referenced wav/midi files exist and decode; report the audio formats found."""
-    chosen = (
-        list(records)
-        if deep
-        else [records[i] for i in sample_indices(len(records), SAMPLE_RECORDINGS)]
-    )
+    limit = 0 if deep else SAMPLE_RECORDINGS
+    chosen = [records[i] for i in spread_indices(len(records), limit)]
     formats: Counter[str] = Counter()
     problems: list[str] = []
-    for record in _progress(chosen, "checking E-GMD files", deep and show_progress):
-        problem = _check_recording(egmd_dir, record, formats)
-        if problem:
-            problems.append(problem)
+    progress = Progress(
+        make_console(stderr=True),
+        "checking E-GMD files",
+        len(chosen),
+        unit="files",
+        log_every_sec=None,
+        transient=True,
+        enabled=deep and show_progress,
+    )
+    with progress:
+        for record in chosen:
+            problem = _check_recording(egmd_dir, record, formats)
+            if problem:
+                problems.append(problem)
+            progress.advance()
     scope = "all" if deep else "sample of"
     detail = f"{len(chosen)} ({scope} {len(records)}) recordings: " + ", ".join(
         f"{fmt} x{n}" for fmt, n in formats.most_common()
@@ -289,17 +299,6 @@ def _check_recording(egmd_dir: Path, record, formats: Counter[str]) -> str | Non
     return None
 
 
-def _progress(items: Sequence, description: str, enabled: bool):
-    """Iterate items with a rich progress bar on stderr (only when asked and a tty)."""
-    from rich.console import Console
-    from rich.progress import track
-
-    console = Console(stderr=True)
-    if not (enabled and console.is_terminal):
-        return iter(items)
-    return track(items, description=description, console=console, transient=True)
-
-
 # --- processed store ------------------------------------------------------------------
 
 
@@ -307,7 +306,7 @@ def check_processed(cfg: Config, roots: Roots) -> list[CheckResult]:
     from drumtx.egmd import egmd_csv_path
 
     csv_path = egmd_csv_path(roots.egmd_dir)
-    csv_sha = _sha256(csv_path) if csv_path.is_file() else None
+    csv_sha = sha256_file(csv_path) if csv_path.is_file() else None
     return [
         guarded(
             f"processed {split}",
@@ -320,57 +319,54 @@ def check_processed(cfg: Config, roots: Roots) -> list[CheckResult]:
 def check_split(cfg: Config, split_dir: Path, csv_sha: str | None) -> CheckResult:
     """manifest.json present and matching the config; counts of recordings and hits."""
     check = f"processed {split_dir.name}"
-    hint = f"{PREPROCESS} --split {split_dir.name}"
-    manifest_path = split_dir / "manifest.json"
-    if not manifest_path.is_file():
+    hint = f"{PREPROCESS_HINT} --split {split_dir.name}"
+    try:
+        manifest = read_manifest(split_dir)
+    except DataError as exc:
+        return CheckResult(check, FAIL, exc.message, hint)
+    if manifest is None:
         state = "incomplete (no manifest.json)" if split_dir.is_dir() else "not built"
         return CheckResult(check, WARN, f"{split_dir}: {state}", hint)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        return CheckResult(
-            check, FAIL, f"{manifest_path} is not valid JSON: {exc}", hint
-        )
-    mismatches = _manifest_mismatches(cfg, manifest)
+    mismatches = [
+        f"{key} {found!r}, config wants {wanted!r}"
+        for key, found, wanted in manifest_mismatches(manifest, cfg)
+    ]
     if mismatches:
-        detail = f"{manifest_path} does not match the config: {'; '.join(mismatches)}"
+        detail = (
+            f"{split_dir / MANIFEST_FILE} does not match the config: "
+            f"{'; '.join(mismatches)}"
+        )
         return CheckResult(check, FAIL, detail, hint + " (rebuilds it for this config)")
-    data_files = ("audio.i16", "recordings.json", "hits.npy")
+    tracks = list(manifest.get("tracks") or [])
+    data_files = (AUDIO_FILE, RECORDINGS_FILE, HITS_FILE, *(f"{t}.i16" for t in tracks))
     missing = [n for n in data_files if not (split_dir / n).is_file()]
     if missing:
         return CheckResult(check, FAIL, f"{split_dir}: missing {missing}", hint)
+    n_bytes = 2 * int(manifest.get("n_samples", -1))
+    wrong = [
+        n for n in data_files
+        if n.endswith(".i16") and n_bytes >= 0 and (split_dir / n).stat().st_size != n_bytes
+    ]  # fmt: skip
+    if wrong:
+        return CheckResult(
+            check, FAIL, f"{split_dir}: {wrong} not the manifest's {n_bytes} bytes", hint
+        )
+    backing = "backing tracks" if "backing" in tracks else "no backing tracks"
     detail = (
         f"{split_dir}: {manifest.get('n_recordings')} recordings, "
-        f"{manifest.get('n_hits')} hits, {len(manifest.get('skipped') or [])} skipped"
+        f"{manifest.get('n_hits')} hits, {len(manifest.get('skipped') or [])} skipped, "
+        f"{backing}"
     )
     if csv_sha and manifest.get("source_csv_sha256") not in (None, csv_sha):
         return CheckResult(
             check, WARN, detail + "; built from a different E-GMD CSV", hint
         )
+    if cfg.backing.enabled and "backing" not in tracks:
+        return CheckResult(
+            check, WARN, detail + " (backing.enabled is true: models trained on it "
+            "hear drums alone)", hint + " (adds them)"
+        )
     return CheckResult(check, OK, detail)
-
-
-def _manifest_mismatches(cfg: Config, manifest: object) -> list[str]:
-    if not isinstance(manifest, dict):
-        return ["not a JSON object"]
-    expected = {
-        "format_version": 1,
-        "sample_rate": cfg.audio.sample_rate,
-        "vocab": cfg.data.vocab,
-    }
-    return [
-        f"{key} {manifest.get(key)!r}, config wants {value!r}"
-        for key, value in expected.items()
-        if manifest.get(key) != value
-    ]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- checkpoints and logs -------------------------------------------------------------
@@ -395,10 +391,10 @@ def check_output_dir(cfg: Config, name: str) -> CheckResult:
 
 
 def _newest_run(path: Path, name: str) -> str:
-    runs = [p for p in path.iterdir() if p.is_dir()]
+    runs = run_dirs(path)
     if not runs:
         return "no runs yet"
-    newest = max(runs, key=lambda p: p.stat().st_mtime_ns)
+    newest = runs[-1]
     text = f"{len(runs)} run(s), newest {newest.name!r}"
     if name == "checkpoint_dir":
         have = [n for n in ("best.pt", "last.pt") if (newest / n).is_file()]
@@ -473,6 +469,38 @@ def check_import(module: str, purpose: str) -> CheckResult:
     return CheckResult(module, OK, str(getattr(mod, "__version__", "installed")))
 
 
+def check_backing(cfg: Config) -> CheckResult:
+    """What preprocess renders backing tracks with: SoundFonts through FluidSynth, or
+    drumtx's own instruments alone; reserved evaluation SoundFonts are left out."""
+    from drumtx.synth.backing import BackingSpec
+    from drumtx.synth.soundfont import SOUNDFONT_DIRS, fluidsynth_available, is_reserved
+
+    check = "backing tracks"
+    b = cfg.backing
+    if not b.enabled:
+        return CheckResult(check, OK, "off (backing.enabled = false): drums alone")
+    try:
+        spec = BackingSpec.from_settings(
+            b.soundfonts, b.songs_dir, b.song_prob, b.seed, b.own_prob
+        )
+    except DrumtxError as exc:
+        return CheckResult(check, FAIL, exc.message, exc.hint)
+    reserved = sorted(
+        p.name for d in SOUNDFONT_DIRS if d.is_dir() for p in d.iterdir() if is_reserved(p)
+    )
+    fonts = ", ".join(Path(p).name for p in spec.soundfonts) or "none"
+    detail = f"SoundFonts: {fonts}; songs: {len(spec.songs)}; own instruments"
+    if reserved:
+        detail += f"; reserved for evaluation, never used: {', '.join(reserved)}"
+    if not spec.soundfonts and b.soundfonts == "auto":
+        why = "FluidSynth is not installed" if not fluidsynth_available() else (
+            "no General MIDI SoundFont is installed")
+        hint = "apt-get install libfluidsynth3 timgm6mb-soundfont opl3-soundfont " \
+            "&& pip install -e '.[render]'"
+        return CheckResult(check, WARN, f"{detail} ({why})", hint)
+    return CheckResult(check, OK, detail)
+
+
 # --- output ---------------------------------------------------------------------------
 
 
@@ -498,9 +526,7 @@ def summary_line(results: Sequence[CheckResult], exit_code: int) -> str:
 
 def print_report(results: Sequence[CheckResult], exit_code: int) -> None:
     """A rich table on a terminal; plain aligned lines when piped."""
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    console = make_console()
     if not console.is_terminal:
         sys.stdout.write(
             format_plain(results) + summary_line(results, exit_code) + "\n"

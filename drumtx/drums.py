@@ -1,4 +1,5 @@
-"""Drum class vocabularies: which input MIDI pitches form a class, and which note it writes.
+"""Drum class vocabularies (which input pitches form a class, which note it writes) and
+the Hit, a drum onset in one of them.
 
 E-GMD and GMD use Roland TD-17/TD-11 pitch numbers, not General MIDI: 22 and 26 are
 hi-hat edge hits and 58 is the floor tom's rim. The tables below follow DESIGN.md §3
@@ -18,6 +19,16 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A drum onset in a vocabulary."""
+
+    time_sec: float
+    cls: int  # class index into Vocab.codes
+    velocity: int  # 1..127
+    pitch: int = -1  # original MIDI pitch where known
 
 
 @dataclass(frozen=True)

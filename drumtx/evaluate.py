@@ -5,13 +5,16 @@ all classes, macro F1 averages the per-class F1. Every 9-class result is also re
 to adtof5, and velocity-aware F1 follows Onsets & Frames (mir_eval
 transcription_velocity). ``--tune-thresholds`` picks per-class thresholds on the
 validation split (never on the split being reported) and stores them in the checkpoint.
+
+Where the store holds backing tracks, the same recordings are also scored mixed into
+their backing at each ``backing_db`` drums-to-music level (default +6 and 0 dB), side by
+side with the drums alone; tuning then pools the drums alone and every mix.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,27 +23,23 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drumtx.checkpoint import load_checkpoint, save_checkpoint
+from drumtx.checkpoint import find_model, is_shipped, load_checkpoint, save_checkpoint
 from drumtx.config import Config
-from drumtx.decode import pick_onsets
-from drumtx.drums import get_vocab
+from drumtx.console import make_console
+from drumtx.drums import Hit
 from drumtx.errors import ConfigError
 from drumtx.inference import (
     LoadedModel,
-    array_chunks,
     class_thresholds,
+    decode_hits,
     load_model,
-    predict_activations,
-    reference_hits,
     resolve_device,
-    segment_options,
-    spread_indices,
-    store_audio,
+    score_store,
+    store_activations,
 )
-from drumtx.metrics import match_onsets, reduce_hits, summarize, velocity_f1
-from drumtx.preprocess import load_store
+from drumtx.metrics import match_onsets
 from drumtx.storage import require_roots
-from drumtx.transcribe import SHIPPED_MODELS_DIR, find_model
+from drumtx.store import Store, load_store, reference_hits, spread_indices
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -54,131 +53,132 @@ def run_evaluate(
     tune_thresholds: bool,
     limit: int | None,
     device: str | None,
+    backing_db: Sequence[float] = (6.0, 0.0),
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     path = find_model(cfg, checkpoint)
     loaded = load_model(path, cfg, resolve_device(device or cfg.train.device))
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = make_console(stderr=True)
     if tune_thresholds:
-        if path.parent.resolve() == SHIPPED_MODELS_DIR.resolve():
-            raise ConfigError(
-                "refusing to write tuned thresholds into the model shipped with drumtx",
-                hint="copy it first and pass --checkpoint COPY.pt",
+        val_dir = roots.processed_dir / "validation"
+        tune_and_store(loaded, path, val_dir, limit, console, backing_db)
+        if split == "validation":
+            console.print(
+                "[yellow]warning:[/] thresholds were tuned on the split being "
+                "reported; these validation numbers are optimistic "
+                "(report --split test)"
             )
-        val = load_store(roots.processed_dir / "validation", loaded.cfg)
-        tuned = tune(loaded, val, _indices(val, limit))
-        store_thresholds(path, tuned)
-        loaded.thresholds = tuned
-        console.print(f"tuned thresholds on validation, stored in {path}: {tuned}")
-    if tune_thresholds and split == "validation":
-        console.print(
-            "[yellow]warning:[/] thresholds were tuned on the split being reported; "
-            "these validation numbers are optimistic (report --split test)"
-        )
     store = load_store(roots.processed_dir / split, loaded.cfg)
-    results = evaluate_store(
-        loaded, store, _indices(store, limit), class_thresholds(loaded)
-    )
+    results = evaluate_store(loaded, store, _indices(store, limit), backing_db)
     results.update(checkpoint=str(path), split=split)
     if as_json:
         print(json.dumps(results, indent=1))
     else:
-        print_results(results, Console())
+        print_results(results, make_console())
     return 0
 
 
-def _indices(store, limit: int | None) -> list[int]:
+def _indices(store: Store, limit: int | None) -> list[int]:
     """Every recording, or ``limit`` of them spread over the split (kits, drummers)."""
     return spread_indices(len(store.recordings), limit or 0)
 
 
-def activations(loaded: LoadedModel, store, indices: Sequence[int]):
-    """(index, onset, velocity, reference hits) of each recording, one at a time."""
-    for index in indices:
-        audio = store_audio(store, index)
-        onset, velocity = predict_activations(
-            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
-        )
-        yield index, onset, velocity, reference_hits(store, index)
-
-
 def evaluate_store(
-    loaded: LoadedModel, store, indices: Sequence[int], thresholds: Sequence[float]
+    loaded: LoadedModel,
+    store: Store,
+    indices: Sequence[int],
+    backing_db: Sequence[float] = (),
 ) -> dict[str, Any]:
-    vocab, fps = loaded.vocab, loaded.cfg.frontend.fps
-    totals: list = []
-    reduced_totals: list = []
-    per_kit: dict[str, list] = defaultdict(list)
-    all_ref, all_est = [], []
-    for index, onset, velocity, ref in activations(loaded, store, indices):
-        est = pick_onsets(
-            onset, velocity, fps, thresholds, loaded.cfg.decode.min_gap_sec
-        )
-        counts = match_onsets(ref, est, vocab.n_classes)
-        totals = _add(totals, counts)
-        kit = store.recordings[index].get("kit", "?")
-        per_kit[kit] = _add(per_kit[kit], counts)
-        if vocab.name == "roland9":
-            adtof = get_vocab("adtof5")
-            reduced = match_onsets(
-                reduce_hits(ref, vocab), reduce_hits(est, vocab), adtof.n_classes
-            )
-            reduced_totals = _add(reduced_totals, reduced)
-        all_ref.append(ref)
-        all_est.append(est)
-    results: dict[str, Any] = summarize(totals, vocab.codes)
-    results["thresholds"] = dict(zip(vocab.codes, map(float, thresholds)))
-    results["n_recordings"] = len(indices)
-    if reduced_totals:
-        results["adtof5"] = summarize(reduced_totals, get_vocab("adtof5").codes)
-    results["velocity_f1"] = velocity_f1(all_ref, all_est, vocab.n_classes)
-    results["per_kit"] = {
-        kit: summarize(c, vocab.codes)["micro_f1"] for kit, c in sorted(per_kit.items())
-    }
+    """score_store's report with the model's thresholds, without the picture; and
+    under ``mixes`` the same for each backing level, where the store has backing."""
+    thresholds = class_thresholds(loaded)
+    results = score_store(loaded, store, indices, thresholds)
     results.pop("image", None)
+    if store.backing is not None and backing_db:
+        results["mixes"] = {}
+        for level in backing_db:
+            mixed = score_store(loaded, store, indices, thresholds, backing_db=level)
+            mixed.pop("image", None)
+            results["mixes"][mix_name(level)] = mixed
     return results
 
 
-def _add(totals: list, counts: list) -> list:
-    return list(counts) if not totals else [a + b for a, b in zip(totals, counts)]
+def mix_name(level_db: float) -> str:
+    """How a drums-to-music level is named in reports: "+6 dB", "0 dB", "-3 dB"."""
+    return f"{level_db:+g} dB" if level_db else "0 dB"
+
+
+def tune_and_store(
+    loaded: LoadedModel,
+    path: Path,
+    val_dir: Path,
+    limit: int | None,
+    console: Console,
+    backing_db: Sequence[float] = (),
+) -> None:
+    """Tune thresholds on the validation split and write them into the checkpoint."""
+    if is_shipped(path):
+        raise ConfigError(
+            "refusing to write tuned thresholds into the model shipped with drumtx",
+            hint="copy it first and pass --checkpoint COPY.pt",
+        )
+    val = load_store(val_dir, loaded.cfg)
+    levels = [None, *backing_db] if val.backing is not None else [None]
+    tuned = tune(loaded, val, _indices(val, limit), levels)
+    store_thresholds(path, tuned)
+    loaded.thresholds = tuned
+    console.print(f"tuned thresholds on validation, stored in {path}: {tuned}")
 
 
 MIN_TUNING_HITS = 20  # fewer reference hits than this: keep the configured threshold
 F1_TOLERANCE = 0.005  # F1 differences below this are noise; prefer the default then
 
 
-def tune(loaded: LoadedModel, store, indices: Sequence[int]) -> dict[str, float]:
-    """Per-class threshold maximising that class's F1 over the given recordings.
+def tune(
+    loaded: LoadedModel,
+    store,
+    indices: Sequence[int],
+    levels: Sequence[float | None] = (None,),
+) -> dict[str, float]:
+    """Per-class threshold maximising that class's F1 over the given recordings, each
+    heard at every level (None: drums alone; a number: mixed with its backing).
 
     A small validation set overfits: a class with few reference hits keeps its
     configured threshold, and among near-equal F1s the one nearest the default wins.
     """
-    vocab, fps = loaded.vocab, loaded.cfg.frontend.fps
-    gap = loaded.cfg.decode.min_gap_sec
+    vocab = loaded.vocab
     defaults = class_thresholds(dataclasses.replace(loaded, thresholds={}))
-    cached = list(activations(loaded, store, indices))
+    cached = [
+        (onset, velocity, reference_hits(store, index))
+        for level in levels
+        for index, onset, velocity in store_activations(loaded, store, indices, level)
+    ]
     best: dict[str, float] = {}
     for c, code in enumerate(vocab.codes):
         n_ref = sum(1 for *_, ref in cached for h in ref if h.cls == c)
         if n_ref < MIN_TUNING_HITS:
             continue  # untuned: the config's threshold keeps applying
-        scores = np.array(
-            [_class_f1(cached, c, t, vocab.n_classes, fps, gap) for t in THRESHOLD_GRID]
-        )
+        scores = np.array([_class_f1(loaded, cached, c, t) for t in THRESHOLD_GRID])
         near_best = np.flatnonzero(scores >= scores.max() - F1_TOLERANCE)
         pick = near_best[np.argmin(np.abs(THRESHOLD_GRID[near_best] - defaults[c]))]
         best[code] = float(THRESHOLD_GRID[pick])
     return best
 
 
-def _class_f1(cached, c: int, threshold: float, n_classes: int, fps: int, gap: float):
+def _class_f1(
+    loaded: LoadedModel,
+    cached: Sequence[tuple[np.ndarray, np.ndarray, list[Hit]]],
+    c: int,
+    threshold: float,
+) -> float:
+    """F1 of class ``c`` alone at ``threshold`` over the cached activations."""
+    n_classes = loaded.vocab.n_classes
     thresholds = [1.01] * n_classes  # above any probability: other classes stay silent
     thresholds[c] = float(threshold)
     total = None
-    for _, onset, velocity, ref in cached:
-        counts = match_onsets(
-            ref, pick_onsets(onset, velocity, fps, thresholds, gap), n_classes
-        )[c]
+    for onset, velocity, ref in cached:
+        est = decode_hits(loaded, onset, velocity, thresholds)
+        counts = match_onsets(ref, est, n_classes)[c]
         total = counts if total is None else total + counts
     return total.f1 if total is not None else 0.0
 
@@ -231,4 +231,23 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         )
     kits = "  ".join(f"{k}: {v:.3f}" for k, v in results["per_kit"].items())
     console.print(f"micro F1 per kit: {kits}")
+    if results.get("mixes"):
+        print_mixes(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
+
+
+def print_mixes(results: dict[str, Any], console: Console) -> None:
+    """Per-class F1 of the drums alone and of each mix with backing, side by side."""
+    mixes = results["mixes"]
+    table = Table(title="onset F1: drums alone and mixed with backing (drums-to-music)")
+    table.add_column("class")
+    for name in ("drums only", *mixes):
+        table.add_column(name, justify="right")
+    for code, row in results["classes"].items():
+        cells = [f"{m['classes'][code]['f1']:.3f}" for m in mixes.values()]
+        table.add_row(code, f"{row['f1']:.3f}", *cells)
+    micro = [f"{m['micro_f1']:.3f}" for m in mixes.values()]
+    table.add_row("micro", f"{results['micro_f1']:.3f}", *micro)
+    macro = [f"{m['macro_f1']:.3f}" for m in mixes.values()]
+    table.add_row("macro", f"{results['macro_f1']:.3f}", *macro)
+    console.print(table)

@@ -9,24 +9,27 @@ border decodes as in a whole-file pass.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from drumtx.amp import amp_dtype, autocast
 from drumtx.audio import audio_info, read_frames, resample
-from drumtx.checkpoint import load_checkpoint
-from drumtx.config import MODEL_TABLES, Config, config_from_dict
+from drumtx.augment import mix_backing
+from drumtx.checkpoint import load_checkpoint, model_config
+from drumtx.config import Config
 from drumtx.decode import pick_onsets
-from drumtx.drums import Vocab, get_vocab
+from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
-from drumtx.midi import Hit
+from drumtx.metrics import Tally
 from drumtx.model import build_model
+from drumtx.store import Store, recording_audio, recording_backing, reference_hits
 
 
 @dataclass
@@ -40,6 +43,7 @@ class LoadedModel:
     thresholds: dict[str, float]  # tuned per-class thresholds stored with the model
     source: str  # where the weights came from, for the start line
     device: torch.device
+    amp: str = "auto"  # train.amp's choice (drumtx.amp); validation passes the run's
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,12 +61,7 @@ def resolve_device(name: str) -> torch.device:
 def load_model(path: Path, cfg: Config, device: torch.device) -> LoadedModel:
     """Build the network a checkpoint describes; its shape never comes from the TOML."""
     state = load_checkpoint(path, map_location="cpu")
-    saved = state["config"]
-    tables = {name: values for name, values in cfg.to_dict().items()}
-    for name in MODEL_TABLES:
-        tables[name] = saved.get(name, {})
-    tables["data"] = {**tables["data"], "vocab": state["vocab"]}
-    model_cfg = config_from_dict(tables)
+    model_cfg = model_config(cfg, state)
     vocab = get_vocab(state["vocab"])
     model = build_model(model_cfg, vocab.n_classes)
     try:
@@ -211,7 +210,8 @@ def _run_batch(
 ) -> None:
     audio = torch.from_numpy(np.stack([samples for _, samples in batch]))  # (B, N)
     audio = audio.to(loaded.device, non_blocking=True)
-    with torch.inference_mode(), _autocast(loaded.device):
+    dtype = amp_dtype(loaded.amp, loaded.device)
+    with torch.inference_mode(), autocast(loaded.device, dtype):
         feats = loaded.frontend(audio)  # (B, T_seg, n_mels), fp32 inside
         logits, vel = loaded.model(feats)  # (B, T_seg, C) each
         prob = torch.sigmoid(logits.float()).cpu().numpy()  # CPU-GPU sync
@@ -220,20 +220,6 @@ def _run_batch(
         n = min(seg_frames, len(onset) - first)
         onset[first : first + n] = p[ctx_frames : ctx_frames + n]
         velocity[first : first + n] = v[ctx_frames : ctx_frames + n]
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
-
-
-def spread_indices(n: int, limit: int) -> list[int]:
-    """Up to ``limit`` of ``range(n)`` spread evenly (0 = all), the same every time."""
-    if limit <= 0 or n <= limit:
-        return list(range(n))
-    return sorted({int(i) for i in np.linspace(0, n - 1, limit)})
 
 
 def segment_options(cfg: Config) -> dict[str, float | int]:
@@ -264,75 +250,83 @@ def transcribe_array(
         overlap_sec=overlap_sec,
         batch_size=batch_size,
     )
-    return pick_onsets(
-        onset,
-        velocity,
-        loaded.cfg.frontend.fps,
-        thresholds,
-        loaded.cfg.decode.min_gap_sec,
-    )
+    return decode_hits(loaded, onset, velocity, thresholds)
+
+
+def decode_hits(
+    loaded: LoadedModel,
+    onset: np.ndarray,
+    velocity: np.ndarray,
+    thresholds: Sequence[float],
+) -> list[Hit]:
+    """Hits from (T, C) activations with the model's frame rate and minimum gap."""
+    fps, gap = loaded.cfg.frontend.fps, loaded.cfg.decode.min_gap_sec
+    return pick_onsets(onset, velocity, fps, thresholds, gap)
 
 
 # --- scoring a processed split -----------------------------------------------------------
 
 
-def reference_hits(store, index: int) -> list[Hit]:
-    """The store's hits of one recording, in seconds."""
-    from drumtx.preprocess import recording_hits
+def store_activations(
+    loaded: LoadedModel,
+    store: Store,
+    indices: Sequence[int],
+    backing_db: float | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(index, onset, velocity) of each recording, (T, C) each, one at a time.
 
-    rate = store.manifest["sample_rate"]
-    return [
-        Hit(
-            float(h["sample"]) / rate,
-            int(h["class"]),
-            int(h["velocity"]),
-            int(h["pitch"]),
+    Runs the same chunked inference path as ``transcribe``, segmented as [transcribe]
+    says, on whole recordings: the drums alone, or (``backing_db``) mixed with their
+    backing track at that drums-to-music level.
+    """
+    for index in indices:
+        audio = recording_mix(store, index, backing_db)
+        onset, velocity = predict_activations(
+            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
         )
-        for h in recording_hits(store, index)
-    ]
+        yield index, onset, velocity
 
 
-def store_audio(store, index: int) -> np.ndarray:
-    rec = store.recordings[index]
-    return store.audio[rec["offset"] : rec["offset"] + rec["length"]]
+def recording_mix(
+    store: Store, index: int, backing_db: float | None
+) -> np.ndarray:
+    """A recording's drums (int16), or drums and backing at ``backing_db`` (float32)."""
+    drums = recording_audio(store, index)
+    music = recording_backing(store, index)
+    if backing_db is None or music is None:
+        return drums
+    drums_f = np.asarray(drums, np.float32) / 32768.0
+    mixed = mix_backing(drums_f, np.asarray(music, np.float32) / 32768.0, backing_db)
+    return drums_f if mixed is None else np.clip(mixed, -1.0, 1.0)
 
 
 def score_store(
     loaded: LoadedModel,
-    store,
+    store: Store,
     indices: Sequence[int],
     thresholds: Sequence[float] | None = None,
-) -> dict:
+    backing_db: float | None = None,
+) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
-    Runs the same chunked inference path as ``transcribe``. The result also carries an
-    image (H, W, 3) of reference vs predicted onsets of the first recording's first 10 s.
+    Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, the thresholds
+    used, and ``image``: (H, W, 3) reference vs predicted onsets of the first
+    recording's first 10 s. Validation during training and ``evaluate`` both score here.
     """
-    from drumtx.metrics import match_onsets, summarize
-
     thresholds = class_thresholds(loaded) if thresholds is None else thresholds
-    totals = None
+    tally = Tally(loaded.vocab)
     image = None
-    for index in indices:
-        audio = store_audio(store, index)
-        onset, velocity = predict_activations(
-            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
-        )
-        est = pick_onsets(
-            onset,
-            velocity,
-            loaded.cfg.frontend.fps,
-            thresholds,
-            loaded.cfg.decode.min_gap_sec,
-        )
+    for index, onset, velocity in store_activations(loaded, store, indices, backing_db):
         ref = reference_hits(store, index)
-        counts = match_onsets(ref, est, loaded.vocab.n_classes)
-        totals = counts if totals is None else [a + b for a, b in zip(totals, counts)]
+        est = decode_hits(loaded, onset, velocity, thresholds)
+        tally.add(ref, est, store.recordings[index].get("kit", "?"))
         if image is None:
             image = onset_image(onset, ref, loaded.cfg.frontend.fps)
-    summary = summarize(totals or [], loaded.vocab.codes)
-    summary["image"] = image
-    return summary
+    results = tally.summary()
+    results["thresholds"] = dict(zip(loaded.vocab.codes, map(float, thresholds)))
+    results["n_recordings"] = len(indices)
+    results["image"] = image
+    return results
 
 
 def onset_image(onset: np.ndarray, ref: Sequence[Hit], fps: int, seconds: float = 10.0):

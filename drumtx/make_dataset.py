@@ -28,10 +28,12 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from drumtx import egmd, midi, synth
+from drumtx.console import make_console
 from drumtx.errors import ConfigError, DataError, StorageError
 from drumtx.midi import Note
 from drumtx.storage import atomic_write_bytes
 from drumtx.synth.grooves import generate_groove
+from drumtx.synth.studio import StudioKit
 
 EGMD_DIR_NAME = "e-gmd-v1.0.0"
 SAMPLE_RATE = 44_100  # E-GMD's audio rate
@@ -71,16 +73,19 @@ def make_dataset(
     max_sec: float | None,
     splits: Sequence[str] | None = None,
     kits_per_performance: int | None = None,
+    studio_prob: float = 0.0,
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
     ``splits`` keeps only performances of those splits (e.g. render the test split
     through held-out kits into another root); ``kits_per_performance`` renders each
-    performance through that many kits drawn (seeded) from ``kits`` instead of all.
+    performance through that many kits drawn (seeded) from ``kits`` instead of all;
+    ``studio_prob`` records that share of renders in a random studio (room,
+    microphones, tuning and balance: ``synth.studio``).
     """
-    console = Console(soft_wrap=True)  # paths stay on one line
-    _check_args(kits, limit, max_sec, kits_per_performance)
-    kit_objs = [synth.load_kit(spec) for spec in kits]  # fail on a bad kit before I/O
+    console = make_console()  # paths stay on one line
+    _check_args(kits, limit, max_sec, kits_per_performance, studio_prob)
+    kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
         performances = load_gmd(Path(midi_dir), limit=limit, seed=seed)
     else:
@@ -92,9 +97,8 @@ def make_dataset(
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
-    records, n_reused = _render_all(
-        egmd_dir, performances, kit_objs, seed, console, kits_per_performance
-    )
+    plan = RenderPlan(seed, kits_per_performance or len(kit_objs), studio_prob)
+    records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
     egmd.write_egmd_csv(csv_path, records)
     minutes = sum(r.duration for r in records) / 60
@@ -110,6 +114,7 @@ def _check_args(
     limit: int | None,
     max_sec: float | None,
     kits_per_performance: int | None,
+    studio_prob: float = 0.0,
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -122,6 +127,8 @@ def _check_args(
             f"--kits-per-performance must be 1..{len(kits)} (the number of kits), "
             f"got {kits_per_performance}"
         )
+    if not 0.0 <= studio_prob <= 1.0:
+        raise ConfigError(f"--studio-prob must be 0..1, got {studio_prob}")
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -147,32 +154,49 @@ def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
     return egmd_dir
 
 
+@dataclass(frozen=True)
+class RenderPlan:
+    seed: int
+    kits_per_performance: int
+    studio_prob: float
+
+
 def _render_all(
     egmd_dir: Path,
     performances: Sequence[Performance],
     kits: Sequence[synth.Kit],
-    seed: int,
+    plan: RenderPlan,
     console: Console,
-    kits_per_performance: int | None = None,
 ) -> tuple[list[egmd.EgmdRecord], int]:
     """Render every performance through every kit (or k of them); (records, reused)."""
     records: list[egmd.EgmdRecord] = []
     n_reused = 0
-    k = kits_per_performance or len(kits)
     with Progress(console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("rendering", total=len(performances) * k)
+        task = progress.add_task("rendering", total=len(performances) * plan.kits_per_performance)
         for index, perf in enumerate(performances):
             (egmd_dir / perf.session).mkdir(parents=True, exist_ok=True)
             # Kit numbers stay indices into the full list, so names are stable.
-            picked = np.random.default_rng([seed, index]).permutation(len(kits))[:k]
+            rng = np.random.default_rng([plan.seed, index])
+            picked = rng.permutation(len(kits))[: plan.kits_per_performance]
             for number, kit in enumerate(kits, start=1):
                 if number - 1 not in picked:
                     continue
-                record, reused = render_one(egmd_dir, perf, kit, number, seed)
+                kit = _maybe_in_studio(kit, plan, index, number)
+                record, reused = render_one(egmd_dir, perf, kit, number, plan.seed)
                 records.append(record)
                 n_reused += reused
                 progress.advance(task)
     return records, n_reused
+
+
+def _maybe_in_studio(kit: synth.Kit, plan: RenderPlan, index: int, number: int) -> synth.Kit:
+    """The kit, or (for ``studio_prob`` of renders) the kit recorded in a studio."""
+    if plan.studio_prob <= 0:
+        return kit
+    rng = np.random.default_rng([plan.seed, index, number, 0x57])
+    if rng.random() >= plan.studio_prob:
+        return kit
+    return StudioKit(kit, int(rng.integers(2**31)))
 
 
 def render_key(

@@ -17,16 +17,16 @@ Every number means what it means in the drum transcription literature:
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mir_eval
 import numpy as np
 
-from drumtx.drums import ROLAND9_TO_ADTOF5, Vocab, get_vocab
+from drumtx.drums import ROLAND9_TO_ADTOF5, Hit, Vocab, get_vocab
 from drumtx.errors import ConfigError
-from drumtx.midi import Hit
 
 ONSET_WINDOW_SEC = 0.05
 NOTE_SEC = 0.05  # nominal note length for mir_eval's interval format; offsets ignored
@@ -233,3 +233,54 @@ def reduce_hits(
     target = get_vocab(to_vocab_name)
     new_class = [target.index(ROLAND9_TO_ADTOF5[code]) for code in from_vocab.codes]
     return [Hit(h.time_sec, new_class[h.cls], h.velocity, h.pitch) for h in hits]
+
+
+@dataclass
+class Tally:
+    """Scores of many recordings, added one at a time, summed before any ratio.
+
+    Per-class onset counts, the same per kit, reduced to adtof5 (roland9 only), and
+    every recording's hits for the velocity-aware F1 (fitted per recording).
+    """
+
+    vocab: Vocab
+    counts: list[ClassCounts] = field(default_factory=list)
+    reduced: list[ClassCounts] = field(default_factory=list)
+    per_kit: dict[str, list[ClassCounts]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    refs: list[Sequence[Hit]] = field(default_factory=list)
+    ests: list[Sequence[Hit]] = field(default_factory=list)
+
+    def add(self, ref: Sequence[Hit], est: Sequence[Hit], kit: str) -> None:
+        counts = match_onsets(ref, est, self.vocab.n_classes)
+        self.counts = _summed(self.counts, counts)
+        self.per_kit[kit] = _summed(self.per_kit[kit], counts)
+        if self.vocab.name == "roland9":
+            reduced = match_onsets(
+                reduce_hits(ref, self.vocab),
+                reduce_hits(est, self.vocab),
+                get_vocab("adtof5").n_classes,
+            )
+            self.reduced = _summed(self.reduced, reduced)
+        self.refs.append(ref)
+        self.ests.append(est)
+
+    def summary(self) -> dict[str, Any]:
+        """summarize() of the totals, plus ``adtof5``, ``velocity_f1`` and ``per_kit``
+        (micro F1 of each kit)."""
+        codes = self.vocab.codes
+        results = summarize(self.counts, codes)
+        if self.reduced:
+            results["adtof5"] = summarize(self.reduced, get_vocab("adtof5").codes)
+        results["velocity_f1"] = velocity_f1(self.refs, self.ests, self.vocab.n_classes)
+        results["per_kit"] = {
+            kit: summarize(c, codes)["micro_f1"]
+            for kit, c in sorted(self.per_kit.items())
+        }
+        return results
+
+
+def _summed(total: list[ClassCounts], counts: list[ClassCounts]) -> list[ClassCounts]:
+    """``counts`` added to ``total``; an empty total (nothing added yet) takes them."""
+    return add_counts(total, counts) if total else list(counts)

@@ -18,7 +18,7 @@ from pathlib import Path
 import mido
 from mido.midifiles.meta import KeySignatureError
 
-from drumtx.drums import Vocab
+from drumtx.drums import Hit, Vocab
 from drumtx.errors import DataError
 from drumtx.storage import atomic_write_bytes
 
@@ -44,16 +44,6 @@ class Note:
     time_sec: float
     pitch: int  # MIDI note number as in the file (E-GMD: Roland TD-17 numbers)
     velocity: int  # 1..127
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A drum onset in a vocabulary."""
-
-    time_sec: float
-    cls: int  # class index into Vocab.codes
-    velocity: int  # 1..127
-    pitch: int = -1  # original pitch where known
 
 
 def _open_midi(path: Path) -> mido.MidiFile:

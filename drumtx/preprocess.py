@@ -4,13 +4,14 @@ Per split folder ``processed_dir/<split>/``:
 
 1. Select rows of the split (every k-th row when limited, so kits and drummers vary).
 2. Worker processes (``--workers``) turn each recording into a *part* in ``.parts/``:
-   ``NNNNNN.i16`` (int16 audio at ``audio.sample_rate``) then ``NNNNNN.json`` (hits,
-   length, audio CRC-32, config fingerprint). Both are written tmp-then-``os.replace``
+   ``NNNNNN.i16`` (int16 audio at ``audio.sample_rate``), ``NNNNNN.backing.i16`` (the
+   recording's backing track, rendered from its MIDI's tempo map; ``[backing]``), then
+   ``NNNNNN.json`` (hits, length, CRC-32s, config fingerprint). Both are written tmp-then-``os.replace``
    (no fsync) and the json goes last, so it is the commit marker: a part counts as done
    only when its json exists, carries this run's fingerprint and its audio file has the
    length the json names. A rerun after a crash (even SIGKILL) skips finished parts.
 3. Meanwhile the main process appends finished parts, in index order, to
-   ``audio.i16.tmp`` (an in-kernel copy; parts from an earlier run get their CRC
+   ``audio.i16.tmp`` (and ``backing.i16.tmp``) (an in-kernel copy; parts from an earlier run get their CRC
    checked, since an OS crash can lose unsynced data). Then it fsyncs and renames it
    to ``audio.i16``, writes ``hits.npy`` and ``recordings.json``, then
    ``manifest.json`` last and atomically, and removes ``.parts``. A store without a
@@ -40,13 +41,11 @@ import errno
 import hashlib
 import io
 import json
-import math
 import multiprocessing
 import os
 import shutil
 import signal
 import sys
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,168 +55,45 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from drumtx import __version__, audio, drums, egmd, midi, storage
 from drumtx.config import Config
+from drumtx.console import Progress, make_console
+from drumtx.drums import Hit
 from drumtx.egmd import EgmdRecord
-from drumtx.errors import AudioError, ConfigError, DataError, StorageError
-
-FORMAT_VERSION = 1
-PART_VERSION = 2  # bump when the content of a part changes meaning
-HITS_DTYPE = np.dtype(
-    [
-        ("recording", "<i4"),
-        ("sample", "<i8"),
-        ("class", "<i2"),
-        ("velocity", "<i2"),
-        ("pitch", "<i2"),
-    ]
+from drumtx.errors import AudioError, ConfigError, DataError
+from drumtx.synth.backing import KICK_PITCHES, BackingSpec, render_backing
+from drumtx.store import (
+    AUDIO_FILE,
+    BACKING_FILE,
+    FORMAT_VERSION,
+    HITS_DTYPE,
+    HITS_FILE,
+    MANIFEST_FILE,
+    PREPROCESS_HINT,
+    RECORDINGS_FILE,
+    STORE_FILES,
+    read_manifest,
+    sha256_file,
 )
+
+PART_VERSION = 2  # bump when the content of a part changes meaning
 MIDI_TAIL_TOL_SEC = 1.0  # a hit may sit this far past the audio's end (then dropped)
 CSV_DURATION_TOL_SEC = 2.0  # |audio duration - CSV duration| allowed
-AUDIO_FILE, HITS_FILE, RECORDINGS_FILE = "audio.i16", "hits.npy", "recordings.json"
-MANIFEST_FILE, PARTS_DIR = "manifest.json", ".parts"
-STORE_FILES = (AUDIO_FILE, HITS_FILE, RECORDINGS_FILE, MANIFEST_FILE)
+PARTS_DIR = ".parts"
 # Manifest keys that must equal the planned build for a store to count as up to date.
 MATCH_KEYS = (
     "format_version",
     "sample_rate",
     "vocab",
+    "backing",
     "source_csv_sha256",
     "selection_sha256",
 )
-PREPROCESS_HINT = "python -m drumtx preprocess"
-_COPY_CHUNK_BYTES = 16 << 20
+# A full disk mid-build: the next run resumes from the parts already finished.
+RESUME_HINT = f"finished parts are kept; run {PREPROCESS_HINT} again: it resumes"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-# --- reading a store (data.py, evaluate, doctor) --------------------------------------
-
-
-@dataclass
-class Store:
-    """A processed split, opened for reading; ``audio`` is memory-mapped."""
-
-    audio: np.ndarray  # (n_samples,) int16, np.memmap unless cached in RAM
-    recordings: list[dict[str, Any]]
-    hits: np.ndarray  # (n_hits,) HITS_DTYPE, sorted by recording then sample
-    manifest: dict[str, Any]
-
-
-def load_store(split_dir: Path, cfg: Config | None = None) -> Store:
-    """Open a complete store; refuse an incomplete one or one for another config."""
-    split_dir = Path(split_dir)
-    manifest = _read_manifest(split_dir)
-    if manifest is None:
-        raise DataError(
-            f"{split_dir} is an incomplete store (manifest.json missing)",
-            hint=PREPROCESS_HINT,
-        )
-    _check_manifest(split_dir, manifest, cfg)
-    recordings = _read_json(split_dir / RECORDINGS_FILE)
-    hits = _read_hits(split_dir / HITS_FILE)
-    audio_data = _map_audio(split_dir / AUDIO_FILE, int(manifest["n_samples"]))
-    if len(recordings) != manifest["n_recordings"] or len(hits) != manifest["n_hits"]:
-        raise DataError(
-            f"{split_dir}: recordings.json or hits.npy disagrees with manifest.json",
-            hint=f"delete {split_dir} and run {PREPROCESS_HINT}",
-        )
-    return Store(audio_data, recordings, hits, manifest)
-
-
-def recording_hits(store: Store, index: int) -> np.ndarray:
-    """The hits of recording ``index`` (a view of ``store.hits``, sorted by sample)."""
-    if not 0 <= index < len(store.recordings):
-        raise IndexError(f"recording {index} outside 0..{len(store.recordings) - 1}")
-    lo, hi = np.searchsorted(store.hits["recording"], [index, index + 1])
-    return store.hits[lo:hi]
-
-
-def recording_audio(store: Store, index: int) -> np.ndarray:
-    """The int16 samples of recording ``index`` (a view into ``store.audio``)."""
-    rec = store.recordings[index]
-    return store.audio[rec["offset"] : rec["offset"] + rec["length"]]
-
-
-def _check_manifest(
-    split_dir: Path, manifest: dict[str, Any], cfg: Config | None
-) -> None:
-    hint = f"re-run {PREPROCESS_HINT} (it rebuilds stores made with other settings)"
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"{split_dir}: store format {manifest.get('format_version')!r}, this "
-            f"drumtx reads format {FORMAT_VERSION}",
-            hint=hint,
-        )
-    if cfg is None:
-        return
-    for key, wanted in (
-        ("sample_rate", cfg.audio.sample_rate),
-        ("vocab", cfg.data.vocab),
-    ):
-        if manifest.get(key) != wanted:
-            raise DataError(
-                f"{split_dir} was built with {key} = {manifest.get(key)!r}, the config "
-                f"asks for {wanted!r}",
-                hint=hint,
-            )
-
-
-def _read_manifest(split_dir: Path) -> dict[str, Any] | None:
-    path = split_dir / MANIFEST_FILE
-    if not path.is_file():
-        return None
-    manifest = _read_json(path)
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path} is not a JSON object", hint=PREPROCESS_HINT)
-    return manifest
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing", hint=PREPROCESS_HINT) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", hint=PREPROCESS_HINT) from None
-
-
-def _read_hits(path: Path) -> np.ndarray:
-    try:
-        hits = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing", hint=PREPROCESS_HINT) from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path}: {exc}", hint=PREPROCESS_HINT) from None
-    if hits.dtype != HITS_DTYPE or hits.ndim != 1:
-        raise DataError(
-            f"{path} holds {hits.dtype} {hits.shape}, expected {HITS_DTYPE} (N,)",
-            hint=PREPROCESS_HINT,
-        )
-    return hits
-
-
-def _map_audio(path: Path, n_samples: int) -> np.ndarray:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing", hint=PREPROCESS_HINT) from None
-    if size != 2 * n_samples:
-        raise DataError(
-            f"{path} is {size} bytes, the manifest says {2 * n_samples}",
-            hint=f"delete {path.parent} and run {PREPROCESS_HINT}",
-        )
-    if n_samples == 0:  # mmap refuses an empty file
-        return np.zeros(0, dtype=np.int16)
-    return np.memmap(path, dtype=np.int16, mode="r", shape=(n_samples,))
 
 
 # --- planning -------------------------------------------------------------------------
@@ -234,10 +110,22 @@ class Job:
     sample_rate: int
     vocab_name: str
     fingerprint: str
+    backing: BackingSpec | None = None  # render a backing track, and how
 
     @property
     def audio_part(self) -> Path:
         return self.parts_dir / f"{self.index:06d}.i16"
+
+    @property
+    def backing_part(self) -> Path:
+        return self.parts_dir / f"{self.index:06d}.backing.i16"
+
+    def track_parts(self) -> list[tuple[Path, str]]:
+        """(part file, CRC key in the json) of every track this job writes."""
+        parts = [(self.audio_part, "audio_crc32")]
+        if self.backing is not None:
+            parts.append((self.backing_part, "backing_crc32"))
+        return parts
 
     @property
     def meta_part(self) -> Path:
@@ -251,6 +139,11 @@ class SplitPlan:
     records: list[EgmdRecord]
     limit: int  # 0 = all rows of the split
     expected: dict[str, Any]  # the MATCH_KEYS values this build produces
+    backing: BackingSpec | None = None
+
+    @property
+    def store_files(self) -> tuple[str, ...]:
+        return STORE_FILES + ((BACKING_FILE,) if self.backing else ())
 
 
 @dataclass
@@ -282,6 +175,7 @@ def _plan_split(
     records: list[EgmdRecord],
     csv_sha256: str,
     limit: int,
+    backing: BackingSpec | None,
 ) -> SplitPlan:
     selected = select_records(records, split, limit)
     selection = hashlib.sha256(
@@ -291,24 +185,28 @@ def _plan_split(
         "format_version": FORMAT_VERSION,
         "sample_rate": cfg.audio.sample_rate,
         "vocab": cfg.data.vocab,
+        "backing": backing.describe() if backing else None,
         "source_csv_sha256": csv_sha256,
         "selection_sha256": selection,
     }
-    return SplitPlan(split, roots.processed_dir / split, selected, limit, expected)
+    split_dir = roots.processed_dir / split
+    return SplitPlan(split, split_dir, selected, limit, expected, backing)
 
 
 def _is_up_to_date(plan: SplitPlan) -> bool:
     """A complete store whose manifest matches the plan, with all of its files."""
     try:
-        manifest = _read_manifest(plan.split_dir)
+        manifest = read_manifest(plan.split_dir)
     except DataError:
         return False
     if manifest is None or any(manifest.get(k) != v for k, v in plan.expected.items()):
         return False
-    audio_path = plan.split_dir / AUDIO_FILE
-    return all(
-        (plan.split_dir / name).is_file() for name in STORE_FILES
-    ) and audio_path.stat().st_size == 2 * manifest.get("n_samples", -1)
+    sizes_ok = all(
+        (plan.split_dir / name).stat().st_size == 2 * manifest.get("n_samples", -1)
+        for name in plan.store_files
+        if name.endswith(".i16") and (plan.split_dir / name).is_file()
+    )
+    return sizes_ok and all((plan.split_dir / n).is_file() for n in plan.store_files)
 
 
 def _jobs(plan: SplitPlan, roots: storage.Roots) -> list[Job]:
@@ -321,6 +219,7 @@ def _jobs(plan: SplitPlan, roots: storage.Roots) -> list[Job]:
                 "sample_rate": plan.expected["sample_rate"],
                 "vocab": plan.expected["vocab"],
                 "tolerances_sec": [MIDI_TAIL_TOL_SEC, CSV_DURATION_TOL_SEC],
+                "backing": plan.expected["backing"],
                 "index": index,
                 "row": asdict(record),
             }
@@ -335,6 +234,7 @@ def _jobs(plan: SplitPlan, roots: storage.Roots) -> list[Job]:
                 plan.expected["sample_rate"],
                 plan.expected["vocab"],
                 digest,
+                plan.backing,
             )
         )
     return jobs
@@ -346,7 +246,10 @@ def _need_bytes(plans: Sequence[SplitPlan], sample_rate: int) -> int:
     Parts stay until their split's manifest is written (crash safety), so the largest
     split briefly exists twice. Estimated from the CSV durations, int16 mono.
     """
-    sizes = [int(sum(r.duration for r in p.records) * sample_rate) * 2 for p in plans]
+    sizes = [
+        int(sum(r.duration for r in p.records) * sample_rate) * 2 * (2 if p.backing else 1)
+        for p in plans
+    ]
     return sum(sizes) + max(sizes, default=0)
 
 
@@ -364,14 +267,15 @@ def part_is_done(job: Job) -> bool:
     """True when the part's commit marker has this job's fingerprint and is whole."""
     try:
         meta = json.loads(job.meta_part.read_text(encoding="utf-8"))
-        size = job.audio_part.stat().st_size
     except (OSError, ValueError):
         return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("fingerprint") == job.fingerprint
-        and size == 2 * meta.get("length", -1)
-    )
+    if not (isinstance(meta, dict) and meta.get("fingerprint") == job.fingerprint):
+        return False
+    try:
+        sizes = [path.stat().st_size for path, _ in job.track_parts()]
+    except OSError:
+        return False
+    return all(size == 2 * meta.get("length", -1) for size in sizes)
 
 
 def process_job(job: Job) -> Outcome:
@@ -403,8 +307,24 @@ def process_job(job: Job) -> Outcome:
     )
     if reason:
         return _skip(job, record.audio_filename, reason)
-    _write_part(job, audio.to_int16(samples), hits)
+    tracks = [audio.to_int16(samples)]
+    if job.backing is not None:
+        tracks.append(audio.to_int16(_backing_track(job, notes, len(samples))))
+    _write_part(job, tracks, hits)
     return Outcome(job.index, None, len(samples) / job.sample_rate)
+
+
+def _backing_track(job: Job, notes: Sequence[midi.Note], n_samples: int) -> np.ndarray:
+    """The recording's accompaniment, on its MIDI's beats; seeded by its path."""
+    kicks = np.array([n.time_sec for n in notes if n.pitch in KICK_PITCHES])
+    return render_backing(
+        job.egmd_dir / job.record.midi_filename,
+        kicks,
+        n_samples,
+        job.sample_rate,
+        job.backing,
+        key=job.record.audio_filename,
+    )
 
 
 def _skip(job: Job, rel_path: str, message: str) -> Outcome:
@@ -428,55 +348,30 @@ def _duration_problem(record: EgmdRecord, audio_sec: float, last_hit_sec: float)
     return ""
 
 
-def _write_part(job: Job, samples_i16: np.ndarray, hits: Sequence[midi.Hit]) -> None:
-    """Audio first, then the json commit marker; each is replaced atomically."""
-    n_samples = len(samples_i16)
+def _write_part(job: Job, tracks: Sequence[np.ndarray], hits: Sequence[Hit]) -> None:
+    """Audio (and backing) first, then the json commit marker; each replaced atomically."""
+    n_samples = len(tracks[0])
     onsets = [
         (round(h.time_sec * job.sample_rate), h.cls, h.velocity, h.pitch) for h in hits
     ]
     onsets = sorted(o for o in onsets if o[0] < n_samples)  # within MIDI_TAIL_TOL_SEC
     columns = list(zip(*onsets)) if onsets else [(), (), (), ()]
-    audio_view = memoryview(np.ascontiguousarray(samples_i16, dtype="<i2")).cast("B")
-    meta = {
-        "fingerprint": job.fingerprint,
-        "length": n_samples,
-        "audio_crc32": zlib.crc32(audio_view),
+    views = [memoryview(np.ascontiguousarray(t, dtype="<i2")).cast("B") for t in tracks]
+    meta: dict[str, Any] = {"fingerprint": job.fingerprint, "length": n_samples}
+    for (_, crc_key), view in zip(job.track_parts(), views):
+        meta[crc_key] = zlib.crc32(view)
+    meta |= {
         "sample": list(columns[0]),
         "class": list(columns[1]),
         "velocity": list(columns[2]),
         "pitch": list(columns[3]),
     }
-    _replace_write(job.audio_part, audio_view)
-    _replace_write(job.meta_part, _dumps(meta).encode("utf-8"))
-
-
-def _replace_write(path: Path, data: bytes | memoryview) -> None:
-    """tmp + os.replace without fsync: a killed process never leaves half a part.
-
-    Parts skip the fsyncs (a third of preprocessing time on small files): they only
-    matter after an OS crash, and then the CRC that assembly checks on every part
-    from an earlier run catches a part whose data did not reach the disk.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise _no_space(path) from None
-        raise
-
-
-def _no_space(path: Path) -> StorageError:
-    """A full disk: the error names the file; a rerun resumes from finished parts."""
-    return StorageError(
-        f"no space left on the device while writing {path}; finished parts are kept "
-        "and the partial file was removed",
-        hint=f"free space on the disk holding {path.parent}, then run "
-        f"{PREPROCESS_HINT} again: it resumes",
-    )
+    # Parts skip the fsyncs (a third of preprocessing time on small files): they only
+    # matter after an OS crash, and then the CRC that assembly checks on every part
+    # from an earlier run catches a part whose data did not reach the disk.
+    files = [(path, view) for (path, _), view in zip(job.track_parts(), views)]
+    for path, data in [*files, (job.meta_part, _dumps(meta).encode("utf-8"))]:
+        storage.atomic_write_bytes(path, data, durable=False, full_hint=RESUME_HINT)
 
 
 def _init_worker(parent_pid: int) -> None:
@@ -504,44 +399,6 @@ def _exit_if_orphaned() -> None:
 # --- running a split ------------------------------------------------------------------
 
 
-class _Progress:
-    """A rich bar on a terminal; else a plain log line every ~5 s and at the end."""
-
-    def __init__(self, console: Console, split: str, total: int, done: int) -> None:
-        self.console, self.split, self.total = console, split, total
-        self.done, self.start_done = done, done
-        self.t0 = self.t_log = time.monotonic()
-        self.bar = Progress(
-            TextColumn(f"[bold]{escape(split)}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        )
-        self.task = self.bar.add_task(split, total=total, completed=done, rate="")
-        self.bar.start()
-
-    def stop(self) -> None:
-        self.bar.stop()
-
-    def advance(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
-        self.bar.update(self.task, completed=self.done, rate=f"{rate:.1f} files/s")
-        if not self.console.is_terminal and (
-            now - self.t_log > 5 or self.done == self.total
-        ):
-            self.t_log = now
-            eta = (self.total - self.done) / rate if rate > 0 else math.inf
-            self.console.print(
-                f"preprocess {self.split}: {self.done}/{self.total} recordings, "
-                f"{rate:.1f} files/s, ETA {eta:.0f} s"
-            )
-
-
 def _run_jobs(
     jobs: list[Job], pool: Any, console: Console, split: str, writer: _AudioWriter
 ) -> list[Outcome]:
@@ -556,7 +413,9 @@ def _run_jobs(
     todo = [j for j in jobs if j.index not in outcomes]
     if outcomes:
         console.print(f"{split}: resuming, {len(outcomes)} of {len(jobs)} parts done")
-    progress = _Progress(console, split, len(jobs), len(outcomes))
+    progress = Progress(
+        console, f"preprocess {split}", len(jobs), done=len(outcomes), unit="recordings"
+    )
     writer.resumed = set(outcomes)
     try:
         writer.append_ready(jobs, outcomes)
@@ -566,7 +425,7 @@ def _run_jobs(
             progress.advance()
             writer.append_ready(jobs, outcomes)
     finally:
-        progress.stop()
+        progress.close()
     return [outcomes[j.index] for j in jobs]
 
 
@@ -574,10 +433,11 @@ def _build_split(
     plan: SplitPlan, roots: storage.Roots, pool: Any, console: Console
 ) -> SplitResult:
     _prepare_split_dir(plan, roots, console)
-    for name in STORE_FILES:
+    for name in plan.store_files:
         storage.check_not_raw(plan.split_dir / name, roots)
     jobs = _jobs(plan, roots)
-    with _AudioWriter(plan.split_dir / AUDIO_FILE) as writer:
+    tracks = [AUDIO_FILE] + ([BACKING_FILE] if plan.backing else [])
+    with _AudioWriter([plan.split_dir / name for name in tracks]) as writer:
         outcomes = _run_jobs(jobs, pool, console, plan.split, writer)
         result = _finish_store(plan, len(jobs), outcomes, writer, console)
     shutil.rmtree(plan.split_dir / PARTS_DIR, ignore_errors=True)
@@ -595,7 +455,7 @@ def _prepare_split_dir(plan: SplitPlan, roots: storage.Roots, console: Console) 
         console.print(
             f"{plan.split}: store at {escape(str(split_dir))} is stale, rebuilding"
         )
-        for name in (MANIFEST_FILE, AUDIO_FILE, HITS_FILE, RECORDINGS_FILE):
+        for name in (MANIFEST_FILE, AUDIO_FILE, HITS_FILE, RECORDINGS_FILE, BACKING_FILE):
             (split_dir / name).unlink(missing_ok=True)
         shutil.rmtree(split_dir / PARTS_DIR, ignore_errors=True)
     _remove_stray_tmp(split_dir)
@@ -606,26 +466,30 @@ def _remove_stray_tmp(split_dir: Path) -> None:
     """Temporary files a killed run left beside the store files."""
     if not split_dir.is_dir():
         return
-    for name in STORE_FILES:
+    for name in (*STORE_FILES, BACKING_FILE):
         for tmp in split_dir.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
-    (split_dir / f"{AUDIO_FILE}.tmp").unlink(missing_ok=True)
+    for name in (AUDIO_FILE, BACKING_FILE):
+        (split_dir / f"{name}.tmp").unlink(missing_ok=True)
 
 
 # --- assembly -------------------------------------------------------------------------
 
 
 class _AudioWriter:
-    """Concatenates audio parts in index order into audio.i16 (via a tmp file).
+    """Concatenates each track's parts in index order into its file (via a tmp file):
+    ``audio.i16`` always, ``backing.i16`` when backing tracks are rendered.
 
     Parts left by an earlier run (``resumed``) have their CRC checked: after an OS
     crash a part's data may be lost although its commit marker survived. Parts this
     run's workers wrote are read back from the page cache and need no check.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.tmp = path, path.with_name(f"{path.name}.tmp")
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.tmps = [p.with_name(f"{p.name}.tmp") for p in self.paths]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        self.fds = [os.open(tmp, flags, 0o666) for tmp in self.tmps]
         self.next = 0  # position in the job list of the next part to append
         self.done: list[tuple[Job, dict[str, Any]]] = []  # appended parts, in order
         self.resumed: set[int] = set()  # job indices of parts from an earlier run
@@ -634,9 +498,10 @@ class _AudioWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd >= 0:  # not committed: drop the partial file
-            os.close(self.fd)
-            self.tmp.unlink(missing_ok=True)
+        for fd, tmp in zip(self.fds, self.tmps):
+            if fd >= 0:  # not committed: drop the partial file
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
 
     def append_ready(self, jobs: Sequence[Job], outcomes: dict[int, Outcome]) -> None:
         while self.next < len(jobs) and jobs[self.next].index in outcomes:
@@ -648,33 +513,26 @@ class _AudioWriter:
             self.next += 1
 
     def _append(self, job: Job, meta: dict[str, Any]) -> None:
-        if job.index in self.resumed:
-            data = job.audio_part.read_bytes()
-            if zlib.crc32(data) != meta["audio_crc32"]:
+        for fd, path, (part, crc_key) in zip(self.fds, self.paths, job.track_parts()):
+            if job.index in self.resumed and zlib.crc32(part.read_bytes()) != meta[crc_key]:
                 job.meta_part.unlink(missing_ok=True)
                 raise DataError(
-                    f"part {job.audio_part} is damaged (CRC mismatch, as an OS crash "
-                    "can leave it); it was removed",
+                    f"part {part} is damaged (CRC mismatch, as an OS crash can leave "
+                    "it); it was removed",
                     hint=f"run {PREPROCESS_HINT} again: it redoes that part only",
                 )
-        try:
-            _copy_into(self.fd, job.audio_part, 2 * meta["length"])
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise _no_space(self.path) from None  # __exit__ drops the tmp file
-            raise
+            # On a full disk __exit__ drops the tmp file.
+            with storage.disk_full_error(path, RESUME_HINT):
+                _copy_into(fd, part, 2 * meta["length"])
 
     def commit(self) -> None:
         """fsync and move into place."""
-        try:
-            os.fsync(self.fd)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise _no_space(self.path) from None  # __exit__ drops the tmp file
-            raise
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.tmp, self.path)
+        for i, (path, tmp) in enumerate(zip(self.paths, self.tmps)):
+            with storage.disk_full_error(path, RESUME_HINT):
+                os.fsync(self.fds[i])
+            os.close(self.fds[i])
+            self.fds[i] = -1
+            os.replace(tmp, path)
 
 
 # copy_file_range errors that mean "not here" (old kernel, other filesystem type,
@@ -739,13 +597,14 @@ def _finish_store(
         "n_recordings": len(jobs),
         "n_hits": len(hits),
         "n_samples": n_samples,
+        "tracks": [BACKING_FILE.split(".")[0]] if plan.backing else [],
         "skipped": skipped,
         "hits_sha256": hashlib.sha256(hits_bytes).hexdigest(),
         "recordings_sha256": _sha256_text(recordings_text),
         "created_by": f"drumtx {__version__}",
     }
     storage.atomic_write_text(plan.split_dir / MANIFEST_FILE, _dumps(manifest))
-    for name in STORE_FILES:
+    for name in plan.store_files:
         path = plan.split_dir / name
         console.print(f"wrote {escape(str(path))} ({_size_text(path.stat().st_size)})")
     audio_sec = n_samples / plan.expected["sample_rate"]
@@ -818,14 +677,6 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_COPY_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- the command ----------------------------------------------------------------------
 
 
@@ -844,7 +695,7 @@ def run_preprocess(
     roots = storage.require_roots(
         cfg, read=("egmd_dir",), write=("processed_dir",), create=("processed_dir",)
     )
-    console = Console(highlight=False)
+    console = make_console()
     plans = _plan(cfg, roots, splits, limit)
     pending = [p for p in plans if not _is_up_to_date(p)]
     if pending:
@@ -886,10 +737,19 @@ def _plan(
 ) -> list[SplitPlan]:
     csv_path = egmd.egmd_csv_path(roots.egmd_dir)
     records = egmd.read_egmd_csv(csv_path)
-    csv_sha256 = _sha256_file(csv_path)
+    csv_sha256 = sha256_file(csv_path)
     n_limit = cfg.data.max_recordings if limit is None else limit
     unique = list(dict.fromkeys(splits))
-    return [_plan_split(cfg, roots, s, records, csv_sha256, n_limit) for s in unique]
+    backing = None
+    if cfg.backing.enabled:
+        b = cfg.backing
+        backing = BackingSpec.from_settings(
+            b.soundfonts, b.songs_dir, b.song_prob, b.seed, b.own_prob
+        )
+    return [
+        _plan_split(cfg, roots, s, records, csv_sha256, n_limit, backing)
+        for s in unique
+    ]
 
 
 class _worker_pool:
@@ -927,7 +787,7 @@ def _start_method() -> str:
 
 
 def _up_to_date_result(plan: SplitPlan, console: Console) -> SplitResult:
-    manifest = _read_manifest(plan.split_dir) or {}
+    manifest = read_manifest(plan.split_dir) or {}
     shutil.rmtree(plan.split_dir / PARTS_DIR, ignore_errors=True)  # a crash's leftovers
     console.print(f"{plan.split}: {escape(str(plan.split_dir))} is up to date")
     return SplitResult(
@@ -966,7 +826,7 @@ def _print_summary(console: Console, results: Sequence[SplitResult]) -> None:
 def _exit_code(results: Sequence[SplitResult], allow_skips: bool) -> int:
     n_skipped = sum(len(r.skipped) for r in results)
     if n_skipped and not allow_skips:
-        err = Console(stderr=True, highlight=False)
+        err = make_console(stderr=True)
         err.print(
             f"[bold red]error:[/] {n_skipped} recording(s) skipped (listed above and "
             "in each split's manifest.json)"

@@ -7,12 +7,13 @@ Every failure names the root, the config key that set it, and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,34 +311,66 @@ def check_not_raw(path: Path, roots: Roots) -> None:
         )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write path all at once: a tmp file beside it, fsync, os.replace.
+@contextlib.contextmanager
+def replacing(
+    path: Path, *, durable: bool = True, full_hint: str = ""
+) -> Iterator[int]:
+    """Yield the fd of a tmp file beside ``path``; on success it replaces ``path``.
 
-    On any error the tmp file is removed and the old file (if any) is left intact.
+    A reader sees the old file or the new one, never half of one. On any error the tmp
+    file is removed and the old file (if any) is left intact; a full disk becomes a
+    StorageError (``full_hint`` adds the command's own next step). ``durable=False``
+    skips the fsyncs, for files whose loss an OS crash may cost but a kill may not.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     # 0o666 lets the umask decide the final mode, like a plain open(path, "w").
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
+    with disk_full_error(path, full_hint):
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise StorageError(
-                f"no space left on the device while writing {path}; "
-                "nothing was replaced and no partial file was left",
-                hint=f"free space on the disk holding {path.parent}",
-            ) from None
-        raise
-    fsync_dir(path.parent)
+            try:
+                yield fd
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def disk_full_error(path: Path, hint: str = "") -> Iterator[None]:
+    """A full disk (ENOSPC) inside the block becomes :func:`no_space_error`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise no_space_error(path, hint) from None
+
+
+def no_space_error(path: Path, hint: str = "") -> StorageError:
+    """The error for a full disk while writing ``path``, which was not replaced."""
+    return StorageError(
+        f"no space left on the device while writing {path}; "
+        "nothing was replaced and no partial file was left",
+        hint=f"free space on the disk holding {path.parent}"
+        + (f"; {hint}" if hint else ""),
+    )
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes | memoryview, *, durable: bool = True, full_hint: str = ""
+) -> None:
+    """Write path all at once (see :func:`replacing`)."""
+    with replacing(path, durable=durable, full_hint=full_hint) as fd:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

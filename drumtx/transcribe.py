@@ -7,21 +7,62 @@ input does not stop the others; the exit code is 1 when any failed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.markup import escape
 
 from drumtx.audio import AUDIO_EXTENSIONS
+from drumtx.checkpoint import find_model, shipped_models
 from drumtx.config import Config
+from drumtx.console import Progress, make_console
+from drumtx.drums import Hit, Vocab, output_notes
 from drumtx.errors import ConfigError, DrumtxError, StorageError
+from drumtx.inference import (
+    LoadedModel,
+    class_thresholds,
+    decode_hits,
+    load_model,
+    predict_activations,
+    resolve_device,
+    stream_file,
+)
+from drumtx.midi import Note, write_midi
+from drumtx.storage import atomic_write_text, check_not_raw, resolve_roots
 
 FORMATS = ("mid", "csv", "json")
-SHIPPED_MODELS_DIR = Path(__file__).parent / "models"
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """One ``transcribe`` call: what to read, where to write, and how.
+
+    The fields from ``device`` on override the [transcribe] table (None keeps the
+    config's value) and are validated like the TOML.
+    """
+
+    inputs: tuple[Path, ...] = ()
+    out_dir: Path | None = None
+    recursive: bool = False
+    checkpoint: Path | None = None
+    thresholds: tuple[str, ...] = ()  # "0.4" (every class) or "KD=0.3" (one class)
+    overwrite: bool = False
+    skip_existing: bool = False
+    as_json: bool = False  # a JSON summary on stdout
+    progress: bool = True  # a bar on a terminal
+    list_models: bool = False
+    device: str | None = None
+    segment_sec: float | None = None
+    overlap_sec: float | None = None
+    batch_size: int | None = None
+    drum_map: str | None = None
+    velocity: str | None = None  # predicted | fixed:N
+    formats: str | None = None  # mid,csv,json | all
 
 
 @dataclass
@@ -40,72 +81,113 @@ class Job:
         return self.out_base.with_name(self.out_base.name + f".drums.{fmt}")
 
 
-def run_transcribe(cfg: Config, args: argparse.Namespace) -> int:
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    if args.list_models:
+@dataclass(frozen=True)
+class Rendering:
+    """How hits become files: thresholds, output notes, velocity, formats."""
+
+    thresholds: list[float]  # one per class
+    notes: tuple[int, ...]  # output MIDI note per class
+    velocity_fixed: int | None  # None = the predicted velocity
+    formats: tuple[str, ...]
+    note_sec: float
+
+
+def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
+    if opts.list_models:
         return list_models(cfg)
-    cfg = apply_cli_options(cfg, args)
+    cfg = apply_options(cfg, opts)
+    jobs = plan(cfg, opts)
+    console = make_console(stderr=True)
+    device = resolve_device(cfg.transcribe.device)
+    checkpoint = find_model(cfg, opts.checkpoint)
+    loaded = load_model(checkpoint, cfg, device)
+    rendering = make_rendering(cfg, loaded, opts.thresholds)
+    console.print(f"model: {escape(str(checkpoint))} {_model_line(loaded)}")
+    todo = [j for j in jobs if j.status == "pending"]
+    progress = Progress(
+        console,
+        "transcribing",
+        len(todo),
+        unit="files",
+        log_every_sec=None,  # piped: the per-file lines below are the progress
+        transient=True,
+        enabled=opts.progress and not opts.as_json,
+    )
+    with progress:
+        for job in todo:
+            transcribe_job(job, loaded, cfg, rendering)
+            _print_job(console, job)
+            progress.advance()
+    return report(jobs, console, as_json=opts.as_json)
+
+
+def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
+    """Every input's job, checked before any work (formats, clashes, existing files)."""
+    # Bad values fail here, before the model loads; make_rendering applies them.
     formats = parse_formats(cfg.transcribe.formats)
-    velocity_fixed = parse_velocity(cfg.transcribe.velocity)
-    overrides, global_threshold = parse_thresholds(args.threshold)
-    if not args.inputs:
+    parse_velocity(cfg.transcribe.velocity)
+    parse_thresholds(opts.thresholds)
+    if not opts.inputs:
         raise ConfigError(
             "no input given",
             hint="python -m drumtx transcribe song.wav [more files or dirs]",
         )
-    jobs = plan_jobs(args.inputs, args.out_dir, args.recursive)
+    jobs = plan_jobs(list(opts.inputs), opts.out_dir, opts.recursive)
     refuse_raw_outputs(cfg, jobs)
     check_outputs(
-        jobs, formats, overwrite=args.overwrite, skip_existing=args.skip_existing
+        jobs, formats, overwrite=opts.overwrite, skip_existing=opts.skip_existing
     )
+    return jobs
 
-    import torch
 
-    from drumtx.drums import output_notes
-    from drumtx.inference import class_thresholds, load_model, resolve_device
-
-    device = resolve_device(cfg.transcribe.device)
-    checkpoint = find_model(cfg, args.checkpoint)
-    loaded = load_model(checkpoint, cfg, device)
-    notes = output_notes(loaded.vocab, cfg.transcribe.drum_map)
+def make_rendering(
+    cfg: Config, loaded: LoadedModel, threshold_args: Sequence[str]
+) -> Rendering:
+    overrides, global_threshold = parse_thresholds(threshold_args)
     if global_threshold is not None:
         overrides = {**{c: global_threshold for c in loaded.vocab.codes}, **overrides}
-    thresholds = class_thresholds(loaded, overrides)
+    t = cfg.transcribe
+    return Rendering(
+        thresholds=class_thresholds(loaded, overrides),
+        notes=output_notes(loaded.vocab, t.drum_map),
+        velocity_fixed=parse_velocity(t.velocity),
+        formats=parse_formats(t.formats),
+        note_sec=t.note_sec,
+    )
+
+
+def _model_line(loaded: LoadedModel) -> str:
+    device = loaded.device
     dtype = (
         "bf16/fp16 autocast"
         if device.type == "cuda"
         else str(torch.get_default_dtype())
     )
-    console.print(
-        f"model: {escape(str(checkpoint))} ({loaded.cfg.model.preset}, "
-        f"{loaded.vocab.name})  device: {device}  dtype: {dtype}"
+    return (
+        f"({loaded.cfg.model.preset}, {loaded.vocab.name})  device: {device}  "
+        f"dtype: {dtype}"
     )
-    todo = [j for j in jobs if j.status == "pending"]
-    show = not args.no_progress and console.is_terminal and not args.json
-    with _progress(console, len(todo), show) as advance:
-        for job in todo:
-            transcribe_job(job, loaded, cfg, thresholds, notes, velocity_fixed, formats)
-            for path in job.outputs:
-                console.print(f"wrote {escape(str(path))}")
-            if job.status == "failed":
-                console.print(
-                    f"[red]failed[/] {escape(str(job.input_path))}: "
-                    f"{escape(job.reason)}"
-                )
-            advance()
-    return report(jobs, console, as_json=args.json)
 
 
-def apply_cli_options(cfg: Config, args: argparse.Namespace) -> Config:
-    """Fold transcribe's flags into the [transcribe] table, validated like the TOML."""
+def _print_job(console: Console, job: Job) -> None:
+    for path in job.outputs:
+        console.print(f"wrote {escape(str(path))}")
+    if job.status == "failed":
+        console.print(
+            f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
+        )
+
+
+def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
+    """The options' [transcribe] overrides folded into cfg, validated like the TOML."""
     changes = {
-        "device": args.device,
-        "segment_sec": args.segment,
-        "overlap_sec": args.overlap,
-        "batch_size": args.batch_size,
-        "drum_map": args.drum_map,
-        "velocity": args.velocity,
-        "formats": args.formats,
+        "device": opts.device,
+        "segment_sec": opts.segment_sec,
+        "overlap_sec": opts.overlap_sec,
+        "batch_size": opts.batch_size,
+        "drum_map": opts.drum_map,
+        "velocity": opts.velocity,
+        "formats": opts.formats,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     section = dataclasses.replace(cfg.transcribe, **changes)
@@ -138,7 +220,7 @@ def parse_velocity(text: str) -> int | None:
     )
 
 
-def parse_thresholds(items: list[str]) -> tuple[dict[str, float], float | None]:
+def parse_thresholds(items: Sequence[str]) -> tuple[dict[str, float], float | None]:
     """``--threshold 0.4`` (all classes) and ``--threshold KD=0.3`` (one class)."""
     per_class: dict[str, float] = {}
     global_value = None
@@ -195,8 +277,6 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
 
 def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
     """Before any work: no output may land inside the raw E-GMD root (it is read-only)."""
-    from drumtx.storage import check_not_raw, resolve_roots
-
     roots = resolve_roots(cfg)
     for job in jobs:
         if job.out_base is None:
@@ -236,35 +316,10 @@ def check_outputs(
                 )
 
 
-def find_model(cfg: Config, checkpoint: Path | None) -> Path:
-    """--checkpoint, else best.pt of the newest run, else the model shipped with drumtx."""
-    if checkpoint is not None:
-        return checkpoint
-    from drumtx.checkpoint import newest_run
-    from drumtx.storage import resolve_roots
-
-    checkpoint_dir = resolve_roots(cfg).checkpoint_dir
-    if checkpoint_dir.is_dir():
-        best = newest_run(checkpoint_dir)
-        if best is not None:
-            return best
-    shipped = SHIPPED_MODELS_DIR / "default.pt"
-    if shipped.is_file():
-        return shipped
-    raise ConfigError(
-        f"no model found: no --checkpoint, no trained run under {checkpoint_dir}, "
-        "and no model shipped with this install",
-        hint="train one: python -m drumtx demo (CPU, minutes), or "
-        "python -m drumtx preprocess && python -m drumtx train",
-    )
-
-
 def transcribe_job(
-    job, loaded, cfg, thresholds, notes, velocity_fixed, formats
+    job: Job, loaded: LoadedModel, cfg: Config, rendering: Rendering
 ) -> None:
-    from drumtx.decode import pick_onsets
-    from drumtx.inference import predict_activations, stream_file
-
+    """Transcribe one input into its outputs; a failure is recorded on the job."""
     t = cfg.transcribe
     try:
         n_samples, chunks = stream_file(job.input_path, loaded.cfg.audio.sample_rate)
@@ -276,34 +331,28 @@ def transcribe_job(
             overlap_sec=t.overlap_sec,
             batch_size=t.batch_size,
         )
-        hits = pick_onsets(
-            onset,
-            velocity,
-            loaded.cfg.frontend.fps,
-            thresholds,
-            loaded.cfg.decode.min_gap_sec,
-        )
-        if velocity_fixed is not None:
-            hits = [dataclasses.replace(h, velocity=velocity_fixed) for h in hits]
-        job.outputs = write_outputs(job, hits, loaded.vocab, notes, t.note_sec, formats)
+        hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
+        if rendering.velocity_fixed is not None:
+            fixed = rendering.velocity_fixed
+            hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
+        job.outputs = write_outputs(job, hits, loaded.vocab, rendering)
         job.status, job.n_hits = "done", len(hits)
     except DrumtxError as exc:
         job.status, job.reason = "failed", exc.message
     except OSError as exc:
-        job.status, job.reason = (
-            "failed",
-            f"{exc.strerror or exc} ({exc.filename or ''})",
-        )
+        job.status = "failed"
+        job.reason = f"{exc.strerror or exc} ({exc.filename or ''})"
     except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on one huge file
         job.status, job.reason = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
-def write_outputs(job, hits, vocab, notes, note_sec, formats) -> list[Path]:
-    from drumtx.midi import Note, write_midi
-    from drumtx.storage import atomic_write_text
-
+def write_outputs(
+    job: Job, hits: Sequence[Hit], vocab: Vocab, rendering: Rendering
+) -> list[Path]:
+    """The job's files, one per format, each written atomically."""
     assert job.out_base is not None
     job.out_base.parent.mkdir(parents=True, exist_ok=True)
+    notes = rendering.notes
     rows = [
         {
             "time_sec": round(h.time_sec, 6),
@@ -314,11 +363,11 @@ def write_outputs(job, hits, vocab, notes, note_sec, formats) -> list[Path]:
         for h in hits
     ]
     written = []
-    for fmt in formats:
+    for fmt in rendering.formats:
         path = job.out_path(fmt)
         if fmt == "mid":
             midi_notes = [Note(r["time_sec"], r["note"], r["velocity"]) for r in rows]
-            write_midi(path, midi_notes, note_sec=note_sec)
+            write_midi(path, midi_notes, note_sec=rendering.note_sec)
         elif fmt == "csv":
             lines = ["time_sec,class,note,velocity"]
             lines += [
@@ -369,9 +418,7 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
 
 def list_models(cfg: Config) -> int:
     """Shipped models and trained runs' best.pt files."""
-    from drumtx.storage import resolve_roots
-
-    shipped = sorted(SHIPPED_MODELS_DIR.glob("*.pt"))
+    shipped = shipped_models()
     print("shipped with drumtx:")
     for path in shipped:
         card = path.with_suffix(".json")
@@ -387,28 +434,3 @@ def list_models(cfg: Config) -> int:
     if not runs:
         print("  (none)")
     return 0
-
-
-class _progress:
-    """A rich bar over inputs when on a terminal; a no-op otherwise."""
-
-    def __init__(self, console: Console, total: int, enabled: bool):
-        self.console, self.total, self.enabled = console, total, enabled
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(console=self.console, transient=True)
-            self.task = self.bar.add_task("transcribing", total=self.total)
-            self.bar.start()
-        return self.advance
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()

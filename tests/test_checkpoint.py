@@ -15,7 +15,7 @@ from drumtx.checkpoint import (
     save_checkpoint,
     step_path,
 )
-from drumtx.errors import CheckpointError
+from drumtx.errors import CheckpointError, StorageError
 
 MINIMAL = {"config": {}, "vocab": "roland9", "model": {"w": torch.ones(2)}}
 
@@ -100,9 +100,9 @@ def test_enospc_keeps_the_old_file_and_removes_the_temp(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(CheckpointError, match="no space left") as info:
+    with pytest.raises(StorageError, match="no space left") as info:
         save_checkpoint(path, {**MINIMAL, "step": 2})
-    assert "free space" in info.value.hint
+    assert "free space" in info.value.hint and "keep_checkpoints" in info.value.hint
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 

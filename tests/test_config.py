@@ -107,3 +107,13 @@ def test_help_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("overlap", ["0", "0.0", "0.25"])
+def test_too_little_segment_overlap_is_refused_with_a_hint(overlap):
+    """With no context a hit near a segment border decodes differently than in a
+    whole-file pass; the minimum covers the model's conv and STFT context."""
+    with pytest.raises(ConfigError, match="transcribe.overlap_sec") as info:
+        load_config(REPO_TOML, [f"transcribe.overlap_sec={overlap}"])
+    assert "--overlap" in (info.value.hint or "")
+    assert load_config(REPO_TOML, ["transcribe.overlap_sec=0.5"]).transcribe

@@ -18,8 +18,8 @@ import torch
 
 from drumtx.config import Config, DataConfig, load_config
 from drumtx.data import (
-    Augmenter,
     BlockSampler,
+    Crop,
     CropDataset,
     CropSpec,
     make_loader,
@@ -28,14 +28,15 @@ from drumtx.data import (
 )
 from drumtx.errors import DataError
 from drumtx.frontend import n_frames
-from drumtx.preprocess import HITS_DTYPE, Store, load_store
+from drumtx.store import FORMAT_VERSION, HITS_DTYPE, Store, load_store
 
 SAMPLE_RATE = 24000
 HOP = 240
 N_CLASSES = 9
 QUIET = dict(  # no augmentation: crops hold the store's samples exactly
-    eq_prob=0.0, noise_prob=0.0, reverb_prob=0.0, gain_db_min=0.0, gain_db_max=0.0
-)
+    eq_prob=0.0, noise_prob=0.0, reverb_prob=0.0, gain_db_min=0.0, gain_db_max=0.0,
+    compress_prob=0.0, saturate_prob=0.0, codec_prob=0.0, backing_prob=0.0,
+)  # fmt: skip
 
 
 def write_store(
@@ -65,7 +66,7 @@ def write_store(
     table = np.array(rows, dtype=HITS_DTYPE)
     np.save(split_dir / "hits.npy", table)
     manifest = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "sample_rate": SAMPLE_RATE,
         "vocab": "roland9",
         "source_csv_sha256": "0" * 64,
@@ -97,6 +98,12 @@ def store_dir(tmp_path: Path) -> Path:
 
 def spec_for(split_dir: Path, crop_samples: int = 2400, **kw: int) -> CropSpec:
     return CropSpec(split_dir, crop_samples, HOP, N_CLASSES, SAMPLE_RATE, seed=7, **kw)
+
+
+def astuple(crop: Crop) -> tuple[np.ndarray, ...]:
+    """(audio, onset, velocity, mask) of a crop without backing."""
+    assert crop.music is None
+    return crop.audio, crop.onset, crop.velocity, crop.mask
 
 
 def locate_crop(audio: np.ndarray, store: Store) -> tuple[int, int, int]:
@@ -152,7 +159,7 @@ def test_crops_stay_inside_one_recording_with_its_own_targets(
     crops = [c for _ in range(40) for c in sampler.crops_from_block(rng)]
     assert len(crops) > 100
     seen = set()
-    for audio, onset, velocity, mask in crops:
+    for audio, onset, velocity, mask in (astuple(c) for c in crops):
         rec, start, valid = locate_crop(audio, store)
         seen.add(rec)
         # Short only where the recording ends: never silence cut into the middle.
@@ -175,7 +182,9 @@ def test_targets_at_rounded_frames_with_velocity_and_edges(tmp_path: Path) -> No
     split_dir = write_store(tmp_path / "train", [n], hits)
     store = load_store(split_dir)
     sampler = BlockSampler(store, spec_for(split_dir, n), DataConfig())
-    audio, onset, velocity, mask = sampler.crops_from_block(np.random.default_rng(1))[0]
+    audio, onset, velocity, mask = astuple(
+        sampler.crops_from_block(np.random.default_rng(1))[0]
+    )
     assert locate_crop(audio, store) == (0, 0, n)
     n_t = n_frames(n, HOP)
     assert onset.shape == velocity.shape == mask.shape == (n_t, N_CLASSES)
@@ -194,7 +203,7 @@ def test_hits_outside_the_crop_are_not_labelled(tmp_path: Path) -> None:
     store = load_store(split_dir)
     sampler = BlockSampler(store, spec_for(split_dir, n), DataConfig(**QUIET))
     rng = np.random.default_rng(3)
-    for audio, onset, velocity, _ in sampler.crops_from_block(rng):
+    for audio, onset, velocity, _ in map(astuple, sampler.crops_from_block(rng)):
         rec, start, valid = locate_crop(audio, store)
         want = expected_targets(store, rec, start, valid, n)
         np.testing.assert_array_equal(onset, want[0])
@@ -221,7 +230,8 @@ def test_widen_through_the_sampler(store_dir: Path) -> None:
     sampler = BlockSampler(
         store, spec_for(store_dir), DataConfig(target_widen_frames=2, **QUIET)
     )
-    for audio, onset, _, mask in sampler.crops_from_block(np.random.default_rng(4)):
+    crops = sampler.crops_from_block(np.random.default_rng(4))
+    for audio, onset, _, mask in map(astuple, crops):
         rec, start, valid = locate_crop(audio, store)
         want = expected_targets(store, rec, start, valid, 2400, widen=2)
         np.testing.assert_array_equal(onset, want[0])
@@ -342,57 +352,43 @@ def test_cache_in_ram_gives_the_memmap_crops(store_dir: Path, tmp_path: Path) ->
         assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def click_crop(onset_sample: int = 7200, n: int = 24000) -> np.ndarray:
-    audio = np.zeros(n, dtype=np.float32)
-    burst = np.random.default_rng(0).uniform(-0.8, 0.8, 48).astype(np.float32)
-    audio[onset_sample : onset_sample + 48] = burst * np.exp(-np.arange(48) / 12)
-    return audio
-
-
-def energy_onset(audio: np.ndarray) -> int:
-    """First sample whose 0.25 ms energy reaches a quarter of the peak energy."""
-    energy = np.convolve(audio.astype(np.float64) ** 2, np.ones(6), mode="same")
-    return int(np.argmax(energy >= 0.25 * energy.max()))
-
-
-@pytest.mark.parametrize("effect", ["eq_prob", "reverb_prob", "noise_prob", "all"])
-def test_augmentation_keeps_onsets_in_place(effect: str) -> None:
-    probs = {k: 1.0 for k in ("eq_prob", "reverb_prob", "noise_prob")}
-    if effect != "all":
-        probs = {k: float(k == effect) for k in probs}
-    augment = Augmenter(DataConfig(**probs), SAMPLE_RATE)
-    click = click_crop()
-    for seed in range(20):
-        out = augment(click, np.random.default_rng(seed))
-        assert out.dtype == np.float32 and out.shape == click.shape
-        assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
-        assert abs(energy_onset(out) - energy_onset(click)) <= SAMPLE_RATE // 1000
-
-
-def test_augmentation_output_bounded_on_loud_and_silent_input() -> None:
-    augment = Augmenter(
-        DataConfig(eq_prob=1.0, reverb_prob=1.0, noise_prob=1.0, gain_db_min=6.0),
-        SAMPLE_RATE,
-    )
-    rng = np.random.default_rng(0)
-    loud = np.clip(rng.standard_normal(12000) * 2, -1, 1).astype(np.float32)
-    for audio in (loud, np.zeros(12000, dtype=np.float32)):
-        for _ in range(5):
-            out = augment(audio, rng)
-            assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
-
-
-def test_mix_crops_unions_targets() -> None:
+def test_mix_crops_unions_targets_and_lowers_the_quieter_kit() -> None:
     n_t = 5
     a_on = np.zeros((n_t, 3), np.float32)
     b_on = np.zeros((n_t, 3), np.float32)
     a_on[1, 0], b_on[3, 2], b_on[1, 0] = 1, 1, 0.5
-    a = (np.full(8, 0.4, np.float32), a_on, a_on * 0.3, a_on.copy())
-    b = (np.full(8, -0.2, np.float32), b_on, b_on * 0.9, (b_on == 1).astype(np.float32))
-    audio, onset, velocity, mask = mix_crops(a, b)
-    np.testing.assert_allclose(audio, 0.1)
-    np.testing.assert_array_equal(onset, np.maximum(a_on, b_on))
-    assert onset[1, 0] == 1 and onset[3, 2] == 1
-    assert mask[1, 0] == 1 and mask[3, 2] == 1 and mask.sum() == 2
-    assert velocity[1, 0] == pytest.approx(0.45)
-    assert velocity[3, 2] == pytest.approx(0.9)
+    a = Crop(np.full(8, 0.4, np.float32), None, a_on, a_on * 0.3, a_on.copy())
+    b_mask = (b_on == 1).astype(np.float32)
+    b = Crop(np.full(8, -0.2, np.float32), None, b_on, b_on * 0.9, b_mask)
+    same = mix_crops(a, b, 0.0)
+    np.testing.assert_allclose(same.audio, 0.1)
+    np.testing.assert_array_equal(same.onset, np.maximum(a_on, b_on))
+    assert same.mask[1, 0] == 1 and same.mask[3, 2] == 1 and same.mask.sum() == 2
+    assert same.velocity[1, 0] == pytest.approx(0.45)  # the louder of the two
+    assert same.velocity[3, 2] == pytest.approx(0.9)
+    quieter = mix_crops(a, b, -6.0)  # b 6 dB down: audio and velocities follow
+    np.testing.assert_allclose(quieter.audio, 0.5 * (0.4 - 0.2 * 10 ** (-6 / 20)))
+    assert quieter.velocity[3, 2] == pytest.approx(0.9 * 10 ** (-6 / 40))
+    np.testing.assert_array_equal(quieter.onset, same.onset)
+
+
+def test_rare_class_crops_find_the_rare_class(tmp_path: Path) -> None:
+    # One long recording: a common class every 700 samples, class 5 only 3 times.
+    length = 400_000
+    hits = [(0, s, 0, 60) for s in range(350, length, 700)]
+    hits += [(0, s, 5, 60) for s in (50_000, 200_000, 350_000)]
+    split_dir = write_store(tmp_path / "train", [length], hits)
+    store = load_store(split_dir)
+
+    def share_with_rare(prob: float) -> float:
+        cfg = DataConfig(crops_per_block=8, block_mb=1.0, rare_class_prob=prob, **QUIET)
+        sampler = BlockSampler(store, spec_for(split_dir), cfg)
+        rng = np.random.default_rng(0)
+        crops = [c for _ in range(40) for c in sampler.crops_from_block(rng)]
+        return float(np.mean([c.onset[:, 5].any() for c in crops]))
+
+    uniform, balanced = share_with_rare(0.0), share_with_rare(1.0)
+    assert uniform < 0.1  # 3 hits in 400k samples: rarely inside a 2400-sample crop
+    assert balanced > 0.35  # about half the crops are centred on class 5 (2 classes)
+
+

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from drumtx.decode import enforce_min_gap, local_peaks, pick_onsets, velocity_to_midi
+from drumtx.drums import Hit
 from drumtx.frontend import n_frames
-from drumtx.midi import Hit
 
 FPS = 100.0
 

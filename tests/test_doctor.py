@@ -14,6 +14,7 @@ import pytest
 from drumtx import doctor
 from drumtx.cli import main
 from drumtx.errors import StorageError
+from drumtx.store import FORMAT_VERSION
 
 
 def run_json(capsys, data_root: Path, *extra: str) -> tuple[int, dict]:
@@ -34,7 +35,7 @@ def write_split(data_root: Path, split: str, **manifest_changes) -> Path:
     (split_dir / "recordings.json").write_text("[]")
     np.save(split_dir / "hits.npy", np.zeros(0, dtype=np.int32))
     manifest = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "sample_rate": 24000,
         "vocab": "roland9",
         "source_csv_sha256": None,
@@ -182,23 +183,34 @@ def test_unexpected_audio_format_warns_with_the_format_found(
     assert "48000 Hz, 2 ch, PCM_24 x1" in row["detail"]
 
 
-def test_sample_indices_are_spread_and_deterministic():
-    picked = doctor.sample_indices(45_537, 20)
-    assert len(picked) == 20 and picked[0] == 0 and picked[-1] == 45_536
-    assert picked == sorted(set(picked)) == doctor.sample_indices(45_537, 20)
-    assert doctor.sample_indices(3, 20) == [0, 1, 2]
-    assert doctor.sample_indices(0, 20) == []
-
-
 # --- processed store ------------------------------------------------------------------
 
 
 def test_matching_manifest_is_ok(egmd_data_root, capsys):
-    write_split(egmd_data_root, "train")
+    split_dir = write_split(egmd_data_root, "train", n_samples=24000, tracks=["backing"])
+    np.zeros(24000, dtype=np.int16).tofile(split_dir / "backing.i16")
     code, report = run_json(capsys, egmd_data_root)
     row = rows(report)["processed train"]
     assert code == 0 and row["status"] == "OK"
-    assert "1 recordings, 4 hits, 0 skipped" in row["detail"]
+    assert "1 recordings, 4 hits, 0 skipped, backing tracks" in row["detail"]
+
+
+def test_store_without_backing_warns_when_backing_is_on(egmd_data_root, capsys):
+    write_split(egmd_data_root, "train", n_samples=24000, tracks=[])
+    code, report = run_json(capsys, egmd_data_root)
+    row = rows(report)["processed train"]
+    assert code == 0 and row["status"] == "WARN"
+    assert "no backing tracks" in row["detail"] and "drums alone" in row["detail"]
+    code, report = run_json(capsys, egmd_data_root, "--set", "backing.enabled=false")
+    assert rows(report)["processed train"]["status"] == "OK"
+
+
+def test_backing_track_of_the_wrong_size_fails(egmd_data_root, capsys):
+    split_dir = write_split(egmd_data_root, "train", n_samples=24000, tracks=["backing"])
+    np.zeros(100, dtype=np.int16).tofile(split_dir / "backing.i16")
+    code, report = run_json(capsys, egmd_data_root)
+    row = rows(report)["processed train"]
+    assert code == 3 and row["status"] == "FAIL" and "backing.i16" in row["detail"]
 
 
 def test_manifest_mismatch_fails_with_preprocess_hint(egmd_data_root, capsys):

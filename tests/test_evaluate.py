@@ -21,23 +21,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from drumtx.checkpoint import load_checkpoint, save_checkpoint
+from drumtx.checkpoint import find_model, load_checkpoint, save_checkpoint
 from drumtx.cli import main
 from drumtx.config import Config, load_config
-from drumtx.drums import ROLAND9_TO_ADTOF5, get_vocab
+from drumtx.drums import ROLAND9_TO_ADTOF5, Hit, get_vocab
 from drumtx.evaluate import THRESHOLD_GRID
 from drumtx.frontend import LogMel
-from drumtx.inference import (
-    class_thresholds,
-    load_model,
-    reference_hits,
-    spread_indices,
-    store_audio,
-    transcribe_array,
-)
-from drumtx.midi import Hit
+from drumtx.inference import class_thresholds, load_model, transcribe_array
 from drumtx.model import build_model
-from drumtx.preprocess import load_store
+from drumtx.store import load_store, recording_audio, reference_hits, spread_indices
 
 ROLAND9 = get_vocab("roland9")
 ADTOF5 = get_vocab("adtof5")
@@ -92,7 +84,9 @@ def fitted_checkpoint(root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     hook = model.onset_head.register_forward_hook(lambda m, i, o: seen.append(i[0]))
     targets = []
     for index in range(6):
-        audio = torch.from_numpy(store_audio(store, index).astype(np.float32) / 32768)
+        audio = torch.from_numpy(
+            recording_audio(store, index).astype(np.float32) / 32768
+        )
         with torch.no_grad():
             model(frontend(audio[None]))  # (1, N) -> head input (1, T, 2 * hidden)
         targets.append(
@@ -215,7 +209,7 @@ def test_scores_match_mir_eval_on_the_same_hits(root, fitted_checkpoint, capsys)
     thresholds = class_thresholds(loaded)
     refs = [reference_hits(store, i) for i in indices]
     ests = [
-        transcribe_array(loaded, store_audio(store, i), thresholds) for i in indices
+        transcribe_array(loaded, recording_audio(store, i), thresholds) for i in indices
     ]
     assert sum(map(len, ests)) > 50
     counts = _mir_eval_counts(refs, ests, range(9), ROLAND9.n_classes)
@@ -278,7 +272,7 @@ def test_tuned_thresholds_are_stored_and_used_by_transcribe(
     loaded = load_model(checkpoint, _tiny_config(), torch.device("cpu"))
     assert class_thresholds(loaded) == [used[c] for c in ROLAND9.codes]
     store = load_store(root / "processed_data" / "test", loaded.cfg)
-    audio = store_audio(store, 0)
+    audio = recording_audio(store, 0)
     wav = tmp_path / "song.wav"
     sf.write(wav, np.asarray(audio), loaded.cfg.audio.sample_rate, subtype="PCM_16")
     expected = transcribe_array(loaded, audio, class_thresholds(loaded))
@@ -297,13 +291,34 @@ def test_failed_threshold_write_leaves_the_checkpoint_intact(
     def full_disk(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("drumtx.checkpoint.os.replace", full_disk)
+    monkeypatch.setattr("drumtx.storage.os.replace", full_disk)
     code, _, err = _evaluate(
         capsys, root, checkpoint, "--tune-thresholds", "--limit", "1"
     )
-    assert code == 1 and "no space left" in err
+    assert code == 3 and "no space left" in err  # a StorageError, as in preprocess
     assert checkpoint.read_bytes() == original
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["best.pt"]
+
+
+def test_tuning_an_older_run_leaves_the_newest_run_the_default(
+    root, fitted_checkpoint, tmp_path, capsys
+):
+    """transcribe and evaluate pick the newest run's best.pt by default; tuning rewrites
+    best.pt, and must not make the run it tuned the newest."""
+    runs = tmp_path / "checkpoints"
+    t_ns = 1_700_000_000 * 10**9
+    for age, run in enumerate(("older", "newer")):
+        for name in ("best.pt", "last.pt"):  # a trained run has both
+            _copy(fitted_checkpoint, runs / run / name)
+            os.utime(runs / run / name, ns=(t_ns + age, t_ns + age))
+    cfg = load_config(
+        None, [f"storage.data_root='{root}'", f"storage.checkpoint_dir='{runs}'"]
+    )
+    assert find_model(cfg, None) == runs / "newer" / "best.pt"
+    older = runs / "older" / "best.pt"
+    code, _, _ = _evaluate(capsys, root, older, "--tune-thresholds", "--limit", "1")
+    assert code == 0 and "thresholds" in load_checkpoint(older)
+    assert find_model(cfg, None) == runs / "newer" / "best.pt"
 
 
 def test_tuning_refuses_the_shipped_model(
@@ -312,8 +327,7 @@ def test_tuning_refuses_the_shipped_model(
     shipped_dir = tmp_path / "site-packages" / "drumtx" / "models"
     shipped = _copy(fitted_checkpoint, shipped_dir / "default.pt")
     original = shipped.read_bytes()
-    monkeypatch.setattr("drumtx.evaluate.SHIPPED_MODELS_DIR", shipped_dir)
-    monkeypatch.setattr("drumtx.transcribe.SHIPPED_MODELS_DIR", shipped_dir)
+    monkeypatch.setattr("drumtx.checkpoint.SHIPPED_MODELS_DIR", shipped_dir)
     code, _, err = _evaluate(capsys, root, shipped, "--tune-thresholds")
     assert code == 2 and "refusing to write tuned thresholds" in err
     # Found without --checkpoint (no trained run under the root): refused as well.

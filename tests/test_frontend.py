@@ -26,9 +26,40 @@ def test_n_frames_matches_centred_stft() -> None:
     assert n_frames(24000, HOP) == 101  # frames at 0, 240, ..., 24000
 
 
-def test_mel_scale_round_trip() -> None:
-    freqs_hz = np.array([0.0, 30.0, 500.0, 999.0, 1000.0, 4000.0, 12000.0])
-    assert np.allclose(mel_to_hz(hz_to_mel(freqs_hz)), freqs_hz)
+def test_mel_scale_values_by_hand() -> None:
+    """Slaney: 200/3 Hz per mel below 1 kHz (so 1 kHz is mel 15), then 27 mels per
+    factor 6.4 in frequency (6.4 kHz is mel 15 + 27 = 42)."""
+    freqs_hz = np.array([0.0, 200.0, 500.0, 1000.0, 6400.0, 6400.0 * 6.4])
+    mels = np.array([0.0, 3.0, 7.5, 15.0, 42.0, 69.0])
+    np.testing.assert_allclose(hz_to_mel(freqs_hz), mels, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(mel_to_hz(mels), freqs_hz, rtol=1e-12, atol=1e-9)
+
+
+def test_linear_region_filters_by_hand() -> None:
+    """2 bands over 0..1000 Hz (mel 0..15): edges at mel 0, 5, 10, 15, that is at
+    0, 333.3, 666.7 and 1000 Hz. 1 Hz bins (n_fft = sample_rate = 2000)."""
+    mel = mel_matrix(2000, 2000, 2, 0.0, 1000.0)  # (2, 1001), bin k is k Hz
+    assert mel.shape == (2, 1001)
+    nonzero = [np.flatnonzero(row) for row in mel]
+    assert (nonzero[0][0], nonzero[0][-1]) == (1, 666)  # (0, 666.7) Hz
+    assert (nonzero[1][0], nonzero[1][-1]) == (334, 999)  # (333.3, 1000) Hz
+    assert mel.argmax(axis=1).tolist() == [333, 667]  # nearest bins to the centres
+    # Triangle height 2 / (upper - lower edge) = 2 / 666.7 Hz gives unit area.
+    np.testing.assert_allclose(mel.max(axis=1), [0.003, 0.003], rtol=2e-3)
+    np.testing.assert_allclose(mel.sum(axis=1), [1.0, 1.0], rtol=1e-3)
+
+
+def test_log_region_filters_by_hand() -> None:
+    """2 bands over 1000..6400 Hz (mel 15..42): edges at mel 15, 24, 33, 42, that is
+    at 1000, 1000 * 6.4 ** (1/3) = 1856.6, 1000 * 6.4 ** (2/3) = 3447.1 and 6400 Hz."""
+    mel = mel_matrix(16000, 16000, 2, 1000.0, 6400.0)  # (2, 8001), bin k is k Hz
+    nonzero = [np.flatnonzero(row) for row in mel]
+    assert (nonzero[0][0], nonzero[0][-1]) == (1001, 3447)
+    assert (nonzero[1][0], nonzero[1][-1]) == (1857, 6399)
+    assert mel.argmax(axis=1).tolist() == [1857, 3447]
+    heights = [2 / (3447.0955 - 1000.0), 2 / (6400.0 - 1856.6355)]
+    np.testing.assert_allclose(mel.max(axis=1), heights, rtol=1e-3)
+    np.testing.assert_allclose(mel.sum(axis=1), [1.0, 1.0], rtol=1e-3)
 
 
 def test_mel_rows_non_negative_with_ordered_peaks() -> None:
@@ -41,16 +72,18 @@ def test_mel_rows_non_negative_with_ordered_peaks() -> None:
     assert peaks[-1] > peaks[0]
 
 
-@pytest.mark.parametrize("freq_hz", [100.0, 440.0, 2500.0, 8000.0])
+# Band of the nearest centre, by hand: centres at mel 0.45 + (b + 1) * 0.39297 for
+# 128 bands over mel(30 Hz) = 0.45 .. mel(12 kHz) = 51.143.
+SINE_BANDS = {100.0: 2, 440.0: 15, 1000.0: 36, 2500.0: 70, 8000.0: 113}
+
+
+@pytest.mark.parametrize("freq_hz", sorted(SINE_BANDS))
 def test_sine_peaks_in_its_mel_band(freq_hz: float) -> None:
     t_sec = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     sine = 0.5 * np.sin(2 * np.pi * freq_hz * t_sec).astype(np.float32)
     feats = LogMel()(torch.from_numpy(sine)[None])[0]  # (T, n_mels)
     band = int(feats[20:-20].mean(dim=0).argmax())
-    edges_hz = mel_to_hz(np.linspace(hz_to_mel(30.0), hz_to_mel(12000.0), 130))
-    centres_hz = edges_hz[1:-1]
-    expected = int(np.argmin(np.abs(centres_hz - freq_hz)))
-    assert abs(band - expected) <= 1, (band, expected)
+    assert abs(band - SINE_BANDS[freq_hz]) <= 1, (band, SINE_BANDS[freq_hz])
 
 
 def test_click_at_one_second_rises_at_frame_100() -> None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from drumtx.audio import load_audio, resample
 from drumtx.config import Config, load_config
 from drumtx.decode import pick_onsets
-from drumtx.drums import get_vocab
+from drumtx.drums import Hit, get_vocab
 from drumtx.frontend import LogMel, n_frames
 from drumtx.inference import (
     LoadedModel,
@@ -29,7 +29,6 @@ from drumtx.inference import (
     resampled_length,
     stream_file,
 )
-from drumtx.midi import Hit
 from drumtx.model import build_model
 
 MODEL_RATE = 24000  # Hz, audio.sample_rate of the default config

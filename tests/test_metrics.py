@@ -6,7 +6,7 @@ import mir_eval
 import numpy as np
 import pytest
 
-from drumtx.drums import ADTOF5, ROLAND9, get_vocab
+from drumtx.drums import ADTOF5, ROLAND9, Hit, get_vocab
 from drumtx.errors import ConfigError
 from drumtx.metrics import (
     ClassCounts,
@@ -15,7 +15,6 @@ from drumtx.metrics import (
     summarize,
     velocity_f1,
 )
-from drumtx.midi import Hit
 
 
 def random_hits(rng: np.random.Generator, n: int, n_classes: int) -> list[Hit]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -30,13 +31,13 @@ from drumtx.config import load_config
 from drumtx.drums import ROLAND9
 from drumtx.egmd import EgmdRecord, egmd_csv_path, write_egmd_csv
 from drumtx.errors import DataError, StorageError
-from drumtx.preprocess import (
+from drumtx.preprocess import run_preprocess, select_records
+from drumtx.store import (
     HITS_DTYPE,
+    STORE_FILES,
     load_store,
     recording_audio,
     recording_hits,
-    run_preprocess,
-    select_records,
 )
 
 FILE_RATE = 44100
@@ -151,6 +152,13 @@ def _cfg(tmp_path: Path, data_root: Path, out: Path | None = None, *extra: str):
     return load_config(_config_file(tmp_path), overrides)
 
 
+def _main_args(tmp_path: Path, data_root: Path, *extra: str) -> list[str]:
+    """``drumtx preprocess`` arguments: default config, one worker."""
+    config = str(_config_file(tmp_path))
+    common = ["--config", config, "--data-root", str(data_root), "--workers", "1"]
+    return ["preprocess", *common, *extra]
+
+
 def _run(cfg, **kwargs) -> int:
     kwargs.setdefault("splits", ("train", "validation", "test"))
     kwargs.setdefault("limit", None)
@@ -176,11 +184,12 @@ def test_store_layout_and_dtypes(tmp_path: Path, data_root: Path) -> None:
     processed = data_root / "processed_data"
     for split, n in SPLIT_SIZES.items():
         split_dir = processed / split
-        assert sorted(p.name for p in split_dir.iterdir()) == sorted(
-            preprocess.STORE_FILES
-        )
+        files = sorted(p.name for p in split_dir.iterdir())
+        assert files == sorted([*STORE_FILES, "backing.i16"])  # [backing] is on
         manifest = json.loads((split_dir / "manifest.json").read_text())
-        assert manifest["format_version"] == 1
+        assert manifest["format_version"] == 2 and manifest["tracks"] == ["backing"]
+        n_bytes = (split_dir / "audio.i16").stat().st_size
+        assert (split_dir / "backing.i16").stat().st_size == n_bytes
         assert manifest["sample_rate"] == 24000 and manifest["vocab"] == "roland9"
         assert manifest["n_recordings"] == n and manifest["skipped"] == []
         assert (
@@ -248,7 +257,7 @@ def test_deterministic_across_runs_and_worker_counts(
     assert _run(_cfg(tmp_path, data_root, first), workers=1) == 0
     assert _run(_cfg(tmp_path, data_root, second), workers=2) == 0
     assert _checksums(first) == _checksums(second)
-    assert len(_checksums(first)) == 12
+    assert len(_checksums(first)) == 15  # 5 files (backing.i16 too) x 3 splits
 
 
 def test_limit_takes_an_even_spread() -> None:
@@ -406,17 +415,7 @@ def test_skips_are_listed_and_set_the_exit_code(
     egmd_dir = data_root / "e-gmd-v1.0.0"
     egmd_dir.mkdir(parents=True)
     _break_some(egmd_dir)
-    args = [
-        "preprocess",
-        "--config",
-        str(_config_file(tmp_path)),
-        "--data-root",
-        str(data_root),
-        "--split",
-        "train",
-        "--workers",
-        "1",
-    ]
+    args = _main_args(tmp_path, data_root, "--split", "train")
     assert main(args) == 1
     captured = capsys.readouterr()
     assert "--allow-skips" in captured.err and "skipped train" in captured.out
@@ -585,3 +584,25 @@ def test_hits_dtype_matches_design() -> None:
         "<i2",
         "<i2",
     ]
+
+
+def test_piped_output_keeps_each_line_whole(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Off a terminal rich used to break lines at 80 columns: "(78056" then "bytes)"."""
+    out = tmp_path / ("a-rather-long-folder-name-" * 3) / "processed"
+    args = _main_args(
+        tmp_path,
+        data_root,
+        "--split",
+        "test",
+        "--set",
+        f"storage.processed_dir='{out}'",
+    )
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in STORE_FILES:
+        path = out / "test" / name
+        size = r"\(\d+ bytes\)|\(\d+\.\d MB\)"
+        pattern = re.compile(rf"wrote {re.escape(str(path))} ({size})")
+        assert [line for line in lines if pattern.fullmatch(line)], (name, lines)

@@ -31,7 +31,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from drumtx import preprocess
 from drumtx.checkpoint import load_checkpoint, save_checkpoint
 from drumtx.cli import main
 from drumtx.errors import StorageError
@@ -190,21 +189,8 @@ def test_preprocess_disk_full_is_a_clean_error_and_a_rerun_finishes(
 ) -> None:
     data_root, test_before = built_test_split
     processed = data_root / "processed_data"
-    if where == "part":
-        real_open = open
-
-        def open_parts(path, mode="r", *args, **kwargs):  # noqa: ANN001
-            handle = real_open(path, mode, *args, **kwargs)
-            if "w" in mode and ".parts" in str(path):
-                handle.write = _partial_then_full(handle.write)
-            return handle
-
-        monkeypatch.setattr(preprocess, "open", open_parts, raising=False)
-    else:
-        _fail_writes_to(
-            monkeypatch,
-            f"train/.{where}" if where != "audio.i16" else "train/audio.i16.tmp",
-        )
+    fragment = {"part": "train/.parts/", "audio.i16": "train/audio.i16.tmp"}
+    _fail_writes_to(monkeypatch, fragment.get(where, f"train/.{where}"))
     capsys.readouterr()
     assert main(_preprocess_args(data_root)) == 3
     err = capsys.readouterr().err
@@ -218,15 +204,6 @@ def test_preprocess_disk_full_is_a_clean_error_and_a_rerun_finishes(
     monkeypatch.undo()
     assert main(_preprocess_args(data_root)) == 0
     assert _checksums(processed) == _checksums(tmp_path / "reference")
-
-
-def _partial_then_full(write):  # noqa: ANN001, ANN202
-    def failing(data) -> int:  # noqa: ANN001
-        write(bytes(memoryview(data)[:3]))
-        _no_space()
-        return 0
-
-    return failing
 
 
 def test_transcribe_disk_full_fails_that_input_and_keeps_the_old_output(

@@ -1,4 +1,5 @@
-"""The training loop on CPU: loss falls, resume continues, crashes lose nothing, DDP."""
+"""The training loop on CPU: loss falls, resume continues, interruptions lose
+nothing, torchrun."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from pipeline import tiny_config
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from drumtx.checkpoint import load_checkpoint
 from drumtx.errors import ConfigError, DrumtxError
@@ -27,6 +29,11 @@ def _scalars(log_dir: Path, tag: str) -> list[float]:
     acc = EventAccumulator(str(log_dir))
     acc.Reload()
     return [e.value for e in acc.Scalars(tag)]
+
+
+def _adam_steps(state: dict) -> set[float]:
+    """AdamW's own step count per parameter: how many updates the weights have had."""
+    return {float(s["step"]) for s in state["optimizer"]["state"].values()}
 
 
 @pytest.fixture
@@ -75,6 +82,7 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
     }
     best = load_checkpoint(run_dir / "best.pt")
     assert "optimizer" not in best and best["config"]["model"]["preset"] == "tiny"
+    assert _adam_steps(load_checkpoint(run_dir / "last.pt")) == {40.0}
 
 
 def test_existing_run_needs_resume(data_root: Path):
@@ -86,16 +94,110 @@ def test_existing_run_needs_resume(data_root: Path):
 
 
 def test_non_finite_loss_stops_with_the_step(data_root: Path, monkeypatch):
-    import drumtx.train as train_module
+    import drumtx.train_step as train_step
 
     monkeypatch.setattr(
-        train_module,
+        train_step,
         "compute_loss",
         lambda *a, **k: torch.tensor(float("nan"), requires_grad=True),
     )
     cfg = tiny_config(data_root, "train.max_bad_steps=3", "train.max_steps=10")
     with pytest.raises(DrumtxError, match=r"not finite for 3 steps.*step 2"):
         run_train(cfg, run_name="nan", resume=None)
+
+
+def test_resume_from_an_eval_step_does_not_validate_it_again(data_root: Path, capsys):
+    cfg = tiny_config(data_root, "train.max_steps=3", "train.eval_every=3")
+    assert run_train(cfg, run_name="e", resume=None) == 0
+    assert "step 3: val micro-F1" in capsys.readouterr().out
+    longer = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
+    assert run_train(longer, run_name="e", resume="auto") == 0
+    out = capsys.readouterr().out
+    assert "at step 3" in out and "step 3: val micro-F1" not in out
+    assert "step 6: val micro-F1" in out
+    history = load_checkpoint(data_root / "checkpoints" / "e" / "last.pt")["history"]
+    assert [h["step"] for h in history] == [3, 6]
+
+
+def test_a_time_limited_run_shows_its_time_budget(data_root: Path, capsys):
+    cfg = tiny_config(data_root, "train.max_steps=2", "train.time_limit_min=90")
+    assert run_train(cfg, run_name="tl", resume=None) == 0
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line for line in lines if line.startswith("step 1 ")]
+    assert steps and "/1:30:00" in steps[0], lines
+    assert not any(line.startswith("step 1/2") for line in lines)
+
+
+# --- interruptions --------------------------------------------------------------------
+
+SIGNAL_AT_STEP = 1  # the optimizer step (0-based) a signal arrives in
+
+
+def _interrupt_config(data_root: Path, *extra: str):
+    return tiny_config(
+        data_root,
+        "train.max_steps=6",
+        "train.accum_steps=2",
+        "train.batch_size=4",
+        "train.lr=3e-3",
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The state an uninterrupted run reaches after SIGNAL_AT_STEP + 1 steps."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    (root / "processed_data").symlink_to(made_store / "processed_data")
+    n = SIGNAL_AT_STEP + 1
+    cfg = _interrupt_config(root, f"train.eval_every={n}", "train.keep_checkpoints=9")
+    assert run_train(cfg, run_name="ref", resume=None) == 0
+    return load_checkpoint(root / "checkpoints" / "ref" / f"step-{n:06d}.pt")
+
+
+def _signal_in_optimizer_step(monkeypatch, request) -> None:
+    """SIGTERM from inside AdamW's step: the weights have moved, the step count not."""
+    calls = []
+
+    def hook(optimizer, args, kwargs):
+        calls.append(1)
+        if len(calls) == SIGNAL_AT_STEP + 1:
+            signal.raise_signal(signal.SIGTERM)
+
+    handle = register_optimizer_step_post_hook(hook)
+    request.addfinalizer(handle.remove)
+
+
+def _signal_in_micro_step(monkeypatch, request) -> None:
+    """SIGINT from inside the loss of a micro-step, before its backward."""
+    import drumtx.train_step as train_step
+
+    real, calls = train_step.compute_loss, []
+
+    def loss_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 * SIGNAL_AT_STEP + 1:  # accum_steps=2: first micro-step
+            signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_step, "compute_loss", loss_then_signal)
+
+
+@pytest.mark.parametrize("where", [_signal_in_optimizer_step, _signal_in_micro_step])
+def test_a_signal_mid_step_saves_whole_steps(
+    data_root: Path, uninterrupted: dict, monkeypatch, request, capsys, where
+):
+    where(monkeypatch, request)
+    status = run_train(_interrupt_config(data_root), run_name="i", resume=None)
+    assert status == 130
+    saved = load_checkpoint(data_root / "checkpoints" / "i" / "last.pt")
+    # The step in flight finished: the step number counts exactly the updates applied,
+    # and the weights are those of an uninterrupted run after as many steps.
+    assert saved["step"] == SIGNAL_AT_STEP + 1
+    assert _adam_steps(saved) == {float(SIGNAL_AT_STEP + 1)}
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(saved["model"][name], tensor), name
+    assert f"interrupted at step {SIGNAL_AT_STEP + 1}" in capsys.readouterr().out
 
 
 def _train_cmd(data_root: Path, *extra: str) -> list[str]:
@@ -167,57 +269,141 @@ def test_sigkill_after_checkpoint_then_resume_continues(data_root: Path):
     final = load_checkpoint(run_dir / "last.pt")
     assert final["step"] == killed_step + 3
     # AdamW counts its own steps: continuity proves the optimizer state was restored.
-    adam_steps = {float(s["step"]) for s in final["optimizer"]["state"].values()}
-    assert adam_steps == {float(killed_step + 3)}
+    assert _adam_steps(final) == {float(killed_step + 3)}
+    # Each step is validated once, across the kill and the resume.
+    steps = [h["step"] for h in final["history"]]
+    assert steps == sorted(set(steps)) and steps[-1] == killed_step + 3
 
 
-def test_ctrl_c_saves_and_exits_130(data_root: Path):
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_to_the_process_group_saves_and_exits_130(data_root: Path, signum):
+    """Ctrl-C (SIGINT) and torchrun's stop (SIGTERM) reach the loader's workers too."""
     cmd = [
         sys.executable,
-        *_train_cmd(data_root, "train.max_steps=100000", "train.eval_every=100000"),
+        *_train_cmd(
+            data_root,
+            "train.max_steps=100000",
+            "train.eval_every=100000",
+            "data.num_workers=1",
+        ),
         "--run",
         "c",
     ]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     _wait_for(data_root / "logs" / "c" / "config.json", proc)
     time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signum)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     state = load_checkpoint(data_root / "checkpoints" / "c" / "last.pt")
-    assert state["step"] >= 0 and "interrupted at step" in out
+    assert f"interrupted at step {state['step']}; saved " in out
+    if state["step"] > 0:
+        assert _adam_steps(state) == {float(state["step"])}
+    # Piped output is plain whole lines: the long path is not broken in two.
+    assert f"saved {data_root / 'checkpoints' / 'c' / 'last.pt'}" in out
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
-def test_torchrun_two_cpu_ranks(data_root: Path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
+# --- torchrun -------------------------------------------------------------------------
+
+# Run by torchrun in each rank: drumtx's CLI, with make_loader wrapped so that each
+# rank writes down which rank asked for crops and what its first batch holds, and
+# its exit code. The first batch is drawn from a fresh iterator: the same crops the
+# loop's own iterator yields first (num_workers=0, seeded).
+PROBE = """
+import os, sys
+from pathlib import Path
+import drumtx.train as train
+out, rank, real = Path(sys.argv[1]), os.environ["RANK"], train.make_loader
+def make_loader(*args, **kwargs):
+    loader = real(*args, **kwargs)
+    audio = next(iter(loader))[0]
+    crops = f"{kwargs['rank']} {kwargs['world_size']} {float(audio.double().sum())!r}"
+    (out / f"crops{rank}").write_text(crops)
+    (out / f"pid{rank}").write_text(str(os.getpid()))
+    return loader
+train.make_loader = make_loader
+from drumtx.cli import main
+code = main(sys.argv[2:])
+(out / f"exit{rank}").write_text(str(code))
+raise SystemExit(code)
+"""
+
+
+def _torchrun(data_root: Path, probe_dir: Path, *extra: str) -> list[str]:
+    probe = probe_dir / "probe.py"
+    probe.write_text(PROBE)
+    train_args = _train_cmd(data_root, *extra)[2:]  # without "-m drumtx"
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--standalone",
         "--nproc-per-node",
         "2",
-        *_train_cmd(data_root, "train.max_steps=4", "train.eval_every=2")[0:],
-        "--run-name",
-        "ddp",
+        str(probe),
+        str(probe_dir),
+        *train_args,
     ]
+
+
+needs_dist = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="no torch.distributed"
+)
+TORCHRUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@needs_dist
+def test_torchrun_two_cpu_ranks(data_root: Path, tmp_path: Path):
+    cmd = _torchrun(data_root, tmp_path, "train.max_steps=4", "train.eval_every=2")
     result = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env
+        [*cmd, "--run-name", "ddp"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=TORCHRUN_ENV,
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    sums = {
-        line.split()[1]: line.split()[-1]
-        for line in out.splitlines()
-        if line.startswith("rank ") and "first batch checksum" in line
-    }
-    assert set(sums) == {"0:", "1:"}, out
-    assert sums["0:"] != sums["1:"]  # rank-seeded crops
+    crops = {r: (tmp_path / f"crops{r}").read_text().split() for r in "01"}
+    assert [crops[r][:2] for r in "01"] == [["0", "2"], ["1", "2"]]
+    assert crops["0"][2] != crops["1"][2]  # rank-seeded crops
     events = list((data_root / "logs" / "ddp").glob("events.out.tfevents.*"))
     assert len(events) == 1  # rank 0 alone logs
     assert load_checkpoint(data_root / "checkpoints" / "ddp" / "last.pt")["step"] == 4
     assert out.count("checkpoints: ") == 1  # rank 0 alone reports
     shutil.rmtree(data_root / "checkpoints" / "ddp")
+
+
+@needs_dist
+def test_torchrun_a_signal_to_one_rank_stops_both_at_one_step(
+    data_root: Path, tmp_path: Path
+):
+    cmd = _torchrun(data_root, tmp_path, "train.max_steps=1000", "train.eval_every=2")
+    proc = subprocess.Popen(
+        [*cmd, "--run-name", "sig"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=TORCHRUN_ENV,
+    )
+    run_dir = data_root / "checkpoints" / "sig"
+    _wait_for(run_dir / "step-000002.pt", proc)
+    os.kill(int((tmp_path / "pid1").read_text()), signal.SIGTERM)  # rank 1 alone
+    out, _ = proc.communicate(timeout=120)
+    # Both ranks left the loop at the same step boundary, none hung in an all-reduce.
+    assert [(tmp_path / f"exit{r}").read_text() for r in "01"] == ["130", "130"], out
+    saved = load_checkpoint(run_dir / "last.pt")
+    assert saved["step"] >= 2
+    assert _adam_steps(saved) == {float(saved["step"])}
+    assert f"interrupted at step {saved['step']}; saved" in out

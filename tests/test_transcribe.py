@@ -124,8 +124,9 @@ def test_bad_inputs_fail_alone_and_touch_nothing(tmp_path, random_model, capsys)
     assert code == 1
     assert (tmp_path / "good.drums.mid").exists()
     assert "transcribed 1, skipped 0, failed 6" in err
-    for path in bad:
-        assert f"failed: {path}" in err.replace("\n  ", " ") or str(path) in err
+    lines = err.splitlines()
+    for path in bad:  # one whole summary line per failed input, never wrapped
+        assert any(line.startswith(f"  failed: {path}: ") for line in lines), path
         assert not path.with_name(path.stem + ".drums.mid").exists()
     assert "unsupported extension" in err and "no such file" in err
     assert existing.read_text() == "keep me"
@@ -139,10 +140,38 @@ def test_cuda_without_cuda_is_an_error(tmp_path, random_model, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_no_model_hint_names_the_training_command(tmp_path, capsys, monkeypatch):
-    import drumtx.transcribe as transcribe_module
+def test_options_without_argparse(tmp_path, random_model, capsys):
+    """demo and other callers build TranscribeOptions directly, no Namespace."""
+    from drumtx.config import load_config
+    from drumtx.transcribe import TranscribeOptions, run_transcribe
 
-    monkeypatch.setattr(transcribe_module, "SHIPPED_MODELS_DIR", tmp_path / "none")
+    song = _wav(tmp_path / "song.wav")
+    opts = TranscribeOptions(
+        inputs=(song,),
+        out_dir=tmp_path / "out",
+        checkpoint=random_model,
+        formats="csv",
+        thresholds=("0.3",),
+        progress=False,
+    )
+    assert run_transcribe(load_config(None, []), opts) == 0
+    assert (tmp_path / "out" / "song.drums.csv").is_file()
+    assert not (tmp_path / "out" / "song.drums.mid").exists()
+    assert "transcribed 1, skipped 0, failed 0" in capsys.readouterr().err
+
+
+def test_zero_overlap_is_refused_before_any_work(tmp_path, random_model, capsys):
+    song = _wav(tmp_path / "song.wav")
+    assert _run(str(song), "--checkpoint", str(random_model), "--overlap", "0") == 2
+    err = capsys.readouterr().err
+    assert "transcribe.overlap_sec" in err and "hint:" in err
+    assert not (tmp_path / "song.drums.mid").exists()
+
+
+def test_no_model_hint_names_the_training_command(tmp_path, capsys, monkeypatch):
+    import drumtx.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "SHIPPED_MODELS_DIR", tmp_path / "none")
     song = _wav(tmp_path / "song.wav")
     assert _run(str(song), "--data-root", str(tmp_path / "root")) == 2
     err = capsys.readouterr().err
@@ -212,7 +241,7 @@ def test_trained_model_transcribes_a_held_out_clip(tmp_path, trained_tiny, capsy
 
 def test_shipped_model_needs_no_dataset_and_no_training(tmp_path, capsys):
     """A fresh install transcribes with the model inside the package."""
-    from drumtx.transcribe import SHIPPED_MODELS_DIR
+    from drumtx.checkpoint import SHIPPED_MODELS_DIR
 
     assert (SHIPPED_MODELS_DIR / "default.pt").is_file()
     song = _wav(tmp_path / "song.wav", seconds=4.0, channels=2)

@@ -39,6 +39,7 @@ from rich.table import Table
 
 from drumtx import audio, egmd, preprocess, storage
 from drumtx.config import default_config_path, load_config
+from drumtx.console import make_console
 
 REQUIRED_RATIO = 0.5  # preprocess speed / resample-alone speed
 _AUDIO: list[np.ndarray] = []  # in-memory inputs of the resample pass (fork-shared)
@@ -221,7 +222,7 @@ def print_table(console: Console, result: dict) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Wide enough for the table when the output is a file or a pipe.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    console = make_console()
     console.print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, median of "
         f"{args.repeats}; files served from the page cache after a warm-up read"

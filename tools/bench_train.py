@@ -8,8 +8,9 @@ Both sides are measured in audio-hours per second, in one run and round-robin (e
 round times each preset and each loader setting once), so a background job slows all of
 them alike; each figure is the median over the rounds.
 
-- model: frontend + CRNN forward, loss, backward, clip and AdamW step on a synthetic
-  batch, under the AMP train.py would pick on this device; warm-up steps first.
+- model: one optimizer step as train.py runs it (drumtx.train_step: frontend, CRNN
+  forward, loss, backward, clip, AdamW) on a synthetic batch, under the AMP train.py
+  would pick on this device; warm-up steps first.
 - loader: batches from drumtx.data.make_loader over a processed store (--data-root,
   else a small made dataset in a temp dir), per num_workers, with and without
   data.cache_in_ram. Each round starts a fresh loader, discards the first batch (worker
@@ -36,19 +37,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from made_store import build_made_store
 from rich.console import Console
 from rich.table import Table
 
+from drumtx.amp import dtype_name
 from drumtx.config import Config, load_config
 from drumtx.data import audio_hours, make_loader
 from drumtx.drums import get_vocab
-from drumtx.frontend import LogMel
 from drumtx.inference import resolve_device
-from drumtx.model import build_model, count_parameters
+from drumtx.model import count_parameters
 from drumtx.storage import resolve_roots
-from drumtx.train import amp_dtype, compute_loss, make_optimizer
+from drumtx.train_step import build_parts, optimizer_step
 
-MADE_KITS = ("synth:1", "synth:2")
 _WINDOW_SEEDS = itertools.count(1)  # each loader window draws other crops
 
 
@@ -114,29 +115,6 @@ def bench_config(
     )
 
 
-def build_temp_store(data_root: Path, n_performances: int) -> None:
-    """make-dataset (generated grooves x synth kits) then preprocess the train split."""
-    from drumtx.make_dataset import make_dataset
-    from drumtx.preprocess import run_preprocess
-
-    make_dataset(
-        data_root,
-        midi_dir=None,
-        kits=list(MADE_KITS),
-        limit=n_performances,
-        seed=0,
-        max_sec=30.0,
-        splits=["train"],
-    )
-    cfg = load_config(None, [f"storage.data_root='{data_root}'"])
-    with contextlib.redirect_stdout(sys.stderr):
-        status = run_preprocess(
-            cfg, splits=["train"], limit=None, workers=2, allow_skips=True
-        )
-    if status != 0:
-        raise SystemExit(f"preprocess of the temp store failed (exit {status})")
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # time the GPU's work, not the launch
@@ -146,47 +124,24 @@ class ModelStep:
     """One optimizer step of a preset as train.py runs it, on a fixed random batch."""
 
     def __init__(self, cfg: Config, device: torch.device) -> None:
-        vocab = get_vocab(cfg.data.vocab)
+        n_classes = get_vocab(cfg.data.vocab).n_classes
         gen = torch.Generator().manual_seed(0)
         n_samples = int(round(cfg.data.crop_sec * cfg.audio.sample_rate))
         batch = cfg.train.batch_size
-        self.cfg, self.device = cfg, device
-        self.model = build_model(cfg, vocab.n_classes).to(device).train()
-        self.frontend = LogMel.from_config(cfg).to(device)
-        self.optimizer = make_optimizer(self.model, cfg, fused=device.type == "cuda")
-        self.dtype = amp_dtype(cfg, device)
-        self.scaler = torch.amp.GradScaler(
-            device.type, enabled=self.dtype == torch.float16
-        )
-        self.audio = (0.1 * torch.randn(batch, n_samples, generator=gen)).to(device)
+        self.device = device
+        self.parts = build_parts(cfg, device, n_classes)
+        audio = (0.1 * torch.randn(batch, n_samples, generator=gen)).to(device)
         n_t = n_samples // cfg.hop_length + 1
-        onset = (torch.rand(batch, n_t, vocab.n_classes, generator=gen) < 0.02).float()
-        self.targets = (onset.to(device), (onset * 0.7).to(device), onset.to(device))
-        self.pos_weight = torch.full(
-            (vocab.n_classes,), cfg.train.onset_pos_weight, device=device
-        )
+        onset = (torch.rand(batch, n_t, n_classes, generator=gen) < 0.02).float()
+        onset = onset.to(device)
+        self.batch = (audio, onset, onset * 0.7, onset)  # (B, N); (B, T, C) x 3
         self.hours = audio_hours(n_samples, cfg.audio.sample_rate) * batch
 
     def __call__(self) -> float:
         """One step; returns its audio-hours per second."""
         sync(self.device)
         start = time.perf_counter()
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype)
-            if self.dtype
-            else contextlib.nullcontext()
-        )
-        feats = self.frontend(self.audio)  # (B, T, n_mels), fp32
-        with autocast:
-            logits, velocity = self.model(feats)  # (B, T, C) each
-        loss = compute_loss(logits, velocity, *self.targets, self.pos_weight, self.cfg)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        params = self.model.parameters()
-        torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip or float("inf"))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(self.parts, lambda: self.batch, self.parts.cfg.train.lr)
         sync(self.device)
         return self.hours / (time.perf_counter() - start)
 
@@ -311,12 +266,11 @@ def setup(
     for preset in [p for p in args.presets.split(",") if p]:
         cfg = bench_config(args, data_root, preset=preset)
         step = ModelStep(cfg, device)
-        amp = str(step.dtype).replace("torch.", "") if step.dtype else "fp32"
+        amp = dtype_name(step.parts.dtype)
+        params = count_parameters(step.parts.model)
         label = preset
         series[label] = Series(
-            "model",
-            label,
-            {"preset": preset, "params": count_parameters(step.model), "amp": amp},
+            "model", label, {"preset": preset, "params": params, "amp": amp}
         )
         model_steps[label] = step
     split_dir = resolve_roots(bench_config(args, data_root)).processed_dir / args.split
@@ -345,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if data_root is None:
             data_root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             print(f"building a temp store in {data_root}", file=sys.stderr)
-            build_temp_store(data_root, args.made_recordings)
+            build_made_store(data_root, n_performances=args.made_recordings)
         series, model_steps, loaders = setup(args, data_root, device)
         run_rounds(model_steps, loaders, series, args)
     limit = limits(series)

@@ -14,7 +14,7 @@ wrapped with timers for the run, so the split costs nothing when not benchmarkin
   resample   to the model's rate (audio.resample)
   frontend   log-mel (LogMel.forward)
   model      the CRNN (forward only)
-  peaks      peak picking (decode.pick_onsets)
+  peaks      peak picking (pick_onsets, as inference.decode_hits calls it)
   other      the rest: segment assembly, sigmoid and copies, writing the MIDI
 
 Times are medians of --repeats runs (one run for files longer than --repeat-max-sec).
@@ -45,14 +45,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-import drumtx.decode
 import drumtx.inference
 from drumtx.checkpoint import save_checkpoint
 from drumtx.config import Config, load_config
 from drumtx.drums import output_notes
 from drumtx.inference import LoadedModel, class_thresholds, load_model
 from drumtx.model import build_model, count_parameters
-from drumtx.transcribe import Job, transcribe_job
+from drumtx.transcribe import Job, Rendering, transcribe_job
 
 FILE_RATE = 44100  # Hz: the WAVs are written as CD-rate stereo, as most songs are
 STAGES = ("decode", "resample", "frontend", "model", "peaks")
@@ -120,7 +119,7 @@ def instrumented(loaded: LoadedModel, times: StageTimes) -> Iterator[None]:
     patches = [
         (drumtx.inference, "read_frames", "decode"),
         (drumtx.inference, "resample", "resample"),
-        (drumtx.decode, "pick_onsets", "peaks"),
+        (drumtx.inference, "pick_onsets", "peaks"),
     ]
     saved = [getattr(module, name) for module, name, _ in patches]
     frontend, model = loaded.frontend, loaded.model
@@ -139,12 +138,17 @@ def instrumented(loaded: LoadedModel, times: StageTimes) -> Iterator[None]:
 def transcribe_once(loaded: LoadedModel, cfg: Config, wav: Path, out_dir: Path) -> dict:
     """One timed transcription: total and per-stage seconds, and the hit count."""
     job = Job(wav, out_dir / wav.stem)
-    thresholds = class_thresholds(loaded)
-    notes = output_notes(loaded.vocab, cfg.transcribe.drum_map)
+    rendering = Rendering(
+        thresholds=class_thresholds(loaded),
+        notes=output_notes(loaded.vocab, cfg.transcribe.drum_map),
+        velocity_fixed=None,
+        formats=("mid",),
+        note_sec=cfg.transcribe.note_sec,
+    )
     times = StageTimes()
     with instrumented(loaded, times):
         start = time.perf_counter()
-        transcribe_job(job, loaded, cfg, thresholds, notes, None, ("mid",))
+        transcribe_job(job, loaded, cfg, rendering)
         total_sec = time.perf_counter() - start
     if job.status != "done":
         raise RuntimeError(f"transcribing {wav} failed: {job.reason}")

@@ -17,7 +17,7 @@ from drumtx.synth.hydrogen import (
     list_hydrogen_kits,
 )
 from drumtx.synth.kit import SYNTH_VERSION, VOICE_OF_PITCH, Kit
-from drumtx.synth.load import load_kit
+from drumtx.synth.load import load_kit, load_kits
 from drumtx.synth.synthkit import SynthKit
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "classify_instrument",
     "list_hydrogen_kits",
     "load_kit",
+    "load_kits",
 ]

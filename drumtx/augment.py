@@ -1,0 +1,210 @@
+"""Training-time audio augmentation: from rendered drums toward recorded songs.
+
+One crop goes through what a recording goes through: the drum bus (EQ, compression),
+the band (the recording's backing track at a random drums-to-music level), the master
+(room reverb, EQ, saturation or clipping, compression), a lossy codec, a playback level
+and some noise. Onsets never move: every effect is causal and keeps the direct sound
+at lag 0.
+
+Velocity targets follow the audio: where a compressor turns a hit down relative to the
+rest of the crop, that hit's target velocity goes down by the same number of decibels
+(on MIDI's 40 dB velocity scale); a second kit mixed in quieter gets quieter targets.
+A gain applied to the whole crop leaves them alone: velocity is how hard a hit is
+played relative to the performance, not how loud a file was mastered.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+VELOCITY_DB_RANGE = 40.0  # dB between MIDI velocity 1 and 127 (v ~ 10 ** (dB / 40))
+SILENT_DB = -60.0  # a backing crop quieter than this counts as no backing
+HIT_BODY_SEC = 0.03  # the part of a hit whose level its velocity target follows
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The probabilities and ranges of every effect (the [data] table sets them)."""
+
+    gain_db_min: float = -12.0
+    gain_db_max: float = 6.0
+    eq_prob: float = 0.5
+    noise_prob: float = 0.3
+    reverb_prob: float = 0.3
+    backing_prob: float = 0.67
+    backing_db_min: float = -6.0
+    backing_db_max: float = 12.0
+    compress_prob: float = 0.4
+    saturate_prob: float = 0.2
+    codec_prob: float = 0.1
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 10 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-20)
+
+
+def scale_velocity(velocity: np.ndarray, gain_db: np.ndarray | float) -> np.ndarray:
+    """Velocities in [0, 1] moved by ``gain_db`` on MIDI's 40 dB scale."""
+    moved = velocity * 10 ** (np.asarray(gain_db) / VELOCITY_DB_RANGE)
+    return np.clip(moved, 1 / 127, 1.0).astype(np.float32) * (velocity > 0)
+
+
+def mix_backing(
+    drums: np.ndarray, music: np.ndarray, drums_to_music_db: float
+) -> np.ndarray | None:
+    """Drums plus music scaled so that RMS(drums) / RMS(music) is the asked level in dB;
+    None where either is (nearly) silent, so no level can be set."""
+    d_db, m_db = rms_db(drums), rms_db(music)
+    if d_db < SILENT_DB or m_db < SILENT_DB:
+        return None
+    gain = 10 ** ((d_db - drums_to_music_db - m_db) / 20)
+    return (drums + np.float32(gain) * music).astype(np.float32)
+
+
+def compress(
+    x: np.ndarray, sr: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A feed-forward RMS compressor; also returns its gain in dB per sample."""
+    attack_sec, release_sec = rng.uniform(0.001, 0.03), rng.uniform(0.05, 0.4)
+    ratio = rng.uniform(2.0, 10.0)
+    power = np.square(x, dtype=np.float64)
+    # Fast attack, slow release: take the louder of two smoothed envelopes.
+    fast = signal.lfilter([1 - np.exp(-1 / (attack_sec * sr))], [1, -np.exp(-1 / (attack_sec * sr))], power)
+    slow = signal.lfilter([1 - np.exp(-1 / (release_sec * sr))], [1, -np.exp(-1 / (release_sec * sr))], power)
+    level_db = 10 * np.log10(np.maximum(fast, slow) + 1e-12)
+    threshold_db = rms_db(x) + rng.uniform(-6.0, 6.0)
+    over = np.maximum(level_db - threshold_db, 0.0)
+    gain_db = -over * (1 - 1 / ratio)
+    makeup_db = -float(np.median(gain_db))
+    return (x * 10 ** ((gain_db + makeup_db) / 20)).astype(np.float32), gain_db
+
+
+def saturate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Tape-like soft saturation or a brickwall clip, at a random drive."""
+    peak = float(np.abs(x).max()) + 1e-9
+    drive = 10 ** (rng.uniform(0.0, 12.0) / 20) / peak
+    if rng.random() < 0.5:
+        return (np.tanh(x * drive) / drive).astype(np.float32)
+    ceiling = 1.0 / drive
+    return np.clip(x, -ceiling, ceiling).astype(np.float32)
+
+
+def random_eq(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Low and high shelves of -9..+9 dB, and sometimes a bell."""
+    nyquist = sr / 2
+    low = signal.lfilter(*signal.butter(1, rng.uniform(60, 400) / nyquist, "low"), x)
+    high_hz = min(rng.uniform(2000, 10000), 0.9 * nyquist)
+    high = signal.lfilter(*signal.butter(1, high_hz / nyquist, "high"), x)
+    g_lo, g_hi = 10 ** (rng.uniform(-9, 9, size=2) / 20) - 1
+    y = x + g_lo * low + g_hi * high
+    if rng.random() < 0.5:
+        b, a = signal.iirpeak(rng.uniform(200, min(6000, 0.8 * nyquist)), Q=rng.uniform(0.7, 4), fs=sr)
+        y = y + (10 ** (rng.uniform(-8, 8) / 20) - 1) * signal.lfilter(b, a, x)
+    return y.astype(np.float32)
+
+
+def room_reverb(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A decaying noise tail behind a unit direct sound at lag 0 (onsets stay put)."""
+    rt60_sec = rng.uniform(0.15, 1.2)
+    n_ir = int(rt60_sec * sr)
+    t = np.arange(n_ir) / sr
+    tail = rng.standard_normal(n_ir) * np.exp(-6.9 * t / rt60_sec)
+    # Darker tails for longer rooms: air and walls absorb highs.
+    tail = signal.lfilter(*signal.butter(1, min(rng.uniform(2000, 8000), 0.45 * sr) / (sr / 2)), tail)
+    pre_delay = int(rng.uniform(0.005, 0.03) * sr)
+    ir = np.zeros(n_ir + pre_delay)
+    ir[pre_delay:] = tail / (np.sqrt(np.sum(tail**2)) + 1e-9) * 10 ** (rng.uniform(-18, -3) / 20)
+    ir[0] = 1.0
+    wet = signal.fftconvolve(x, ir)[: len(x)]
+    return (wet / max(1.0, np.abs(wet).max())).astype(np.float32)
+
+
+def coloured_noise(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(len(x)))
+    freqs = np.fft.rfftfreq(len(x), 1 / sr)
+    spectrum *= np.maximum(freqs, 20.0) ** (rng.uniform(-1.0, 0.5) / 2)  # pink .. hiss
+    noise = np.fft.irfft(spectrum, n=len(x))
+    noise *= 10 ** ((rms_db(x) - rng.uniform(20, 50)) / 20) / (np.sqrt(np.mean(noise**2)) + 1e-12)
+    return (x + noise).astype(np.float32)
+
+
+def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """An MP3 or Ogg Vorbis round trip at a random quality (libsndfile; no delay)."""
+    fmt, subtype = ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
+    buffer = io.BytesIO()
+    peak = max(1.0, float(np.abs(x).max()))
+    sf.write(buffer, x / peak, sr, format=fmt, subtype=subtype, compression_level=rng.uniform(0.2, 1.0))
+    buffer.seek(0)
+    y = sf.read(buffer, dtype="float32")[0] * peak
+    out = np.zeros_like(x)
+    out[: min(len(x), len(y))] = y[: len(x)]
+    return out
+
+
+class Augmenter:
+    """The whole chain for one crop: drum bus, band, master, codec, level."""
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, hop_length: int) -> None:
+        self.cfg = cfg
+        self.sr = sample_rate
+        self.hop = hop_length
+
+    def __call__(
+        self,
+        drums: np.ndarray,
+        music: np.ndarray | None,
+        velocity: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) drums, (N,) music or None, (T, C) velocity targets -> audio, targets."""
+        cfg, sr = self.cfg, self.sr
+        gain_db = np.zeros(len(drums))  # what compressors did, per sample
+        x = drums
+        if rng.random() < cfg.eq_prob / 2:
+            x = random_eq(x, sr, rng)
+        if rng.random() < cfg.compress_prob / 2:
+            x, g = compress(x, sr, rng)
+            gain_db += g
+        if music is not None and rng.random() < cfg.backing_prob:
+            level = rng.uniform(cfg.backing_db_min, cfg.backing_db_max)
+            mixed = mix_backing(x, music, level)
+            x = x if mixed is None else mixed
+        x, g = self._master(x, rng)
+        gain_db += g
+        x = x * np.float32(10 ** (rng.uniform(cfg.gain_db_min, cfg.gain_db_max) / 20))
+        return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
+
+    def _master(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        cfg, sr = self.cfg, self.sr
+        gain_db = np.zeros(len(x))
+        if rng.random() < cfg.reverb_prob:
+            x = room_reverb(x, sr, rng)
+        if rng.random() < cfg.eq_prob / 2:
+            x = random_eq(x, sr, rng)
+        if rng.random() < cfg.saturate_prob:
+            x = saturate(x, rng)
+        if rng.random() < cfg.compress_prob / 2:
+            x, gain_db = compress(x, sr, rng)
+        if rng.random() < cfg.codec_prob:
+            x = lossy_codec(x, sr, rng)
+        if rng.random() < cfg.noise_prob:
+            x = coloured_noise(x, sr, rng)
+        return x, gain_db
+
+    def _follow(self, velocity: np.ndarray, gain_db: np.ndarray) -> np.ndarray:
+        """Move each onset's velocity by the compressors' gain over the hit's first
+        HIT_BODY_SEC (the attack is what a listener hears as how hard it was hit),
+        relative to their typical gain over the crop."""
+        if not gain_db.any():
+            return velocity
+        n_body = max(1, int(HIT_BODY_SEC * self.sr))
+        cumulative = np.concatenate([[0.0], np.cumsum(gain_db)])
+        starts = np.minimum(np.arange(velocity.shape[0]) * self.hop, len(gain_db) - 1)
+        stops = np.minimum(starts + n_body, len(gain_db))
+        body_db = (cumulative[stops] - cumulative[starts]) / (stops - starts)  # (T,)
+        return scale_velocity(velocity, (body_db - np.median(gain_db))[:, None])

@@ -1,0 +1,183 @@
+"""What a training run reports: the step meter, the progress line, TensorBoard.
+
+The meter times optimizer steps and the waits for data between two log lines; its
+scalars are the only place the loop reads GPU values (``.item()`` at log time). Rank 0
+alone prints and writes TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from drumtx.config import Config
+from drumtx.console import make_console
+from drumtx.data import audio_hours
+from drumtx.distributed import Dist, RunClock
+
+
+def hours_per_step(cfg: Config, world_size: int) -> float:
+    """Audio-hours one optimizer step trains on, over all ranks."""
+    rate = cfg.audio.sample_rate
+    crop = audio_hours(int(cfg.data.crop_sec * rate), rate)
+    return crop * cfg.train.batch_size * cfg.train.accum_steps * world_size
+
+
+class StepMeter:
+    """Steps, seconds and seconds spent waiting for batches since the last log line."""
+
+    def __init__(self, hours_per_step: float) -> None:
+        self.hours_per_step = hours_per_step
+        self._reset()
+
+    def _reset(self) -> None:
+        self.t_start = time.perf_counter()
+        self.steps = 0
+        self.wait_sec = 0.0
+
+    def timed(self, batches: Iterator) -> Callable[[], Any]:
+        """``next(batches)``, with the wait counted as data wait."""
+
+        def next_batch() -> Any:
+            t0 = time.perf_counter()
+            batch = next(batches)
+            self.wait_sec += time.perf_counter() - t0
+            return batch
+
+        return next_batch
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    def scalars(self, loss: Tensor, grad_norm: Tensor, lr: float) -> dict[str, float]:
+        """train/* scalars over the steps since the last call; starts a new window."""
+        elapsed = max(time.perf_counter() - self.t_start, 1e-9)
+        out = {
+            "train/loss": loss.item(),  # a CPU-GPU sync: at log time only
+            "train/lr": lr,
+            "train/grad_norm": float(grad_norm),
+            "train/audio_hours_per_sec": self.hours_per_step * self.steps / elapsed,
+            "train/data_wait_fraction": min(1.0, self.wait_sec / elapsed),
+        }
+        self._reset()
+        return out
+
+
+def budget_text(clock: RunClock) -> str:
+    """``0:03:12/1:00:00``: wall time used of train.time_limit_min."""
+    used = timedelta(seconds=int(clock.elapsed_sec))
+    return f"{used}/{timedelta(seconds=int(clock.limit_sec))}"
+
+
+def where_text(step: int, max_steps: int, clock: RunClock) -> str:
+    """``step 225/100000``; a time-limited run shows its time budget instead."""
+    if clock.limit_sec > 0:
+        return f"step {step}  time {budget_text(clock)}"
+    return f"step {step}/{max_steps}"
+
+
+def scalars_text(scalars: dict[str, float]) -> str:
+    return (
+        f"loss {scalars['train/loss']:.4f}  lr {scalars['train/lr']:.2e}  "
+        f"{scalars['train/audio_hours_per_sec']:.3f} h/s  "
+        f"wait {scalars['train/data_wait_fraction']:.0%}"
+    )
+
+
+class TrainProgress:
+    """A rich bar on a terminal (steps or time budget); whole plain lines otherwise."""
+
+    def __init__(self, cfg: Config, dist: Dist, start_step: int, clock: RunClock):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = make_console()
+        self.enabled = dist.is_main
+        self.max_steps, self.clock = cfg.train.max_steps, clock
+        self.bar = None
+        if self.enabled and self.console.is_terminal:
+            self.bar = Progress(
+                TextColumn("{task.fields[where]}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            total = clock.limit_sec if clock.limit_sec > 0 else self.max_steps
+            self.task = self.bar.add_task("train", total=total, where="", info="")
+            self.bar.start()
+            self._move(start_step, "")
+
+    def _move(self, step: int, info: str) -> None:
+        done = self.clock.elapsed_sec if self.clock.limit_sec > 0 else step
+        where = where_text(step, self.max_steps, self.clock)
+        self.bar.update(self.task, completed=done, where=where, info=info)
+
+    def update(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self._move(step, scalars_text(scalars))
+            return
+        line = (
+            f"{where_text(step, self.max_steps, self.clock)}  {scalars_text(scalars)}"
+        )
+        self.console.print(line, markup=False, highlight=False)
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(message, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def log(dist: Dist, message: str) -> None:
+    """A plain line from rank 0 alone."""
+    if dist.is_main:
+        print(message, flush=True)
+
+
+def open_writer(cfg: Config, log_dir: Path, run_dir: Path, dist: Dist):
+    """TensorBoard writer and config.json, on rank 0 only (None elsewhere)."""
+    if not dist.is_main:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(cfg.to_dict(), indent=2)
+    (log_dir / "config.json").write_text(text + "\n")
+    writer = SummaryWriter(log_dir=str(log_dir))
+    writer.add_text("config", "```\n" + text + "\n```")
+    return writer
+
+
+def log_scalars(writer, scalars: dict[str, float], step: int) -> None:
+    if writer is not None:
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, step)
+
+
+def log_validation(writer, metrics: dict[str, Any], step: int, codes: Sequence[str]):
+    if writer is None:
+        return
+    writer.add_scalar("val/f1", metrics["micro_f1"], step)
+    writer.add_scalar("val/f1_macro", metrics["macro_f1"], step)
+    writer.add_scalar("val/score", metrics.get("score", metrics["micro_f1"]), step)
+    for code in codes:
+        writer.add_scalar(f"val/f1/{code}", metrics["classes"][code]["f1"], step)
+    for name, mixed in metrics.get("mixes", {}).items():
+        tag = "val/f1_mix_" + name.replace(" ", "").replace("+", "p").replace("-", "m")
+        writer.add_scalar(tag, mixed["micro_f1"], step)
+        for code in codes:
+            writer.add_scalar(f"{tag}/{code}", mixed["classes"][code]["f1"], step)
+    if metrics.get("image") is not None:
+        writer.add_image("val/onsets", metrics["image"], step, dataformats="HWC")

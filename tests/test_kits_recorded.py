@@ -1,0 +1,159 @@
+"""Kits that sound recorded (studio, virtual, SoundFont drum kits) and the reserved
+evaluation SoundFonts that nothing may train on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drumtx import synth
+from drumtx.errors import ConfigError
+from drumtx.make_dataset import make_dataset
+from drumtx.midi import Note
+from drumtx.synth import soundfont
+from drumtx.synth.room import Room, image_source_ir
+from drumtx.synth.studio import StudioKit, VirtualKit
+
+SR = 44_100
+INSTALLED_FONTS = soundfont.list_soundfonts()
+needs_fluidsynth = pytest.mark.skipif(
+    not (soundfont.fluidsynth_available() and INSTALLED_FONTS),
+    reason="needs libfluidsynth, pyfluidsynth and a General MIDI SoundFont",
+)
+
+
+def energy_onset_sec(audio: np.ndarray, sample_rate: int = SR) -> float:
+    """First time the 1 ms RMS envelope reaches 10 % of its maximum."""
+    win = max(1, sample_rate // 1000)
+    power = np.convolve(audio.astype(np.float64) ** 2, np.ones(win) / win, "full")
+    rms = np.sqrt(power[: audio.size])
+    return float(np.argmax(rms >= 0.1 * rms.max())) / sample_rate
+
+
+PITCHES = (36, 38, 42, 46, 43, 48, 49, 51)  # kick .. ride, one per family
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_studio_hits_start_within_2ms_of_their_midi_time(seed: int) -> None:
+    kit = StudioKit(synth.SynthKit(seed), seed=seed)
+    for pitch in PITCHES:
+        for velocity in (20, 127):
+            audio = kit.render([Note(0.3, pitch, velocity)], 1.5, SR)
+            assert abs(energy_onset_sec(audio) - 0.3) < 0.002, (pitch, velocity)
+
+
+def test_studio_is_deterministic_and_each_session_differs() -> None:
+    notes = [Note(0.1 + 0.25 * i, PITCHES[i % len(PITCHES)], 100) for i in range(12)]
+    base = synth.SynthKit(4)
+    a = StudioKit(base, 1).render(notes, 3.5, SR)
+    b = StudioKit(synth.SynthKit(4), 1).render(notes, 3.5, SR)
+    c = StudioKit(base, 2).render(notes, 3.5, SR)
+    dry = base.render(notes, 3.5, SR)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-3) and not np.allclose(a, dry, atol=1e-3)
+    assert StudioKit(base, 1).name == base.name  # the CSV names the kit, not the room
+
+
+def test_image_source_direct_path_and_first_reflection() -> None:
+    room = Room((6.0, 5.0, 3.0), absorption=0.3)
+    src, mic = np.array([2.0, 2.5, 1.5]), np.array([4.0, 2.5, 1.5])  # 2 m apart
+    ir, direct_sec = image_source_ir(room, src, mic, SR, max_order=1)
+    assert direct_sec == pytest.approx(2.0 / 343.0)
+    first = int(np.flatnonzero(ir > 1e-6)[0])
+    assert first == int(2.0 / 343.0 * SR)  # nothing arrives before the direct sound
+    # The direct sound (1/4 pi r) is the loudest arrival; a wall bounce is weaker.
+    peak = int(np.argmax(ir))
+    assert abs(peak - 2.0 / 343.0 * SR) <= 1
+    assert ir[peak] + ir[peak + 1] == pytest.approx(1 / (4 * np.pi * 2.0), rel=1e-3)
+    assert room.rt60_sec == pytest.approx(0.161 * 90 / (126 * 0.3))
+
+
+def test_virtual_kit_takes_families_from_different_donors() -> None:
+    donors = [synth.SynthKit(s) for s in range(6)]
+    kits = [VirtualKit(seed, donors) for seed in range(8)]
+    for kit in kits:
+        assert set(kit.voices) == set(donors[0].voices)  # synth kits sound every voice
+    # Across seeds, a kit's kick and snare often come from different donors.
+    mixed = [k for k in kits if k._donor_of["kick"] is not k._donor_of["snare"]]
+    assert len(mixed) >= 4
+    audio = kits[0].render([Note(0.2, 38, 100)], 0.8, SR)
+    assert abs(energy_onset_sec(audio) - 0.2) < 0.002
+
+
+def test_virtual_kits_draw_from_the_other_given_kits() -> None:
+    kits = synth.load_kits(["synth:1", "synth:2", "virtual:5"])
+    assert [k.name for k in kits] == ["synth:1", "synth:2", "virtual:5"]
+    donors = {id(d) for d in kits[2]._donor_of.values()}
+    assert donors <= {id(kits[0]), id(kits[1])}
+    with pytest.raises(ConfigError, match="other kits"):
+        synth.load_kits(["virtual:1"])
+
+
+@needs_fluidsynth
+def test_soundfont_drum_kit_alignment_and_velocity() -> None:
+    name = INSTALLED_FONTS[0].stem
+    kit = synth.load_kit(f"sf:{name}:0")
+    assert kit.name == f"sf:{name}:0"
+    for pitch in (36, 38, 42, 49):
+        soft = kit.render([Note(0.25, pitch, 30)], 1.5, SR)
+        loud = kit.render([Note(0.25, pitch, 120)], 1.5, SR)
+        assert abs(energy_onset_sec(loud) - 0.25) < 0.002, pitch
+        assert np.abs(loud).max() > np.abs(soft).max(), pitch
+
+
+# --- reserved SoundFonts ----------------------------------------------------------------
+
+
+def fake_soundfont(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF\x00\x00\x00\x00sfbk")  # never loaded: refused first
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["FluidR3_GM.sf2", "FluidR3_GS.sf2", "FluidR3Mono_GM.sf3", "MuseScore_General.sf3",
+     "musescore-general-lossless.sf2", "AVL_Drumkits_Red_Zeppelin.sf2"],
+)  # fmt: skip
+def test_make_dataset_refuses_reserved_soundfonts(tmp_path: Path, name: str) -> None:
+    font = fake_soundfont(tmp_path / "fonts" / name)
+    with pytest.raises(ConfigError, match="reserved for independent evaluation"):
+        make_dataset(tmp_path / "out", midi_dir=None, kits=[f"sf:{font}"], limit=1,
+                     seed=0, max_sec=2.0)  # fmt: skip
+    assert not (tmp_path / "out").exists()  # refused before any file is written
+
+
+def test_reserved_soundfonts_are_refused_whatever_their_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A link with an innocent name, to a reserved file, is reserved.
+    target = fake_soundfont(tmp_path / "fluid" / "FluidR3_GM.sf2")
+    link = tmp_path / "bank.sf2"
+    link.symlink_to(target)
+    assert soundfont.is_reserved(link)
+    # A file that a reserved Debian package installed is reserved, however it is named.
+    packaged = fake_soundfont(tmp_path / "usr" / "share" / "sounds" / "plain.sf2")
+    info = tmp_path / "dpkg"
+    info.mkdir()
+    (info / "musescore-general-soundfont-small.list").write_text(f"/usr\n{packaged}\n")
+    monkeypatch.setattr(soundfont, "DPKG_INFO", info)
+    soundfont._reserved_package_files.cache_clear()
+    try:
+        assert soundfont.is_reserved(packaged)
+        assert soundfont.list_soundfonts([packaged.parent]) == []
+        with pytest.raises(ConfigError, match="reserved"):
+            synth.load_kit(f"sf:{packaged}")
+        ok = fake_soundfont(tmp_path / "other" / "TimGM6mb.sf2")
+        assert not soundfont.is_reserved(ok)
+    finally:
+        soundfont._reserved_package_files.cache_clear()
+
+
+def test_backing_refuses_reserved_soundfonts(tmp_path: Path) -> None:
+    from drumtx.synth.backing import BackingSpec
+
+    font = fake_soundfont(tmp_path / "FluidR3_GM.sf2")
+    with pytest.raises(ConfigError, match="reserved"):
+        BackingSpec.from_settings(str(font), "", 0.0, 0)
