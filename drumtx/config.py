@@ -175,7 +175,9 @@ class TrainConfig:
     warmup_steps: int = 1000
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # max global grad norm; 0 = off
-    amp: str = "auto"  # auto (bf16 if supported, else fp16 on CUDA, off on CPU) | bf16 | fp16 | off
+    # auto (bf16 if supported, else fp16 on CUDA; off on CPU) | bf16 | fp16 | off;
+    # an explicit bf16 or fp16 runs on CPU too.
+    amp: str = "auto"
     compile: bool = False  # torch.compile the model
     channels_last: bool = False
     onset_pos_weight: float = 4.0  # BCE weight of onset frames (they are rare)
