@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-VELOCITY_DB_RANGE = 40.0  # dB between MIDI velocity 1 and 127 (v ~ 10 ** (dB / 40))
-SILENT_DB = -60.0  # a backing crop quieter than this counts as no backing
+from drumtx.levels import mix_backing, rms_db, scale_velocity
+
 HIT_BODY_SEC = 0.03  # the part of a hit whose level its velocity target follows
 
 
@@ -44,28 +44,6 @@ class AugmentConfig:
     codec_prob: float = 0.1
 
 
-def rms_db(x: np.ndarray) -> float:
-    return 10 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-20)
-
-
-def scale_velocity(velocity: np.ndarray, gain_db: np.ndarray | float) -> np.ndarray:
-    """Velocities in [0, 1] moved by ``gain_db`` on MIDI's 40 dB scale."""
-    moved = velocity * 10 ** (np.asarray(gain_db) / VELOCITY_DB_RANGE)
-    return np.clip(moved, 1 / 127, 1.0).astype(np.float32) * (velocity > 0)
-
-
-def mix_backing(
-    drums: np.ndarray, music: np.ndarray, drums_to_music_db: float
-) -> np.ndarray | None:
-    """Drums plus music scaled so that RMS(drums) / RMS(music) is the asked level in dB;
-    None where either is (nearly) silent, so no level can be set."""
-    d_db, m_db = rms_db(drums), rms_db(music)
-    if d_db < SILENT_DB or m_db < SILENT_DB:
-        return None
-    gain = 10 ** ((d_db - drums_to_music_db - m_db) / 20)
-    return (drums + np.float32(gain) * music).astype(np.float32)
-
-
 def compress(
     x: np.ndarray, sr: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +52,16 @@ def compress(
     ratio = rng.uniform(2.0, 10.0)
     power = np.square(x, dtype=np.float64)
     # Fast attack, slow release: take the louder of two smoothed envelopes.
-    fast = signal.lfilter([1 - np.exp(-1 / (attack_sec * sr))], [1, -np.exp(-1 / (attack_sec * sr))], power)
-    slow = signal.lfilter([1 - np.exp(-1 / (release_sec * sr))], [1, -np.exp(-1 / (release_sec * sr))], power)
+    fast = signal.lfilter(
+        [1 - np.exp(-1 / (attack_sec * sr))],
+        [1, -np.exp(-1 / (attack_sec * sr))],
+        power,
+    )
+    slow = signal.lfilter(
+        [1 - np.exp(-1 / (release_sec * sr))],
+        [1, -np.exp(-1 / (release_sec * sr))],
+        power,
+    )
     level_db = 10 * np.log10(np.maximum(fast, slow) + 1e-12)
     threshold_db = rms_db(x) + rng.uniform(-6.0, 6.0)
     over = np.maximum(level_db - threshold_db, 0.0)
@@ -103,7 +89,9 @@ def random_eq(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     g_lo, g_hi = 10 ** (rng.uniform(-9, 9, size=2) / 20) - 1
     y = x + g_lo * low + g_hi * high
     if rng.random() < 0.5:
-        b, a = signal.iirpeak(rng.uniform(200, min(6000, 0.8 * nyquist)), Q=rng.uniform(0.7, 4), fs=sr)
+        b, a = signal.iirpeak(
+            rng.uniform(200, min(6000, 0.8 * nyquist)), Q=rng.uniform(0.7, 4), fs=sr
+        )
         y = y + (10 ** (rng.uniform(-8, 8) / 20) - 1) * signal.lfilter(b, a, x)
     return y.astype(np.float32)
 
@@ -115,10 +103,14 @@ def room_reverb(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n_ir) / sr
     tail = rng.standard_normal(n_ir) * np.exp(-6.9 * t / rt60_sec)
     # Darker tails for longer rooms: air and walls absorb highs.
-    tail = signal.lfilter(*signal.butter(1, min(rng.uniform(2000, 8000), 0.45 * sr) / (sr / 2)), tail)
+    tail = signal.lfilter(
+        *signal.butter(1, min(rng.uniform(2000, 8000), 0.45 * sr) / (sr / 2)), tail
+    )
     pre_delay = int(rng.uniform(0.005, 0.03) * sr)
     ir = np.zeros(n_ir + pre_delay)
-    ir[pre_delay:] = tail / (np.sqrt(np.sum(tail**2)) + 1e-9) * 10 ** (rng.uniform(-18, -3) / 20)
+    ir[pre_delay:] = (
+        tail / (np.sqrt(np.sum(tail**2)) + 1e-9) * 10 ** (rng.uniform(-18, -3) / 20)
+    )
     ir[0] = 1.0
     wet = signal.fftconvolve(x, ir)[: len(x)]
     return (wet / max(1.0, np.abs(wet).max())).astype(np.float32)
@@ -129,16 +121,27 @@ def coloured_noise(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarr
     freqs = np.fft.rfftfreq(len(x), 1 / sr)
     spectrum *= np.maximum(freqs, 20.0) ** (rng.uniform(-1.0, 0.5) / 2)  # pink .. hiss
     noise = np.fft.irfft(spectrum, n=len(x))
-    noise *= 10 ** ((rms_db(x) - rng.uniform(20, 50)) / 20) / (np.sqrt(np.mean(noise**2)) + 1e-12)
+    noise *= 10 ** ((rms_db(x) - rng.uniform(20, 50)) / 20) / (
+        np.sqrt(np.mean(noise**2)) + 1e-12
+    )
     return (x + noise).astype(np.float32)
 
 
 def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     """An MP3 or Ogg Vorbis round trip at a random quality (libsndfile; no delay)."""
-    fmt, subtype = ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
+    fmt, subtype = (
+        ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
+    )
     buffer = io.BytesIO()
     peak = max(1.0, float(np.abs(x).max()))
-    sf.write(buffer, x / peak, sr, format=fmt, subtype=subtype, compression_level=rng.uniform(0.2, 1.0))
+    sf.write(
+        buffer,
+        x / peak,
+        sr,
+        format=fmt,
+        subtype=subtype,
+        compression_level=rng.uniform(0.2, 1.0),
+    )
     buffer.seek(0)
     y = sf.read(buffer, dtype="float32")[0] * peak
     out = np.zeros_like(x)
@@ -179,7 +182,9 @@ class Augmenter:
         x = x * np.float32(10 ** (rng.uniform(cfg.gain_db_min, cfg.gain_db_max) / 20))
         return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
 
-    def _master(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _master(
+        self, x: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         cfg, sr = self.cfg, self.sr
         gain_db = np.zeros(len(x))
         if rng.random() < cfg.reverb_prob:

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drumtx.augment import AugmentConfig, Augmenter, scale_velocity
+from drumtx.augment import AugmentConfig, Augmenter
 from drumtx.config import Config, DataConfig
 from drumtx.errors import DataError
 from drumtx.frontend import n_frames
+from drumtx.levels import scale_velocity
 from drumtx.store import Store, load_store, recording_hits
 
 MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
@@ -152,7 +153,9 @@ class BlockSampler:
         for _ in range(self.data_cfg.crops_per_block):
             j = int(rng.choice(len(recs), p=weights / weights.sum()))
             crop_start = self._crop_start(int(recs[j]), int(lo[j]), int(hi[j]), rng)
-            crops.append(self._crop(int(recs[j]), crop_start, int(hi[j]), start, block, music))
+            crops.append(
+                self._crop(int(recs[j]), crop_start, int(hi[j]), start, block, music)
+            )
         return crops
 
     def _crop_start(self, rec: int, lo: int, hi: int, rng: np.random.Generator) -> int:
@@ -164,7 +167,9 @@ class BlockSampler:
             if len(inside):
                 classes = self.store.hits["class"][inside]
                 cls = rng.choice(np.unique(classes))  # each present class equally
-                pos = int(self.hit_pos[inside[rng.choice(np.flatnonzero(classes == cls))]])
+                pos = int(
+                    self.hit_pos[inside[rng.choice(np.flatnonzero(classes == cls))]]
+                )
                 return int(np.clip(pos - int(rng.uniform(0.1, 0.9) * n), lo, latest))
         return lo + int(rng.integers(0, latest - lo + 1))
 

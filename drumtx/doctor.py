@@ -349,7 +349,10 @@ def check_split(cfg: Config, split_dir: Path, csv_sha: str | None) -> CheckResul
     ]  # fmt: skip
     if wrong:
         return CheckResult(
-            check, FAIL, f"{split_dir}: {wrong} not the manifest's {n_bytes} bytes", hint
+            check,
+            FAIL,
+            f"{split_dir}: {wrong} not the manifest's {n_bytes} bytes",
+            hint,
         )
     backing = "backing tracks" if "backing" in tracks else "no backing tracks"
     detail = (
@@ -363,8 +366,11 @@ def check_split(cfg: Config, split_dir: Path, csv_sha: str | None) -> CheckResul
         )
     if cfg.backing.enabled and "backing" not in tracks:
         return CheckResult(
-            check, WARN, detail + " (backing.enabled is true: models trained on it "
-            "hear drums alone)", hint + " (adds them)"
+            check,
+            WARN,
+            detail + " (backing.enabled is true: models trained on it "
+            "hear drums alone)",
+            hint + " (adds them)",
         )
     return CheckResult(check, OK, detail)
 
@@ -486,17 +492,26 @@ def check_backing(cfg: Config) -> CheckResult:
     except DrumtxError as exc:
         return CheckResult(check, FAIL, exc.message, exc.hint)
     reserved = sorted(
-        p.name for d in SOUNDFONT_DIRS if d.is_dir() for p in d.iterdir() if is_reserved(p)
+        p.name
+        for d in SOUNDFONT_DIRS
+        if d.is_dir()
+        for p in d.iterdir()
+        if is_reserved(p)
     )
     fonts = ", ".join(Path(p).name for p in spec.soundfonts) or "none"
     detail = f"SoundFonts: {fonts}; songs: {len(spec.songs)}; own instruments"
     if reserved:
         detail += f"; reserved for evaluation, never used: {', '.join(reserved)}"
     if not spec.soundfonts and b.soundfonts == "auto":
-        why = "FluidSynth is not installed" if not fluidsynth_available() else (
-            "no General MIDI SoundFont is installed")
-        hint = "apt-get install libfluidsynth3 timgm6mb-soundfont opl3-soundfont " \
+        why = (
+            "FluidSynth is not installed"
+            if not fluidsynth_available()
+            else ("no General MIDI SoundFont is installed")
+        )
+        hint = (
+            "apt-get install libfluidsynth3 timgm6mb-soundfont opl3-soundfont "
             "&& pip install -e '.[render]'"
+        )
         return CheckResult(check, WARN, f"{detail} ({why})", hint)
     return CheckResult(check, OK, detail)
 

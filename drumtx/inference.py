@@ -20,13 +20,13 @@ import torch
 
 from drumtx.amp import amp_dtype, autocast
 from drumtx.audio import audio_info, read_frames, resample
-from drumtx.augment import mix_backing
 from drumtx.checkpoint import load_checkpoint, model_config
 from drumtx.config import Config
 from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
+from drumtx.levels import mix_backing
 from drumtx.metrics import Tally
 from drumtx.model import build_model
 from drumtx.store import Store, recording_audio, recording_backing, reference_hits
@@ -287,9 +287,7 @@ def store_activations(
         yield index, onset, velocity
 
 
-def recording_mix(
-    store: Store, index: int, backing_db: float | None
-) -> np.ndarray:
+def recording_mix(store: Store, index: int, backing_db: float | None) -> np.ndarray:
     """A recording's drums (int16), or drums and backing at ``backing_db`` (float32)."""
     drums = recording_audio(store, index)
     music = recording_backing(store, index)

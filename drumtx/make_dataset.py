@@ -172,7 +172,9 @@ def _render_all(
     records: list[egmd.EgmdRecord] = []
     n_reused = 0
     with Progress(console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("rendering", total=len(performances) * plan.kits_per_performance)
+        task = progress.add_task(
+            "rendering", total=len(performances) * plan.kits_per_performance
+        )
         for index, perf in enumerate(performances):
             (egmd_dir / perf.session).mkdir(parents=True, exist_ok=True)
             # Kit numbers stay indices into the full list, so names are stable.
@@ -189,7 +191,9 @@ def _render_all(
     return records, n_reused
 
 
-def _maybe_in_studio(kit: synth.Kit, plan: RenderPlan, index: int, number: int) -> synth.Kit:
+def _maybe_in_studio(
+    kit: synth.Kit, plan: RenderPlan, index: int, number: int
+) -> synth.Kit:
     """The kit, or (for ``studio_prob`` of renders) the kit recorded in a studio."""
     if plan.studio_prob <= 0:
         return kit

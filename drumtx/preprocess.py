@@ -63,7 +63,6 @@ from drumtx.console import Progress, make_console
 from drumtx.drums import Hit
 from drumtx.egmd import EgmdRecord
 from drumtx.errors import AudioError, ConfigError, DataError
-from drumtx.synth.backing import KICK_PITCHES, BackingSpec, render_backing
 from drumtx.store import (
     AUDIO_FILE,
     BACKING_FILE,
@@ -77,6 +76,7 @@ from drumtx.store import (
     read_manifest,
     sha256_file,
 )
+from drumtx.synth.backing import KICK_PITCHES, BackingSpec, render_backing
 
 PART_VERSION = 2  # bump when the content of a part changes meaning
 MIDI_TAIL_TOL_SEC = 1.0  # a hit may sit this far past the audio's end (then dropped)
@@ -247,7 +247,9 @@ def _need_bytes(plans: Sequence[SplitPlan], sample_rate: int) -> int:
     split briefly exists twice. Estimated from the CSV durations, int16 mono.
     """
     sizes = [
-        int(sum(r.duration for r in p.records) * sample_rate) * 2 * (2 if p.backing else 1)
+        int(sum(r.duration for r in p.records) * sample_rate)
+        * 2
+        * (2 if p.backing else 1)
         for p in plans
     ]
     return sum(sizes) + max(sizes, default=0)
@@ -455,7 +457,13 @@ def _prepare_split_dir(plan: SplitPlan, roots: storage.Roots, console: Console) 
         console.print(
             f"{plan.split}: store at {escape(str(split_dir))} is stale, rebuilding"
         )
-        for name in (MANIFEST_FILE, AUDIO_FILE, HITS_FILE, RECORDINGS_FILE, BACKING_FILE):
+        for name in (
+            MANIFEST_FILE,
+            AUDIO_FILE,
+            HITS_FILE,
+            RECORDINGS_FILE,
+            BACKING_FILE,
+        ):
             (split_dir / name).unlink(missing_ok=True)
         shutil.rmtree(split_dir / PARTS_DIR, ignore_errors=True)
     _remove_stray_tmp(split_dir)
@@ -514,7 +522,10 @@ class _AudioWriter:
 
     def _append(self, job: Job, meta: dict[str, Any]) -> None:
         for fd, path, (part, crc_key) in zip(self.fds, self.paths, job.track_parts()):
-            if job.index in self.resumed and zlib.crc32(part.read_bytes()) != meta[crc_key]:
+            if (
+                job.index in self.resumed
+                and zlib.crc32(part.read_bytes()) != meta[crc_key]
+            ):
                 job.meta_part.unlink(missing_ok=True)
                 raise DataError(
                     f"part {part} is damaged (CRC mismatch, as an OS crash can leave "

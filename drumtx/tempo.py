@@ -22,7 +22,9 @@ DEFAULT_TEMPO_US = 500_000  # MIDI's implied tempo before any set_tempo: 120 BPM
 class TempoMap:
     """Piecewise-constant tempo, in beats (quarter notes) from the file's start."""
 
-    start_beats: tuple[float, ...]  # where each tempo segment starts, ascending, [0] = 0
+    start_beats: tuple[
+        float, ...
+    ]  # where each tempo segment starts, ascending, [0] = 0
     sec_per_beat: tuple[float, ...]  # the tempo of each segment
     meters: tuple[tuple[float, int, int], ...] = ((0.0, 4, 4),)  # (beat, num, den)
 

@@ -56,7 +56,6 @@ from drumtx.train_step import (
     wrap_model,
 )
 
-
 VAL_MIX_DB = 0.0  # validation also hears the drums mixed into their backing, this loud
 VAL_MIX = "0 dB"
 

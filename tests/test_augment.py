@@ -9,16 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drumtx.augment import (
-    AugmentConfig,
-    Augmenter,
-    compress,
-    mix_backing,
-    rms_db,
-    scale_velocity,
-)
-from drumtx.data import CropDataset, CropSpec
+from drumtx.augment import AugmentConfig, Augmenter, compress
 from drumtx.config import DataConfig
+from drumtx.data import CropDataset, CropSpec
+from drumtx.levels import mix_backing, rms_db, scale_velocity
 from drumtx.store import load_store
 
 SR = 24000
@@ -168,5 +162,5 @@ def test_scale_velocity_uses_the_40_db_scale() -> None:
     v = np.array([[0.0, 0.5, 1.0]], np.float32)
     out = scale_velocity(v, -20.0)
     assert out[0, 0] == 0.0  # no hit stays no hit
-    assert out[0, 1] == pytest.approx(0.5 * 10 ** -0.5)
+    assert out[0, 1] == pytest.approx(0.5 * 10**-0.5)
     assert scale_velocity(v, 40.0)[0, 1] == 1.0  # clipped at MIDI's 127

@@ -71,7 +71,7 @@ def test_rendered_bass_notes_land_on_the_beats_across_a_tempo_change(
     part = Part("bass", notes)
     n = int(float(tm.seconds(20.0)) * SR)
     rng = np.random.default_rng(0)
-    audio = backing.render_part(part, tm, n, SR, rng, soundfonts=[])
+    audio = backing.render_part(part, backing.Band(tm, n, SR), rng)
     found = onsets_sec(audio)
     beats = tm.seconds(np.arange(1.0, 20.0))
     assert len(found) == 19

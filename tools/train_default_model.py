@@ -115,7 +115,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
     parser.add_argument("--n-mels", type=int, default=128, help="log-mel bands")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
+    parser.add_argument(
+        "--amp", default="auto", choices=["auto", "bf16", "fp16", "off"]
+    )
     parser.add_argument("--max-sec", type=float, default=45.0, help="crop performances")
     parser.add_argument(
         "--max-steps",
@@ -141,17 +143,44 @@ def parse_args() -> argparse.Namespace:
 def make_data(args: argparse.Namespace, train_root: Path, test_root: Path) -> None:
     """Render and preprocess the training root and the held-out root."""
     gmd = ["--midi-dir", str(args.gmd)]
-    drumtx("make-dataset", str(train_root), *gmd, "--kits", *TRAIN_KITS,
-           "--kits-per-performance", "3", "--splits", "train", "validation",
-           "--max-sec", str(args.max_sec), "--seed", "7", "--studio-prob", "0.6")
+    drumtx(
+        "make-dataset",
+        str(train_root),
+        *gmd,
+        "--kits",
+        *TRAIN_KITS,
+        "--kits-per-performance",
+        "3",
+        "--splits",
+        "train",
+        "validation",
+        "--max-sec",
+        str(args.max_sec),
+        "--seed",
+        "7",
+        "--studio-prob",
+        "0.6",
+    )
     drumtx("make-dataset", str(test_root), *gmd, "--kits", *HELD_OUT_KITS,
            "--splits", "test", "--max-sec", "60", "--seed", "11",
            "--studio-prob", "0.5")  # fmt: skip
     fonts = ",".join(map(str, TRAIN_SOUNDFONTS))
     songs = f"'{args.songs.resolve()}'" if args.songs else "''"
-    drumtx("preprocess", "--data-root", str(train_root), "--split", "train",
-           "validation", "--workers", "2", "--allow-skips",
-           "--set", f"backing.soundfonts='{fonts}'", "--set", f"backing.songs_dir={songs}")
+    drumtx(
+        "preprocess",
+        "--data-root",
+        str(train_root),
+        "--split",
+        "train",
+        "validation",
+        "--workers",
+        "2",
+        "--allow-skips",
+        "--set",
+        f"backing.soundfonts='{fonts}'",
+        "--set",
+        f"backing.songs_dir={songs}",
+    )
     drumtx("preprocess", "--data-root", str(test_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", f"backing.soundfonts='{HELD_OUT_SOUNDFONT}'",

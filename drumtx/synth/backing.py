@@ -22,6 +22,7 @@ import mido
 import numpy as np
 
 from drumtx.errors import ConfigError
+from drumtx.levels import rms_db
 from drumtx.synth import instruments as inst
 from drumtx.synth.soundfont import (
     check_not_reserved,
@@ -113,7 +114,10 @@ def chord_timeline(
     for start, length, _ in bars:
         for half in range(per_bar):
             degree = progression[len(chords) % len(progression)]
-            tones = [scale[(degree + k) % 7] for k in ((0, 2, 4, 6) if sevenths else (0, 2, 4))]
+            tones = [
+                scale[(degree + k) % 7]
+                for k in ((0, 2, 4, 6) if sevenths else (0, 2, 4))
+            ]
             a = start + half * length / per_bar
             chords.append(Chord(a, a + length / per_bar, tones[0], tuple(tones)))
     return chords, scale
@@ -147,7 +151,11 @@ def bass_part(
         root = _pitch_near(chord.root, centre)
         if style == "kick":
             inside = kicks[(kicks >= chord.start_beat) & (kicks < chord.end_beat)]
-            times = np.unique(np.round(inside * 4) / 4) if len(inside) else [chord.start_beat]
+            times = (
+                np.unique(np.round(inside * 4) / 4)
+                if len(inside)
+                else [chord.start_beat]
+            )
         elif style in ("quarters", "walking", "eighths"):
             step = 0.5 if style == "eighths" else 1.0
             times = np.arange(chord.start_beat, chord.end_beat - 1e-6, step)
@@ -181,7 +189,9 @@ def comp_part(chords: Sequence[Chord], role: str, rng: np.random.Generator) -> P
     rhythm = COMP_RHYTHMS[str(rng.choice(list(COMP_RHYTHMS)))]
     arpeggio = role != "distorted" and rng.random() < 0.25
     strum_beats = rng.uniform(0.01, 0.05) if role == "guitar" else 0.0
-    centre = int(rng.integers(52, 66)) if role != "distorted" else int(rng.integers(40, 50))
+    centre = (
+        int(rng.integers(52, 66)) if role != "distorted" else int(rng.integers(40, 50))
+    )
     hold = rng.uniform(0.3, 1.0)
     notes: list[BeatNote] = []
     for chord in chords:
@@ -200,7 +210,9 @@ def comp_part(chords: Sequence[Chord], role: str, rng: np.random.Generator) -> P
                     notes.append(BeatNote(t + 0.5 * j, 0.5 * hold, pitch, vel))
                 continue
             for s, pitch in enumerate(pitches):
-                notes.append(BeatNote(t + s * strum_beats, max(0.1, gap * hold), pitch, vel))
+                notes.append(
+                    BeatNote(t + s * strum_beats, max(0.1, gap * hold), pitch, vel)
+                )
     return Part(role, tuple(notes))
 
 
@@ -219,7 +231,11 @@ def melody_part(
 ) -> Part:
     """A lead or sung line: phrases that walk the scale, with breaths between."""
     lo, hi = (60, 84) if role == "lead" else (55, 74)
-    durations = (0.25, 0.5, 0.5, 1.0, 1.0, 1.5, 2.0) if role == "lead" else (0.5, 1.0, 1.0, 1.5, 2.0, 3.0)
+    durations = (
+        (0.25, 0.5, 0.5, 1.0, 1.0, 1.5, 2.0)
+        if role == "lead"
+        else (0.5, 1.0, 1.0, 1.5, 2.0, 3.0)
+    )
     allowed = [p for p in range(lo, hi + 1) if p % 12 in scale]
     idx = int(rng.integers(len(allowed)))
     end = chords[-1].end_beat if chords else 0.0
@@ -237,7 +253,10 @@ def melody_part(
 
 
 def generate_arrangement(
-    tempo_map: TempoMap, duration_sec: float, kicks_sec: np.ndarray, rng: np.random.Generator
+    tempo_map: TempoMap,
+    duration_sec: float,
+    kicks_sec: np.ndarray,
+    rng: np.random.Generator,
 ) -> list[Part]:
     """A band for one performance: bass, one or two comping parts, maybe pad, lead, voice."""
     bars = tempo_map.bars(duration_sec)
@@ -297,7 +316,10 @@ def read_song_parts(path: Path) -> tuple[list[Part], float]:
                 programs.setdefault(msg.channel, msg.program)
             elif msg.type == "note_on" and msg.velocity > 0:
                 started[(msg.channel, msg.note)] = (tick, msg.velocity)
-            elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in started:
+            elif (
+                msg.type in ("note_off", "note_on")
+                and (msg.channel, msg.note) in started
+            ):
                 t0, vel = started.pop((msg.channel, msg.note))
                 note = BeatNote(t0 / tpb, max(1, tick - t0) / tpb, msg.note, vel)
                 notes.setdefault(msg.channel, []).append(note)
@@ -336,7 +358,9 @@ def song_arrangement(
 # ---------------------------------------------------------------- arrangement edits
 
 
-def add_silences(parts: list[Part], tempo_map: TempoMap, duration_sec: float, rng) -> list[Part]:
+def add_silences(
+    parts: list[Part], tempo_map: TempoMap, duration_sec: float, rng
+) -> list[Part]:
     """Sometimes the band rests for a few bars, or a part comes in late."""
     bars = tempo_map.bars(duration_sec)
     out = []
@@ -346,7 +370,11 @@ def add_silences(parts: list[Part], tempo_map: TempoMap, duration_sec: float, rn
         last = min(len(bars) - 1, first + int(rng.integers(1, 5)))
         rest = (bars[first][0], bars[last][0])
     for part in parts:
-        enter = bars[int(rng.integers(len(bars)))][0] if bars and rng.random() < 0.15 else 0.0
+        enter = (
+            bars[int(rng.integers(len(bars)))][0]
+            if bars and rng.random() < 0.15
+            else 0.0
+        )
         kept = tuple(
             n for n in part.notes
             if n.start_beat >= enter and not (rest and rest[0] <= n.start_beat < rest[1])
@@ -367,67 +395,63 @@ def notes_in_seconds(part: Part, tempo_map: TempoMap) -> list[inst.PitchedNote]:
     ends = starts + np.array([n.dur_beats for n in notes])
     start_sec, end_sec = tempo_map.seconds(starts), tempo_map.seconds(ends)
     return [
-        inst.PitchedNote(float(a), float(max(b - a, 0.01)), int(np.clip(n.pitch, 0, 127)), n.velocity)
+        inst.PitchedNote(
+            float(a), float(max(b - a, 0.01)), int(np.clip(n.pitch, 0, 127)), n.velocity
+        )
         for a, b, n in zip(start_sec, end_sec, notes)
     ]
 
 
-def render_part(
-    part: Part,
-    tempo_map: TempoMap,
-    n_samples: int,
-    sample_rate: int,
-    rng: np.random.Generator,
-    soundfonts: Sequence[Path],
-    own_prob: float = 0.4,
-) -> np.ndarray:
-    """One part through a SoundFont program or (``own_prob``, or always without
-    SoundFonts) one of drumtx's own voices, with its effects."""
-    notes = notes_in_seconds(part, tempo_map)
+@dataclass(frozen=True)
+class Band:
+    """Where and how a backing track is rendered."""
+
+    tempo_map: TempoMap
+    n_samples: int
+    sample_rate: int
+    soundfonts: tuple[Path, ...] = ()  # General MIDI banks for SoundFont parts
+    own_prob: float = 0.4  # parts played by drumtx's own voices (always, without fonts)
+
+
+def render_part(part: Part, band: Band, rng: np.random.Generator) -> np.ndarray:
+    """One part through a SoundFont program or one of drumtx's own voices, with its
+    effects: (band.n_samples,) float32."""
+    notes = notes_in_seconds(part, band.tempo_map)
     if not notes:
-        return np.zeros(n_samples, np.float32)
-    if soundfonts and rng.random() >= own_prob:
-        synth = soundfont_synth(Path(rng.choice(soundfonts)), sample_rate)
-        program = part.program if part.program >= 0 and rng.random() < 0.7 else int(
-            rng.choice(GM_PROGRAMS[part.role])
-        )
+        return np.zeros(band.n_samples, np.float32)
+    sr = band.sample_rate
+    effects: tuple[str, ...]
+    if band.soundfonts and rng.random() >= band.own_prob:
+        synth = soundfont_synth(Path(rng.choice(band.soundfonts)), sr)
+        program = part.program
+        if program < 0 or rng.random() < 0.3:  # a song's own program, mostly
+            program = int(rng.choice(GM_PROGRAMS[part.role]))
         events = [(n.start_sec, n.dur_sec, n.pitch, n.velocity) for n in notes]
-        audio = synth.render(events, n_samples, bank=0, program=program)
-        effects: tuple[str, ...] = ("amp",) if part.role == "distorted" and rng.random() < 0.5 else ()
+        audio = synth.render(events, band.n_samples, bank=0, program=program)
+        effects = ("amp",) if part.role == "distorted" and rng.random() < 0.5 else ()
     else:
-        voice, effects = OWN_VOICES[part.role][int(rng.integers(len(OWN_VOICES[part.role])))]
+        choices = OWN_VOICES[part.role]
+        voice, effects = choices[int(rng.integers(len(choices)))]
         patch = inst.draw_patch(voice, rng)
-        audio = inst.render_notes(notes, voice, patch, n_samples, sample_rate, rng)
+        audio = inst.render_notes(notes, voice, patch, band.n_samples, sr, rng)
     for name in effects:
-        audio = inst.EFFECTS[name](audio, sample_rate, rng)
+        audio = inst.EFFECTS[name](audio, sr, rng)
     return audio
 
 
-def _rms_db(x: np.ndarray) -> float:
-    return 10 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-20)
-
-
 def mix_parts(
-    parts: Sequence[Part],
-    tempo_map: TempoMap,
-    n_samples: int,
-    sample_rate: int,
-    rng: np.random.Generator,
-    soundfonts: Sequence[Path],
-    own_prob: float = 0.4,
+    parts: Sequence[Part], band: Band, rng: np.random.Generator
 ) -> np.ndarray:
     """Render and balance the parts; the sum sits at TARGET_RMS_DB (or is silent)."""
-    mix = np.zeros(n_samples, np.float32)
+    mix = np.zeros(band.n_samples, np.float32)
     for part in parts:
-        audio = render_part(
-            part, tempo_map, n_samples, sample_rate, rng, soundfonts, own_prob
-        )
-        level = _rms_db(audio)
+        audio = render_part(part, band, rng)
+        level = rms_db(audio)
         if level < -100:
             continue
         lo, hi = LEVEL_DB.get(part.role, (-10, 0))
         mix += audio * np.float32(10 ** ((rng.uniform(lo, hi) - level) / 20))
-    level = _rms_db(mix)
+    level = rms_db(mix)
     if level < -100:
         return mix
     mix *= np.float32(10 ** ((TARGET_RMS_DB - level) / 20))
@@ -507,7 +531,7 @@ def _find_songs(songs_dir: str) -> tuple[str, ...]:
     if not songs:
         raise ConfigError(
             f"backing.songs_dir: no .mid files under {folder}",
-            hint="point it at a folder of full-band MIDI songs, or set it to \"\"",
+            hint='point it at a folder of full-band MIDI songs, or set it to ""',
         )
     return tuple(str(p) for p in songs)
 
@@ -540,7 +564,6 @@ def render_backing(
     else:
         parts = generate_arrangement(tempo_map, duration_sec, kicks_sec, rng)
     parts = add_silences(parts, tempo_map, duration_sec, rng)
-    fonts = [Path(p) for p in spec.soundfonts]
-    return mix_parts(
-        parts, tempo_map, n_samples, sample_rate, rng, fonts, spec.own_prob
-    )
+    fonts = tuple(Path(p) for p in spec.soundfonts)
+    band = Band(tempo_map, n_samples, sample_rate, fonts, spec.own_prob)
+    return mix_parts(parts, band, rng)

@@ -34,7 +34,12 @@ def midi_hz(pitch: float) -> float:
 
 
 def _envelope(
-    n: int, sr: int, attack_sec: float, hold_n: int, release_sec: float, decay_sec: float
+    n: int,
+    sr: int,
+    attack_sec: float,
+    hold_n: int,
+    release_sec: float,
+    decay_sec: float,
 ) -> np.ndarray:
     """Attack, exponential decay while held, then release: (n,) float32."""
     t = np.arange(n) / sr
@@ -47,12 +52,16 @@ def _envelope(
     return env.astype(np.float32)
 
 
-def _saw(freq_hz: np.ndarray | float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+def _saw(
+    freq_hz: np.ndarray | float, n: int, sr: int, rng: np.random.Generator
+) -> np.ndarray:
     phase = (rng.random() + np.cumsum(np.broadcast_to(freq_hz, (n,))) / sr) % 1.0
     return (2.0 * phase - 1.0).astype(np.float32)
 
 
-def _vibrato(freq_hz: float, n: int, sr: int, depth: float, rate_hz: float) -> np.ndarray:
+def _vibrato(
+    freq_hz: float, n: int, sr: int, depth: float, rate_hz: float
+) -> np.ndarray:
     t = np.arange(n) / sr
     ramp = np.minimum(1.0, t / 0.3)  # vibrato fades in, as players do
     return freq_hz * (1.0 + depth * ramp * np.sin(2 * np.pi * rate_hz * t))
@@ -60,7 +69,9 @@ def _vibrato(freq_hz: float, n: int, sr: int, depth: float, rate_hz: float) -> n
 
 @functools.lru_cache(maxsize=512)
 def _butter(order: int, cutoff_hz: float, sr: int, btype: str) -> np.ndarray:
-    return signal.butter(order, min(cutoff_hz, 0.45 * sr) / (sr / 2), btype, output="sos")
+    return signal.butter(
+        order, min(cutoff_hz, 0.45 * sr) / (sr / 2), btype, output="sos"
+    )
 
 
 def _lowpass(x: np.ndarray, cutoff_hz: float, sr: int, order: int = 2) -> np.ndarray:
@@ -91,7 +102,9 @@ def _n_samples(note: PitchedNote, sr: int, release_sec: float) -> tuple[int, int
     return hold + int(release_sec * sr), hold
 
 
-def bass_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def bass_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Fingered/synth bass: a low-passed saw or a sine with its octave."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     f = midi_hz(note.pitch)
@@ -104,7 +117,9 @@ def bass_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) ->
     return (x * env).astype(np.float32)
 
 
-def pluck_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def pluck_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Plucked string (clean guitar, picked bass, harp-like): Karplus-Strong."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     x = karplus_strong(midi_hz(note.pitch), n, sr, rng, p["damping"])
@@ -113,7 +128,9 @@ def pluck_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -
     return (x * env).astype(np.float32)
 
 
-def epiano_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def epiano_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Two-operator FM: a bell-like attack that decays into a sine."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     t = np.arange(n) / sr
@@ -124,7 +141,9 @@ def epiano_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) 
     return (x * env).astype(np.float32)
 
 
-def organ_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def organ_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Drawbar organ: sines at harmonic footages, instant attack, no decay."""
     n, hold = _n_samples(note, sr, 0.03)
     t = np.arange(n) / sr
@@ -137,7 +156,9 @@ def organ_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -
     return (x * env / max(1e-6, sum(p["drawbars"]))).astype(np.float32)
 
 
-def pad_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def pad_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Strings/pad: detuned saws, low-passed, with a slow attack and release."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     f = midi_hz(note.pitch)
@@ -147,7 +168,9 @@ def pad_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> 
     return (x * env).astype(np.float32)
 
 
-def lead_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def lead_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """Mono synth lead: a saw or square with vibrato through a low-pass."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     freq = _vibrato(midi_hz(note.pitch), n, sr, p["vibrato"], p["vibrato_hz"])
@@ -169,7 +192,9 @@ VOWELS = {
 }
 
 
-def voice_voice(note: PitchedNote, sr: int, rng: np.random.Generator, p: dict) -> np.ndarray:
+def voice_voice(
+    note: PitchedNote, sr: int, rng: np.random.Generator, p: dict
+) -> np.ndarray:
     """A singing voice: a glottal pulse with vibrato through three vowel formants."""
     n, hold = _n_samples(note, sr, p["release_sec"])
     jitter = 1 + 0.003 * _lowpass(rng.standard_normal(n), 8.0, sr, order=1) * 30
@@ -267,7 +292,9 @@ def chorus(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     """A slowly modulated short delay mixed with the dry signal."""
     n = len(x)
     t = np.arange(n) / sr
-    delay = (rng.uniform(0.008, 0.02) + 0.003 * np.sin(2 * np.pi * rng.uniform(0.2, 1.5) * t)) * sr
+    delay = (
+        rng.uniform(0.008, 0.02) + 0.003 * np.sin(2 * np.pi * rng.uniform(0.2, 1.5) * t)
+    ) * sr
     idx = np.clip(np.arange(n) - delay, 0, n - 1)
     wet = np.interp(idx, np.arange(n), x)
     return (0.7 * x + 0.5 * wet).astype(np.float32)

@@ -67,7 +67,8 @@ def load_soundfont_kit(spec: str) -> SoundfontKit:
             check_not_reserved(Path(name))  # a reserved name gets the reserved error
             raise ConfigError(
                 f"unknown SoundFont {name!r} in {spec!r}",
-                hint="installed: " + (", ".join(sorted(installed)) or "none")
+                hint="installed: "
+                + (", ".join(sorted(installed)) or "none")
                 + "; or give a .sf2/.sf3 path",
             )
         path = installed[name.lower()]

@@ -72,7 +72,11 @@ def image_source_ir(
 
 
 def late_tail(
-    room: Room, start: int, early: np.ndarray, sample_rate: int, rng: np.random.Generator
+    room: Room,
+    start: int,
+    early: np.ndarray,
+    sample_rate: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Exponentially decaying noise from ``start`` on, at the early response's level
     there, so the reverberation does not stop where the images do."""

@@ -81,9 +81,10 @@ class VirtualKit(Kit):
         self.voices = frozenset(self._donor_of)
         self.fade_sec = max(k.fade_sec for k in donors)
         used = sorted({k.fingerprint for k in self._donor_of.values()})
-        self.fingerprint = f"virtual:{seed}:" + hashlib.sha256(
-            "|".join(used).encode()
-        ).hexdigest()[:16]
+        self.fingerprint = (
+            f"virtual:{seed}:"
+            + hashlib.sha256("|".join(used).encode()).hexdigest()[:16]
+        )
 
     def strike(
         self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
@@ -102,10 +103,18 @@ def _draw_mics(
             gain = 10 ** (rng.uniform(-8, 0) / 20)
             mics.append((centre + np.array(PLACES[family]) + offset, gain))
     for _ in range(int(rng.integers(1, 3))):
-        pos = centre + np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.3, 0.3), rng.uniform(1.5, 2.2)])
+        pos = centre + np.array(
+            [rng.uniform(-0.6, 0.6), rng.uniform(-0.3, 0.3), rng.uniform(1.5, 2.2)]
+        )
         mics.append((pos, 10 ** (rng.uniform(-6, 6) / 20)))
     if rng.random() < 0.5:
-        far = np.array([rng.uniform(0.5, room.size_m[0] - 0.5), rng.uniform(0.5, room.size_m[1] - 0.5), 1.5])
+        far = np.array(
+            [
+                rng.uniform(0.5, room.size_m[0] - 0.5),
+                rng.uniform(0.5, room.size_m[1] - 0.5),
+                1.5,
+            ]
+        )
         mics.append((far, 10 ** (rng.uniform(-14, 0) / 20)))
     return mics
 
@@ -136,7 +145,9 @@ class StudioKit(Kit):
         rng = _seeded("studio", seed, base.fingerprint)
         self.room = _draw_room(rng)
         lx, ly, _ = self.room.size_m
-        self._centre = np.array([rng.uniform(1.0, lx - 1.0), rng.uniform(1.0, ly - 1.0), 0.0])
+        self._centre = np.array(
+            [rng.uniform(1.0, lx - 1.0), rng.uniform(1.0, ly - 1.0), 0.0]
+        )
         self._mics = _draw_mics(self.room, self._centre, rng)
         self._gain = {f: 10 ** (np.clip(rng.normal(0, 3), -8, 8) / 20) for f in PLACES}
         self._tune = {f: rng.uniform(-1, 1) * TUNING_SEMITONES[f] for f in PLACES}
@@ -156,7 +167,9 @@ class StudioKit(Kit):
         key = (id(sound.audio), family, sample_rate)
         if key not in self._sounds:
             dry = _retune(sound.audio, self._tune[family])
-            wet = signal.fftconvolve(dry, self._ir(family, sample_rate)).astype(np.float32)
+            wet = signal.fftconvolve(dry, self._ir(family, sample_rate)).astype(
+                np.float32
+            )
             peak = float(np.abs(sound.audio).max())
             snd = anchor_sound(wet, sample_rate)  # the first arrival becomes the onset
             self._sounds[key] = Sound(snd.audio * peak, snd.onset)
@@ -168,4 +181,6 @@ class StudioKit(Kit):
         hit = self.base.strike(voice, velocity, sample_rate, rng)
         family = FAMILY[voice]
         snd = self._recorded(hit.sound, family, sample_rate)
-        return Strike(snd, hit.gain * self._gain[family], hit.instrument, hit.group, hit.chokes)
+        return Strike(
+            snd, hit.gain * self._gain[family], hit.instrument, hit.group, hit.chokes
+        )
