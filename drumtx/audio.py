@@ -1,4 +1,4 @@
-"""Audio decoding: soundfile read -> mono float32 -> optional resample_poly.
+"""Audio decoding: soundfile read -> mono float32 -> optional polyphase resampling.
 
 Every decode failure becomes an AudioError naming the file, so a bad file in a batch of
 thousands is reported, not a libsndfile traceback. Non-finite samples (possible only in
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from drumtx.errors import AudioError
+from drumtx.resample import resample_poly
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 INT16_SCALE = 32768.0  # as libsndfile: int16 / 32768 reads back the float
@@ -144,16 +144,15 @@ def read_frames(path: Path, start: int, n_frames: int) -> np.ndarray:
 
 
 def resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Polyphase resampling along axis 0; float32 out, ceil(N * to_hz / from_hz) long."""
+    """Polyphase resampling of mono audio (scipy's resample_poly, computed without
+    importing scipy); float32 out, ceil(N * to_hz / from_hz) long."""
     if from_hz <= 0 or to_hz <= 0:
         raise ValueError(f"sample rates must be positive, got {from_hz} -> {to_hz}")
     if from_hz == to_hz:
         return np.asarray(x, dtype=np.float32).copy()
     g = math.gcd(int(from_hz), int(to_hz))
     up, down = int(to_hz) // g, int(from_hz) // g
-    return resample_poly(np.asarray(x, dtype=np.float32), up, down, axis=0).astype(
-        np.float32, copy=False
-    )
+    return resample_poly(np.asarray(x, dtype=np.float32), up, down)
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:

@@ -34,10 +34,9 @@ from drumtx.inference import (
     decode_hits,
     load_model,
     resolve_device,
-    score_store,
-    store_activations,
 )
 from drumtx.metrics import match_onsets
+from drumtx.scoring import score_store, store_activations
 from drumtx.storage import require_roots
 from drumtx.store import Store, load_store, reference_hits, spread_indices
 

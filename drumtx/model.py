@@ -117,11 +117,19 @@ class CRNN(nn.Module):
             )
         return n_bins
 
-    # Dynamo cannot trace nn.GRU (it would unroll every time step), so torch.compile
-    # gets two graphs, convolutions and heads, with the cuDNN/oneDNN GRU run between.
-    @torch.compiler.disable
     def _recur(self, x: Tensor) -> Tensor:
         return self.gru(x)[0]
+
+    def compiled(self) -> nn.Module:
+        """torch.compile the CRNN, leaving the GRU eager.
+
+        Dynamo cannot trace nn.GRU (it would unroll every time step), so the compiled
+        model is two graphs, convolutions and heads, with the cuDNN/oneDNN GRU run
+        between. Wrapping happens here, not with a decorator at import: importing
+        torch._dynamo costs about a second, which every ``transcribe`` would pay.
+        """
+        self._recur = torch.compiler.disable(self._recur)  # type: ignore[method-assign]
+        return torch.compile(self)
 
     def forward(self, feats: Tensor) -> tuple[Tensor, Tensor]:
         batch, n_frames, _ = feats.shape

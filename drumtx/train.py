@@ -29,7 +29,8 @@ from drumtx.distributed import (
     shutdown,
 )
 from drumtx.drums import Vocab, get_vocab
-from drumtx.inference import LoadedModel, resolve_device, score_store
+from drumtx.inference import LoadedModel, resolve_device
+from drumtx.scoring import score_store
 from drumtx.storage import Roots, require_roots
 from drumtx.store import Store, spread_indices
 from drumtx.train_log import (

@@ -77,7 +77,7 @@ def build_parts(cfg: Config, device: torch.device, n_classes: int) -> TrainParts
 
 def wrap_model(parts: TrainParts, dist: Dist) -> None:
     """torch.compile and DDP around the model, once its weights are in place."""
-    net = torch.compile(parts.model) if parts.cfg.train.compile else parts.model
+    net = parts.model.compiled() if parts.cfg.train.compile else parts.model
     if dist.enabled:
         ids = [dist.local_rank] if parts.device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(net, device_ids=ids)

@@ -396,7 +396,7 @@ def test_compile_with_channels_last_matches_eager_then_trains_and_resumes(
     audio = 0.1 * torch.randn(cfg.train.batch_size, n_samples, generator=gen)
     feats = parts.frontend(audio)  # (B, T, n_mels)
     outputs, grads = [], []
-    for net in (parts.model, torch.compile(parts.model)):
+    for net in (parts.model, parts.model.compiled()):
         logits, velocity = net(feats)  # (B, T, C) each
         (logits.mean() + velocity.mean()).backward()
         outputs.append((logits.detach(), velocity.detach()))

@@ -60,3 +60,21 @@ def test_bench_train_smoke(made_store: Path, tmp_path: Path) -> None:
     assert labels == {"tiny", "workers=0 memmap", "workers=0 ram"}
     assert all(s["audio_hours_per_sec"] > 0 for s in report["series"])
     assert report["limits"]["tiny"]["limit"] in ("model", "loader")
+
+
+def test_bench_transcribe_cold_smoke(tmp_path: Path) -> None:
+    json_path = tmp_path / "cold.json"
+    result = run_tool(
+        "tools/bench_transcribe.py",
+        "--presets", "tiny", "--seconds", "2", "--repeats", "1", "--threads", "1",
+        "--rss-minutes", "0", "--cold", "--cold-seconds", "1,3", "--cold-repeats", "1",
+        "--json", str(json_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "whole process, cold" in result.stdout
+    cold = json.loads(json_path.read_text())["cold"]
+    names = [row["file"] for row in cold["rows"]]
+    assert names == ["import torch", "cold-1s.wav", "cold-3s.wav"]
+    for row in cold["rows"][1:]:
+        # A transcription imports torch and more: it cannot beat the bare import.
+        assert row["wall_sec"] > 0 and row["vs_import_torch"] > 1.0

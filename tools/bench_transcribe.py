@@ -3,6 +3,8 @@
     python tools/bench_transcribe.py                          # tiny, small, base
     python tools/bench_transcribe.py --presets small --json bench.json
     python tools/bench_transcribe.py --checkpoint run/best.pt --rss-minutes 0
+    python tools/bench_transcribe.py --cold --checkpoint drumtx/models/default.pt \
+        --seconds 60,600 --threads 2 --rss-minutes 0
 
 Files are synthetic drum performances (drumtx.synth kits playing generated grooves),
 written as 44.1 kHz stereo 16-bit WAV, so every run resamples as a user's file would.
@@ -19,7 +21,10 @@ wrapped with timers for the run, so the split costs nothing when not benchmarkin
 
 Times are medians of --repeats runs (one run for files longer than --repeat-max-sec).
 Peak RSS comes from ``python -m drumtx transcribe`` on a --rss-minutes file in a child
-process (os.wait4's ru_maxrss). Weights are random unless --checkpoint is given: speed
+process (os.wait4's ru_maxrss). ``--cold`` also times whole processes, the way a user
+runs one song: ``python -m drumtx transcribe`` on a 1-second, a 1-minute and a 10-minute
+file (--cold-seconds), each run alternating with ``python -c "import torch"``, and
+reports medians and each file's ratio to that import. Weights are random unless --checkpoint is given: speed
 and memory do not depend on them. The numbers are only comparable within one run, and
 other processes on the CPU slow every one of them; the load average is printed.
 """
@@ -186,6 +191,37 @@ def random_checkpoint(preset: str, out_dir: Path) -> Path:
     return path
 
 
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def cold_starts(
+    checkpoint: Path, wavs: list[Path], out_dir: Path, threads: int, repeats: int
+) -> dict[str, Any]:
+    """Medians of whole-process wall times: ``import torch`` and each transcription,
+    interleaved run by run so that load on the machine hits them alike."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    import_torch = [sys.executable, "-c", "import torch"]
+    runs: dict[str, list[float]] = {"import torch": []}
+    for _ in range(repeats):
+        runs["import torch"].append(_wall(import_torch, env))
+        for wav in wavs:
+            command = [sys.executable, "-m", "drumtx", "transcribe", str(wav),
+                       "--checkpoint", str(checkpoint), "-d", "cpu", "--no-progress",
+                       "--overwrite", "-o", str(out_dir)]  # fmt: skip
+            runs.setdefault(wav.name, []).append(_wall(command, env))
+    torch_sec = statistics.median(runs["import torch"])
+    rows = [{"file": "import torch", "audio_sec": 0.0, "wall_sec": torch_sec}]
+    for wav in wavs:
+        wall = statistics.median(runs[wav.name])
+        rows.append({"file": wav.name, "audio_sec": sf.info(str(wav)).duration,
+                     "wall_sec": wall, "vs_import_torch": wall / torch_sec})  # fmt: skip
+    return {"threads": threads, "repeats": repeats, "rows": rows, "runs": runs}
+
+
 def peak_rss(checkpoint: Path, wav: Path, out_dir: Path) -> dict[str, Any]:
     """Wall time and peak RSS of ``python -m drumtx transcribe`` in a child process."""
     args = ["transcribe", str(wav), "--checkpoint", str(checkpoint), "-d", "cpu"]
@@ -265,6 +301,8 @@ def print_report(result: dict[str, Any]) -> None:
             *shares,
         )
     console.print(table)
+    if "cold" in result:
+        print_cold(result["cold"], console)
     rss = result.get("rss")
     if rss:
         verdict = "ok" if rss["peak_rss_bytes"] < RSS_LIMIT_BYTES else "OVER 2 GiB"
@@ -328,9 +366,43 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: torch's default, as transcribe runs)",
     )
     p.add_argument(
+        "--cold",
+        action="store_true",
+        help="also time whole `drumtx transcribe` processes against `import torch`",
+    )
+    p.add_argument(
+        "--cold-seconds",
+        default="1,60,600",
+        help="file lengths for --cold (default: 1,60,600)",
+    )
+    p.add_argument(
+        "--cold-repeats", type=int, default=5, help="runs per file for --cold"
+    )
+    p.add_argument(
         "--json", type=Path, metavar="PATH", help="also write results as JSON"
     )
     return p
+
+
+def print_cold(cold: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"whole process, cold: median of {cold['repeats']} runs, "
+        f"{cold['threads']} threads (OMP_NUM_THREADS)"
+    )
+    for column in ("run", "audio", "wall s", "x import torch", "x real time"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in cold["rows"]:
+        audio = row["audio_sec"]
+        table.add_row(
+            row["file"],
+            _duration(audio) if audio else "-",
+            f"{row['wall_sec']:.2f}",
+            f"{row.get('vs_import_torch', 1.0):.2f}",
+            f"{audio / row['wall_sec']:.1f}x" if audio else "-",
+        )
+    console.print(table)
 
 
 def models_to_bench(args: argparse.Namespace, work_dir: Path) -> list[tuple[str, Path]]:
@@ -373,6 +445,8 @@ def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
                     f"{row['x_real_time']:.1f}x real time",
                     file=sys.stderr,
                 )
+    if args.cold:
+        result["cold"] = run_cold(args, work_dir, clip, models[0][1])
     if args.rss_minutes > 0:
         name, checkpoint = (
             models[0]
@@ -387,6 +461,15 @@ def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
         result["rss"] = {"model": name, **peak_rss(checkpoint, long_wav, out_dir)}
         long_wav.unlink()
     return result
+
+
+def run_cold(
+    args: argparse.Namespace, work_dir: Path, clip: np.ndarray, checkpoint: Path
+) -> dict[str, Any]:
+    lengths = [float(s) for s in args.cold_seconds.split(",") if s.strip()]
+    wavs = [write_tiled(work_dir / f"cold-{s:g}s.wav", clip, s) for s in lengths]
+    threads = int(args.threads.split(",")[0])
+    return cold_starts(checkpoint, wavs, work_dir / "out", threads, args.cold_repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
