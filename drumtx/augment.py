@@ -128,22 +128,27 @@ def coloured_noise(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarr
 
 
 def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """An MP3 or Ogg Vorbis round trip at a random quality (libsndfile; no delay)."""
+    """An MP3 or Ogg Vorbis round trip at a random quality (libsndfile; no delay).
+
+    The crop comes back unchanged where the codec cannot take it: LAME aborts the whole
+    process on a NaN, and libsndfile once failed mid-run in a training's loader worker
+    (a LibsndfileError whose message could not be read), ending the run.
+    """
+    if not np.isfinite(x).all():
+        return x
     fmt, subtype = (
         ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
     )
-    buffer = io.BytesIO()
+    quality = rng.uniform(0.2, 1.0)
     peak = max(1.0, float(np.abs(x).max()))
-    sf.write(
-        buffer,
-        x / peak,
-        sr,
-        format=fmt,
-        subtype=subtype,
-        compression_level=rng.uniform(0.2, 1.0),
-    )
-    buffer.seek(0)
-    y = sf.read(buffer, dtype="float32")[0] * peak
+    try:
+        buffer = io.BytesIO()
+        sf.write(buffer, x / peak, sr, format=fmt, subtype=subtype,
+                 compression_level=quality)  # fmt: skip
+        buffer.seek(0)
+        y = sf.read(buffer, dtype="float32")[0] * peak
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        return x
     out = np.zeros_like(x)
     out[: min(len(x), len(y))] = y[: len(x)]
     return out
@@ -180,6 +185,8 @@ class Augmenter:
         x, g = self._master(x, rng)
         gain_db += g
         x = x * np.float32(10 ** (rng.uniform(cfg.gain_db_min, cfg.gain_db_max) / 20))
+        if not np.isfinite(x).all():  # never seen; a poisoned batch would cost a step
+            return np.clip(drums, -1.0, 1.0).astype(np.float32), velocity
         return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
 
     def _master(

@@ -25,7 +25,7 @@ from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
-from drumtx.model import build_model
+from drumtx.model import build_model, fold_batch_norms
 
 
 @dataclass
@@ -68,7 +68,7 @@ def load_model(path: Path, cfg: Config, device: torch.device) -> LoadedModel:
             f"({str(exc).splitlines()[0]})",
             hint="the file may come from another drumtx version; retrain or re-export",
         ) from None
-    model.eval().to(device)
+    model = fold_batch_norms(model.eval()).to(device)
     frontend = LogMel.from_config(model_cfg).to(device)
     thresholds = {str(k): float(v) for k, v in state.get("thresholds", {}).items()}
     return LoadedModel(model, frontend, model_cfg, vocab, thresholds, str(path), device)

@@ -164,3 +164,24 @@ def test_scale_velocity_uses_the_40_db_scale() -> None:
     assert out[0, 0] == 0.0  # no hit stays no hit
     assert out[0, 1] == pytest.approx(0.5 * 10**-0.5)
     assert scale_velocity(v, 40.0)[0, 1] == 1.0  # clipped at MIDI's 127
+
+
+def test_codec_leaves_what_it_cannot_encode_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import soundfile
+
+    from drumtx import augment
+
+    bad = np.full(2400, np.nan, np.float32)  # LAME would abort the whole process
+    np.testing.assert_array_equal(
+        augment.lossy_codec(bad, SR, np.random.default_rng(0)), bad
+    )
+
+    def broken_write(*args, **kwargs):
+        raise soundfile.LibsndfileError(1, "")
+
+    monkeypatch.setattr(augment.sf, "write", broken_write)
+    click = click_crop(100, 2400)
+    out = augment.lossy_codec(click, SR, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, click)

@@ -7,7 +7,7 @@ import torch
 
 from drumtx.config import load_config
 from drumtx.errors import ConfigError
-from drumtx.model import CRNN, PRESETS, build_model, count_parameters
+from drumtx.model import CRNN, PRESETS, build_model, count_parameters, fold_batch_norms
 
 N_MELS = 128
 N_CLASSES = 9
@@ -113,3 +113,24 @@ def test_tiny_model_overfits_one_batch() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_folding_batch_norms_keeps_the_outputs(preset: str) -> None:
+    torch.manual_seed(0)
+    model = CRNN(n_mels=64, n_classes=5, preset=preset)
+    # Statistics far from the identity, as after training.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.2, 3)
+            module.weight.data.uniform_(0.5, 2)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    folded = fold_batch_norms(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    feats = torch.randn(2, 50, 64)
+    with torch.no_grad():
+        for a, b in zip(model(feats), folded(feats)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
