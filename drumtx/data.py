@@ -287,18 +287,29 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=_ignore_stop_signals,
+        worker_init_fn=_defer_stop_signals,
     )
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Workers ignore SIGINT and SIGTERM sent to the whole process group (Ctrl-C,
-    torchrun): the training loop finishes its step on batches they still make, saves,
-    then shuts them down."""
+WORKER_STOP_GRACE_SEC = 10  # a signalled worker keeps making batches this long
+
+
+def _defer_stop_signals(worker_id: int) -> None:
+    """Workers outlive SIGINT and SIGTERM sent to the whole process group (Ctrl-C,
+    torchrun) by WORKER_STOP_GRACE_SEC, so the training loop finishes its step on
+    batches they still make and saves; then they end, as they must when the main
+    process itself terminates them (at exit, multiprocessing sends its daemonic
+    workers SIGTERM and then waits for them: a worker ignoring it for good hangs a
+    crashed run forever)."""
     import signal as stdlib_signal  # the module's ``signal`` is scipy's
 
+    def stop_soon(signum: int, frame: object) -> None:
+        if stdlib_signal.getitimer(stdlib_signal.ITIMER_REAL)[0] == 0:
+            stdlib_signal.alarm(WORKER_STOP_GRACE_SEC)  # SIGALRM then ends the worker
+
     for signum in (stdlib_signal.SIGINT, stdlib_signal.SIGTERM):
-        stdlib_signal.signal(signum, stdlib_signal.SIG_IGN)
+        stdlib_signal.signal(signum, stop_soon)
+    stdlib_signal.signal(stdlib_signal.SIGALRM, stdlib_signal.SIG_DFL)
 
 
 def audio_hours(n_samples: int, sample_rate: int) -> float:

@@ -8,6 +8,7 @@ recording and start, and shows whether it ran past the recording's end.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -392,3 +393,44 @@ def test_rare_class_crops_find_the_rare_class(tmp_path: Path) -> None:
     assert balanced > 0.35  # about half the crops are centred on class 5 (2 classes)
 
 
+CRASHING_LOADER = """
+import sys
+from pathlib import Path
+import drumtx.augment
+from drumtx.config import load_config
+from drumtx.data import make_loader
+
+calls = 0
+def broken(self, drums, music, velocity, rng):
+    global calls
+    calls += 1
+    if calls > 3:
+        raise RuntimeError("augmentation bug")
+    return drums, velocity
+drumtx.augment.Augmenter.__call__ = broken
+cfg = load_config(None, ["data.num_workers=1", "data.crop_sec=0.5", "data.block_mb=0.1",
+                         "train.batch_size=1"])
+loader = make_loader(cfg, Path(sys.argv[1]), 9, seed=0, rank=0, world_size=1,
+                     pin_memory=False)
+batches = iter(loader)
+for _ in range(10):
+    next(batches)  # raises once the worker's augmentation breaks
+"""
+
+
+def test_a_crashing_loader_worker_does_not_hang_the_process(store_dir: Path) -> None:
+    # The traceback keeps the DataLoader iterator alive, so at exit multiprocessing
+    # terminates its daemonic worker with SIGTERM, then joins it. A worker that
+    # ignored SIGTERM for good (to finish a step after Ctrl-C) hung the run forever.
+    import subprocess
+    import sys
+
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_LOADER, str(store_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "augmentation bug" in done.stderr
+    assert time.monotonic() - start < 60
