@@ -78,3 +78,23 @@ def test_bench_transcribe_cold_smoke(tmp_path: Path) -> None:
     for row in cold["rows"][1:]:
         # A transcription imports torch and more: it cannot beat the bare import.
         assert row["wall_sec"] > 0 and row["vs_import_torch"] > 1.0
+
+
+def _results(f1: float) -> dict:
+    classes = {c: {"precision": f1, "recall": f1, "f1": f1, "n_ref": 10} for c in "AB"}
+    view = {"classes": classes, "micro_f1": f1, "macro_f1": f1,
+            "adtof5": {"micro_f1": f1}, "velocity_f1": {"f1": f1}}  # fmt: skip
+    return {**view, "per_kit": {"k": f1}, "mixes": {"+6 dB": view, "0 dB": view}}
+
+
+def test_model_card_tables(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.json", tmp_path / "old.json"
+    new.write_text(json.dumps(_results(0.9)))
+    old.write_text(json.dumps(_results(0.5)))
+    result = run_tool("tools/model_card.py", str(new), "--previous", str(old))
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| A |")]
+    assert rows == [
+        "| A | 0.900 | 0.900 | 0.900 | 0.900 | 0.900 | 10 | 0.500 | 0.500 | 0.500 |"
+    ]
+    assert "| previous | micro F1 | 0.500 | 0.500 | 0.500 |" in result.stdout
