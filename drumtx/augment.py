@@ -2,8 +2,8 @@
 
 One crop goes through what a recording goes through: the drum bus (EQ, compression),
 the band (the recording's backing track at a random drums-to-music level), the master
-(room reverb, EQ, saturation or clipping, compression), a lossy codec, a playback level
-and some noise. Onsets never move: every effect is causal and keeps the direct sound
+(room reverb, EQ, saturation or clipping, compression), a lossy codec, some noise, and
+a playback level (a random gain, or loudness normalisation to a random target). Onsets never move: every effect is causal and keeps the direct sound
 at lag 0.
 
 Velocity targets follow the audio: where a compressor turns a hit down relative to the
@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from drumtx.levels import mix_backing, rms_db, scale_velocity
+from drumtx.levels import SILENT_DB, mix_backing, rms_db, scale_velocity
 
 HIT_BODY_SEC = 0.03  # the part of a hit whose level its velocity target follows
 
@@ -42,6 +42,9 @@ class AugmentConfig:
     compress_prob: float = 0.4
     saturate_prob: float = 0.2
     codec_prob: float = 0.1
+    loudness_prob: float = 0.0  # level set by RMS normalisation instead of a gain
+    loudness_db_min: float = -26.0  # normalisation targets, dB RMS re full scale
+    loudness_db_max: float = -9.0
 
 
 def compress(
@@ -184,10 +187,18 @@ class Augmenter:
             x = x if mixed is None else mixed
         x, g = self._master(x, rng)
         gain_db += g
-        x = x * np.float32(10 ** (rng.uniform(cfg.gain_db_min, cfg.gain_db_max) / 20))
+        x = x * np.float32(10 ** (self._level_db(x, rng) / 20))
         if not np.isfinite(x).all():  # never seen; a poisoned batch would cost a step
             return np.clip(drums, -1.0, 1.0).astype(np.float32), velocity
         return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
+
+    def _level_db(self, x: np.ndarray, rng: np.random.Generator) -> float:
+        """The playback gain: random, or (loudness_prob) what brings the crop's RMS
+        to a random target, as loudness-normalised releases and mastering do."""
+        cfg = self.cfg
+        if rng.random() < cfg.loudness_prob and rms_db(x) > SILENT_DB:
+            return rng.uniform(cfg.loudness_db_min, cfg.loudness_db_max) - rms_db(x)
+        return rng.uniform(cfg.gain_db_min, cfg.gain_db_max)
 
     def _master(
         self, x: np.ndarray, rng: np.random.Generator

@@ -115,6 +115,9 @@ class DataConfig:
     saturate_prob: float = 0.2  # tape-like saturation or hard clipping
     codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
     rare_class_prob: float = 0.0  # crops centred on a hit of a class drawn uniformly
+    loudness_prob: float = 0.0  # crop level set by RMS normalisation, not a gain
+    loudness_db_min: float = -26.0  # its targets, dB RMS re full scale
+    loudness_db_max: float = -9.0
 
     def __post_init__(self) -> None:
         _check_choice("data.vocab", self.vocab, VOCAB_NAMES)
@@ -137,10 +140,17 @@ class DataConfig:
             "saturate_prob",
             "codec_prob",
             "rare_class_prob",
+            "loudness_prob",
         ):
             _check_range(f"data.{name}", getattr(self, name), 0.0, 1.0)
         _check_range("data.backing_db_min", self.backing_db_min, -40.0, 60.0)
         _check_range("data.backing_db_max", self.backing_db_max, -40.0, 60.0)
+        _check_range("data.loudness_db_min", self.loudness_db_min, -60.0, 0.0)
+        _check_range("data.loudness_db_max", self.loudness_db_max, -60.0, 0.0)
+        if self.loudness_db_min > self.loudness_db_max:
+            raise ConfigError(
+                "data.loudness_db_min must not exceed data.loudness_db_max"
+            )
         if self.backing_db_min > self.backing_db_max:
             raise ConfigError("data.backing_db_min must not exceed data.backing_db_max")
 

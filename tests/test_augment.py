@@ -185,3 +185,16 @@ def test_codec_leaves_what_it_cannot_encode_alone(
     click = click_crop(100, 2400)
     out = augment.lossy_codec(click, SR, np.random.default_rng(0))
     np.testing.assert_array_equal(out, click)
+
+
+def test_loudness_normalisation_sets_the_crop_level() -> None:
+    cfg = AugmentConfig(**{**OFF, "loudness_prob": 1.0, "loudness_db_min": -20.0,
+                           "loudness_db_max": -20.0})  # fmt: skip
+    augment = Augmenter(cfg, SR, HOP)
+    rng = np.random.default_rng(4)
+    for scale in (0.003, 0.05, 0.3):
+        quiet = (scale * rng.standard_normal(SR)).astype(np.float32)
+        out, velocity = augment(quiet, None, no_targets(), rng)
+        assert rms_db(out) == pytest.approx(-20.0, abs=0.05)
+    silent = np.zeros(SR, np.float32)
+    assert not augment(silent, None, no_targets(), rng)[0].any()  # nothing to raise
