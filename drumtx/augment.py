@@ -3,8 +3,8 @@
 One crop goes through what a recording goes through: the drum bus (EQ, compression),
 the band (the recording's backing track at a random drums-to-music level), the master
 (room reverb, EQ, saturation or clipping, compression), a lossy codec, some noise, and
-a playback level (a random gain, or loudness normalisation to a random target). Onsets never move: every effect is causal and keeps the direct sound
-at lag 0.
+a playback level (a random gain, or loudness normalisation to a random target). Onsets
+never move: every effect is causal and keeps the direct sound at lag 0.
 
 Velocity targets follow the audio: where a compressor turns a hit down relative to the
 rest of the crop, that hit's target velocity goes down by the same number of decibels

@@ -1,8 +1,9 @@
 """Training crops from the processed store, read the way an HDD likes.
 
 Each DataLoader worker reads one large contiguous block of ``audio.i16`` (and the same
-block of ``backing.i16`` when the store has backing tracks) at a time (``data.block_mb``,
-default 8 MB: one seek, then a sequential read), cuts several random crops out of it,
+block of ``backing.i16`` when the store has backing tracks) at a time
+(``data.block_mb``, default 8 MB: one seek, then a sequential read), cuts several
+random crops out of it,
 and shuffles the crops of ``data.shuffle_blocks`` blocks together before yielding them.
 Crops never straddle two recordings; ``data.rare_class_prob`` of them are centred on a
 hit of a class drawn uniformly, so rare instruments (toms, crash, open hi-hat) are seen
@@ -213,7 +214,7 @@ def make_targets(
     n_classes: int,
     widen: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Onset roll (1 at the onset frame, 0.5 within +-widen), velocity roll and its mask."""
+    """Onset roll (1 at the onset frame, 0.5 within +-widen), velocity roll, mask."""
     onset = np.zeros((n_t, n_classes), dtype=np.float32)
     velocity = np.zeros_like(onset)
     mask = np.zeros_like(onset)

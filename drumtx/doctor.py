@@ -345,7 +345,9 @@ def check_split(cfg: Config, split_dir: Path, csv_sha: str | None) -> CheckResul
     n_bytes = 2 * int(manifest.get("n_samples", -1))
     wrong = [
         n for n in data_files
-        if n.endswith(".i16") and n_bytes >= 0 and (split_dir / n).stat().st_size != n_bytes
+        if n.endswith(".i16")
+        and n_bytes >= 0
+        and (split_dir / n).stat().st_size != n_bytes
     ]  # fmt: skip
     if wrong:
         return CheckResult(

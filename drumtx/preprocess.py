@@ -6,16 +6,17 @@ Per split folder ``processed_dir/<split>/``:
 2. Worker processes (``--workers``) turn each recording into a *part* in ``.parts/``:
    ``NNNNNN.i16`` (int16 audio at ``audio.sample_rate``), ``NNNNNN.backing.i16`` (the
    recording's backing track, rendered from its MIDI's tempo map; ``[backing]``), then
-   ``NNNNNN.json`` (hits, length, CRC-32s, config fingerprint). Both are written tmp-then-``os.replace``
-   (no fsync) and the json goes last, so it is the commit marker: a part counts as done
-   only when its json exists, carries this run's fingerprint and its audio file has the
-   length the json names. A rerun after a crash (even SIGKILL) skips finished parts.
+   ``NNNNNN.json`` (hits, length, CRC-32s, config fingerprint). Each is written
+   tmp-then-``os.replace`` (no fsync) and the json goes last, so it is the commit
+   marker: a part counts as done only when its json exists, carries this run's
+   fingerprint and its audio files have the length the json names. A rerun after a
+   crash (even SIGKILL) skips finished parts.
 3. Meanwhile the main process appends finished parts, in index order, to
-   ``audio.i16.tmp`` (and ``backing.i16.tmp``) (an in-kernel copy; parts from an earlier run get their CRC
-   checked, since an OS crash can lose unsynced data). Then it fsyncs and renames it
-   to ``audio.i16``, writes ``hits.npy`` and ``recordings.json``, then
-   ``manifest.json`` last and atomically, and removes ``.parts``. A store without a
-   manifest is incomplete; readers refuse it.
+   ``audio.i16.tmp`` and ``backing.i16.tmp`` (an in-kernel copy; parts from an
+   earlier run get their CRC checked, since an OS crash can lose unsynced data). Then
+   it fsyncs and renames them to ``audio.i16`` and ``backing.i16``, writes
+   ``hits.npy`` and ``recordings.json``, then ``manifest.json`` last and atomically,
+   and removes ``.parts``. A store without a manifest is incomplete; readers refuse it.
 
 Skips are never cached as parts: a file that failed (perhaps on a flaky disk) is tried
 again on the next run, so the manifest's ``skipped`` list describes the current data.
@@ -351,7 +352,7 @@ def _duration_problem(record: EgmdRecord, audio_sec: float, last_hit_sec: float)
 
 
 def _write_part(job: Job, tracks: Sequence[np.ndarray], hits: Sequence[Hit]) -> None:
-    """Audio (and backing) first, then the json commit marker; each replaced atomically."""
+    """Audio (and backing) first, then the json commit marker; each atomically."""
     n_samples = len(tracks[0])
     onsets = [
         (round(h.time_sec * job.sample_rate), h.cls, h.velocity, h.pitch) for h in hits

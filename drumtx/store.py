@@ -6,8 +6,8 @@ audio, source paths, kit, ...), ``hits.npy`` (HITS_DTYPE, sorted by recording th
 sample) and ``manifest.json``, written last: a folder without it is an incomplete
 store. Format 2 added aligned tracks: ``backing.i16`` holds, at the same offsets as
 ``audio.i16``, a non-drum accompaniment for each recording (the manifest's ``tracks``
-names it; a store without one still trains, on drums alone). ``preprocess`` writes stores; the loader, evaluate, inference and doctor read
-them here.
+names it; a store without one still trains, on drums alone). ``preprocess`` writes
+stores; the loader, evaluate, inference and doctor read them here.
 """
 
 from __future__ import annotations

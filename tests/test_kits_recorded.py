@@ -103,7 +103,7 @@ def test_soundfont_drum_kit_alignment_and_velocity() -> None:
         assert np.abs(loud).max() > np.abs(soft).max(), pitch
 
 
-# --- reserved SoundFonts ----------------------------------------------------------------
+# --- reserved SoundFonts ---------------------------------------------------------
 
 
 def fake_soundfont(path: Path) -> Path:

@@ -24,9 +24,10 @@ Peak RSS comes from ``python -m drumtx transcribe`` on a --rss-minutes file in a
 process (os.wait4's ru_maxrss). ``--cold`` also times whole processes, the way a user
 runs one song: ``python -m drumtx transcribe`` on a 1-second, a 1-minute and a 10-minute
 file (--cold-seconds), each run alternating with ``python -c "import torch"``, and
-reports medians and each file's ratio to that import. Weights are random unless --checkpoint is given: speed
-and memory do not depend on them. The numbers are only comparable within one run, and
-other processes on the CPU slow every one of them; the load average is printed.
+reports medians and each file's ratio to that import. Weights are random unless
+--checkpoint is given: speed and memory do not depend on them. The numbers are only
+comparable within one run, and other processes on the CPU slow every one of them; the
+load average is printed.
 """
 
 from __future__ import annotations
@@ -217,8 +218,9 @@ def cold_starts(
     rows = [{"file": "import torch", "audio_sec": 0.0, "wall_sec": torch_sec}]
     for wav in wavs:
         wall = statistics.median(runs[wav.name])
-        rows.append({"file": wav.name, "audio_sec": sf.info(str(wav)).duration,
-                     "wall_sec": wall, "vs_import_torch": wall / torch_sec})  # fmt: skip
+        audio_sec = sf.info(str(wav)).duration
+        row = {"file": wav.name, "audio_sec": audio_sec, "wall_sec": wall}
+        rows.append({**row, "vs_import_torch": wall / torch_sec})
     return {"threads": threads, "repeats": repeats, "rows": rows, "runs": runs}
 
 

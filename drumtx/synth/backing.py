@@ -258,7 +258,8 @@ def generate_arrangement(
     kicks_sec: np.ndarray,
     rng: np.random.Generator,
 ) -> list[Part]:
-    """A band for one performance: bass, one or two comping parts, maybe pad, lead, voice."""
+    """A band for one performance: bass, one or two comping parts, maybe pad, lead,
+    voice."""
     bars = tempo_map.bars(duration_sec)
     chords, scale = chord_timeline(bars, rng)
     kicks = tempo_map.beats(np.asarray(kicks_sec, dtype=np.float64))
@@ -298,7 +299,7 @@ def _program_role(program: int) -> str:
 
 
 def read_song_parts(path: Path) -> tuple[list[Part], float]:
-    """The pitched parts of a song (every channel but drums), in beats; and its length."""
+    """A song's pitched parts (every channel but drums) in beats, and its length."""
     midi = mido.MidiFile(path)
     tpb = midi.ticks_per_beat
     notes: dict[int, list[BeatNote]] = {}
@@ -333,7 +334,7 @@ def read_song_parts(path: Path) -> tuple[list[Part], float]:
 def song_arrangement(
     song_path: Path, tempo_map: TempoMap, duration_sec: float, rng: np.random.Generator
 ) -> list[Part]:
-    """A random bar-aligned stretch of a song's parts, replayed on the performance's beats."""
+    """A random bar-aligned stretch of a song's parts, on the performance's beats."""
     parts, song_beats = read_song_parts(song_path)
     need = float(tempo_map.beats(duration_sec))
     onsets = [n.start_beat for part in parts for n in part.notes]
@@ -377,7 +378,8 @@ def add_silences(
         )
         kept = tuple(
             n for n in part.notes
-            if n.start_beat >= enter and not (rest and rest[0] <= n.start_beat < rest[1])
+            if n.start_beat >= enter
+            and not (rest and rest[0] <= n.start_beat < rest[1])
         )  # fmt: skip
         out.append(replace(part, notes=kept))
     return out
@@ -498,7 +500,7 @@ class BackingSpec:
 
 
 def _resolve_soundfonts(text: str) -> tuple[str, ...]:
-    """auto: the installed non-reserved banks (none without FluidSynth); none; or paths."""
+    """auto: installed non-reserved banks (none without FluidSynth); none; or paths."""
     text = text.strip()
     if text in ("", "none"):
         return ()

@@ -223,7 +223,7 @@ VOICES: dict[str, Voice] = {
 
 
 def draw_patch(voice: str, rng: np.random.Generator) -> dict:
-    """Random settings of one voice: each part of each backing track sounds different."""
+    """Random settings of a voice: each part of each backing track sounds different."""
     u = rng.uniform
     patches = {
         "bass": lambda: {

@@ -178,10 +178,10 @@ def _timeline(
 
 
 def _float_writer(fluidsynth):
-    """fluid_synth_write_float on a (n, 2) float32 block (pyfluidsynth wraps only s16)."""
+    """fluid_synth_write_float on an (n, 2) float32 block (pyfluidsynth wraps s16)."""
     fn = fluidsynth._fl.fluid_synth_write_float
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
-                   ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]  # fmt: skip
+    c_int, c_ptr = ctypes.c_int, ctypes.c_void_p
+    fn.argtypes = [c_ptr, c_int, c_ptr, c_int, c_int, c_ptr, c_int, c_int]
     fn.restype = ctypes.c_int
 
     def write(synth_handle: object, block: np.ndarray) -> None:
@@ -238,13 +238,16 @@ class SoundfontKit(Kit):
             synth = soundfont_synth(self.path, sample_rate)
             if not synth.has_preset(DRUM_BANK, self.preset):
                 raise ConfigError(
-                    f"{self.path} has no drum kit at bank {DRUM_BANK}, preset {self.preset}",
+                    f"{self.path} has no drum kit at bank {DRUM_BANK}, "
+                    f"preset {self.preset}",
                     hint="try preset 0 (sf:NAME:0)",
                 )
             velocity = int(round(127 * (layer + 0.5) / N_DRUM_LAYERS))
             n = int(ONE_SHOT_SEC * sample_rate)
-            audio = synth.render([(0.0, 0.2, GM_DRUM_NOTE[voice], velocity)], n,
-                                 bank=DRUM_BANK, program=self.preset, channel=9)  # fmt: skip
+            note = (0.0, 0.2, GM_DRUM_NOTE[voice], velocity)
+            audio = synth.render(
+                [note], n, bank=DRUM_BANK, program=self.preset, channel=9
+            )
             peak = float(np.abs(audio).max())
             snd = anchor_sound(audio, sample_rate)
             self._sounds[key] = Sound(snd.audio * peak, snd.onset)

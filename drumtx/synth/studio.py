@@ -32,7 +32,8 @@ FAMILY = {
     "tom_high": "tom_high", "tom_high_rim": "tom_high",
     "tom_mid": "tom_mid", "tom_mid_rim": "tom_mid",
     "tom_low": "tom_low", "tom_low_rim": "tom_low",
-    "crash1": "crash", "crash1_edge": "crash", "crash2": "crash", "crash2_edge": "crash",
+    "crash1": "crash", "crash1_edge": "crash",
+    "crash2": "crash", "crash2_edge": "crash",
     "ride": "ride", "ride_edge": "ride", "ride_bell": "ride",
 }  # fmt: skip
 DONOR_GROUPS = {  # families that come from one donor kit together
@@ -53,8 +54,10 @@ CLOSE_MIC_PROB = {  # how often a family gets its own close microphone
     "kick": 0.85, "snare": 0.85, "hihat": 0.5, "tom_high": 0.6, "tom_mid": 0.6,
     "tom_low": 0.6, "crash": 0.1, "ride": 0.2,
 }  # fmt: skip
-TUNING_SEMITONES = {"kick": 2.0, "snare": 2.0, "tom_high": 3.0, "tom_mid": 3.0,
-                    "tom_low": 3.0, "hihat": 1.0, "crash": 1.0, "ride": 1.0}  # fmt: skip
+TUNING_SEMITONES = {  # how far each family may be retuned, up or down
+    "kick": 2.0, "snare": 2.0, "tom_high": 3.0, "tom_mid": 3.0, "tom_low": 3.0,
+    "hihat": 1.0, "crash": 1.0, "ride": 1.0,
+}  # fmt: skip
 
 
 def _seeded(*parts: object) -> np.random.Generator:
@@ -134,7 +137,7 @@ def _retune(audio: np.ndarray, semitones: float) -> np.ndarray:
 
 
 class StudioKit(Kit):
-    """``base`` recorded in a random room with random microphones, tuning and balance."""
+    """``base`` recorded in a random room, with random microphones, tuning, balance."""
 
     def __init__(self, base: Kit, seed: int) -> None:
         self.base = base
