@@ -289,4 +289,5 @@ class Run:
         if self.dist.is_main:
             print(f"checkpoints: {self.run_dir}")
             print(f"logs:        {self.log_dir}")
-            print(f"best validation micro-F1: {self.state.best_f1:.3f}")
+            # val/score: micro-F1, averaged with the 0 dB mix where the store has backing
+            print(f"best validation score: {self.state.best_f1:.3f}")
