@@ -3,8 +3,11 @@
 Reading honours the whole tempo map: every ``set_tempo`` event on any track of a type 0
 or type 1 file applies to all tracks (type 2 tracks each keep their own tempo map).
 Drum notes are taken from every channel, because recorded kits (E-GMD, GMD) and DAW
-exports do not always use channel 10. Writing produces a type 1 file, 480 ticks per beat,
-one tempo event, notes on channel index 9 with a fixed short length.
+exports do not always use channel 10. Writing produces a type 1 file, 480 ticks per
+beat: a conductor track with the tempo map (a ``set_tempo`` where the tempo changes, a
+``time_signature`` where the meter does; one 120 BPM 4/4 tempo without a map) and the
+notes on channel index 9 with a fixed short length. A note's time in seconds moves by at
+most half a tick.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mido
+import numpy as np
 from mido.midifiles.meta import KeySignatureError
 
 from drumtx.drums import Hit, Vocab
 from drumtx.errors import DataError
 from drumtx.storage import atomic_write_bytes
+from drumtx.tempo import TempoMap
 
 DRUM_CHANNEL = 9  # General MIDI channel 10, zero-based as mido counts
 DEFAULT_TEMPO_US = 500_000  # MIDI's implied tempo before any set_tempo: 120 BPM
@@ -170,24 +175,23 @@ def _check_write_args(bpm: float, note_sec: float, ticks_per_beat: int) -> None:
 
 
 def _note_events(
-    notes: Sequence[Note], ticks_per_sec: float, note_ticks: int
+    notes: Sequence[Note], tempo_map: TempoMap, ticks_per_beat: int, note_sec: float
 ) -> list[tuple[int, int, int, int]]:
     """(tick, order, pitch, velocity) events; order 0 = note-off, sorted first."""
+    times = np.asarray([max(0.0, n.time_sec) for n in notes], dtype=np.float64)
+    on_ticks = np.rint(tempo_map.beats(times) * ticks_per_beat).astype(np.int64)
+    off_ticks = np.rint(tempo_map.beats(times + note_sec) * ticks_per_beat)
     ons = sorted(
-        (
-            max(0, round(n.time_sec * ticks_per_sec)),
-            n.pitch,
-            min(127, max(1, n.velocity)),
-        )
-        for n in notes
+        (int(on), int(off), n.pitch, min(127, max(1, n.velocity)))
+        for on, off, n in zip(on_ticks, off_ticks.astype(np.int64), notes)
     )
     next_on: dict[int, int] = {}  # pitch -> tick of the following note of that pitch
     events: list[tuple[int, int, int, int]] = []
-    for tick, pitch, velocity in reversed(ons):
+    for tick, end, pitch, velocity in reversed(ons):
         if not 0 <= pitch <= 127:
             raise ValueError(f"MIDI pitch must be 0..127, got {pitch}")
         # End a note before the next strike of the same pitch so they do not overlap.
-        off = min(tick + note_ticks, next_on.get(pitch, tick + note_ticks))
+        off = min(end, next_on.get(pitch, end))
         events.append((max(off, tick + 1), 0, pitch, 0))
         events.append((tick, 1, pitch, velocity))
         next_on[pitch] = tick
@@ -195,26 +199,43 @@ def _note_events(
     return events
 
 
+def _conductor(tempo_map: TempoMap, ticks_per_beat: int) -> mido.MidiTrack:
+    """Track 0: the name, every tempo and time signature of ``tempo_map``, in ticks."""
+    events = [(0, 0, mido.MetaMessage("track_name", name="drumtx"))]
+    for start, spb in zip(tempo_map.start_beats, tempo_map.sec_per_beat):
+        tempo_us = round(spb * 1e6)  # on_ticks made it a whole number
+        tick = round(start * ticks_per_beat)
+        events.append((tick, 1, mido.MetaMessage("set_tempo", tempo=tempo_us)))
+    for start, numerator, denominator in tempo_map.meters:
+        tick = round(start * ticks_per_beat)
+        meta = mido.MetaMessage(
+            "time_signature", numerator=numerator, denominator=denominator
+        )
+        events.append((tick, 2, meta))
+    events.sort(key=lambda e: e[:2])
+    track, last = mido.MidiTrack(), 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - last))
+        last = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
 def _build_midi(
-    notes: Sequence[Note], bpm: float, note_sec: float, ticks_per_beat: int
+    notes: Sequence[Note],
+    tempo_map: TempoMap,
+    note_sec: float,
+    ticks_per_beat: int,
 ) -> mido.MidiFile:
-    _check_write_args(bpm, note_sec, ticks_per_beat)
-    tempo_us = mido.bpm2tempo(bpm)
-    # Use the integer tempo actually written so ticks read back to the same seconds.
-    ticks_per_sec = ticks_per_beat * 1e6 / tempo_us
-    note_ticks = max(1, round(note_sec * ticks_per_sec))
+    _check_write_args(tempo_map.bpm_at(0.0), note_sec, ticks_per_beat)
+    # The map as written (whole ticks, microseconds): notes read back where they were.
+    tempo_map = tempo_map.on_ticks(ticks_per_beat)
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    conductor = mido.MidiTrack(
-        [
-            mido.MetaMessage("track_name", name="drumtx", time=0),
-            mido.MetaMessage("set_tempo", tempo=tempo_us, time=0),
-            mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
-            mido.MetaMessage("end_of_track", time=0),
-        ]
-    )
+    conductor = _conductor(tempo_map, ticks_per_beat)
     drums = mido.MidiTrack([mido.MetaMessage("track_name", name="drums", time=0)])
     last_tick = 0
-    for tick, order, pitch, velocity in _note_events(notes, ticks_per_sec, note_ticks):
+    events = _note_events(notes, tempo_map, ticks_per_beat, note_sec)
+    for tick, order, pitch, velocity in events:
         kind = "note_off" if order == 0 else "note_on"
         drums.append(
             mido.Message(
@@ -235,12 +256,16 @@ def midi_bytes(
     notes: Sequence[Note],
     *,
     bpm: float = 120.0,
+    tempo_map: TempoMap | None = None,
     note_sec: float = 0.05,
     ticks_per_beat: int = 480,
 ) -> bytes:
-    """A type 1 Standard MIDI File holding ``notes`` on the drum channel."""
+    """A type 1 Standard MIDI File holding ``notes`` on the drum channel, with
+    ``tempo_map`` (default: a constant ``bpm`` in 4/4)."""
+    _check_write_args(bpm, note_sec, ticks_per_beat)
+    tempo_map = tempo_map or TempoMap.constant(bpm)
     buffer = io.BytesIO()
-    _build_midi(notes, bpm, note_sec, ticks_per_beat).save(file=buffer)
+    _build_midi(notes, tempo_map, note_sec, ticks_per_beat).save(file=buffer)
     return buffer.getvalue()
 
 
@@ -249,12 +274,19 @@ def write_midi(
     notes: Sequence[Note],
     *,
     bpm: float = 120.0,
+    tempo_map: TempoMap | None = None,
     note_sec: float = 0.05,
     ticks_per_beat: int = 480,
 ) -> None:
     """Write ``notes`` to ``path`` as a type 1 MIDI file, atomically."""
     path = Path(path)
-    data = midi_bytes(notes, bpm=bpm, note_sec=note_sec, ticks_per_beat=ticks_per_beat)
+    data = midi_bytes(
+        notes,
+        bpm=bpm,
+        tempo_map=tempo_map,
+        note_sec=note_sec,
+        ticks_per_beat=ticks_per_beat,
+    )
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:

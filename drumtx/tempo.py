@@ -1,8 +1,10 @@
-"""Tempo maps: MIDI ticks <-> beats <-> seconds, and where the bars fall.
+"""Tempo maps: MIDI ticks <-> beats <-> seconds, where the bars fall, and note grids.
 
 A beat here is a quarter note (MIDI's unit), whatever the time signature says: beat b
 sits at tick ``b * ticks_per_beat``. Bars come from the time signatures: a bar of n/d
 lasts ``n * 4 / d`` beats. Tempo and time-signature changes may happen anywhere.
+A grid (``1/16``, ``1/8``, ``1/16T``, ``1/32``) is counted from each bar line, so a
+short pickup bar keeps the next bar's notes on the grid.
 """
 
 from __future__ import annotations
@@ -78,6 +80,57 @@ class TempoMap:
     def bpm_at(self, beat: float) -> float:
         seg = max(0, int(np.searchsorted(self.start_beats, beat, side="right")) - 1)
         return 60.0 / self.sec_per_beat[seg]
+
+    def on_ticks(self, ticks_per_beat: int) -> TempoMap:
+        """The map as a MIDI file can hold it: tempo changes and meters on whole
+        ticks, tempi in whole microseconds per beat (so ticks read back exactly)."""
+        tempos: dict[int, int] = {}
+        for start, spb in zip(self.start_beats, self.sec_per_beat):
+            us = min(max(1, round(spb * 1e6)), 0xFFFFFF)
+            tempos[round(start * ticks_per_beat)] = us  # a later change wins a tick
+        meters = {round(b * ticks_per_beat): (n, d) for b, n, d in self.meters}
+        return _tempo_map(tempos, meters, ticks_per_beat)
+
+    def bar_lines(self, end_beat: float) -> np.ndarray:
+        """Beat of every bar line up to and including the first one at or after
+        ``end_beat``."""
+        starts = [b[0] for b in self.bars(float(self.seconds(end_beat)))]
+        if not starts:
+            starts = [0.0]
+        meters = list(self.meters)
+        last = starts[-1]
+        num, den = next((n, d) for b, n, d in reversed(meters) if b <= last + 1e-9)
+        starts.append(last + num * 4.0 / den)
+        return np.asarray(starts)
+
+    def snap(self, seconds: np.ndarray, step_beats: float) -> np.ndarray:
+        """Times moved to the nearest grid point, the grid counted from each bar line
+        (a bar line itself is always on the grid)."""
+        beats = np.asarray(self.beats(seconds), dtype=np.float64)
+        if beats.size == 0:
+            return np.asarray(seconds, dtype=np.float64)
+        lines = self.bar_lines(float(beats.max()) + 1e-9)
+        bar = np.clip(
+            np.searchsorted(lines, beats, side="right") - 1, 0, len(lines) - 2
+        )
+        start, end = lines[bar], lines[bar + 1]
+        snapped = start + np.round((beats - start) / step_beats) * step_beats
+        snapped = np.where(end - beats < np.abs(snapped - beats), end, snapped)
+        return self.seconds(np.minimum(snapped, end))
+
+
+GRIDS = {"1/4": 1.0, "1/8": 0.5, "1/8T": 1 / 3, "1/16": 0.25, "1/16T": 1 / 6,
+         "1/32": 0.125}  # fmt: skip
+
+
+def grid_step(text: str) -> float:
+    """``1/16`` -> 0.25: a grid's step in beats (quarter notes); T marks triplets."""
+    step = {name.upper(): step for name, step in GRIDS.items()}.get(
+        text.strip().upper()
+    )
+    if step is not None:
+        return step
+    raise ValueError(f"unknown grid {text!r}; expected one of {', '.join(GRIDS)}")
 
 
 def read_tempo_map(path: Path) -> TempoMap:

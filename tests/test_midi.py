@@ -8,6 +8,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 from drumtx.drums import get_vocab
@@ -180,3 +181,29 @@ def test_gmd_files_parse_and_map_to_roland9() -> None:
         pitches.update(n.pitch for n in notes)
     unmapped = {p: n for p, n in pitches.items() if vocab.class_of_pitch(p) is None}
     assert not unmapped, f"GMD pitches outside roland9: {unmapped}"
+
+
+def test_tempo_map_is_written_and_notes_keep_their_seconds(tmp_path: Path) -> None:
+    from drumtx.tempo import TempoMap, read_tempo_map
+
+    # A 3/16 pickup at 96.3 BPM, 4/4 at 100 BPM, 130 BPM from the bar at beat 32.75.
+    tm = TempoMap(
+        (0.0, 0.75, 32.75),
+        (60 / 96.3, 0.6, 60 / 130),
+        ((0.0, 3, 16), (0.75, 4, 4)),
+    )
+    rng = np.random.default_rng(3)
+    times = np.sort(rng.uniform(0.0, 40.0, 200))
+    notes = [Note(float(t), 38, 90) for t in times]
+    path = tmp_path / "map.mid"
+    write_midi(path, notes, tempo_map=tm)
+    back = read_tempo_map(path)
+    assert back.start_beats == tm.start_beats and back.meters == tm.meters
+    assert back.sec_per_beat == pytest.approx(tm.sec_per_beat, abs=1e-6)
+    tick_sec = max(tm.sec_per_beat) / 480  # the longest tick of the map
+    got = np.array([n.time_sec for n in read_notes(path)])
+    assert np.abs(got - times).max() <= tick_sec / 2 + 1e-9
+    conductor = mido.MidiFile(path).tracks[0]
+    kinds = [m.type for m in conductor if m.type in ("set_tempo", "time_signature")]
+    assert kinds == ["set_tempo", "time_signature", "set_tempo", "time_signature",
+                     "set_tempo"]  # fmt: skip

@@ -1,0 +1,505 @@
+"""Tempo, beats and downbeats from the model's own drum activations -> a tempo map.
+
+1. Hits: peaks of the onset activations at or above ``HIT_THRESHOLD``, in nine roles:
+   kick, snare and timekeeper (hi-hat, ride), each accented or not (accented:
+   velocity at least ``ACCENT_RATIO`` x the class's 90th percentile in the file), open
+   hat, crash, toms. The onset strength is the sum of the activations (kick, snare and
+   crash weighted up).
+2. Candidate beat periods: the strongest peaks of the strength's autocorrelation
+   (harmonics summed), with twice and half each.
+3. For each candidate, beats by dynamic programming (Ellis 2007) at that period; the
+   same beats shifted by half a beat are a second sequence.
+4. Each sequence with each of its four bar phases is a hypothesis. Where its hits fall
+   in its bars (beat 1, beat 3, beats 2 and 4, eighths, sixteenths, triplets, off the
+   grid; per role, per bar) and its tempo are the features of a linear score whose
+   weights (``SCORE_WEIGHTS``) were fitted on GMD training performances rendered
+   through synthesised kits (``tools/fit_beat_scorer.py``). The best hypothesis wins.
+   Tempo changes: the winner's local period (windowed autocorrelation within 1.4x of
+   it, smoothed by Viterbi); where it moves away for long enough, the beats are tracked
+   again along it and the phases chosen again (kept if they score higher).
+5. Its beats become a tempo map: constant tempo from bar line to bar line where the
+   tempo changes (least squares; a new segment only where it removes enough error),
+   and a pickup bar before the first downbeat so the bars fall where the song's do.
+
+Bars are 4/4: other meters are not detected. Everything is numpy (no scipy): it runs on
+every ``transcribe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from drumtx.tempo import TempoMap
+
+HIT_THRESHOLD = 0.5  # onset probability of a hit the tracker listens to
+ACCENT_RATIO = 0.8  # accented: velocity >= this x the class's 90th percentile
+MIN_BPM, MAX_BPM = 40.0, 250.0
+BEATS_PER_BAR = 4
+TIGHTNESS = 100.0  # DP penalty on log(interval / period) squared
+WINDOW_SEC, HOP_SEC = 4.0, 0.5  # local tempo: autocorrelation windows
+CHANGE_COST = 0.05  # Viterbi cost of a local tempo change, per (5 %) squared
+TEMPO_MOVE, TEMPO_MOVE_SHARE = 0.08, 0.15  # a real tempo change: 8 % for 15 % of a file
+SEGMENT_COST_SEC2 = 16 * 0.025**2  # a tempo segment must remove this much squared error
+
+# role of each class: (unaccented, accented); kick 0/1, snare 2/3, timekeeper 4/5
+ROLES = {"KD": (1, 0), "SD": (3, 2), "HH": (5, 4), "RD": (5, 4), "CY": (5, 4),
+         "OH": (6, 6), "CR": (7, 7), "LT": (8, 8), "MT": (8, 8), "HT": (8, 8),
+         "TT": (8, 8)}  # fmt: skip
+N_ROLES = 9
+STRENGTH_WEIGHTS = {"KD": 1.0, "SD": 1.0, "CR": 1.0}  # other classes 0.5
+# where in a beat a hit may fall, and its position class (0 = on the beat)
+IN_BEAT = np.array([0.0, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1.0])
+IN_BEAT_CLASS = np.array([0, 4, 5, 3, 5, 4, 0])
+OFF_GRID_SEC = 0.04
+N_POSITIONS = 7  # beat 1, beat 3, beats 2/4, eighth, sixteenth, triplet, off grid
+
+# Fitted by tools/fit_beat_scorer.py (GMD train through synth:9-12, the shipped model,
+# l2 1e-3): per role, hits per bar on beat 1, beat 3, beats 2/4, eighths, sixteenths,
+# triplets and off the grid; then the tempo terms.
+SCORE_WEIGHTS = np.array(
+    [
+        +4.364, -0.553, +0.003, -0.508, -0.945, -0.541, -0.808,  # kick, accented
+        +1.612, -0.841, +0.210, -1.182, -0.418, -0.710, +0.260,  # kick
+        -0.975, +0.417, +1.787, -0.078, +0.137, -1.264, +0.171,  # snare, accented
+        +0.304, +0.588, -0.675, -0.068, +0.623, +0.694, -0.539,  # snare
+        +1.420, -0.152, +0.653, +0.109, -0.672, -0.612, -2.012,  # hat or ride, accented
+        +0.713, +0.139, +1.079, +0.663, +0.186, +0.610, -1.287,  # hat or ride
+        +0.236, -0.698, -0.151, +0.341, -0.858, +0.145, -0.613,  # open hi-hat
+        +2.992, -0.870, -1.283, -1.964, -0.293, +0.205, -0.340,  # crash
+        +0.115, -0.752, +0.276, -0.251, +0.082, -0.267, -0.895,  # toms
+        -1.317, -2.110,  # log2(bpm / 120), squared
+    ]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BeatGrid:
+    """The tempo map and the beats and downbeats it puts inside the audio."""
+
+    tempo_map: TempoMap
+    beats_sec: np.ndarray
+    downbeats_sec: np.ndarray
+    found: bool  # False: too few hits; the map is the default 120 BPM, 4/4
+    duration_sec: float  # of the audio the grid covers
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Peaks the tracker listens to: frame (float) and role of each."""
+
+    frames: np.ndarray
+    roles: np.ndarray
+
+
+# --- hits and onset strength ---------------------------------------------------------
+
+
+def find_hits(onset: np.ndarray, velocity: np.ndarray, codes: Sequence[str]) -> Hits:
+    """Peaks of each class's activation at or above HIT_THRESHOLD, with their roles."""
+    frames, roles = [], []
+    for c, code in enumerate(codes):
+        prob = onset[:, c]
+        inner = prob[1:-1]
+        peaks = np.flatnonzero(
+            (inner >= prob[:-2]) & (inner > prob[2:]) & (inner >= HIT_THRESHOLD)
+        )
+        peaks = peaks + 1
+        if peaks.size == 0 or code not in ROLES:
+            continue
+        vel = velocity[peaks, c]
+        accented = vel >= ACCENT_RATIO * np.percentile(vel, 90)
+        soft, loud = ROLES[code]
+        frames.append(peaks.astype(np.float64))
+        roles.append(np.where(accented, loud, soft))
+    if not frames:
+        return Hits(np.zeros(0), np.zeros(0, dtype=np.int64))
+    return Hits(np.concatenate(frames), np.concatenate(roles).astype(np.int64))
+
+
+def onset_strength(onset: np.ndarray, codes: Sequence[str]) -> np.ndarray:
+    """(T,) weighted sum of the class activations, smoothed over +-3 frames."""
+    weights = np.array([STRENGTH_WEIGHTS.get(code, 0.5) for code in codes])
+    strength = np.asarray(onset, dtype=np.float64) @ weights  # (T,)
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    return np.convolve(strength, kernel / kernel.sum(), mode="same")
+
+
+def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """(max_lag + 1,) unbiased autocorrelation of ``x`` minus its mean (0 past the
+    end of ``x``)."""
+    n = len(x)
+    spectrum = np.fft.rfft(x - x.mean(), 2 * max(n, 1))
+    ac = np.fft.irfft(spectrum * np.conj(spectrum))[: min(n, max_lag + 1)]
+    ac = np.pad(ac, (0, max_lag + 1 - len(ac)))
+    return ac / np.maximum(n - np.arange(max_lag + 1), 1)
+
+
+def refine_lag(ac: np.ndarray, lag: int) -> float:
+    """Sub-frame lag of an autocorrelation peak (parabola through three lags)."""
+    if 0 < lag < len(ac) - 1:
+        left, centre, right = ac[lag - 1 : lag + 2]
+        curvature = left - 2 * centre + right
+        if curvature < 0:
+            return lag + float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
+    return float(lag)
+
+
+# --- candidate periods and local tempo -----------------------------------------------
+
+
+def harmonic_salience(ac: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Autocorrelation at each lag plus half at twice and a quarter at four times it."""
+    salience = np.zeros(len(lags))
+    for multiple, weight in ((1, 1.0), (2, 0.5), (4, 0.25)):
+        idx = lags * multiple
+        inside = idx < len(ac)
+        salience[inside] += weight * ac[idx[inside]]
+    return salience
+
+
+def candidate_periods(
+    strength: np.ndarray, fps: float, n_peaks: int = 6
+) -> list[float]:
+    """Beat periods (frames) worth tracking: the strongest autocorrelation peaks in
+    MIN_BPM..MAX_BPM, and twice and half each; none within 3 % of another."""
+    lo, hi = int(60 * fps / MAX_BPM), int(60 * fps / MIN_BPM)
+    ac = autocorrelation(strength, 4 * hi + 2)
+    lags = np.arange(lo, hi + 1)
+    salience = harmonic_salience(ac, lags)
+    inner = salience[1:-1]
+    peaks = np.flatnonzero((inner >= salience[:-2]) & (inner > salience[2:])) + 1
+    peaks = peaks[np.argsort(-salience[peaks])][:n_peaks]
+    periods: list[float] = []
+    for peak in peaks:
+        period = refine_lag(ac, int(lags[peak]))
+        for multiple in (1.0, 2.0, 0.5):
+            p = period * multiple
+            if lo <= p <= hi and all(abs(p / q - 1) > 0.03 for q in periods):
+                periods.append(p)
+    return periods
+
+
+def local_periods(strength: np.ndarray, period: float, fps: float) -> np.ndarray:
+    """(T,) the beat period at each frame, within 1.4x of ``period`` either way:
+    the best lag of each window's autocorrelation, smoothed by Viterbi."""
+    n = len(strength)
+    window, hop = int(WINDOW_SEC * fps), int(HOP_SEC * fps)
+    lags = np.arange(max(2, int(period / 1.4)), int(period * 1.4) + 2)
+    if n < window + hop or lags[-1] * 2 >= window:
+        return np.full(n, period)
+    starts = np.arange(0, n - window + 1, hop)
+    salience = np.stack(
+        [harmonic_salience(autocorrelation(strength[s : s + window], 2 * lags[-1] + 1),
+                           lags) for s in starts]
+    )  # (windows, lags)  # fmt: skip
+    salience = salience / np.maximum(salience.max(axis=1, keepdims=True), 1e-9)
+    log_lag = np.log(lags)
+    change = CHANGE_COST * ((log_lag[:, None] - log_lag[None, :]) / 0.05) ** 2
+    path = viterbi(salience, change)
+    # a step at the midpoint between window centres: a tempo change stays a step
+    edges = starts[1:] + (window - hop) / 2
+    return lags[path][np.searchsorted(edges, np.arange(n), side="right")].astype(float)
+
+
+def viterbi(gain: np.ndarray, change_cost: np.ndarray) -> np.ndarray:
+    """State index per step maximising summed gain (steps, states) minus the cost of
+    moving between states (states, states)."""
+    score = gain[0].copy()
+    back = np.zeros(gain.shape, dtype=np.int64)
+    for step in range(1, len(gain)):
+        options = score[:, None] - change_cost  # (from, to)
+        back[step] = np.argmax(options, axis=0)
+        score = options[back[step], np.arange(gain.shape[1])] + gain[step]
+    path = np.zeros(len(gain), dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for step in range(len(gain) - 1, 0, -1):
+        path[step - 1] = back[step, path[step]]
+    return path
+
+
+# --- beats by dynamic programming ----------------------------------------------------
+
+
+def track_periods(strength: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """Beat frames maximising strength at the beats minus TIGHTNESS x log(interval /
+    period)^2 (Ellis 2007), the period read per frame. Frames are filled a block at a
+    time: a block shorter than half a period depends only on frames before it."""
+    n = len(strength)
+    onset = strength / (strength.std() + 1e-9)
+    total = onset.copy()
+    back = np.full(n, -1)
+    t = int(np.ceil(periods[0] / 2))
+    while t < n:
+        size = max(1, int(periods[t : t + int(periods[t]) + 1].min() / 2) - 1)
+        ts = np.arange(t, min(t + size, n))
+        tau = periods[ts]
+        lags = np.arange(max(1, round(tau.min() / 2)), round(2 * tau.max()) + 1)
+        prev = ts[:, None] - lags[None, :]  # (block, lags)
+        valid = (prev >= 0) & (lags >= np.round(tau / 2)[:, None])
+        valid &= lags <= np.round(2 * tau)[:, None]
+        penalty = TIGHTNESS * np.log(lags[None, :] / tau[:, None]) ** 2
+        option = np.where(valid, total[np.clip(prev, 0, n - 1)] - penalty, -np.inf)
+        best = np.argmax(option, axis=1)
+        rows = np.arange(len(ts))
+        found = np.isfinite(option[rows, best])
+        total[ts[found]] = onset[ts[found]] + option[rows, best][found]
+        back[ts[found]] = prev[rows, best][found]
+        t += len(ts)
+    last = max(0, n - int(round(periods[-1])))
+    beat = last + int(np.argmax(total[last:]))
+    beats = []
+    while beat >= 0:
+        beats.append(beat)
+        beat = back[beat]
+    return np.asarray(beats[::-1], dtype=np.float64)
+
+
+# --- hypotheses and their score ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A beat sequence (frames) and the index of its first downbeat (0..3)."""
+
+    beats: np.ndarray
+    phase: int
+
+    @property
+    def bpm_frames(self) -> float:
+        """Tempo in beats per frame (x 60 fps = BPM)."""
+        return 1.0 / float(np.median(np.diff(self.beats)))
+
+
+def beat_sequences(
+    strength: np.ndarray, fps: float, bpm: float | None = None
+) -> list[np.ndarray]:
+    """Beat sequences (frames) worth scoring: one per candidate period (or the given
+    tempo's) at a steady tempo, each also shifted by half a beat."""
+    n = len(strength)
+    if bpm is not None:
+        periods = [60.0 * fps / bpm]
+    else:
+        periods = candidate_periods(strength, fps)
+    sequences = []
+    for period in periods:
+        sequences += both_phases(track_periods(strength, np.full(n, period)))
+    return sequences
+
+
+def both_phases(beats: np.ndarray) -> list[np.ndarray]:
+    """A beat sequence and the same shifted by half a beat (none if too short)."""
+    if len(beats) < 2 * BEATS_PER_BAR:
+        return []
+    return [beats, (beats[:-1] + beats[1:]) / 2]
+
+
+def hypothesis_features(hits: Hits, hyp: Hypothesis, fps: float) -> np.ndarray:
+    """Hits per bar of each role at each position class, then log2(bpm / 120) and its
+    square (the vector SCORE_WEIGHTS weighs)."""
+    beats = hyp.beats
+    i = np.clip(
+        np.searchsorted(beats, hits.frames, side="right") - 1, 0, len(beats) - 2
+    )
+    interval = beats[i + 1] - beats[i]
+    fraction = (hits.frames - beats[i]) / interval  # outside the span: beyond [0, 1]
+    distance = np.abs(fraction[:, None] - IN_BEAT[None, :])  # (hits, 7)
+    nearest = np.argmin(distance, axis=1)
+    off_sec = distance[np.arange(len(nearest)), nearest] * interval / fps
+    beat_in_bar = (i + (nearest == len(IN_BEAT) - 1) - hyp.phase) % BEATS_PER_BAR
+    on_beat = np.where(beat_in_bar == 0, 0, np.where(beat_in_bar == 2, 1, 2))
+    position = np.where(IN_BEAT_CLASS[nearest] == 0, on_beat, IN_BEAT_CLASS[nearest])
+    position = np.where(off_sec > OFF_GRID_SEC, N_POSITIONS - 1, position)
+    counts = np.zeros((N_ROLES, N_POSITIONS))
+    np.add.at(counts, (hits.roles, position), 1.0)
+    n_bars = max(1.0, (len(beats) - 1) / BEATS_PER_BAR)
+    octave = np.log2(60.0 * fps * hyp.bpm_frames / 120.0)
+    return np.concatenate([counts.ravel() / n_bars, [octave, octave**2]])
+
+
+def best_hypothesis(
+    onset: np.ndarray,
+    velocity: np.ndarray,
+    codes: Sequence[str],
+    fps: float,
+    bpm: float | None = None,
+) -> Hypothesis | None:
+    """The highest-scoring hypothesis, or None when there is too little to go on."""
+    hits = find_hits(onset, velocity, codes)
+    if len(hits.frames) < 2 * BEATS_PER_BAR:
+        return None
+    strength = onset_strength(onset, codes)
+    best = best_of(beat_sequences(strength, fps, bpm), hits, fps)
+    if best is None or bpm is not None:
+        return best
+    return follow_tempo(strength, hits, best, fps)
+
+
+def score_of(hits: Hits, hyp: Hypothesis, fps: float) -> float:
+    return float(hypothesis_features(hits, hyp, fps) @ SCORE_WEIGHTS)
+
+
+def best_of(
+    sequences: Sequence[np.ndarray], hits: Hits, fps: float
+) -> Hypothesis | None:
+    """The sequence and bar phase of highest score."""
+    options = [
+        Hypothesis(b, phase) for b in sequences for phase in range(BEATS_PER_BAR)
+    ]
+    return max(options, key=lambda hyp: score_of(hits, hyp, fps), default=None)
+
+
+def follow_tempo(
+    strength: np.ndarray, hits: Hits, hyp: Hypothesis, fps: float
+) -> Hypothesis:
+    """The hypothesis tracked again along its local tempo when that tempo moves away
+    from the steady one (by more than TEMPO_MOVE for TEMPO_MOVE_SHARE of the file) and
+    the new beats, their phases chosen again, score higher. Otherwise as it is."""
+    period = 1.0 / hyp.bpm_frames
+    curve = local_periods(strength, period, fps)
+    moved = np.abs(np.log(curve / period)) > np.log(1.0 + TEMPO_MOVE)
+    if moved.mean() < TEMPO_MOVE_SHARE:
+        return hyp
+    other = best_of(both_phases(track_periods(strength, curve)), hits, fps)
+    if other is None or score_of(hits, other, fps) <= score_of(hits, hyp, fps):
+        return hyp
+    return other
+
+
+# --- beats -> tempo map --------------------------------------------------------------
+
+
+def _line_sse(prefix: np.ndarray, a: np.ndarray, b: int) -> np.ndarray:
+    """Squared error of the least-squares line through points a..b (inclusive) for
+    each start in ``a``; ``prefix`` holds cumulative sums of 1, x, x^2, y, y^2, xy."""
+    n, sx, sxx, sy, syy, sxy = (prefix[b + 1] - prefix[a]).T
+    var_x = np.maximum(sxx - sx * sx / n, 1e-12)
+    cov = sxy - sx * sy / n
+    return np.maximum(syy - sy * sy / n - cov * cov / var_x, 0.0)
+
+
+def tempo_knots(beats_sec: np.ndarray, phase: int) -> list[int]:
+    """Beat indices (bar lines after the first downbeat ``phase``) where a new tempo
+    segment starts: the split into straight lines minimising squared error plus
+    SEGMENT_COST_SEC2 per segment."""
+    n = len(beats_sec)
+    x = np.arange(n, dtype=np.float64)
+    cols = np.stack([np.ones(n), x, x * x, beats_sec, beats_sec**2, x * beats_sec], 1)
+    prefix = np.vstack([np.zeros(6), np.cumsum(cols, axis=0)])
+    ends = [0] + list(range(phase + BEATS_PER_BAR, n - BEATS_PER_BAR, BEATS_PER_BAR))
+    ends.append(n - 1)
+    cost = np.zeros(len(ends))
+    back = np.zeros(len(ends), dtype=np.int64)
+    for j in range(1, len(ends)):
+        starts = np.asarray(ends[:j])
+        options = cost[:j] + _line_sse(prefix, starts, ends[j]) + SEGMENT_COST_SEC2
+        back[j] = int(np.argmin(options))
+        cost[j] = options[back[j]]
+    knots, j = [], len(ends) - 1
+    while back[j] > 0:
+        j = int(back[j])
+        knots.append(ends[j])
+    return sorted(knots)
+
+
+def fit_segments(beats_sec: np.ndarray, knots: list[int]) -> tuple[float, np.ndarray]:
+    """Time of beat 0 and the seconds per beat of each segment: one continuous
+    piecewise-straight line through the beats, bending at ``knots``."""
+    x = np.arange(len(beats_sec), dtype=np.float64)
+    design = np.stack([np.ones_like(x), x] + [np.maximum(0.0, x - k) for k in knots], 1)
+    coef = np.linalg.lstsq(design, beats_sec, rcond=None)[0]
+    slopes = np.cumsum(coef[1:])
+    if np.any(slopes <= 0):  # a degenerate fit: one straight line instead
+        return fit_segments(beats_sec, []) if knots else (beats_sec[0], np.ones(1))
+    return float(coef[0]), slopes
+
+
+def pickup_map(
+    first_bar_sec: float,
+    starts: Sequence[float],
+    tempi: Sequence[float],
+    exact_tempo: bool = False,
+) -> TempoMap:
+    """The tempo map: segments starting ``starts`` beats after the first full bar line
+    (at ``first_bar_sec``, less than a bar after 0) with ``tempi`` seconds per beat, and
+    before it a pickup bar of whole 32nd notes. The pickup is played at the tempo that
+    fills it exactly, or (``exact_tempo``) at the first segment's tempo, the bar lines
+    then moving by less than a 64th note."""
+    spb = tempi[0]
+    n_32nds = round(8 * first_bar_sec / spb)
+    if first_bar_sec < 1e-3 or (exact_tempo and n_32nds == 0):  # no pickup
+        return TempoMap(tuple(starts), tuple(tempi), ((0.0, BEATS_PER_BAR, 4),))
+    n_32nds = max(1, n_32nds)
+    numerator, denominator = n_32nds, 32
+    while numerator % 2 == 0 and denominator > 4:
+        numerator, denominator = numerator // 2, denominator // 2
+    pickup = n_32nds / 8  # beats
+    return TempoMap(
+        (0.0, *(pickup + s for s in starts)),
+        (spb if exact_tempo else first_bar_sec / pickup, *tempi),
+        ((0.0, numerator, denominator), (pickup, BEATS_PER_BAR, 4)),
+    )
+
+
+def first_bar_line(tempo_map: TempoMap) -> float:
+    """Beat of the first full bar (the end of a pickup bar, or 0)."""
+    meters = tempo_map.meters
+    return meters[1][0] if len(meters) > 1 and meters[0][0] == 0.0 else 0.0
+
+
+def fitted_map(hyp: Hypothesis, fps: float, bpm: float | None) -> TempoMap:
+    """The tempo map of a hypothesis: fitted segments (or the given constant tempo),
+    the first downbeat on the first full bar line."""
+    beats_sec = hyp.beats / fps
+    if bpm is None:
+        knots = tempo_knots(beats_sec, hyp.phase)
+        start_sec, tempi = fit_segments(beats_sec, knots)
+    else:
+        knots, tempi = [], np.array([60.0 / bpm])
+        start_sec = float(np.mean(beats_sec - np.arange(len(beats_sec)) * tempi[0]))
+    spb = float(tempi[0])
+    downbeat_sec = start_sec + hyp.phase * spb
+    bar_sec = BEATS_PER_BAR * spb
+    bars_back = int(np.floor((downbeat_sec + spb / 16) / bar_sec))
+    first_bar_sec = downbeat_sec - bars_back * bar_sec
+    starts = [0.0] + [k - hyp.phase + bars_back * BEATS_PER_BAR for k in knots]
+    return pickup_map(first_bar_sec, starts, list(tempi), exact_tempo=bpm is not None)
+
+
+def grid_of(tempo_map: TempoMap, duration_sec: float, found: bool) -> BeatGrid:
+    """Beats and downbeats a tempo map puts in [0, duration_sec]."""
+    first = first_bar_line(tempo_map)
+    end = float(tempo_map.beats(duration_sec))
+    beats = first + np.arange(-np.floor(first), np.floor(end - first) + 1)
+    downbeats = first + np.arange(0, end - first + 1e-9, BEATS_PER_BAR)
+    return BeatGrid(
+        tempo_map,
+        tempo_map.seconds(beats[beats >= 0]),
+        tempo_map.seconds(downbeats),
+        found,
+        duration_sec,
+    )
+
+
+def beat_grid(
+    onset: np.ndarray,
+    velocity: np.ndarray,
+    codes: Sequence[str],
+    fps: float,
+    *,
+    bpm: float | None = None,
+) -> BeatGrid:
+    """Tempo map, beats and downbeats of (T, C) activations (frame t at t / fps).
+
+    ``bpm`` forces a constant tempo; the bars still start where the downbeats are
+    found. Too few hits: a constant tempo (``bpm`` or 120) from time 0.
+    """
+    if bpm is not None and not MIN_BPM / 4 <= bpm <= MAX_BPM * 4:
+        raise ValueError(f"tempo {bpm!r} BPM is outside {MIN_BPM / 4}..{MAX_BPM * 4}")
+    duration_sec = len(onset) / fps
+    hyp = best_hypothesis(onset, velocity, codes, fps, bpm)
+    if hyp is None:
+        return grid_of(TempoMap.constant(bpm or 120.0), duration_sec, False)
+    return grid_of(fitted_map(hyp, fps, bpm), duration_sec, True)
