@@ -263,7 +263,8 @@ def _add_transcribe(
         parents=[common],
         help="drum audio -> <stem>.drums.mid",
         description="Transcribe drum audio (wav, flac, ogg, mp3; any rate and channel count) "
-        "into MIDI on channel 10. Existing outputs are never overwritten unless asked.",
+        "into MIDI on channel 10, with the tempo map and bars found in the drums. "
+        "Existing outputs are never overwritten unless asked.",
     )
     p.add_argument(
         "inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders"
@@ -274,13 +275,7 @@ def _add_transcribe(
     p.add_argument(
         "-r", "--recursive", action="store_true", help="descend into folders"
     )
-    p.add_argument(
-        "-f",
-        "--format",
-        dest="formats",
-        metavar="mid,csv,json|all",
-        help="output formats (default: transcribe.formats, i.e. mid)",
-    )
+    _add_transcribe_outputs(p)
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model checkpoint")
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument(
@@ -312,6 +307,31 @@ def _add_transcribe(
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-models", action="store_true", help="list available models")
     p.set_defaults(func=cmd_transcribe)
+
+
+def _add_transcribe_outputs(p: argparse.ArgumentParser) -> None:
+    """What transcribe writes: formats, tempo map, grid, picture."""
+    p.add_argument(
+        "-f",
+        "--format",
+        dest="formats",
+        metavar="mid,csv,json,musicxml,png|all",
+        help="output formats (default: transcribe.formats = mid; all: all but png)",
+    )
+    p.add_argument(
+        "--tempo",
+        type=float,
+        metavar="BPM",
+        help="write this constant tempo (bars still start on the downbeats found)",
+    )
+    p.add_argument(
+        "--quantize",
+        metavar="1/8|1/8T|1/16|1/16T|1/32|off",
+        help="snap hits to this grid in every output (default off; MusicXML: 1/16)",
+    )
+    p.add_argument(
+        "--plot", action="store_true", help="also draw <stem>.drums.png (matplotlib)"
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -462,6 +482,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         drum_map=args.drum_map,
         velocity=args.velocity,
         formats=args.formats,
+        tempo=args.tempo,
+        quantize=args.quantize,
+        plot=args.plot,
     )
     return run_transcribe(cfg, opts)
 

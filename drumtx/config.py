@@ -243,6 +243,9 @@ class DecodeConfig:
             _check_range(f"decode.class_thresholds.{code}", value, 0.0, 1.0)
 
 
+QUANTIZE_GRIDS = ("off", "1/8", "1/8T", "1/16", "1/16T", "1/32")
+
+
 @dataclass(frozen=True)
 class TranscribeConfig:
     device: str = "auto"  # auto | cpu | cuda
@@ -252,7 +255,9 @@ class TranscribeConfig:
     drum_map: str = "gm"  # gm, or a TOML file mapping class code -> output note
     velocity: str = "predicted"  # predicted | fixed:N
     note_sec: float = 0.05  # MIDI note length
-    formats: str = "mid"  # comma-separated: mid, csv, json
+    formats: str = "mid"  # comma-separated: mid, csv, json, musicxml, png
+    tempo: float = 0.0  # BPM of the written tempo map; 0 = found from the drums
+    quantize: str = "off"  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
 
     def __post_init__(self) -> None:
         _check_choice("transcribe.device", self.device, DEVICES)
@@ -271,6 +276,9 @@ class TranscribeConfig:
             )
         _check_range("transcribe.batch_size", self.batch_size, 1, 1024)
         _check_range("transcribe.note_sec", self.note_sec, 0.001, 10.0)
+        if self.tempo != 0.0:
+            _check_range("transcribe.tempo", self.tempo, 20.0, 400.0)
+        _check_choice("transcribe.quantize", self.quantize, QUANTIZE_GRIDS)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""``drumtx transcribe``: drum audio files -> ``<stem>.drums.mid`` (and .csv / .json).
+"""``drumtx transcribe``: drum audio files -> ``<stem>.drums.mid`` (and .csv, .json,
+.musicxml, .png).
 
 Every input is planned before any work: outputs that two inputs would share fail the
 whole run at once, and outputs that exist are never replaced unless asked. One failed
-input does not stop the others; the exit code is 1 when any failed.
+input does not stop the others; the exit code is 1 when any failed. The MIDI carries the
+tempo map found in the drums (drumtx.beats), or a constant ``--tempo``; ``--quantize``
+snaps every output's hits to a grid on it. Every format is one view of the same hits and
+tempo map, written through storage's atomic writer.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
 
 from drumtx.audio import AUDIO_EXTENSIONS
+from drumtx.beats import BeatGrid, beat_grid
 from drumtx.checkpoint import find_model, shipped_models
 from drumtx.config import Config
 from drumtx.console import Progress, make_console
@@ -33,9 +39,16 @@ from drumtx.inference import (
     stream_file,
 )
 from drumtx.midi import Note, write_midi
-from drumtx.storage import atomic_write_text, check_not_raw, resolve_roots
+from drumtx.storage import (
+    atomic_write_bytes,
+    check_not_raw,
+    resolve_roots,
+)
+from drumtx.tempo import grid_step
 
-FORMATS = ("mid", "csv", "json")
+FORMATS = ("mid", "csv", "json", "musicxml", "png")
+ALL_FORMATS = ("mid", "csv", "json", "musicxml")  # -f all: png needs the plot extra
+NOTATION_GRID = 0.25  # MusicXML's grid in beats (16ths) when --quantize is off
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,10 @@ class TranscribeOptions:
     batch_size: int | None = None
     drum_map: str | None = None
     velocity: str | None = None  # predicted | fixed:N
-    formats: str | None = None  # mid,csv,json | all
+    formats: str | None = None  # mid,csv,json,musicxml,png | all
+    tempo: float | None = None  # BPM; 0 = found from the drums
+    quantize: str | None = None  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
+    plot: bool = False  # also <stem>.drums.png
 
 
 @dataclass
@@ -90,6 +106,8 @@ class Rendering:
     velocity_fixed: int | None  # None = the predicted velocity
     formats: tuple[str, ...]
     note_sec: float
+    tempo_bpm: float | None = None  # None: the tempo map is found from the drums
+    quantize_beats: float | None = None  # grid step in beats; None: no snapping
 
 
 def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
@@ -125,6 +143,10 @@ def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
     """Every input's job, checked before any work (formats, clashes, existing files)."""
     # Bad values fail here, before the model loads; make_rendering applies them.
     formats = parse_formats(cfg.transcribe.formats)
+    if "png" in formats:
+        from drumtx.plot import require_matplotlib
+
+        require_matplotlib()
     parse_velocity(cfg.transcribe.velocity)
     parse_thresholds(opts.thresholds)
     if not opts.inputs:
@@ -153,6 +175,8 @@ def make_rendering(
         velocity_fixed=parse_velocity(t.velocity),
         formats=parse_formats(t.formats),
         note_sec=t.note_sec,
+        tempo_bpm=t.tempo or None,
+        quantize_beats=None if t.quantize == "off" else grid_step(t.quantize),
     )
 
 
@@ -188,21 +212,26 @@ def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
         "drum_map": opts.drum_map,
         "velocity": opts.velocity,
         "formats": opts.formats,
+        "tempo": opts.tempo,
+        "quantize": opts.quantize,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
+    if opts.plot:
+        formats = changes.get("formats", cfg.transcribe.formats)
+        changes["formats"] = f"{formats},png"
     section = dataclasses.replace(cfg.transcribe, **changes)
     return dataclasses.replace(cfg, transcribe=section)
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
-    if names == ["all"]:
-        return FORMATS
+    if "all" in names:
+        names = [*ALL_FORMATS, *(n for n in names if n != "all")]
     bad = [n for n in names if n not in FORMATS]
     if bad or not names:
         raise ConfigError(
             f"unknown output format {', '.join(bad) or repr(text)}",
-            hint="use -f mid, -f mid,csv,json or -f all",
+            hint="use -f mid, -f mid,csv,json,musicxml,png or -f all (all but png)",
         )
     return tuple(dict.fromkeys(names))
 
@@ -332,10 +361,14 @@ def transcribe_job(
             batch_size=t.batch_size,
         )
         hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
+        codes, fps = loaded.vocab.codes, loaded.cfg.frontend.fps
+        grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm)
+        if rendering.quantize_beats is not None:
+            hits = quantize_hits(hits, grid, rendering.quantize_beats)
         if rendering.velocity_fixed is not None:
             fixed = rendering.velocity_fixed
             hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
-        job.outputs = write_outputs(job, hits, loaded.vocab, rendering)
+        job.outputs = write_outputs(job, hits, loaded.vocab, rendering, grid)
         job.status, job.n_hits = "done", len(hits)
     except DrumtxError as exc:
         job.status, job.reason = "failed", exc.message
@@ -346,8 +379,79 @@ def transcribe_job(
         job.status, job.reason = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def quantize_hits(hits: Sequence[Hit], grid: BeatGrid, step_beats: float) -> list[Hit]:
+    """Hits moved to the nearest grid point of the tempo map; two of one class landing
+    on one point become one, the louder."""
+    times = grid.tempo_map.snap(np.array([h.time_sec for h in hits]), step_beats)
+    kept: dict[tuple[float, int], Hit] = {}
+    for hit, time_sec in zip(hits, times):
+        key = (round(float(time_sec), 6), hit.cls)
+        if key not in kept or kept[key].velocity < hit.velocity:
+            kept[key] = dataclasses.replace(hit, time_sec=float(time_sec))
+    return sorted(kept.values(), key=lambda h: (h.time_sec, h.cls))
+
+
+def tempo_json(grid: BeatGrid) -> dict:
+    """The tempo map, beats and downbeats as the JSON output lists them."""
+    tm = grid.tempo_map
+    starts = np.asarray(tm.start_beats)
+    return {
+        "tempo": [
+            {
+                "beat": float(b),
+                "time_sec": round(float(t), 6),
+                "bpm": round(60 / spb, 3),
+            }
+            for b, t, spb in zip(starts, tm.seconds(starts), tm.sec_per_beat)
+        ],
+        "time_signatures": [
+            {
+                "beat": float(b),
+                "time_sec": round(float(tm.seconds(b)), 6),
+                "numerator": n,
+                "denominator": d,
+            }
+            for b, n, d in tm.meters
+        ],  # fmt: skip
+        "beats_sec": [round(float(t), 6) for t in grid.beats_sec],
+        "downbeats_sec": [round(float(t), 6) for t in grid.downbeats_sec],
+        "found": grid.found,
+    }
+
+
+def output_bytes(
+    fmt: str, rows: list[dict], hits: Sequence[Hit], vocab: Vocab, rendering, grid
+) -> bytes:
+    """One format's file contents."""
+    if fmt == "csv":
+        lines = ["time_sec,class,note,velocity"]
+        lines += [
+            f"{r['time_sec']:.6f},{r['class']},{r['note']},{r['velocity']}"
+            for r in rows
+        ]
+        return ("\n".join(lines) + "\n").encode("utf-8")
+    if fmt == "json":
+        data = {"hits": rows, **tempo_json(grid)}
+        return (json.dumps(data, indent=1) + "\n").encode("utf-8")
+    duration_sec = grid.duration_sec
+    if fmt == "musicxml":
+        from drumtx.notation import musicxml_bytes
+
+        step = rendering.quantize_beats or NOTATION_GRID
+        return musicxml_bytes(hits, vocab.codes, rendering.notes, grid.tempo_map,
+                              step_beats=step, end_sec=duration_sec)  # fmt: skip
+    from drumtx.plot import drum_roll_png
+
+    return drum_roll_png(hits, vocab.codes, grid.beats_sec, grid.downbeats_sec,
+                         duration_sec)  # fmt: skip
+
+
 def write_outputs(
-    job: Job, hits: Sequence[Hit], vocab: Vocab, rendering: Rendering
+    job: Job,
+    hits: Sequence[Hit],
+    vocab: Vocab,
+    rendering: Rendering,
+    grid: BeatGrid,
 ) -> list[Path]:
     """The job's files, one per format, each written atomically."""
     assert job.out_base is not None
@@ -367,16 +471,11 @@ def write_outputs(
         path = job.out_path(fmt)
         if fmt == "mid":
             midi_notes = [Note(r["time_sec"], r["note"], r["velocity"]) for r in rows]
-            write_midi(path, midi_notes, note_sec=rendering.note_sec)
-        elif fmt == "csv":
-            lines = ["time_sec,class,note,velocity"]
-            lines += [
-                f"{r['time_sec']:.6f},{r['class']},{r['note']},{r['velocity']}"
-                for r in rows
-            ]
-            atomic_write_text(path, "\n".join(lines) + "\n")
+            write_midi(path, midi_notes, tempo_map=grid.tempo_map,
+                       note_sec=rendering.note_sec)  # fmt: skip
         else:
-            atomic_write_text(path, json.dumps({"hits": rows}, indent=1) + "\n")
+            data = output_bytes(fmt, rows, hits, vocab, rendering, grid)
+            atomic_write_bytes(path, data)
         written.append(path)
     return written
 

@@ -57,6 +57,10 @@ def test_writes_all_formats(tmp_path, random_model, capsys):
     ]
     assert len(notes) == len(data["hits"])
     assert all(m.channel == 9 and m.velocity == 99 for m in notes)
+    assert {"tempo", "time_signatures", "beats_sec", "downbeats_sec"} <= set(data)
+    score = (tmp_path / "song.drums.musicxml").read_bytes()
+    assert b"<score-partwise" in score  # -f all: every format but the picture
+    assert not (tmp_path / "song.drums.png").exists()
     err = capsys.readouterr().err
     assert "model:" in err and "device: cpu" in err and "transcribed 1" in err
 
@@ -251,3 +255,72 @@ def test_shipped_model_needs_no_dataset_and_no_training(tmp_path, capsys):
     assert f"model: {SHIPPED_MODELS_DIR / 'default.pt'}" in capsys.readouterr().err
     assert main(["transcribe", "--list-models", "--data-root", str(empty_root)]) == 0
     assert "default.pt" in capsys.readouterr().out
+
+
+def test_plot_goes_through_the_overwrite_policy(tmp_path, random_model, capsys):
+    pytest.importorskip("matplotlib")
+    song = _wav(tmp_path / "song.wav")
+    picture = tmp_path / "song.drums.png"
+    args = (str(song), "--checkpoint", str(random_model), "--plot")
+    assert _run(*args) == 0
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    assert f"wrote {picture}" in capsys.readouterr().err
+    picture.write_bytes(b"mine")
+    (tmp_path / "song.drums.mid").unlink()
+    assert _run(*args) == 1  # the picture exists: nothing is written
+    assert picture.read_bytes() == b"mine"
+    assert not (tmp_path / "song.drums.mid").exists()
+    assert _run(*args, "--overwrite") == 0
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "song.drums.mid", "song.drums.png", "song.wav"
+    ]  # no temporary file left  # fmt: skip
+
+
+def test_png_without_matplotlib_is_refused_first(
+    tmp_path, random_model, capsys, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "matplotlib" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    song = _wav(tmp_path / "song.wav")
+    assert _run(str(song), "--checkpoint", str(random_model), "-f", "mid,png") == 2
+    assert "pip install -e '.[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "song.drums.mid").exists()
+
+
+def test_quantize_and_tempo_shape_every_output(tmp_path, random_model):
+    from drumtx.midi import read_notes
+    from drumtx.tempo import read_tempo_map
+
+    song = _wav(tmp_path / "song.wav", seconds=6.0)
+    args = [str(song), "--checkpoint", str(random_model), "--threshold", "0.01"]
+    assert _run(*args, "-f", "mid,json", "--quantize", "1/16", "--tempo", "97") == 0
+    midi = tmp_path / "song.drums.mid"
+    tm = read_tempo_map(midi)
+    # constant (in whole microseconds), the pickup bar included
+    assert tm.sec_per_beat == pytest.approx([60 / 97] * len(tm.sec_per_beat), abs=1e-6)
+    assert tm.meters[-1][1:] == (4, 4)
+    times = np.array([n.time_sec for n in read_notes(midi)])
+    assert len(times) > 5
+    assert np.abs(tm.snap(times, 0.25) - times).max() < 0.002  # on 16ths (ticks)
+    data = json.loads((tmp_path / "song.drums.json").read_text())
+    json_times = np.array([h["time_sec"] for h in data["hits"]])
+    assert np.abs(tm.snap(json_times, 0.25) - json_times).max() < 1e-5
+    assert [t["bpm"] for t in data["tempo"]] == pytest.approx(
+        [97.0] * len(tm.sec_per_beat)
+    )
+
+
+def test_bad_grid_or_tempo_is_a_usage_error(tmp_path, random_model, capsys):
+    song = _wav(tmp_path / "song.wav")
+    assert _run(str(song), "--checkpoint", str(random_model), "--quantize", "1/7") == 2
+    assert "transcribe.quantize" in capsys.readouterr().err
+    assert _run(str(song), "--checkpoint", str(random_model), "--tempo", "5") == 2
+    assert "transcribe.tempo" in capsys.readouterr().err
+    assert not (tmp_path / "song.drums.mid").exists()
