@@ -9,6 +9,10 @@ validation split (never on the split being reported) and stores them in the chec
 Where the store holds backing tracks, the same recordings are also scored mixed into
 their backing at each ``backing_db`` drums-to-music level (default +6 and 0 dB), side by
 side with the drums alone; tuning then pools the drums alone and every mix.
+
+Where the recordings' MIDI files are at hand (the E-GMD root), the tempo map transcribe
+would write is scored against each MIDI's (GMD is played to a click from time 0): beat
+and downbeat F-measure (mir_eval.beat, +-70 ms) and tempo within 4 %, per beat type.
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ def run_evaluate(
                 "(report --split test)"
             )
     store = load_store(roots.processed_dir / split, loaded.cfg)
-    results = evaluate_store(loaded, store, _indices(store, limit), backing_db)
+    egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
+    indices = _indices(store, limit)
+    results = evaluate_store(loaded, store, indices, backing_db, egmd_dir=egmd_dir)
     results.update(checkpoint=str(path), split=split)
     if as_json:
         print(json.dumps(results, indent=1))
@@ -87,16 +93,20 @@ def evaluate_store(
     store: Store,
     indices: Sequence[int],
     backing_db: Sequence[float] = (),
+    egmd_dir: Path | None = None,
 ) -> dict[str, Any]:
     """score_store's report with the model's thresholds, without the picture; and
-    under ``mixes`` the same for each backing level, where the store has backing."""
+    under ``mixes`` the same for each backing level, where the store has backing.
+    With ``egmd_dir``, also the beats, downbeats and tempo (``beats``)."""
     thresholds = class_thresholds(loaded)
-    results = score_store(loaded, store, indices, thresholds)
+    results = score_store(loaded, store, indices, thresholds, egmd_dir=egmd_dir)
     results.pop("image", None)
     if store.backing is not None and backing_db:
         results["mixes"] = {}
         for level in backing_db:
-            mixed = score_store(loaded, store, indices, thresholds, backing_db=level)
+            mixed = score_store(
+                loaded, store, indices, thresholds, backing_db=level, egmd_dir=egmd_dir
+            )
             mixed.pop("image", None)
             results["mixes"][mix_name(level)] = mixed
     return results
@@ -232,6 +242,8 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     console.print(f"micro F1 per kit: {kits}")
     if results.get("mixes"):
         print_mixes(results, console)
+    if results.get("beats"):
+        print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
 
 
@@ -249,4 +261,24 @@ def print_mixes(results: dict[str, Any], console: Console) -> None:
     table.add_row("micro", f"{results['micro_f1']:.3f}", *micro)
     macro = [f"{m['macro_f1']:.3f}" for m in mixes.values()]
     table.add_row("macro", f"{results['macro_f1']:.3f}", *macro)
+    console.print(table)
+
+
+def print_beats(results: dict[str, Any], console: Console) -> None:
+    """Tempo accuracy, beat and downbeat F of the drums alone and of each mix."""
+    views = {"drums only": results["beats"]}
+    views.update({n: m["beats"] for n, m in results.get("mixes", {}).items()})
+    table = Table(
+        title="tempo map vs the MIDI's (beat and downbeat F: mir_eval, median)"
+    )
+    for column in ("audio", "type", "recordings", "tempo within 4 %", "beat F",
+                   "downbeat F"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "audio" else "right")
+    for name, view in views.items():
+        for kind, row in view.items():
+            cells = [
+                f"{row[k]:.3f}" if row[k] is not None else "-"
+                for k in ("tempo_accuracy", "beat_f_median", "downbeat_f_median")
+            ]
+            table.add_row(name, kind, str(row["n_recordings"]), *cells)
     console.print(table)

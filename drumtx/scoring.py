@@ -7,11 +7,14 @@ imports this module, nor the metrics (mir_eval pulls in scipy.stats) it needs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from drumtx.beats import BeatGrid, beat_grid
 from drumtx.drums import Hit
 from drumtx.inference import (
     LoadedModel,
@@ -24,6 +27,7 @@ from drumtx.inference import (
 from drumtx.levels import mix_backing
 from drumtx.metrics import Tally
 from drumtx.store import Store, recording_audio, recording_backing, reference_hits
+from drumtx.tempo import TempoMap, read_tempo_map
 
 
 def store_activations(
@@ -63,27 +67,56 @@ def score_store(
     indices: Sequence[int],
     thresholds: Sequence[float] | None = None,
     backing_db: float | None = None,
+    egmd_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
     Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, the thresholds
     used, and ``image``: (H, W, 3) reference vs predicted onsets of the first
-    recording's first 10 s. Validation during training and ``evaluate`` both score here.
+    recording's first 10 s (:func:`validation_picture`). Validation during training
+    and ``evaluate`` both score here.
+    With ``egmd_dir`` (where the recordings' MIDI files are), ``beats``: beat and
+    downbeat F-measure and tempo accuracy of the tempo map transcribe would write,
+    against the MIDI's (see :func:`summarize_beats`).
     """
     thresholds = class_thresholds(loaded) if thresholds is None else thresholds
     tally = Tally(loaded.vocab)
-    image = None
+    image, beats = None, []
+    fps = loaded.cfg.frontend.fps
     for index, onset, velocity in store_activations(loaded, store, indices, backing_db):
         ref = reference_hits(store, index)
         est = decode_hits(loaded, onset, velocity, thresholds)
         tally.add(ref, est, store.recordings[index].get("kit", "?"))
+        if egmd_dir is not None:
+            beats.append(
+                recording_beats(store, index, egmd_dir, loaded, onset, velocity)
+            )
         if image is None:
-            image = onset_image(onset, ref, loaded.cfg.frontend.fps)
+            image = validation_picture(onset, ref, est, loaded.vocab.codes, fps)
     results = tally.summary()
+    if egmd_dir is not None:
+        results["beats"] = summarize_beats([b for b in beats if b is not None])
     results["thresholds"] = dict(zip(loaded.vocab.codes, map(float, thresholds)))
     results["n_recordings"] = len(indices)
     results["image"] = image
     return results
+
+
+def validation_picture(
+    onset: np.ndarray,
+    ref: Sequence[Hit],
+    est: Sequence[Hit],
+    codes: Sequence[str],
+    fps: int,
+) -> np.ndarray:
+    """(H, W, 3) uint8: the drum-roll renderer's picture (reference beside prediction,
+    activation curves, legend); without matplotlib, the plain :func:`onset_image`."""
+    try:
+        from drumtx.plot import validation_image
+
+        return validation_image(onset, ref, est, codes, fps)
+    except ImportError:
+        return onset_image(onset, ref, fps)
 
 
 def onset_image(onset: np.ndarray, ref: Sequence[Hit], fps: int, seconds: float = 10.0):
@@ -102,3 +135,81 @@ def onset_image(onset: np.ndarray, ref: Sequence[Hit], fps: int, seconds: float 
         if t < n_t:
             image[hit.cls * 8 : hit.cls * 8 + 7, t, 0] = 255
     return image
+
+
+# --- beats, downbeats and tempo ------------------------------------------------------
+
+
+def recording_beats(
+    store: Store,
+    index: int,
+    egmd_dir: Path,
+    loaded: LoadedModel,
+    onset: np.ndarray,
+    velocity: np.ndarray,
+) -> dict[str, Any] | None:
+    """beat_scores of one recording against its MIDI's tempo map (played to a click
+    from time 0), or None when the MIDI file is not there."""
+    rec = store.recordings[index]
+    midi_path = Path(egmd_dir) / rec.get("midi_path", "")
+    if not midi_path.is_file():
+        return None
+    reference = read_tempo_map(midi_path)
+    fps = loaded.cfg.frontend.fps
+    grid = beat_grid(onset, velocity, loaded.vocab.codes, fps)
+    scores = beat_scores(reference, grid, len(onset) / fps)
+    return {**scores, "beat_type": rec.get("beat_type", "")}
+
+
+def reference_beats(
+    tempo_map: TempoMap, duration_sec: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Beats and downbeats (bar lines) of a tempo map inside [0, duration_sec]."""
+    last = float(tempo_map.beats(duration_sec))
+    beats = tempo_map.seconds(np.arange(0.0, np.floor(last) + 1))
+    bar_starts = np.array([bar[0] for bar in tempo_map.bars(duration_sec)])
+    return beats, tempo_map.seconds(bar_starts)
+
+
+def beat_scores(
+    reference: TempoMap, grid: BeatGrid, duration_sec: float
+) -> dict[str, Any]:
+    """Beat and downbeat F-measure (mir_eval.beat: +-70 ms, the first 5 s trimmed;
+    None when no reference beat is left) and tempo (median inter-beat interval) within
+    4 % of the reference's."""
+    import mir_eval.beat  # here: its scipy.stats import is slow
+
+    ref_beats, ref_downbeats = reference_beats(reference, duration_sec)
+    scores: dict[str, Any] = {}
+    pairs = (("beat_f", ref_beats, grid.beats_sec),
+             ("downbeat_f", ref_downbeats, grid.downbeats_sec))  # fmt: skip
+    for key, ref, est in pairs:
+        ref, est = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est)
+        with warnings.catch_warnings():  # an empty estimate scores 0, as it should
+            warnings.simplefilter("ignore", UserWarning)
+            scores[key] = float(mir_eval.beat.f_measure(ref, est)) if len(ref) else None
+    ref_bpm = 60.0 / float(np.median(np.diff(ref_beats))) if len(ref_beats) > 1 else 0
+    est = grid.beats_sec
+    est_bpm = 60.0 / float(np.median(np.diff(est))) if len(est) > 1 else 0.0
+    scores.update(ref_bpm=ref_bpm, est_bpm=est_bpm)
+    scores["tempo_ok"] = bool(ref_bpm and abs(est_bpm / ref_bpm - 1.0) <= 0.04)
+    return scores
+
+
+def summarize_beats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per beat type ("beat", "fill"; "all" without types): recordings, tempo accuracy
+    (share within 4 %), median and mean beat and downbeat F over the scorable ones."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row.get("beat_type") or "all", []).append(row)
+    summary = {}
+    for name, group in sorted(groups.items()):
+        entry: dict[str, Any] = {"n_recordings": len(group)}
+        entry["tempo_accuracy"] = float(np.mean([r["tempo_ok"] for r in group]))
+        for key in ("beat_f", "downbeat_f"):
+            values = [r[key] for r in group if r[key] is not None]
+            entry[f"n_{key}"] = len(values)
+            entry[f"{key}_median"] = float(np.median(values)) if values else None
+            entry[f"{key}_mean"] = float(np.mean(values)) if values else None
+        summary[name] = entry
+    return summary

@@ -1,0 +1,234 @@
+"""beats: tempo, beats and downbeats from activations, and the tempo map they become.
+
+The done-when test renders a groove that changes from 100 to 130 BPM through a
+synthesised kit and transcribes it with the shipped model: the MIDI must hold both
+tempi, change on a bar line, and keep its notes on its own beats within 10 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumtx import beats
+from drumtx.cli import main
+from drumtx.drums import ROLAND9
+from drumtx.midi import Note, read_notes
+from drumtx.scoring import beat_scores, summarize_beats
+from drumtx.tempo import TempoMap, read_tempo_map
+
+FPS = 100.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rock(tempi: list[tuple[float, int]], start_sec: float = 0.5):
+    """Notes of a rock beat (8th hats, kick on 1 and 3, snare on 2 and 4, a crash
+    every 4 bars) for (bpm, bars) sections, and its beat and bar-line times."""
+    notes, beat_sec, bar_sec, t = [], [], [], start_sec
+    for bpm, n_bars in tempi:
+        spb = 60.0 / bpm
+        for bar in range(n_bars):
+            bar_sec.append(t)
+            if bar % 4 == 0:
+                notes.append(Note(t, 49, 110))
+            for beat in range(4):
+                b = t + beat * spb
+                beat_sec.append(b)
+                notes += [Note(b, 42, 100), Note(b + spb / 2, 42, 64)]
+                notes.append(Note(b, 36 if beat % 2 == 0 else 38, 112))
+            t += 4 * spb
+    notes += [Note(t, 49, 110), Note(t, 36, 110)]
+    return notes, np.array(beat_sec), np.array(bar_sec), t + 1.5
+
+
+def activations(notes, duration_sec: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 9) onset and velocity activations a perfect model would give: a peak of
+    three frames at each note."""
+    n = int(duration_sec * FPS) + 1
+    onset, velocity = np.zeros((n, 9)), np.zeros((n, 9))
+    for note in notes:
+        cls = ROLAND9.class_of_pitch(note.pitch)
+        frame = int(round(note.time_sec * FPS))
+        if cls is not None and 1 <= frame < n - 1:
+            onset[frame - 1 : frame + 2, cls] = np.maximum(
+                onset[frame - 1 : frame + 2, cls], [0.3, 0.95, 0.3]
+            )
+            velocity[frame, cls] = note.velocity / 127
+    return onset, velocity
+
+
+def grid_distance_sec(
+    tempo_map: TempoMap, times: np.ndarray, step: float
+) -> np.ndarray:
+    """Seconds from each time to the nearest point of ``step``-beat grid counted from
+    the bar lines of ``tempo_map``."""
+    snapped = tempo_map.snap(np.asarray(times, dtype=np.float64), step)
+    return np.abs(snapped - times)
+
+
+# --- from activations ----------------------------------------------------------------
+
+
+def test_steady_groove_gives_its_tempo_beats_and_bars() -> None:
+    notes, beat_sec, bar_sec, end = rock([(97.0, 12)], start_sec=1.3)
+    onset, velocity = activations(notes, end)
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS)
+    assert grid.found
+    assert len(grid.tempo_map.sec_per_beat) == 2  # the pickup, then one tempo
+    assert 60 / grid.tempo_map.sec_per_beat[-1] == pytest.approx(97.0, rel=0.005)
+    inside = (beat_sec > 0.5) & (beat_sec < end - 1)
+    nearest = np.abs(grid.beats_sec[:, None] - beat_sec[None, inside]).min(axis=0)
+    assert nearest.max() < 0.015
+    first_bar = beats.first_bar_line(grid.tempo_map)
+    assert float(grid.tempo_map.seconds(first_bar)) == pytest.approx(1.3, abs=0.015)
+    down = np.abs(grid.downbeats_sec[:, None] - bar_sec[None, :]).min(axis=0)
+    assert down.max() < 0.015
+
+
+def test_forced_tempo_is_constant_and_keeps_the_bars() -> None:
+    notes, _, bar_sec, end = rock([(120.0, 8)], start_sec=0.75)
+    onset, velocity = activations(notes, end)
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS, bpm=120.0)
+    assert set(grid.tempo_map.sec_per_beat) == {0.5}
+    assert grid.tempo_map.meters == ((0.0, 3, 8), (1.5, 4, 4))  # 0.75 s = 3 eighths
+    assert grid.downbeats_sec[:8] == pytest.approx(bar_sec, abs=1e-9)
+
+
+def test_too_few_hits_keep_the_old_120_bpm_map() -> None:
+    onset = np.zeros((500, 9))
+    grid = beats.beat_grid(onset, onset, ROLAND9.codes, FPS)
+    assert not grid.found
+    assert grid.tempo_map == TempoMap.constant(120.0)
+    assert grid.beats_sec[:3] == pytest.approx([0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="BPM"):
+        beats.beat_grid(onset, onset, ROLAND9.codes, FPS, bpm=0.0)
+
+
+def test_tempo_knots_only_where_the_tempo_changes() -> None:
+    steady = 0.3 + 0.6 * np.arange(40) + np.random.default_rng(0).normal(0, 0.008, 40)
+    assert beats.tempo_knots(steady, 1) == []
+    change = np.concatenate([0.3 + 0.6 * np.arange(33), 19.5 + 0.45 * np.arange(1, 33)])
+    assert beats.tempo_knots(change, 0) == [32]
+    start, tempi = beats.fit_segments(change, [32])
+    assert start == pytest.approx(0.3, abs=1e-6)
+    assert tempi == pytest.approx([0.6, 0.45], abs=1e-6)
+
+
+def test_pickup_bar_fills_the_time_before_the_first_bar_line() -> None:
+    tm = beats.pickup_map(0.3, [0.0], [0.5])
+    assert tm.meters == ((0.0, 5, 32), (0.625, 4, 4))  # 0.3 s ~ five 32nds at 120
+    assert float(tm.seconds(0.625)) == pytest.approx(0.3)  # exactly on the bar line
+    assert float(tm.seconds(4.625)) == pytest.approx(2.3)
+    assert beats.pickup_map(0.0004, [0.0], [0.5]).meters == ((0.0, 4, 4),)
+
+
+# --- metrics and benchmark (before the done-when test: made_store's preprocess pool
+# forks, and a fork after the model has run torch's thread pool can hang) ---------
+
+
+def test_beat_scores_against_a_reference_map() -> None:
+    reference = TempoMap.constant(100.0)
+    grid = beats.grid_of(TempoMap.constant(100.0), 30.0, True)
+    perfect = beat_scores(reference, grid, 30.0)
+    assert perfect["beat_f"] == 1.0 and perfect["downbeat_f"] == 1.0
+    assert perfect["tempo_ok"] and perfect["est_bpm"] == pytest.approx(100.0)
+    shifted = beats.grid_of(beats.pickup_map(0.6, [0.0], [0.6]), 30.0, True)
+    off = beat_scores(reference, shifted, 30.0)
+    assert off["beat_f"] == 1.0 and off["downbeat_f"] == 0.0  # one beat late
+    double = beat_scores(
+        reference, beats.grid_of(TempoMap.constant(200.0), 30, True), 30
+    )
+    assert not double["tempo_ok"] and double["beat_f"] < 0.7
+    short = beat_scores(reference, grid, 4.0)
+    assert short["beat_f"] is None  # nothing left after mir_eval's 5 s trim
+    rows = [{**perfect, "beat_type": "beat"}, {**off, "beat_type": "beat"}]
+    summary = summarize_beats([*rows, {**short, "beat_type": "fill"}])
+    assert summary["beat"]["tempo_accuracy"] == 1.0
+    assert summary["beat"]["downbeat_f_median"] == 0.5
+    assert summary["fill"]["n_beat_f"] == 0 and summary["fill"]["beat_f_median"] is None
+
+
+def test_bench_beats_prints_its_table(made_store: Path, tmp_path: Path) -> None:
+    json_path = tmp_path / "beats.json"
+    done = subprocess.run(
+        [sys.executable, "tools/bench_beats.py", "--data-root", str(made_store),
+         "--split", "validation", "--limit", "2", "--types", "all", "--mixes", "",
+         "--json", str(json_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "baseline (120 BPM from 0)" in done.stdout
+    assert "onset timing error" in done.stdout
+    report = json.loads(json_path.read_text())
+    condition = report["conditions"]["drums only"]
+    assert sum(r["n_recordings"] for r in condition["beats"].values()) == 2
+    assert condition["timing"]["refined"]["n"] > 0
+
+
+def test_evaluate_reports_beats_against_the_midi(made_store, random_model, capsys):
+    args = ["evaluate", "--data-root", str(made_store), "--split", "validation"]
+    args += ["--checkpoint", str(random_model), "--limit", "2", "--backing-db", "0"]
+    assert main([*args, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    rows = results["beats"]
+    assert sum(row["n_recordings"] for row in rows.values()) == 2
+    for row in rows.values():
+        assert 0.0 <= row["tempo_accuracy"] <= 1.0
+        assert set(row) >= {"beat_f_median", "downbeat_f_median", "n_beat_f"}
+    for mixed in results.get("mixes", {}).values():
+        assert sum(row["n_recordings"] for row in mixed["beats"].values()) == 2
+    assert "micro_f1" in results  # the onset report is still there
+    assert main(args) == 0
+    assert "tempo map vs the MIDI" in capsys.readouterr().out
+
+
+# --- the done-when test --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tempo_change_midi(tmp_path_factory: pytest.TempPathFactory):
+    """Transcribe a rendered 100 -> 130 BPM groove with the shipped model."""
+    from drumtx.synth import SynthKit
+
+    notes, beat_sec, bar_sec, end = rock([(100.0, 8), (130.0, 8)])
+    folder = tmp_path_factory.mktemp("change")
+    wav = folder / "change.wav"
+    sf.write(wav, SynthKit(5).render(notes, end, 44100), 44100)
+    code = main(["transcribe", str(wav), "--no-progress", "-f", "mid,json"])
+    assert code == 0
+    return folder / "change.drums.mid", notes, bar_sec
+
+
+def test_tempo_change_comes_back_on_a_bar_line(tempo_change_midi) -> None:
+    midi_path, _, bar_sec = tempo_change_midi
+    tm = read_tempo_map(midi_path)
+    bpm = [60.0 / spb for spb in tm.sec_per_beat]
+    assert bpm[-2] == pytest.approx(100.0, rel=0.01)
+    assert bpm[-1] == pytest.approx(130.0, rel=0.01)
+    change_beat = tm.start_beats[-1]
+    assert change_beat in [bar[0] for bar in tm.bars(60.0)]  # on a bar line
+    assert float(tm.seconds(change_beat)) == pytest.approx(bar_sec[8], abs=0.02)
+    tracks = mido.MidiFile(midi_path).tracks
+    tempos = [m for track in tracks for m in track if m.type == "set_tempo"]
+    assert len(tempos) == len(tm.start_beats)
+
+
+def test_notes_sit_on_the_midis_own_beats(tempo_change_midi) -> None:
+    midi_path, _, _ = tempo_change_midi
+    tm = read_tempo_map(midi_path)
+    notes = read_notes(midi_path)
+    kicks_snares = np.array([n.time_sec for n in notes if n.pitch in (36, 38)])
+    hats = np.array([n.time_sec for n in notes if n.pitch == 42])
+    assert len(kicks_snares) >= 60 and len(hats) >= 100  # 16 bars: 65 and 128
+    assert grid_distance_sec(tm, kicks_snares, 1.0).max() < 0.010
+    assert grid_distance_sec(tm, hats, 0.5).max() < 0.010
+    data = json.loads(midi_path.with_suffix(".json").read_text())
+    assert [t["bpm"] for t in data["tempo"]][-2:] == pytest.approx([100, 130], rel=0.01)
+    assert data["found"] is True
