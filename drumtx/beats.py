@@ -244,7 +244,9 @@ def track_periods(strength: np.ndarray, periods: np.ndarray) -> np.ndarray:
         option = np.where(valid, total[np.clip(prev, 0, n - 1)] - penalty, -np.inf)
         best = np.argmax(option, axis=1)
         rows = np.arange(len(ts))
-        found = np.isfinite(option[rows, best])
+        # A beat may also start the sequence afresh: early frames otherwise inherit a
+        # predecessor half a beat back at a huge penalty, and the first beats slip.
+        found = option[rows, best] > 0
         total[ts[found]] = onset[ts[found]] + option[rows, best][found]
         back[ts[found]] = prev[rows, best][found]
         t += len(ts)
