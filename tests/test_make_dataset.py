@@ -125,9 +125,9 @@ def test_different_seed_gives_different_performances(tmp_path: Path) -> None:
 # notes at 1 us). Pinned so moving or tidying the groove generator cannot change the
 # grooves a seed makes; regenerate with `python tests/test_make_dataset.py`.
 PINNED_PERFORMANCES = [
-    ("1_funk-groove3_88_beat_4-4", "train", 50.710214, 450, "b693e317b1ba99f2"),
-    ("2_jazz-groove5_132_beat_4-4", "validation", 41.891058, 353, "8e279d61a20dc81f"),
-    ("3_funk-groove6_112_beat_4-4", "test", 53.424079, 596, "82e553ef0234f3e8"),
+    ("1_funk-groove7_88_beat_4-4", "train", 51.276975, 453, "e0f3c6c6db6277f7"),
+    ("2_jazz-groove7_132_beat_4-4", "validation", 41.951664, 348, "a295cb4b15c7fc67"),
+    ("3_funk-groove6_112_beat_4-4", "test", 53.464258, 596, "09ef1beb6beb26b3"),
 ]
 
 
@@ -140,6 +140,16 @@ def performance_summary(perf: Performance) -> tuple[str, str, float, int, str]:
 def test_generated_performances_match_pinned_grooves() -> None:
     performances = generate_performances(3, seed=11)
     assert [performance_summary(p) for p in performances] == PINNED_PERFORMANCES
+
+
+def test_generated_grooves_sit_on_their_midis_grid_from_zero() -> None:
+    # One beat of count-in, then the first hit: the MIDI's tempo map from 0 s (as
+    # GMD's click) is the performance's own grid, so beat scores and backing tracks
+    # line up. A random start offset broke both.
+    for perf in generate_performances(6, seed=3):
+        beat_sec = 60.0 / float(perf.stem.split("_")[2])
+        first = min(n.time_sec for n in perf.notes)
+        assert abs(first - beat_sec) < 0.03, (perf.stem, first, beat_sec)
 
 
 def write_gmd(root: Path) -> Path:

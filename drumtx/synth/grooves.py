@@ -89,7 +89,9 @@ def generate_groove(rng: np.random.Generator) -> Groove:
     n_bars = int(rng.integers(1, 3)) if is_fill else int(rng.integers(8, 25))
     fill_prob = float(rng.uniform(0.2, 0.8))
     bar_sec = _beats_per_bar(style.meter) * 60.0 / bpm
-    start_sec = float(rng.uniform(0.05, 0.5))
+    # One silent beat of count-in: the performance then sits on the MIDI's own grid
+    # from 0 s (as GMD's, played to a click), so beats and backing tracks line up.
+    start_sec = 60.0 / bpm
     events: list[tuple[float, int, int]] = []  # (time in steps, pitch, velocity)
     for bar in range(n_bars):
         offset = bar * _beats_per_bar(style.meter) * style.steps_per_beat
