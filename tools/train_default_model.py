@@ -250,7 +250,7 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
         ),
         "preset": state["config"]["model"]["preset"],
         "steps": state["step"],
-        "training_minutes": args.minutes,
+        "training_budget_minutes": args.minutes,  # per invocation; resumes add up
         "hardware": f"{platform.processor() or platform.machine()}, "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU'} (torch {torch.__version__})",
         "train_kits": TRAIN_KITS,
@@ -272,7 +272,7 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
             )
             if k in results
         },
-        "pipeline_minutes": round(seconds / 60, 1),
+        "script_minutes": round(seconds / 60, 1),  # this invocation only
     }
     (out_dir / "default.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {out_dir / 'default.pt'} and {out_dir / 'default.json'}")
