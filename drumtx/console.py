@@ -10,16 +10,13 @@ from __future__ import annotations
 import math
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichProgress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -51,21 +48,13 @@ class Progress:
         self.done, self.start_done, self.info = done, done, ""
         self.log_every_sec = log_every_sec if enabled else None
         self.t0 = self.t_log = time.monotonic()
-        self.bar = RichProgress(
-            TextColumn(f"[bold]{escape(label)}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            transient=transient,
-            disable=not (enabled and console.is_terminal),
-        )
-        self.task = self.bar.add_task(
-            label, total=total, completed=done, rate="", info=""
-        )
-        self.bar.start()
+        self.bar: RichProgress | None = None
+        if enabled and console.is_terminal:
+            self.bar = _rich_bar(console, label, transient)
+            self.task = self.bar.add_task(
+                label, total=total, completed=done, rate="", info=""
+            )
+            self.bar.start()
 
     def __enter__(self) -> Progress:
         return self
@@ -88,7 +77,8 @@ class Progress:
         now = time.monotonic()
         rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
         rate_text = f"{rate:.1f} {self.unit}/s"
-        self.bar.update(self.task, completed=done, rate=rate_text, info=self.info)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=rate_text, info=self.info)
         if self._log_due(now):
             self.t_log = now
             eta = (self.total - self.done) / rate if rate > 0 else math.inf
@@ -101,9 +91,33 @@ class Progress:
         self.console.print(message, markup=False)
 
     def close(self) -> None:
-        self.bar.stop()
+        if self.bar is not None:
+            self.bar.stop()
 
     def _log_due(self, now: float) -> bool:
         if self.log_every_sec is None or self.console.is_terminal:
             return False
         return now - self.t_log > self.log_every_sec or self.done == self.total
+
+
+def _rich_bar(console: Console, label: str, transient: bool) -> RichProgress:
+    """The terminal's bar; rich.progress is imported only here (50 ms off start-up
+    when the output is piped)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    return RichProgress(
+        TextColumn(f"[bold]{escape(label)}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=transient,
+    )
