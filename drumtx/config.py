@@ -25,6 +25,7 @@ PRESETS = ("tiny", "small", "base")
 VOCAB_NAMES = ("roland9", "adtof5", "basic3")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+CPU_PRECISIONS = ("auto", "fp32", "bf16")
 # Context each side of a transcription segment. The conv stack and the STFT window
 # see ~0.1 s; the GRU sees the whole segment, and on the shipped model the error at a
 # border stops shrinking past ~0.3 s of context (0 s: off by up to 0.85 in probability).
@@ -258,9 +259,11 @@ class TranscribeConfig:
     formats: str = "mid"  # comma-separated: mid, csv, json, musicxml, png
     tempo: float = 0.0  # BPM of the written tempo map; 0 = found from the drums
     quantize: str = "off"  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
+    cpu_precision: str = "auto"  # auto | fp32 | bf16: the CPU's convolution dtype
 
     def __post_init__(self) -> None:
         _check_choice("transcribe.device", self.device, DEVICES)
+        _check_choice("transcribe.cpu_precision", self.cpu_precision, CPU_PRECISIONS)
         _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)
         if not MIN_OVERLAP_SEC <= self.overlap_sec <= 60.0:
             raise ConfigError(

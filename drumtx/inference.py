@@ -25,7 +25,12 @@ from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
-from drumtx.model import build_model, fold_batch_norms
+from drumtx.model import (
+    build_model,
+    cpu_conv_dtype,
+    fold_batch_norms,
+    for_cpu_inference,
+)
 
 
 @dataclass
@@ -68,7 +73,11 @@ def load_model(path: Path, cfg: Config, device: torch.device) -> LoadedModel:
             f"({str(exc).splitlines()[0]})",
             hint="the file may come from another drumtx version; retrain or re-export",
         ) from None
-    model = fold_batch_norms(model.eval()).to(device)
+    if device.type == "cpu":
+        conv_dtype = cpu_conv_dtype(cfg.transcribe.cpu_precision)
+        model = for_cpu_inference(model.eval(), conv_dtype)
+    else:
+        model = fold_batch_norms(model.eval()).to(device)
     frontend = LogMel.from_config(model_cfg).to(device)
     thresholds = {str(k): float(v) for k, v in state.get("thresholds", {}).items()}
     return LoadedModel(model, frontend, model_cfg, vocab, thresholds, str(path), device)

@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from drumtx.amp import dtype_name
 from drumtx.audio import AUDIO_EXTENSIONS
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.checkpoint import find_model, shipped_models
@@ -39,6 +40,7 @@ from drumtx.inference import (
     stream_file,
 )
 from drumtx.midi import Note, write_midi
+from drumtx.model import CastConvs
 from drumtx.storage import (
     atomic_write_bytes,
     check_not_raw,
@@ -182,11 +184,13 @@ def make_rendering(
 
 def _model_line(loaded: LoadedModel) -> str:
     device = loaded.device
-    dtype = (
-        "bf16/fp16 autocast"
-        if device.type == "cuda"
-        else str(torch.get_default_dtype())
-    )
+    convs = getattr(loaded.model, "convs", None)
+    if device.type == "cuda":
+        dtype = "bf16/fp16 autocast"
+    elif isinstance(convs, CastConvs) and convs.dtype != torch.float32:
+        dtype = f"{dtype_name(convs.dtype)} convolutions, fp32 recurrence"
+    else:
+        dtype = "fp32"
     return (
         f"({loaded.cfg.model.preset}, {loaded.vocab.name})  device: {device}  "
         f"dtype: {dtype}"

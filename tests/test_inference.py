@@ -270,3 +270,36 @@ def test_crnn_activations_match_a_whole_file_pass(tmp_path: Path):
 
 def _inner(hits: list[Hit], lo_sec: float, hi_sec: float) -> list[tuple[float, int]]:
     return [(h.time_sec, h.cls) for h in hits if lo_sec <= h.time_sec <= hi_sec]
+
+
+def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
+    """transcribe.cpu_precision = bf16 (the default where the CPU has bf16 units) runs
+    the conv stack in bf16: on a rendered groove the shipped model's probabilities
+    stay within 0.05 of fp32 and the hits are the same."""
+    from drumtx.checkpoint import SHIPPED_MODELS_DIR
+    from drumtx.inference import class_thresholds, decode_hits, load_model
+    from drumtx.make_dataset import generate_performances
+    from drumtx.model import CastConvs
+    from drumtx.synth import SynthKit
+
+    perf = next(iter(generate_performances(1, seed=2024)))
+    kit = SynthKit(5)
+    audio = kit.render(kit.playable(perf.notes), 12.0, MODEL_RATE, seed=3)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        cfg = load_config(None, [f"transcribe.cpu_precision={precision}"])
+        loaded = load_model(SHIPPED_MODELS_DIR / "default.pt", cfg, torch.device("cpu"))
+        convs = loaded.model.convs
+        assert isinstance(convs, CastConvs)
+        assert convs.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        onset, velocity = predict_activations(
+            loaded, [audio], len(audio), segment_sec=30.0, overlap_sec=2.0, batch_size=4
+        )
+        hits = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
+        results[precision] = onset, hits
+    (p32, hits32), (p16, hits16) = results["fp32"], results["bf16"]
+    assert np.abs(p16 - p32).max() < 0.05
+    assert len(hits32) > 20
+    assert [h.cls for h in hits16] == [h.cls for h in hits32]
+    shift = [abs(a.time_sec - b.time_sec) for a, b in zip(hits16, hits32)]
+    assert max(shift) < 0.011  # the same frame; sub-frame refinement may move a little
