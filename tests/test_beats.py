@@ -92,6 +92,24 @@ def test_steady_groove_gives_its_tempo_beats_and_bars() -> None:
     assert down.max() < 0.015
 
 
+def test_long_file_tempo_from_its_busiest_minute_beats_throughout() -> None:
+    """Past EXCERPT_SEC the candidate tempi compete on the busiest minute only; the
+    winner must still put beats and bar lines on the groove before and after it."""
+    notes, beat_sec, bar_sec, end = rock([(104.0, 60)], start_sec=20.0)
+    onset, velocity = activations(notes, end)
+    assert end > 2 * beats.EXCERPT_SEC
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    lo, hi = beats.busiest_excerpt(hits, len(onset), FPS)
+    assert hi - lo == int(beats.EXCERPT_SEC * FPS) and lo >= 20 * FPS  # not the intro
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS)
+    assert 60 / grid.tempo_map.sec_per_beat[-1] == pytest.approx(104.0, rel=0.005)
+    inside = (beat_sec > 20.5) & (beat_sec < end - 1)
+    nearest = np.abs(grid.beats_sec[:, None] - beat_sec[None, inside]).min(axis=0)
+    assert nearest.max() < 0.015
+    down = np.abs(grid.downbeats_sec[:, None] - bar_sec[None, :]).min(axis=0)
+    assert down.max() < 0.015
+
+
 def test_forced_tempo_is_constant_and_keeps_the_bars() -> None:
     notes, _, bar_sec, end = rock([(120.0, 8)], start_sec=0.75)
     onset, velocity = activations(notes, end)
