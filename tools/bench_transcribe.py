@@ -17,6 +17,7 @@ wrapped with timers for the run, so the split costs nothing when not benchmarkin
   frontend   log-mel (LogMel.forward)
   model      the CRNN (forward only)
   peaks      peak picking (pick_onsets, as inference.decode_hits calls it)
+  beats      tempo, beats and downbeats for the MIDI's tempo map (beats.beat_grid)
   other      the rest: segment assembly, sigmoid and copies, writing the MIDI
 
 Times are medians of --repeats runs (one run for files longer than --repeat-max-sec).
@@ -52,15 +53,17 @@ import soundfile as sf
 import torch
 
 import drumtx.inference
+import drumtx.transcribe
+from drumtx.amp import dtype_name
 from drumtx.checkpoint import save_checkpoint
 from drumtx.config import Config, load_config
 from drumtx.drums import output_notes
 from drumtx.inference import LoadedModel, class_thresholds, load_model
-from drumtx.model import build_model, count_parameters
+from drumtx.model import build_model, count_parameters, cpu_conv_dtype
 from drumtx.transcribe import Job, Rendering, transcribe_job
 
 FILE_RATE = 44100  # Hz: the WAVs are written as CD-rate stereo, as most songs are
-STAGES = ("decode", "resample", "frontend", "model", "peaks")
+STAGES = ("decode", "resample", "frontend", "model", "peaks", "beats")
 SHIPPED_PRESET = "small"
 TARGET_X_REAL_TIME = 25.0  # for the shipped preset on a 2-core CPU
 RSS_LIMIT_BYTES = 2 << 30
@@ -126,6 +129,7 @@ def instrumented(loaded: LoadedModel, times: StageTimes) -> Iterator[None]:
         (drumtx.inference, "read_frames", "decode"),
         (drumtx.inference, "resample", "resample"),
         (drumtx.inference, "pick_onsets", "peaks"),
+        (drumtx.transcribe, "beat_grid", "beats"),
     ]
     saved = [getattr(module, name) for module, name, _ in patches]
     frontend, model = loaded.frontend, loaded.model
@@ -259,6 +263,7 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_average": os.getloadavg(),
+        "conv_dtype": dtype_name(cpu_conv_dtype("auto")),  # transcribe.cpu_precision
     }
 
 
@@ -269,8 +274,8 @@ def print_report(result: dict[str, Any]) -> None:
     console = Console(width=None if sys.stdout.isatty() else 150)
     env = result["environment"]
     table = Table(
-        title=f"drumtx transcribe on CPU ({env['n_cpus']} CPUs, {env['cpu']}): "
-        "median seconds per stage",
+        title=f"drumtx transcribe on CPU ({env['n_cpus']} CPUs, {env['cpu']}, "
+        f"{env['conv_dtype']} convolutions): median seconds per stage",
         caption=f"load average {' / '.join(f'{x:.1f}' for x in env['load_average'])} "
         f"(1/5/15 min) at start: other processes share these CPUs",
     )
