@@ -5,7 +5,9 @@ Training, validation, ``evaluate`` and ``transcribe`` all run the model through
 computed the way its weights were trained. ``auto`` means bf16 (or fp16 where the GPU
 lacks bf16) on CUDA and full precision on the CPU; an explicit ``bf16`` or ``fp16`` runs
 on either device through the same code. The frontend always runs in fp32 (see
-:class:`drumtx.frontend.LogMel`).
+:class:`drumtx.frontend.LogMel`). Separately, ``evaluate`` and ``transcribe`` on a CPU
+keep the convolutions' weights in bf16 where the CPU has bf16 units
+(``transcribe.cpu_precision``, :func:`drumtx.model.for_cpu_inference`).
 """
 
 from __future__ import annotations
