@@ -263,7 +263,16 @@ def test_fp16_resume_restores_the_scale_and_growth_tracker(fp16_run: dict):
 def test_a_checkpoint_trained_under_amp_transcribes_in_fp32(
     fp16_run: dict, made_store: Path, monkeypatch
 ):
-    cfg = load_config(None, [f"storage.data_root='{made_store}'"])
+    # The saved weights are fp32 masters; only transcribe.cpu_precision may put the
+    # convolutions (never the GRU or heads) in bf16.
+    root = f"storage.data_root='{made_store}'"
+    cfg = load_config(None, [root, "transcribe.cpu_precision=bf16"])
+    loaded = load_model(fp16_run["best"], cfg, CPU)
+    outside_convs = {
+        p.dtype for name, p in loaded.model.named_parameters() if "convs" not in name
+    }
+    assert outside_convs == {torch.float32}
+    cfg = load_config(None, [root, "transcribe.cpu_precision=fp32"])
     loaded = load_model(fp16_run["best"], cfg, CPU)
     assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
     store = load_store(made_store / "processed_data" / "test")
