@@ -238,7 +238,11 @@ def track_periods(strength: np.ndarray, periods: np.ndarray) -> np.ndarray:
     total = onset.copy()
     back = np.full(n, -1)
     t = int(np.ceil(periods[0] / 2))
+    steady = bool(np.all(periods == periods[0]))
     while t < n:
+        if steady and t >= round(2 * periods[0]):
+            fill_steady(onset, total, back, t, float(periods[0]))
+            break
         size = max(1, int(periods[t : t + int(periods[t]) + 1].min() / 2) - 1)
         ts = np.arange(t, min(t + size, n))
         tau = periods[ts]
@@ -263,6 +267,31 @@ def track_periods(strength: np.ndarray, periods: np.ndarray) -> np.ndarray:
         beats.append(beat)
         beat = back[beat]
     return np.asarray(beats[::-1], dtype=np.float64)
+
+
+def fill_steady(
+    onset: np.ndarray, total: np.ndarray, back: np.ndarray, t: int, period: float
+) -> None:
+    """track_periods' dynamic programme from frame ``t`` on, at one period, in place.
+
+    Once every lag of a frame reaches back inside the file, the predecessors of a
+    block are rows of a sliding-window view of ``total`` (which sees the updates), so
+    a block costs a subtraction and an argmax; same values as the general loop."""
+    n = len(total)
+    size = max(1, int(period / 2) - 1)  # < lo: a block depends only on earlier frames
+    lo, hi = max(1, round(period / 2)), round(2 * period)
+    lags = np.arange(lo, hi + 1)
+    penalty = TIGHTNESS * np.log(lags / period) ** 2
+    windows = np.lib.stride_tricks.sliding_window_view(total, hi - lo + 1)
+    while t < n:
+        m = min(size, n - t)
+        option = windows[t - hi : t - hi + m, ::-1] - penalty  # lags ascending
+        best = np.argmax(option, axis=1)
+        value = option[np.arange(m), best]
+        found = np.flatnonzero(value > 0)
+        total[t + found] = onset[t + found] + value[found]
+        back[t + found] = t + found - lags[best[found]]
+        t += m
 
 
 # --- hypotheses and their score ------------------------------------------------------

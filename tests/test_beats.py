@@ -129,6 +129,41 @@ def test_too_few_hits_keep_the_old_120_bpm_map() -> None:
         beats.beat_grid(onset, onset, ROLAND9.codes, FPS, bpm=0.0)
 
 
+def ellis_beats(strength: np.ndarray, period: float) -> np.ndarray:
+    """The beat tracker's dynamic programme at one period, frame by frame in plain
+    Python: the oracle for track_periods' block-wise numpy."""
+    n = len(strength)
+    onset = strength / (strength.std() + 1e-9)
+    total, back = onset.copy(), [-1] * n
+    lo, hi = max(1, round(period / 2)), round(2 * period)
+    for t in range(int(np.ceil(period / 2)), n):
+        best, best_prev = -np.inf, -1
+        for lag in range(lo, min(hi, t) + 1):
+            value = total[t - lag] - beats.TIGHTNESS * np.log(lag / period) ** 2
+            if value > best:
+                best, best_prev = value, t - lag
+        if best > 0:  # else the sequence may start afresh here
+            total[t], back[t] = onset[t] + best, best_prev
+    beat = max(0, n - round(period)) + int(
+        np.argmax(total[max(0, n - round(period)) :])
+    )
+    path = []
+    while beat >= 0:
+        path.append(beat)
+        beat = back[beat]
+    return np.array(path[::-1], dtype=np.float64)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dynamic_programme_matches_the_frame_by_frame_oracle(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, period = int(rng.integers(60, 1500)), float(rng.uniform(15.0, 90.0))
+    strength = np.abs(rng.normal(size=n)) * (rng.random(n) < 0.3)
+    expected = ellis_beats(strength, period)
+    steady = beats.track_periods(strength, np.full(n, period))  # the steady fast path
+    np.testing.assert_array_equal(steady, expected)
+
+
 def test_tempo_knots_only_where_the_tempo_changes() -> None:
     steady = 0.3 + 0.6 * np.arange(40) + np.random.default_rng(0).normal(0, 0.008, 40)
     assert beats.tempo_knots(steady, 1) == []
