@@ -374,31 +374,29 @@ def best_hypothesis(
     if len(hits.frames) < 2 * BEATS_PER_BAR:
         return None
     strength = onset_strength(onset, codes)
-    lo, hi = busiest_excerpt(hits, len(strength), fps)
-    periods = None
-    if hi - lo < len(strength) and bpm is None:
-        inside = (hits.frames >= lo) & (hits.frames < hi)
-        excerpt = Hits(hits.frames[inside] - lo, hits.roles[inside])
-        candidates = candidate_periods(strength, fps)
-        periods = finalists(strength[lo:hi], excerpt, fps, candidates) or None
+    periods = finalists(strength, hits, fps) if bpm is None else None
     best = best_of(beat_sequences(strength, fps, bpm, periods), hits, fps)
     if best is None or bpm is not None:
         return best
     return follow_tempo(strength, hits, best, fps)
 
 
-def finalists(
-    strength: np.ndarray, hits: Hits, fps: float, candidates: Sequence[float]
-) -> list[float]:
-    """The FINALISTS candidate periods whose best hypothesis scores highest on an
-    excerpt (``strength`` and ``hits`` cut to it)."""
+def finalists(strength: np.ndarray, hits: Hits, fps: float) -> list[float] | None:
+    """In a file longer than 1.5 x EXCERPT_SEC, the FINALISTS candidate periods whose
+    best hypothesis scores highest on its busiest EXCERPT_SEC; None (every candidate
+    competes on the whole file) in a shorter one."""
+    lo, hi = busiest_excerpt(hits, len(strength), fps)
+    if hi - lo == len(strength):
+        return None
+    inside = (hits.frames >= lo) & (hits.frames < hi)
+    excerpt = Hits(hits.frames[inside] - lo, hits.roles[inside])
     scored = []
-    for period in candidates:
-        sequences = beat_sequences(strength, fps, periods=[period])
-        best = best_of(sequences, hits, fps)
+    for period in candidate_periods(strength, fps):  # from the whole file
+        sequences = beat_sequences(strength[lo:hi], fps, periods=[period])
+        best = best_of(sequences, excerpt, fps)
         if best is not None:
-            scored.append((score_of(hits, best, fps), period))
-    return [period for _, period in sorted(scored, reverse=True)[:FINALISTS]]
+            scored.append((score_of(excerpt, best, fps), period))
+    return [period for _, period in sorted(scored, reverse=True)[:FINALISTS]] or None
 
 
 def busiest_excerpt(hits: Hits, n: int, fps: float) -> tuple[int, int]:

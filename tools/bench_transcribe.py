@@ -263,7 +263,9 @@ def environment() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_average": os.getloadavg(),
-        "conv_dtype": dtype_name(cpu_conv_dtype("auto")),  # transcribe.cpu_precision
+        "conv_dtype": dtype_name(
+            cpu_conv_dtype(load_config(None).transcribe.cpu_precision)
+        ),
     }
 
 
