@@ -57,7 +57,9 @@ def value_pieces(ticks: int) -> list[int]:
     """``ticks`` as a sum of writable note values, largest first."""
     pieces = []
     while ticks > 0:
-        piece = next((v for v in NOTE_VALUES if v <= ticks), 1)
+        piece = next((v for v in NOTE_VALUES if v <= ticks), None)
+        if piece is None:
+            raise ValueError(f"{ticks} divisions are shorter than any note value")
         pieces.append(piece)
         ticks -= piece
     return pieces
@@ -73,9 +75,10 @@ def bar_strokes(
     """Bar lines (in beats, the last one closing the score) and each bar's strokes."""
     times = np.array([h.time_sec for h in hits], dtype=np.float64)
     beats = np.asarray(tempo_map.beats(tempo_map.snap(times, step_beats)))
-    last = max(float(tempo_map.beats(end_sec)), float(beats.max()) if len(hits) else 0)
-    lines = tempo_map.bar_lines(last)
-    if len(lines) > 2 and lines[-2] >= last - 1e-9:
+    last_stroke = float(beats.max()) if len(hits) else 0.0
+    last = max(float(tempo_map.beats(end_sec)), last_stroke)
+    lines = tempo_map.bar_lines(last + 1e-6)  # the last line lies after every stroke
+    if len(lines) > 2 and lines[-2] >= last - 1e-6 and last_stroke < lines[-2] - 1e-6:
         lines = lines[:-1]  # the audio ends on a bar line: no empty bar after it
     bars: list[list[Stroke]] = [[] for _ in range(len(lines) - 1)]
     index = np.clip(
@@ -98,7 +101,7 @@ def voice_events(
     quarter-note beat on its own, each note lasting to the next one in its beat."""
     by_tick: dict[int, list[Stroke]] = {}
     for stroke in strokes:
-        by_tick.setdefault(min(stroke.tick, bar_ticks - 1), []).append(stroke)
+        by_tick.setdefault(stroke.tick, []).append(stroke)
     if not by_tick:
         return [(0, bar_ticks, [])]
     events = []

@@ -141,3 +141,14 @@ def test_note_values_and_voice_events() -> None:
                                 TempoMap.constant(120.0)))  # fmt: skip
     rests = [n.find("rest") for n in root.iter("note")]
     assert [r.get("measure") for r in rests] == ["yes", "yes"]  # both voices
+
+
+def test_a_hit_snapped_onto_the_closing_bar_line_opens_a_bar() -> None:
+    """The audio ends just before a bar line and the last hit snaps onto it: the hit
+    starts one more bar (it used to fall a tick short of the bar's end and crash)."""
+    hits = [Hit(0.0, C("KD"), 100), Hit(1.99, C("CR"), 100)]
+    for end_sec in (1.99, 2.0):
+        root = parse(musicxml_bytes(hits, ROLAND9.codes, [36] * 9,
+                                    TempoMap.constant(120.0), end_sec=end_sec))  # fmt: skip
+        assert ("2", 0, "CR", "x") in read_back(root)
+        assert len(list(root.iter("measure"))) == 2
