@@ -501,12 +501,22 @@ def pickup_map(
     (at ``first_bar_sec``, less than a bar after 0) with ``tempi`` seconds per beat, and
     before it a pickup bar of whole 32nd notes. The pickup is played at the tempo that
     fills it exactly, or (``exact_tempo``) at the first segment's tempo, the bar lines
-    then moving by less than a 64th note."""
+    then moving by less than a 64th note.
+
+    Less than a 64th note before the first bar line holds no pickup: the first bar
+    starts at 0 and is played a little slower so that the second one starts on time
+    (``exact_tempo``: not slower; the bar lines move by that sliver)."""
     spb = tempi[0]
     n_32nds = round(8 * first_bar_sec / spb)
     if first_bar_sec < 1e-3 or (exact_tempo and n_32nds == 0):  # no pickup
         return TempoMap(tuple(starts), tuple(tempi), ((0.0, BEATS_PER_BAR, 4),))
-    n_32nds = max(1, n_32nds)
+    if n_32nds == 0:  # a sliver: stretch the first bar rather than a 1/32 bar at 4x
+        first_spb = (first_bar_sec + BEATS_PER_BAR * spb) / BEATS_PER_BAR
+        return TempoMap(
+            (0.0, *(BEATS_PER_BAR + s for s in starts)),
+            (first_spb, *tempi),
+            ((0.0, BEATS_PER_BAR, 4),),
+        )
     numerator, denominator = n_32nds, 32
     while numerator % 2 == 0 and denominator > 4:
         numerator, denominator = numerator // 2, denominator // 2

@@ -180,6 +180,13 @@ def test_pickup_bar_fills_the_time_before_the_first_bar_line() -> None:
     assert float(tm.seconds(0.625)) == pytest.approx(0.3)  # exactly on the bar line
     assert float(tm.seconds(4.625)) == pytest.approx(2.3)
     assert beats.pickup_map(0.0004, [0.0], [0.5]).meters == ((0.0, 4, 4),)
+    # 5 ms, under a 64th note: no 1/32 bar at 3750 BPM but a first bar 5 ms longer,
+    # so the second bar line is on time.
+    sliver = beats.pickup_map(0.005, [0.0], [0.5])
+    assert sliver.meters == ((0.0, 4, 4),)
+    assert sliver.sec_per_beat == pytest.approx((2.005 / 4, 0.5))
+    assert float(sliver.seconds(4.0)) == pytest.approx(2.005)
+    assert float(sliver.seconds(8.0)) == pytest.approx(4.005)
 
 
 # --- metrics and benchmark (before the done-when test: made_store's preprocess pool
