@@ -95,19 +95,17 @@ def evaluate_store(
     backing_db: Sequence[float] = (),
     egmd_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """score_store's report with the model's thresholds, without the picture; and
+    """score_store's report with the model's thresholds; and
     under ``mixes`` the same for each backing level, where the store has backing.
     With ``egmd_dir``, also the beats, downbeats and tempo (``beats``)."""
     thresholds = class_thresholds(loaded)
     results = score_store(loaded, store, indices, thresholds, egmd_dir=egmd_dir)
-    results.pop("image", None)
     if store.backing is not None and backing_db:
         results["mixes"] = {}
         for level in backing_db:
             mixed = score_store(
                 loaded, store, indices, thresholds, backing_db=level, egmd_dir=egmd_dir
             )
-            mixed.pop("image", None)
             results["mixes"][mix_name(level)] = mixed
     return results
 

@@ -68,13 +68,14 @@ def score_store(
     thresholds: Sequence[float] | None = None,
     backing_db: float | None = None,
     egmd_dir: Path | None = None,
+    picture: bool = False,
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
     Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, the thresholds
-    used, and ``image``: (H, W, 3) reference vs predicted onsets of the first
-    recording's first 10 s (:func:`validation_picture`). Validation during training
-    and ``evaluate`` both score here.
+    used, and with ``picture`` an ``image``: (H, W, 3) reference vs predicted onsets
+    of the first recording's first 10 s (:func:`validation_picture`, for TensorBoard).
+    Validation during training and ``evaluate`` both score here.
     With ``egmd_dir`` (where the recordings' MIDI files are), ``beats``: beat and
     downbeat F-measure and tempo accuracy of the tempo map transcribe would write,
     against the MIDI's (see :func:`summarize_beats`).
@@ -91,14 +92,15 @@ def score_store(
             beats.append(
                 recording_beats(store, index, egmd_dir, loaded, onset, velocity)
             )
-        if image is None:
+        if picture and image is None:
             image = validation_picture(onset, ref, est, loaded.vocab.codes, fps)
     results = tally.summary()
     if egmd_dir is not None:
         results["beats"] = summarize_beats([b for b in beats if b is not None])
     results["thresholds"] = dict(zip(loaded.vocab.codes, map(float, thresholds)))
     results["n_recordings"] = len(indices)
-    results["image"] = image
+    if picture:
+        results["image"] = image
     return results
 
 

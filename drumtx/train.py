@@ -260,7 +260,9 @@ class Run:
         )
         p.model.eval()
         try:
-            metrics = score_store(loaded, self.val_store, self.val_indices)
+            metrics = score_store(
+                loaded, self.val_store, self.val_indices, picture=True
+            )
             metrics["score"] = metrics["micro_f1"]
             if self.val_store.backing is not None:
                 mixed = score_store(

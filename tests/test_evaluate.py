@@ -354,3 +354,17 @@ def test_missing_store_names_the_preprocess_command(
     )
     assert code == 1 and "manifest.json missing" in err
     assert "python -m drumtx preprocess" in err
+
+
+def test_only_training_validation_draws_the_picture(root, fitted_checkpoint) -> None:
+    """score_store renders the TensorBoard picture only when asked (training's
+    validation); evaluate's report, which never shows it, does not pay for it."""
+    from drumtx.scoring import score_store
+
+    loaded = load_model(fitted_checkpoint, _tiny_config(), torch.device("cpu"))
+    store = load_store(root / "processed_data" / "test", loaded.cfg)
+    plain = score_store(loaded, store, [0])
+    drawn = score_store(loaded, store, [0], picture=True)
+    assert "image" not in plain
+    assert drawn["image"].ndim == 3 and drawn["image"].dtype == np.uint8
+    assert {k: v for k, v in drawn.items() if k != "image"} == plain
