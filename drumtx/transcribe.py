@@ -424,9 +424,15 @@ def tempo_json(grid: BeatGrid) -> dict:
 
 
 def output_bytes(
-    fmt: str, rows: list[dict], hits: Sequence[Hit], vocab: Vocab, rendering, grid
+    fmt: str,
+    rows: list[dict],
+    hits: Sequence[Hit],
+    vocab: Vocab,
+    rendering,
+    grid,
+    title: str = "",
 ) -> bytes:
-    """One format's file contents."""
+    """One format's file contents; the score and the picture carry ``title``."""
     if fmt == "csv":
         lines = ["time_sec,class,note,velocity"]
         lines += [
@@ -443,11 +449,12 @@ def output_bytes(
 
         step = rendering.quantize_beats or NOTATION_GRID
         return musicxml_bytes(hits, vocab.codes, rendering.notes, grid.tempo_map,
-                              step_beats=step, end_sec=duration_sec)  # fmt: skip
+                              step_beats=step, end_sec=duration_sec,
+                              title=title)  # fmt: skip
     from drumtx.plot import drum_roll_png
 
     return drum_roll_png(hits, vocab.codes, grid.beats_sec, grid.downbeats_sec,
-                         duration_sec)  # fmt: skip
+                         duration_sec, title=title)  # fmt: skip
 
 
 def write_outputs(
@@ -478,7 +485,8 @@ def write_outputs(
             write_midi(path, midi_notes, tempo_map=grid.tempo_map,
                        note_sec=rendering.note_sec)  # fmt: skip
         else:
-            data = output_bytes(fmt, rows, hits, vocab, rendering, grid)
+            title = job.input_path.stem
+            data = output_bytes(fmt, rows, hits, vocab, rendering, grid, title)
             atomic_write_bytes(path, data)
         written.append(path)
     return written

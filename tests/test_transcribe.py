@@ -61,6 +61,7 @@ def test_writes_all_formats(tmp_path, random_model, capsys):
     assert {"tempo", "time_signatures", "beats_sec", "downbeats_sec"} <= set(data)
     score = (tmp_path / "song.drums.musicxml").read_bytes()
     assert b"<score-partwise" in score  # -f all: every format but the picture
+    assert b"<work-title>song</work-title>" in score  # named after its audio file
     assert not (tmp_path / "song.drums.png").exists()
     err = capsys.readouterr().err
     assert "model:" in err and "device: cpu" in err and "transcribed 1" in err
