@@ -13,6 +13,10 @@ Every number means what it means in the drum transcription literature:
   onset-only matching) with all classes pooled into one note list, one pitch per class,
   as the E-GMD paper (Callender et al., 2020) reports it; the velocity fit is per
   recording, matches are summed over recordings (``f1_mean`` averages per recording).
+
+Where the errors sit (:func:`confusion_counts`): after that matching, every false
+positive of class P is put in the column of the reference it most likely answered, and
+every miss of class R in the column of what was predicted over it (see :func:`blame`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from drumtx.errors import ConfigError
 ONSET_WINDOW_SEC = 0.05
 NOTE_SEC = 0.05  # nominal note length for mir_eval's interval format; offsets ignored
 VELOCITY_TOLERANCE = 0.1  # mir_eval and Onsets & Frames default
+NO_HIT = "none"  # confusion column: no hit of any class within the window
 
 
 @dataclass
@@ -81,6 +86,42 @@ def class_times(hits: Sequence[Hit], n_classes: int) -> list[np.ndarray]:
     return [np.sort(np.asarray(t, dtype=np.float64)) for t in times]
 
 
+@dataclass
+class ClassMatch:
+    """One class of one recording after matching: sorted onset times (seconds) and
+    which of them found a partner."""
+
+    ref_sec: np.ndarray
+    est_sec: np.ndarray
+    ref_matched: np.ndarray  # bool, one per ref_sec
+    est_matched: np.ndarray  # bool, one per est_sec
+
+    def counts(self) -> ClassCounts:
+        return ClassCounts(
+            int(self.ref_matched.sum()), len(self.ref_sec), len(self.est_sec)
+        )
+
+
+def match_classes(
+    ref: Sequence[Hit],
+    est: Sequence[Hit],
+    n_classes: int,
+    window_sec: float = ONSET_WINDOW_SEC,
+) -> list[ClassMatch]:
+    """Per-class one-to-one matches of one recording within +-window_sec (mir_eval)."""
+    matches = []
+    ref_times, est_times = class_times(ref, n_classes), class_times(est, n_classes)
+    for ref_sec, est_sec in zip(ref_times, est_times):
+        pairs = mir_eval.util.match_events(ref_sec, est_sec, window_sec)
+        ref_matched = np.zeros(len(ref_sec), dtype=bool)
+        est_matched = np.zeros(len(est_sec), dtype=bool)
+        if pairs:
+            ref_idx, est_idx = np.asarray(pairs).T  # (2, n_pairs)
+            ref_matched[ref_idx] = est_matched[est_idx] = True
+        matches.append(ClassMatch(ref_sec, est_sec, ref_matched, est_matched))
+    return matches
+
+
 def match_onsets(
     ref: Sequence[Hit],
     est: Sequence[Hit],
@@ -88,13 +129,101 @@ def match_onsets(
     window_sec: float = ONSET_WINDOW_SEC,
 ) -> list[ClassCounts]:
     """Per-class counts for one recording: one-to-one matches within +-window_sec."""
-    counts = []
-    for ref_times, est_times in zip(
-        class_times(ref, n_classes), class_times(est, n_classes)
-    ):
-        matched = mir_eval.util.match_events(ref_times, est_times, window_sec)
-        counts.append(ClassCounts(len(matched), len(ref_times), len(est_times)))
-    return counts
+    return [m.counts() for m in match_classes(ref, est, n_classes, window_sec)]
+
+
+# --- where the errors sit -------------------------------------------------------------
+
+
+def nearest_gaps(
+    query_sec: np.ndarray, candidates: Sequence[np.ndarray], window_sec: float
+) -> np.ndarray:
+    """(Q, C) distance (seconds) from each query time to the nearest candidate of each
+    class within +-window_sec (inclusive, as mir_eval's window), inf where none is."""
+    gaps = np.full((len(query_sec), len(candidates)), np.inf)
+    for c, times in enumerate(candidates):  # each sorted
+        if not len(times):
+            continue
+        after = np.searchsorted(times, query_sec)  # first candidate >= query
+        left = times[np.maximum(after - 1, 0)]
+        right = times[np.minimum(after, len(times) - 1)]
+        left_ok = (after > 0) & (left >= query_sec - window_sec)
+        right_ok = (after < len(times)) & (right <= query_sec + window_sec)
+        gaps[:, c] = np.minimum(
+            np.where(left_ok, query_sec - left, np.inf),
+            np.where(right_ok, right - query_sec, np.inf),
+        )
+    return gaps
+
+
+def blame(
+    query_sec: np.ndarray,
+    query_cls: np.ndarray,
+    unmatched: Sequence[np.ndarray],
+    every: Sequence[np.ndarray],
+    window_sec: float = ONSET_WINDOW_SEC,
+) -> np.ndarray:
+    """Column of each unmatched hit (time, class): a class index, or C for none.
+
+    The rule, first that applies: the class of the nearest *unmatched* hit of another
+    class within the window (a tom predicted as a snare: an SD false positive at an LT
+    miss); else the class of the nearest hit of any class, matched or not (its own
+    class here means a double hit, or a flam's second stroke); else C (none: a hit
+    out of nothing, or a miss in silence). Equal distances go to the class that
+    comes first in the vocabulary. ``unmatched`` and ``every`` hold sorted times per
+    class, on the other side (references for false positives, estimates for misses).
+    """
+    n_classes = len(every)
+    column = np.full(len(query_sec), n_classes)
+    for pool, own_class_too in ((unmatched, False), (every, True)):
+        rows = np.flatnonzero(column == n_classes)
+        if not len(rows):
+            break
+        gaps = nearest_gaps(query_sec[rows], pool, window_sec)  # (Q, C)
+        if not own_class_too:
+            gaps[np.arange(len(rows)), query_cls[rows]] = np.inf
+        nearest = np.argmin(gaps, axis=1)  # the first class on equal distances
+        found = np.isfinite(gaps[np.arange(len(rows)), nearest])
+        column[rows[found]] = nearest[found]
+    return column
+
+
+def confusion_counts(
+    matches: Sequence[ClassMatch], window_sec: float = ONSET_WINDOW_SEC
+) -> tuple[np.ndarray, np.ndarray]:
+    """False positives and misses of one recording by where they sit, (C, C + 1) each.
+
+    ``false_positives[p, q]``: predictions of class p matched to no reference, blamed
+    on reference class q (column C: none); ``misses[r, q]``: references of class r
+    left unmatched, with class q predicted there (column C: none). Row p sums to the
+    class's false positives, row r to its misses.
+    """
+    n_classes = len(matches)
+    refs = [m.ref_sec for m in matches]
+    ests = [m.est_sec for m in matches]
+    free_refs = [m.ref_sec[~m.ref_matched] for m in matches]
+    free_ests = [m.est_sec[~m.est_matched] for m in matches]
+    tables = []
+    for mine, their_free, theirs in ((free_ests, free_refs, refs),
+                                     (free_refs, free_ests, ests)):  # fmt: skip
+        query_cls = np.repeat(np.arange(n_classes), [len(t) for t in mine])
+        query_sec = np.concatenate(mine)
+        column = blame(query_sec, query_cls, their_free, theirs, window_sec)
+        flat = np.bincount(
+            query_cls * (n_classes + 1) + column, minlength=n_classes * (n_classes + 1)
+        )
+        tables.append(flat.reshape(n_classes, n_classes + 1))  # (C, C + 1)
+    false_positives, misses = tables
+    return false_positives, misses
+
+
+def confusion_table(table: np.ndarray, codes: Sequence[str]) -> dict[str, dict]:
+    """A (C, C + 1) count table as ``{row code: {column code or "none": count}}``."""
+    columns = [*codes, NO_HIT]
+    return {
+        code: {col: int(n) for col, n in zip(columns, row)}
+        for code, row in zip(codes, table)
+    }
 
 
 def add_counts(
@@ -239,8 +368,9 @@ def reduce_hits(
 class Tally:
     """Scores of many recordings, added one at a time, summed before any ratio.
 
-    Per-class onset counts, the same per kit, reduced to adtof5 (roland9 only), and
-    every recording's hits for the velocity-aware F1 (fitted per recording).
+    Per-class onset counts, the same per kit, reduced to adtof5 (roland9 only), where
+    the false positives and misses sit (:func:`confusion_counts`), and every
+    recording's hits for the velocity-aware F1 (fitted per recording).
     """
 
     vocab: Vocab
@@ -251,10 +381,19 @@ class Tally:
     )
     refs: list[Sequence[Hit]] = field(default_factory=list)
     ests: list[Sequence[Hit]] = field(default_factory=list)
+    false_positives: np.ndarray | None = None  # (C, C + 1), see confusion_counts
+    misses: np.ndarray | None = None  # (C, C + 1)
 
     def add(self, ref: Sequence[Hit], est: Sequence[Hit], kit: str) -> None:
-        counts = match_onsets(ref, est, self.vocab.n_classes)
+        matches = match_classes(ref, est, self.vocab.n_classes)
+        counts = [m.counts() for m in matches]
         self.counts = _summed(self.counts, counts)
+        false_positives, misses = confusion_counts(matches)
+        if self.false_positives is None or self.misses is None:
+            self.false_positives, self.misses = false_positives, misses
+        else:
+            self.false_positives = self.false_positives + false_positives
+            self.misses = self.misses + misses
         self.per_kit[kit] = _summed(self.per_kit[kit], counts)
         if self.vocab.name == "roland9":
             reduced = match_onsets(
@@ -267,10 +406,18 @@ class Tally:
         self.ests.append(est)
 
     def summary(self) -> dict[str, Any]:
-        """summarize() of the totals, plus ``adtof5``, ``velocity_f1`` and ``per_kit``
-        (micro F1 of each kit)."""
+        """summarize() of the totals, plus ``adtof5``, ``velocity_f1``, ``per_kit``
+        (micro F1 of each kit) and ``confusion``: ``false_positives`` (rows predicted
+        class, columns reference class or "none") and ``misses`` (rows reference class,
+        columns predicted class or "none"), counts summed over recordings."""
         codes = self.vocab.codes
         results = summarize(self.counts, codes)
+        empty = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
+        tables = {"false_positives": self.false_positives, "misses": self.misses}
+        results["confusion"] = {
+            name: confusion_table(empty if table is None else table, codes)
+            for name, table in tables.items()
+        }
         if self.reduced:
             results["adtof5"] = summarize(self.reduced, get_vocab("adtof5").codes)
         results["velocity_f1"] = velocity_f1(self.refs, self.ests, self.vocab.n_classes)

@@ -9,7 +9,11 @@ import pytest
 from drumtx.drums import ADTOF5, ROLAND9, Hit, get_vocab
 from drumtx.errors import ConfigError
 from drumtx.metrics import (
+    NO_HIT,
     ClassCounts,
+    Tally,
+    confusion_counts,
+    match_classes,
     match_onsets,
     reduce_hits,
     summarize,
@@ -163,3 +167,144 @@ def test_reduce_hits_to_adtof5() -> None:
     assert reduce_hits(hits[:1], ADTOF5) == hits[:1]
     with pytest.raises(ConfigError):
         reduce_hits(hits, get_vocab("basic3"))
+
+
+# --- where the errors sit -------------------------------------------------------------
+
+
+def hits(*pairs: tuple[float, str]) -> list[Hit]:
+    """Hits from (time, roland9 code) pairs."""
+    return [Hit(t, ROLAND9.index(code), 100) for t, code in pairs]
+
+
+def confusion(ref: list[Hit], est: list[Hit]) -> dict[str, dict[str, dict]]:
+    """Only the non-zero cells: {"fp": {(row, col): n}, "miss": {...}}."""
+    tally = Tally(ROLAND9)
+    tally.add(ref, est, "kit")
+    tables = tally.summary()["confusion"]
+    return {
+        short: {
+            (row, col): n
+            for row, cells in tables[name].items()
+            for col, n in cells.items()
+            if n
+        }
+        for short, name in (("fp", "false_positives"), ("miss", "misses"))
+    }
+
+
+def test_a_tom_predicted_as_a_snare() -> None:
+    got = confusion(hits((1.0, "LT"), (2.0, "KD")), hits((1.01, "SD"), (2.0, "KD")))
+    assert got == {"fp": {("SD", "LT"): 1}, "miss": {("LT", "SD"): 1}}
+
+
+def test_a_hit_from_nothing_and_a_miss_in_silence() -> None:
+    got = confusion(hits((3.0, "KD")), hits((1.0, "HH")))
+    assert got == {"fp": {("HH", NO_HIT): 1}, "miss": {("KD", NO_HIT): 1}}
+    assert confusion([], []) == {"fp": {}, "miss": {}}
+
+
+def test_an_unmatched_partner_beats_a_nearer_matched_hit() -> None:
+    # the HH at 1.0 is found; the SD at 1.005 answers the LT nobody found at 1.04
+    got = confusion(
+        hits((1.0, "HH"), (1.04, "LT")), hits((1.0, "HH"), (1.005, "SD"))
+    )
+    assert got == {"fp": {("SD", "LT"): 1}, "miss": {("LT", "SD"): 1}}
+
+
+def test_matched_hits_are_the_fallback() -> None:
+    bleed = confusion(hits((1.0, "HH")), hits((1.0, "HH"), (1.01, "SD")))
+    assert bleed == {"fp": {("SD", "HH"): 1}, "miss": {}}
+    double = confusion(hits((1.0, "SD")), hits((1.0, "SD"), (1.03, "SD")))
+    assert double == {"fp": {("SD", "SD"): 1}, "miss": {}}
+    flam = confusion(hits((1.0, "SD"), (1.03, "SD")), hits((1.01, "SD")))
+    assert flam == {"fp": {}, "miss": {("SD", "SD"): 1}}
+
+
+def test_the_nearest_wins_and_equal_distances_go_to_vocabulary_order() -> None:
+    est = hits((1.0, "SD"))
+    # times exact in binary, so the two distances really are equal
+    tie = confusion(hits((0.96875, "LT"), (1.03125, "HH")), est)
+    assert tie["fp"] == {("SD", "HH"): 1}
+    tie_reversed = confusion(hits((0.96875, "HH"), (1.03125, "LT")), est)
+    assert tie_reversed["fp"] == {("SD", "HH"): 1}
+    nearer = confusion(hits((0.984375, "LT"), (1.03125, "HH")), est)
+    assert nearer["fp"] == {("SD", "LT"): 1}
+
+
+def test_the_window_edge_is_inclusive_like_the_matching() -> None:
+    at_edge = confusion(hits((1.05, "LT")), hits((1.0, "SD")))
+    assert at_edge == {"fp": {("SD", "LT"): 1}, "miss": {("LT", "SD"): 1}}
+    beyond = confusion(hits((1.0501, "LT")), hits((1.0, "SD")))
+    assert beyond == {"fp": {("SD", NO_HIT): 1}, "miss": {("LT", NO_HIT): 1}}
+
+
+def oracle_column(
+    time_sec: float,
+    cls: int,
+    free: list[tuple[float, int]],
+    every: list[tuple[float, int]],
+    n_classes: int,
+) -> int:
+    """blame()'s rule, one hit at a time with plain Python."""
+    for pool, own_too in ((free, False), (every, True)):
+        near = [
+            (abs(t - time_sec), c)
+            for t, c in pool
+            if (own_too or c != cls) and time_sec - 0.05 <= t <= time_sec + 0.05
+        ]
+        if near:
+            return min(near)[1]
+    return n_classes
+
+
+def oracle_tables(ref: list[Hit], est: list[Hit], n: int) -> tuple[np.ndarray, ...]:
+    matches = match_classes(ref, est, n)
+    sides = {}
+    for side, times, matched in (("ref", "ref_sec", "ref_matched"),
+                                 ("est", "est_sec", "est_matched")):  # fmt: skip
+        every = [(float(t), c) for c, m in enumerate(matches)
+                 for t in getattr(m, times)]  # fmt: skip
+        flags = [f for m in matches for f in getattr(m, matched)]
+        sides[side] = (every, [h for h, f in zip(every, flags) if not f])
+    fp, miss = np.zeros((n, n + 1), int), np.zeros((n, n + 1), int)
+    for table, mine, theirs in ((fp, "est", "ref"), (miss, "ref", "est")):
+        for t, c in sides[mine][1]:
+            table[c, oracle_column(t, c, sides[theirs][1], sides[theirs][0], n)] += 1
+    return fp, miss
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_confusion_agrees_with_a_plain_oracle_and_the_counts(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = random_hits(rng, 120, 5)
+    est = jittered(rng, ref, keep=0.8)
+    est = [Hit(h.time_sec, int(rng.integers(0, 5)) if rng.uniform() < 0.2 else h.cls,
+               h.velocity) for h in est] + random_hits(rng, 15, 5)  # fmt: skip
+    matches = match_classes(ref, est, 5)
+    fp, miss = confusion_counts(matches)
+    want_fp, want_miss = oracle_tables(ref, est, 5)
+    np.testing.assert_array_equal(fp, want_fp)
+    np.testing.assert_array_equal(miss, want_miss)
+    counts = match_onsets(ref, est, 5)
+    assert fp.sum(axis=1).tolist() == [c.n_est - c.tp for c in counts]
+    assert miss.sum(axis=1).tolist() == [c.n_ref - c.tp for c in counts]
+    assert fp[:, :5].sum() > 0 and miss[:, 5].sum() > 0  # both kinds occur
+
+
+def test_tally_sums_confusion_over_recordings() -> None:
+    tally = Tally(ROLAND9)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        ref = random_hits(rng, 40, ROLAND9.n_classes)
+        tally.add(ref, jittered(rng, ref, keep=0.7), "kit")
+    summary = tally.summary()
+    for name, key in (("false_positives", "n_est"), ("misses", "n_ref")):
+        table = summary["confusion"][name]
+        assert list(table) == list(ROLAND9.codes)
+        for code, row in table.items():
+            assert list(row) == [*ROLAND9.codes, NO_HIT]
+            errors = summary["classes"][code][key] - summary["classes"][code]["tp"]
+            assert sum(row.values()) == errors
+    empty = Tally(ROLAND9).summary()["confusion"]["misses"]
+    assert all(n == 0 for row in empty.values() for n in row.values())
