@@ -343,7 +343,7 @@ def test_resume_reuses_finished_parts(
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash before the store files are written")
 
-    monkeypatch.setattr(preprocess, "_finish_store", crash)
+    monkeypatch.setattr(preprocess, "finish_store", crash)
     with pytest.raises(RuntimeError):
         _run(cfg, splits=["train"])
     monkeypatch.undo()
@@ -376,7 +376,7 @@ def test_part_damaged_after_an_os_crash_is_caught(
     assert _run(_cfg(tmp_path, data_root, reference), splits=["test"]) == 0
     out = tmp_path / "out"
     cfg = _cfg(tmp_path, data_root, out)
-    monkeypatch.setattr(preprocess, "_finish_store", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(preprocess, "finish_store", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         _run(cfg, splits=["test"])
     monkeypatch.undo()
