@@ -240,6 +240,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     console.print(f"micro F1 per kit: {kits}")
     if results.get("mixes"):
         print_mixes(results, console)
+    print_confusion(results, console)
     if results.get("beats"):
         print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
@@ -260,6 +261,46 @@ def print_mixes(results: dict[str, Any], console: Console) -> None:
     macro = [f"{m['macro_f1']:.3f}" for m in mixes.values()]
     table.add_row("macro", f"{results['macro_f1']:.3f}", *macro)
     console.print(table)
+
+
+TOP_ERRORS = 3  # a printed confusion cell names the row's three commonest columns
+
+
+def print_confusion(results: dict[str, Any], console: Console) -> None:
+    """Where the errors sit, drums alone and each mix: per class, its false positives
+    by the reference class there and its misses by the class predicted there (the
+    commonest three, as shares of the row; the full tables are in --json)."""
+    views = {"drums only": results, **results.get("mixes", {})}
+    for name, view in views.items():
+        if "confusion" not in view:
+            continue
+        table = Table(
+            title=f"where the errors sit, {name} (+-50 ms)",
+            caption="reference class at each false positive, predicted class at each "
+            "miss; none: no hit there; the row's own class: a double hit or a flam",
+        )
+        for column in ("class", "FP", "reference there", "misses", "predicted there"):
+            counts = column in ("FP", "misses")
+            table.add_column(column, justify="right" if counts else "left")
+        for code in view["classes"]:
+            false_positives = view["confusion"]["false_positives"][code]
+            misses = view["confusion"]["misses"][code]
+            table.add_row(
+                code,
+                str(sum(false_positives.values())),
+                top_errors(false_positives),
+                str(sum(misses.values())),
+                top_errors(misses),
+            )
+        console.print(table)
+
+
+def top_errors(row: dict[str, int], n_top: int = TOP_ERRORS) -> str:
+    """"LT 41%  none 30%  MT 9%": the row's commonest columns and their shares."""
+    total = sum(row.values())
+    ranked = sorted(row.items(), key=lambda item: -item[1])[:n_top]  # stable on ties
+    cells = [f"{column} {count / total:.0%}" for column, count in ranked if count]
+    return "  ".join(cells) or "-"
 
 
 def print_beats(results: dict[str, Any], console: Console) -> None:

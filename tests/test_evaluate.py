@@ -135,6 +135,19 @@ def _check_scores(block: dict, codes: Sequence[str]) -> None:
     assert 0.0 <= block["micro_f1"] <= 1.0 and 0.0 <= block["macro_f1"] <= 1.0
 
 
+def _check_confusion(block: dict, codes: Sequence[str]) -> None:
+    """Both tables name every class and "none"; each error sits in exactly one cell:
+    a row sums to that class's false positives (n_est - tp) or misses (n_ref - tp)."""
+    for name, key in (("false_positives", "n_est"), ("misses", "n_ref")):
+        table = block["confusion"][name]
+        assert list(table) == list(codes)
+        for code, row in table.items():
+            assert list(row) == [*codes, "none"]
+            assert all(isinstance(n, int) and n >= 0 for n in row.values())
+            scores = block["classes"][code]
+            assert sum(row.values()) == scores[key] - scores["tp"], (name, code)
+
+
 @pytest.mark.parametrize("which", ["random", "fitted"])
 def test_json_report_has_every_score(
     which, root, random_checkpoint, fitted_checkpoint, capsys
@@ -145,6 +158,8 @@ def test_json_report_has_every_score(
     report = json.loads(out)
     _check_scores(report, ROLAND9.codes)
     _check_scores(report["adtof5"], ADTOF5.codes)
+    for condition in [report, *report.get("mixes", {}).values()]:
+        _check_confusion(condition, ROLAND9.codes)
     assert set(report["velocity_f1"]) == {"precision", "recall", "f1", "f1_mean"}
     assert report["velocity_f1"]["f1"] <= report["micro_f1"] + 1e-9
     store = load_store(root / "processed_data" / "test")
@@ -162,6 +177,7 @@ def test_table_report(root, random_checkpoint, capsys):
     code, out, _ = _evaluate(capsys, root, random_checkpoint, "--limit", "1")
     assert code == 0
     assert "onset F1" in out and "micro F1" in out and "adtof5" in out and "KD" in out
+    assert "where the errors sit, drums only" in out and "predicted there" in out
 
 
 def _mir_eval_counts(
@@ -217,6 +233,9 @@ def test_scores_match_mir_eval_on_the_same_hits(root, fitted_checkpoint, capsys)
     to_adtof = [ADTOF5.index(ROLAND9_TO_ADTOF5[c]) for c in ROLAND9.codes]
     adtof_counts = _mir_eval_counts(refs, ests, to_adtof, ADTOF5.n_classes)
     _check_against(report["adtof5"], ADTOF5.codes, adtof_counts)
+    _check_confusion(report, ROLAND9.codes)
+    misses = sum(sum(row.values()) for row in report["confusion"]["misses"].values())
+    assert misses == int(counts[:, 1].sum() - counts[:, 0].sum())
 
 
 def _copy(src: Path, dst: Path) -> Path:
