@@ -352,7 +352,14 @@ def check_outputs(
 def transcribe_job(
     job: Job, loaded: LoadedModel, cfg: Config, rendering: Rendering
 ) -> None:
-    """Transcribe one input into its outputs; a failure is recorded on the job."""
+    """Transcribe one input into its outputs.
+
+    What is wrong with this input or its outputs (undecodable audio, an unwritable
+    folder, a full disk, a file too big for memory) fails this job alone, with the
+    reason; the other inputs go on. Anything else is a bug in drumtx or a broken device
+    (a shape mismatch, a CUDA error that poisons every later call): it propagates with
+    its traceback, noted with the input it happened on.
+    """
     t = cfg.transcribe
     try:
         n_samples, chunks = stream_file(job.input_path, loaded.cfg.audio.sample_rate)
@@ -379,8 +386,21 @@ def transcribe_job(
     except OSError as exc:
         job.status = "failed"
         job.reason = f"{exc.strerror or exc} ({exc.filename or ''})"
-    except (RuntimeError, MemoryError) as exc:  # e.g. out of memory on one huge file
-        job.status, job.reason = "failed", f"{type(exc).__name__}: {str(exc)[:200]}"
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
+        job.status = "failed"
+        job.reason = (
+            f"out of memory ({type(exc).__name__}); try a smaller --batch-size or "
+            "--segment"
+        )
+    except Exception as exc:
+        _add_note(exc, f"drumtx: raised while transcribing {job.input_path}")
+        raise
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """Python 3.11's add_note: the note is printed under the traceback."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
 
 
 def quantize_hits(hits: Sequence[Hit], grid: BeatGrid, step_beats: float) -> list[Hit]:

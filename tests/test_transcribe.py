@@ -334,3 +334,47 @@ def test_bad_grid_or_tempo_is_a_usage_error(tmp_path, random_model, capsys):
     assert _run(str(song), "--checkpoint", str(random_model), "--tempo", "5") == 2
     assert "transcribe.tempo" in capsys.readouterr().err
     assert not (tmp_path / "song.drums.mid").exists()
+
+
+def test_a_bug_shows_its_traceback_instead_of_a_failed_line(
+    tmp_path, random_model, monkeypatch, capsys
+):
+    """A shape mismatch or a CUDA error is drumtx's bug or a broken device, not a bad
+    input: it propagates (cli.main prints its traceback), naming the input."""
+    import drumtx.transcribe as transcribe_module
+
+    def shape_bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x96 and 128x64)")
+
+    monkeypatch.setattr(transcribe_module, "predict_activations", shape_bug)
+    song = _wav(tmp_path / "song.wav")
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        _run(str(song), "--checkpoint", str(random_model))
+    if hasattr(info.value, "add_note"):  # Python 3.11+
+        assert f"while transcribing {song}" in info.value.__notes__[0]
+    assert "failed" not in capsys.readouterr().err
+    assert not (tmp_path / "song.drums.mid").exists()
+
+
+def test_out_of_memory_fails_that_input_alone(
+    tmp_path, random_model, monkeypatch, capsys
+):
+    import drumtx.transcribe as transcribe_module
+
+    real = transcribe_module.predict_activations
+    calls = []
+
+    def first_is_too_big(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transcribe_module, "predict_activations", first_is_too_big)
+    huge = _wav(tmp_path / "huge.wav", seconds=4.0)
+    small = _wav(tmp_path / "small.wav", seconds=2.0)
+    assert _run(str(huge), str(small), "--checkpoint", str(random_model)) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {huge}: out of memory (OutOfMemoryError)" in err
+    assert "--batch-size" in err and "transcribed 1, skipped 0, failed 1" in err
+    assert (tmp_path / "small.drums.mid").exists()
