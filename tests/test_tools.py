@@ -98,3 +98,34 @@ def test_model_card_tables(tmp_path: Path) -> None:
         "| A | 0.900 | 0.900 | 0.900 | 0.900 | 0.900 | 10 | 0.500 | 0.500 | 0.500 |"
     ]
     assert "| previous | micro F1 | 0.500 | 0.500 | 0.500 |" in result.stdout
+    assert "false positives" not in result.stdout  # results older than the tables
+
+
+def _confusion(n: int) -> dict:
+    """A's false positives: n at B, 1 from nothing; B's misses: n under A."""
+    zero = {"A": 0, "B": 0, "none": 0}
+    return {
+        "false_positives": {"A": {**zero, "B": n, "none": 1}, "B": zero},
+        "misses": {"A": zero, "B": {**zero, "A": n}},
+    }
+
+
+def test_model_card_confusion_tables(tmp_path: Path) -> None:
+    # a JSON round trip: _results' two mixes are one dict
+    new, old = (json.loads(json.dumps(_results(f1))) for f1 in (0.9, 0.5))
+    for results, n in ((new, 3), (old, 7)):
+        for view in (results, *results["mixes"].values()):
+            view["confusion"] = _confusion(n)
+    del old["mixes"]["0 dB"]["confusion"]
+    paths = tmp_path / "new.json", tmp_path / "old.json"
+    for path, results in zip(paths, (new, old)):
+        path.write_text(json.dumps(results))
+    result = run_tool("tools/model_card.py", str(paths[0]), "--previous", str(paths[1]))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "false positives, drums only: new (previous)" in out
+    assert "| predicted \\ reference there | A | B | none | all |" in out
+    assert out.count("| A |  | 3 (7) | 1 (1) | 4 (8) |") == 2  # drums only, +6 dB
+    assert "| B | 3 (7) |  |  | 3 (7) |" in out  # a miss row
+    assert "false positives, 0 dB\n" in out  # no previous table for 0 dB
+    assert out.count("| A |  | 3 | 1 | 4 |") == 1

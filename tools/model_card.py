@@ -4,7 +4,9 @@
 
 Prints, per class, precision / recall / F1 of the drums alone and F1 mixed with
 backing tracks at each level the results hold, and (with --previous) the same F1s of
-another model on the same recordings, then micro/macro and adtof5 summaries.
+another model on the same recordings, then micro/macro and adtof5 summaries, then
+where the errors sit in each condition: false positives by the reference class there
+and misses by the class predicted there ("new (previous)" with --previous).
 """
 
 from __future__ import annotations
@@ -56,6 +58,48 @@ def summary_table(new: dict[str, Any], old: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+CONFUSIONS = {
+    "false_positives": ("false positives", "predicted \\ reference there"),
+    "misses": ("misses", "missed \\ predicted there"),
+}
+
+
+def confusion_table(new: dict[str, Any], old: dict[str, Any] | None, kind: str) -> str:
+    """One evaluate confusion table (``kind``: false_positives or misses) as markdown:
+    counts, "new (previous)" where the previous results have the table too, blank
+    where both are 0; the last column is the row's total."""
+    rows = new["confusion"][kind]
+    previous = (old or {}).get("confusion", {}).get(kind)
+    columns = list(next(iter(rows.values())))
+    lines = ["| " + " | ".join([CONFUSIONS[kind][1], *columns, "all"]) + " |"]
+    lines.append("|" + "---|" * (len(columns) + 2))
+    for code, row in rows.items():
+        old_row = previous.get(code) if previous else None
+        values = [*row.values(), sum(row.values())]
+        cells = [str(n) if n else "" for n in values]
+        if old_row is not None:
+            before = [*(old_row.get(c, 0) for c in columns), sum(old_row.values())]
+            cells = [f"{n} ({m})" if n or m else "" for n, m in zip(values, before)]
+        lines.append("| " + " | ".join([code, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def confusion_tables(new: dict[str, Any], old: dict[str, Any] | None) -> str:
+    """Both confusion tables of the drums alone and of each mix, each with a heading."""
+    old_views = {"drums only": old, **(old or {}).get("mixes", {})}
+    parts = []
+    for name, view in {"drums only": new, **new.get("mixes", {})}.items():
+        if "confusion" not in view:
+            continue
+        for kind, (title, _) in CONFUSIONS.items():
+            previous = old_views.get(name)
+            heading = f"{title}, {name}"
+            if previous and "confusion" in previous:
+                heading += ": new (previous)"
+            parts.append(f"{heading}\n\n{confusion_table(view, previous, kind)}")
+    return "\n\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="evaluate --json of the new model")
@@ -68,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(new, old))
     kits = ", ".join(f"{k} {v:.3f}" for k, v in new["per_kit"].items())
     print(f"\nmicro F1 per held-out kit (drums only): {kits}")
+    confusions = confusion_tables(new, old)
+    if confusions:
+        print(f"\n{confusions}")
     return 0
 
 
