@@ -3,7 +3,8 @@ and generate the grooves that feed it.
 
 Modules, bottom up: ``dsp`` (anchoring, mixing, chokes, synthesis primitives) <- ``kit``
 (voices, ``Kit``: per-voice strikes, one shared render) <- ``voices`` +
-``synthkit`` (synthesised kits) and ``hydrogen`` (sampled Hydrogen drumkits) <- ``load``
+``synthkit`` (synthesised kits), ``hydrogen`` (sampled Hydrogen drumkits), ``soundfont``
+and ``sfz`` (SFZ kits, multi-microphone ones included) <- ``load``
 (kit specs). ``grooves`` (generated performances) stands apart. This module only
 re-exports what the rest of drumtx uses.
 """
@@ -18,6 +19,7 @@ from drumtx.synth.hydrogen import (
 )
 from drumtx.synth.kit import SYNTH_VERSION, VOICE_OF_PITCH, Kit
 from drumtx.synth.load import load_kit, load_kits
+from drumtx.synth.sfz import SfzKit
 from drumtx.synth.synthkit import SynthKit
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "VOICE_OF_PITCH",
     "HydrogenKit",
     "Kit",
+    "SfzKit",
     "SynthKit",
     "classify_instrument",
     "list_hydrogen_kits",

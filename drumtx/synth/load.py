@@ -2,6 +2,8 @@
 
 A spec is ``synth:SEED``, ``sf:NAME[:PRESET]`` (the drum kit at bank 128 of a General
 MIDI SoundFont, by file stem or path; reserved evaluation SoundFonts are refused),
+``sfz:PATH`` (an SFZ kit: a .sfz file, or a folder whose .sfz files are the
+microphones of one recorded kit; reserved evaluation kits are refused),
 ``virtual:SEED`` (each instrument family from another of the given kits), the name of
 an installed Hydrogen kit (case-insensitive) or a folder holding a ``drumkit.xml``;
 make-dataset writes ``kit.name`` into its CSV, and loading that name again gives the
@@ -16,6 +18,7 @@ from pathlib import Path
 from drumtx.errors import ConfigError
 from drumtx.synth.hydrogen import HYDROGEN_ROOT, HydrogenKit, list_hydrogen_kits
 from drumtx.synth.kit import Kit
+from drumtx.synth.sfz import SfzKit
 from drumtx.synth.soundfont import SoundfontKit, check_not_reserved, list_soundfonts
 from drumtx.synth.studio import VirtualKit
 from drumtx.synth.synthkit import SynthKit
@@ -76,9 +79,12 @@ def load_soundfont_kit(spec: str) -> SoundfontKit:
 
 
 def load_kit(spec: str) -> Kit:
-    """``synth:SEED``, ``sf:NAME[:PRESET]``, a Hydrogen kit name or a drumkit folder."""
+    """``synth:SEED``, ``sf:NAME[:PRESET]``, ``sfz:PATH``, a Hydrogen kit name or a
+    drumkit folder."""
     if spec.lower().startswith("sf:"):
         return load_soundfont_kit(spec)
+    if spec.lower().startswith("sfz:"):
+        return SfzKit(Path(spec.split(":", 1)[1]))
     if _is_virtual(spec):
         raise ConfigError(f"{spec} needs donor kits: name it among other --kits")
     if spec.lower().startswith("synth:"):
@@ -97,8 +103,8 @@ def load_kit(spec: str) -> Kit:
             return HydrogenKit(folder)
     names = [p.name for p in list_hydrogen_kits()]
     raise ConfigError(
-        f"unknown drum kit {spec!r}: not synth:SEED, sf:NAME[:PRESET], virtual:SEED, "
-        "a Hydrogen kit name, or a folder holding drumkit.xml",
+        f"unknown drum kit {spec!r}: not synth:SEED, sf:NAME[:PRESET], sfz:PATH, "
+        "virtual:SEED, a Hydrogen kit name, or a folder holding drumkit.xml",
         hint="available: synth:SEED (any integer), virtual:SEED"
         + (
             f", {', '.join(names)}"

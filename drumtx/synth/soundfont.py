@@ -37,6 +37,12 @@ RESERVED_NAMES = re.compile(
     r"fluid.?r3|fluid.?soundfont|musescore.?general|avl.?drum|red.?zeppelin",
     re.IGNORECASE,
 )
+# AVL Drumkits (avldrums.lv2) also ship as SFZ and DrumGizmo kits: "Black Pearl" and
+# "Red Zeppelin". Sampled kits are refused when any folder on their path says so.
+RESERVED_KIT_NAMES = re.compile(
+    r"avl.?drum|red.?zeppelin|black.?pearl|fluid.?r3|musescore.?general",
+    re.IGNORECASE,
+)
 DPKG_INFO = Path("/var/lib/dpkg/info")
 BLOCK_SAMPLES = 64  # FluidSynth's internal block: note times land on multiples of it
 
@@ -68,6 +74,21 @@ def check_not_reserved(path: Path) -> None:
             f"({Path(path).resolve().name}); drumtx never trains on it",
             hint="use another General MIDI bank, e.g. "
             "/usr/share/sounds/sf2/TimGM6mb.sf2 (apt-get install timgm6mb-soundfont)",
+        )
+
+
+def check_not_reserved_kit(path: Path) -> None:
+    """Refuse a sampled kit (SFZ, DrumGizmo) from a reserved evaluation source, by the
+    name of the kit's file or of any folder above it, linked or not."""
+    path = Path(path).expanduser()
+    names = [*path.parts, *path.resolve().parts]
+    hit = next((n for n in names if RESERVED_KIT_NAMES.search(n)), None)
+    if hit is not None:
+        raise ConfigError(
+            f"{path} is a drum kit reserved for independent evaluation ({hit}: "
+            "AVL Drumkits, avldrums.lv2); drumtx never trains on it",
+            hint="use another kit; see the kit manifest written by "
+            "tools/fetch_real_kits.py",
         )
 
 
