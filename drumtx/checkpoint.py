@@ -12,7 +12,9 @@ import contextlib
 import pickle
 import re
 import zipfile
+import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +157,8 @@ def is_shipped(path: Path) -> bool:
 
 
 def find_model(cfg: Config, checkpoint: Path | None) -> Path:
-    """--checkpoint, else best.pt of the newest run, else the model drumtx ships."""
+    """evaluate's model: --checkpoint, else best.pt of the newest run, else the shipped
+    model (transcribe chooses with choose_model: never a run it was not told to use)."""
     if checkpoint is not None:
         return checkpoint
     checkpoint_dir = resolve_roots(cfg).checkpoint_dir
@@ -171,6 +174,111 @@ def find_model(cfg: Config, checkpoint: Path | None) -> Path:
         hint="train one: python -m drumtx demo (CPU, minutes), or "
         "python -m drumtx preprocess && python -m drumtx train",
     )
+
+
+SHIPPED, NEWEST = "shipped", "newest"  # transcribe.checkpoint's keywords
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model transcribe uses and why; ``reason`` is shown on its start line."""
+
+    path: Path
+    reason: str
+
+
+def choose_model(
+    cfg: Config, checkpoint: str | Path | None, named_by: str = "--checkpoint"
+) -> ModelChoice:
+    """The model transcribe uses: ``checkpoint`` (named by ``named_by``), else
+    transcribe.checkpoint, whose default is the shipped model.
+
+    A trained run is used only when named (its name, "newest" or a path): a 300-step
+    smoke run must not quietly replace the shipped model. Its recorded validation
+    score is no ground for promoting it either: it was measured on that run's own
+    validation split, not on the held-out audio the shipped model's card reports.
+    A ``Path`` is a file or run folder; a ``str`` may also be a keyword or a run name.
+    """
+    if checkpoint is None:
+        spec = cfg.transcribe.checkpoint
+        if spec == SHIPPED:
+            return _shipped_choice(cfg)
+        return _resolve(cfg, spec, f'transcribe.checkpoint = "{spec}"')
+    if isinstance(checkpoint, Path) or _looks_like_path(checkpoint):
+        return _resolve(cfg, Path(checkpoint), named_by)
+    return _resolve(cfg, checkpoint, f"{named_by} {checkpoint}")
+
+
+def _resolve(cfg: Config, spec: str | Path, named_by: str) -> ModelChoice:
+    """``spec`` as a path, "shipped", "newest" or a run name; ``named_by`` says who."""
+    if isinstance(spec, Path) or _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return ModelChoice(path / "best.pt", f"best.pt of that folder ({named_by})")
+        return ModelChoice(path, named_by)
+    if spec == SHIPPED:
+        return ModelChoice(_shipped_path(cfg), f"the shipped model ({named_by})")
+    checkpoint_dir = resolve_roots(cfg).checkpoint_dir
+    if spec == NEWEST:
+        best = newest_run(checkpoint_dir)
+        if best is None:
+            raise ConfigError(
+                f"{named_by}: no trained run with a best.pt under {checkpoint_dir}",
+                hint="train one (python -m drumtx train --run NAME), or use the "
+                'shipped model: transcribe.checkpoint = "shipped"',
+            )
+        name = best.parent.name
+        return ModelChoice(best, f"best.pt of the newest run, {name} ({named_by})")
+    best = checkpoint_dir / spec / "best.pt"
+    if not best.is_file():
+        raise _no_such_run(spec, checkpoint_dir, named_by)
+    return ModelChoice(best, f"best.pt of run {spec} ({named_by})")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return "/" in spec or "\\" in spec or spec.endswith(".pt") or Path(spec).is_file()
+
+
+def _no_such_run(name: str, checkpoint_dir: Path, named_by: str) -> ConfigError:
+    runs = [r.name for r in trained_runs(checkpoint_dir)]
+    close = difflib.get_close_matches(name, runs, n=1)
+    known = f"did you mean {close[0]!r}? " if close else ""
+    return ConfigError(
+        f"{named_by}: no run {name!r} with a best.pt under {checkpoint_dir} "
+        f"(runs: {', '.join(runs) or 'none'})",
+        hint=f"{known}list the models: python -m drumtx transcribe --list-models",
+    )
+
+
+def _shipped_choice(cfg: Config) -> ModelChoice:
+    """The default, with a pointer to trained runs: they are there but not used."""
+    reason = 'the shipped model, the default (transcribe.checkpoint = "shipped")'
+    with contextlib.suppress(OSError):  # the pointer is a courtesy, never an error
+        runs = trained_runs(resolve_roots(cfg).checkpoint_dir)
+        if runs:
+            newest = runs[-1].name
+            reason += f"; a trained run is used when named: --checkpoint {newest}"
+    return ModelChoice(_shipped_path(cfg), reason)
+
+
+def _shipped_path(cfg: Config) -> Path:
+    shipped = SHIPPED_MODELS_DIR / "default.pt"
+    if shipped.is_file():
+        return shipped
+    runs = trained_runs(resolve_roots(cfg).checkpoint_dir)
+    use = f"--checkpoint {runs[-1].name}, or " if runs else ""
+    raise ConfigError(
+        "no model found: this install ships no model (drumtx/models/default.pt)",
+        hint=f"use a trained run: {use}train one: python -m drumtx demo (CPU, "
+        "minutes), or python -m drumtx preprocess && python -m drumtx train",
+    )
+
+
+def trained_runs(checkpoint_dir: Path) -> list[Path]:
+    """Run folders under ``checkpoint_dir`` that hold a best.pt, oldest first."""
+    if not Path(checkpoint_dir).is_dir():
+        return []
+    return [run for run in run_dirs(checkpoint_dir) if (run / "best.pt").is_file()]
 
 
 def model_config(cfg: Config, state: Mapping[str, Any]) -> Config:

@@ -276,7 +276,7 @@ def _add_transcribe(
         "-r", "--recursive", action="store_true", help="descend into folders"
     )
     _add_transcribe_outputs(p)
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model checkpoint")
+    _add_transcribe_model(p)
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument(
         "--segment", type=float, metavar="SEC", help="segment length, seconds"
@@ -305,8 +305,23 @@ def _add_transcribe(
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--list-models", action="store_true", help="list available models")
     p.set_defaults(func=cmd_transcribe)
+
+
+def _add_transcribe_model(p: argparse.ArgumentParser) -> None:
+    """Which model transcribe uses."""
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH|RUN|newest|shipped",
+        help="model: a .pt file, a run under storage.checkpoint_dir (its best.pt), "
+        "newest (the newest run's) or shipped (default: transcribe.checkpoint, "
+        "shipped unless set)",
+    )
+    p.add_argument(
+        "--list-models",
+        action="store_true",
+        help="list the shipped model and trained runs, and say which one is used",
+    )
 
 
 def _add_transcribe_outputs(p: argparse.ArgumentParser) -> None:

@@ -249,6 +249,10 @@ QUANTIZE_GRIDS = ("off", "1/8", "1/8T", "1/16", "1/16T", "1/32")
 
 @dataclass(frozen=True)
 class TranscribeConfig:
+    # The model: "shipped" (the one inside drumtx), "newest" (best.pt of the newest run
+    # under storage.checkpoint_dir), a run's name (its best.pt) or a .pt path.
+    # --checkpoint overrides it; a run is never used unless named here or there.
+    checkpoint: str = "shipped"
     device: str = "auto"  # auto | cpu | cuda
     segment_sec: float = 30.0  # audio per model call; memory does not grow past it
     overlap_sec: float = 2.0  # context on each side of a segment, cropped away
@@ -262,6 +266,11 @@ class TranscribeConfig:
     cpu_precision: str = "auto"  # auto | fp32 | bf16: the CPU's convolution dtype
 
     def __post_init__(self) -> None:
+        if not self.checkpoint.strip():
+            raise ConfigError(
+                "transcribe.checkpoint is empty",
+                hint='use "shipped", "newest", a run name or a path to a .pt file',
+            )
         _check_choice("transcribe.device", self.device, DEVICES)
         _check_choice("transcribe.cpu_precision", self.cpu_precision, CPU_PRECISIONS)
         _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)

@@ -161,7 +161,12 @@ def _transcribe_clip(
     clip = out_dir / Path(test[0].audio_filename).name
     shutil.copyfile(roots.egmd_dir / test[0].audio_filename, clip)
     opts = TranscribeOptions(
-        inputs=(clip,), checkpoint=best, formats="all", overwrite=True, progress=False
+        inputs=(clip,),
+        checkpoint=best,  # never the default (the shipped model): the demo's own
+        checkpoint_from="drumtx demo: the model it just trained",
+        formats="all",
+        overwrite=True,
+        progress=False,
     )
     if run_transcribe(cfg, opts) != 0:
         raise DrumtxError(f"transcribing {clip} failed", hint="see the lines above")

@@ -2,7 +2,8 @@
 
 Per split folder ``processed_dir/<split>/``:
 
-1. Select rows of the split (every k-th row when limited, so kits and drummers vary).
+1. Select rows of the split (every k-th row when limited, so kits and drummers vary);
+   training rows are shuffled (``store_order``) so that a batch mixes sessions.
 2. Worker processes (``--workers``) turn each recording into a *part* in ``.parts/``
    (``drumtx.recording_part``: what a recording becomes, and when it is skipped). A
    rerun after a crash (even SIGKILL) skips finished parts.
@@ -51,6 +52,8 @@ from drumtx.store import (
     AUDIO_FILE,
     BACKING_FILE,
     FORMAT_VERSION,
+    ORDER_CSV,
+    ORDER_SHUFFLED,
     read_manifest,
     sha256_file,
 )
@@ -73,6 +76,7 @@ MATCH_KEYS = (
     "backing",
     "source_csv_sha256",
     "selection_sha256",
+    "order",
 )
 
 
@@ -91,6 +95,27 @@ def select_records(
     return [rows[(i * len(rows)) // limit] for i in range(limit)]
 
 
+def store_order(
+    records: Sequence[EgmdRecord], split: str
+) -> tuple[list[EgmdRecord], str]:
+    """The order of the split's recordings in its store, and its manifest name.
+
+    The CSV groups rows by drummer and session, and the loader cuts a batch's crops out
+    of a few contiguous blocks (data.block_mb): in CSV order a batch hears a few
+    sessions of one drummer. Training recordings are shuffled by a hash of their audio
+    path, the same on every machine and numpy, so builds stay repeatable and resumable.
+    Validation and test keep the CSV order, where spread_indices picks subsets evenly
+    spread over drummers and sessions.
+    """
+    if split != "train":
+        return list(records), ORDER_CSV
+    return sorted(records, key=_shuffle_key), ORDER_SHUFFLED
+
+
+def _shuffle_key(record: EgmdRecord) -> str:
+    return hashlib.sha256(record.audio_filename.encode("utf-8")).hexdigest()
+
+
 def _plan_split(
     cfg: Config,
     roots: storage.Roots,
@@ -100,7 +125,7 @@ def _plan_split(
     limit: int,
     backing: BackingSpec | None,
 ) -> SplitPlan:
-    selected = select_records(records, split, limit)
+    selected, order = store_order(select_records(records, split, limit), split)
     selection = hashlib.sha256(
         stable_json([asdict(r) for r in selected]).encode("utf-8")
     ).hexdigest()
@@ -111,6 +136,7 @@ def _plan_split(
         "backing": backing.describe() if backing else None,
         "source_csv_sha256": csv_sha256,
         "selection_sha256": selection,
+        "order": order,
     }
     split_dir = roots.processed_dir / split
     return SplitPlan(split, split_dir, selected, limit, expected, backing)
@@ -122,7 +148,10 @@ def _is_up_to_date(plan: SplitPlan) -> bool:
         manifest = read_manifest(plan.split_dir)
     except DataError:
         return False
-    if manifest is None or any(manifest.get(k) != v for k, v in plan.expected.items()):
+    if manifest is None:
+        return False
+    found = {"order": ORDER_CSV, **manifest}  # stores made before the key: CSV order
+    if any(found.get(k) != v for k, v in plan.expected.items()):
         return False
     sizes_ok = all(
         (plan.split_dir / name).stat().st_size == 2 * manifest.get("n_samples", -1)

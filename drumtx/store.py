@@ -6,7 +6,8 @@ audio, source paths, kit, ...), ``hits.npy`` (HITS_DTYPE, sorted by recording th
 sample) and ``manifest.json``, written last: a folder without it is an incomplete
 store. Format 2 added aligned tracks: ``backing.i16`` holds, at the same offsets as
 ``audio.i16``, a non-drum accompaniment for each recording (the manifest's ``tracks``
-names it; a store without one still trains, on drums alone). ``preprocess`` writes
+names it; a store without one still trains, on drums alone). The train split's
+recordings are in a fixed shuffled order (manifest ``order``). ``preprocess`` writes
 stores; the loader, evaluate, inference and doctor read them here.
 """
 
@@ -39,6 +40,10 @@ MANIFEST_FILE = "manifest.json"
 BACKING_FILE = "backing.i16"  # an aligned track: same offsets and lengths as audio.i16
 STORE_FILES = (AUDIO_FILE, HITS_FILE, RECORDINGS_FILE, MANIFEST_FILE)
 PREPROCESS_HINT = "python -m drumtx preprocess"
+# The manifest's "order" of recordings: "shuffled" for the train split (the loader's
+# contiguous block reads then span unrelated recordings), "csv" (E-GMD's drummer and
+# session order) for the other splits and for train stores that predate the key.
+ORDER_SHUFFLED, ORDER_CSV = "shuffled", "csv"
 _HASH_CHUNK_BYTES = 16 << 20
 
 

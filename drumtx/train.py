@@ -32,7 +32,14 @@ from drumtx.drums import Vocab, get_vocab
 from drumtx.inference import LoadedModel, resolve_device
 from drumtx.scoring import score_store
 from drumtx.storage import Roots, require_roots
-from drumtx.store import Store, spread_indices
+from drumtx.store import (
+    ORDER_CSV,
+    ORDER_SHUFFLED,
+    PREPROCESS_HINT,
+    Store,
+    read_manifest,
+    spread_indices,
+)
 from drumtx.train_log import (
     StepMeter,
     TrainProgress,
@@ -127,6 +134,7 @@ def train(
         world_size=dist.world_size,
         pin_memory=parts.device.type == "cuda",
     )
+    note_store_order(roots.processed_dir / "train", dist)
     meter = StepMeter(hours_per_step(cfg, dist.world_size))
     next_batch = meter.timed(iter(loader))
     bad_steps = BadSteps(cfg.train.max_bad_steps)
@@ -155,6 +163,18 @@ def train(
                 run.log_step(state.step, scalars)
     run.report()
     return 0
+
+
+def note_store_order(train_dir: Path, dist: Dist) -> None:
+    """A train store in the CSV's order (made before preprocess shuffled it) trains,
+    but each batch hears few drummers and sessions: say so."""
+    if (read_manifest(train_dir) or {}).get("order", ORDER_CSV) != ORDER_SHUFFLED:
+        log(
+            dist,
+            f"note: {train_dir} keeps the E-GMD CSV order, so a batch hears few "
+            f"drummers and sessions; rebuild it shuffled: {PREPROCESS_HINT} --split "
+            "train",
+        )
 
 
 def train_device(cfg: Config, dist: Dist) -> torch.device:

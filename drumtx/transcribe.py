@@ -25,7 +25,13 @@ from rich.markup import escape
 from drumtx.amp import dtype_name
 from drumtx.audio import AUDIO_EXTENSIONS
 from drumtx.beats import BeatGrid, beat_grid
-from drumtx.checkpoint import find_model, shipped_models
+from drumtx.checkpoint import (
+    ModelChoice,
+    choose_model,
+    is_shipped,
+    shipped_models,
+    trained_runs,
+)
 from drumtx.config import Config
 from drumtx.console import Progress, make_console
 from drumtx.drums import Hit, Vocab, output_notes
@@ -64,7 +70,10 @@ class TranscribeOptions:
     inputs: tuple[Path, ...] = ()
     out_dir: Path | None = None
     recursive: bool = False
-    checkpoint: Path | None = None
+    # A model file or run folder (Path), or as --checkpoint takes it (str): also
+    # "shipped", "newest" or a run name. None: transcribe.checkpoint chooses.
+    checkpoint: str | Path | None = None
+    checkpoint_from: str = "--checkpoint"  # who named it, for the start line
     thresholds: tuple[str, ...] = ()  # "0.4" (every class) or "KD=0.3" (one class)
     overwrite: bool = False
     skip_existing: bool = False
@@ -114,15 +123,16 @@ class Rendering:
 
 def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     if opts.list_models:
-        return list_models(cfg)
+        return list_models(cfg, opts.checkpoint, opts.checkpoint_from)
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
     device = resolve_device(cfg.transcribe.device)
-    checkpoint = find_model(cfg, opts.checkpoint)
-    loaded = load_model(checkpoint, cfg, device)
+    choice = choose_model(cfg, opts.checkpoint, opts.checkpoint_from)
+    loaded = load_model(choice.path, cfg, device)
     rendering = make_rendering(cfg, loaded, opts.thresholds)
-    console.print(f"model: {escape(str(checkpoint))} {_model_line(loaded)}")
+    console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")
+    console.print(f"  chosen: {escape(choice.reason)}")
     todo = [j for j in jobs if j.status == "pending"]
     progress = Progress(
         console,
@@ -547,8 +557,10 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
     return 1 if failed else 0
 
 
-def list_models(cfg: Config) -> int:
-    """Shipped models and trained runs' best.pt files."""
+def list_models(
+    cfg: Config, checkpoint: str | Path | None = None, named_by: str = "--checkpoint"
+) -> int:
+    """Shipped models, trained runs' best.pt files, and the one transcribe would use."""
     shipped = shipped_models()
     print("shipped with drumtx:")
     for path in shipped:
@@ -558,10 +570,23 @@ def list_models(cfg: Config) -> int:
     if not shipped:
         print("  (none)")
     checkpoint_dir = resolve_roots(cfg).checkpoint_dir
-    runs = sorted(checkpoint_dir.glob("*/best.pt")) if checkpoint_dir.is_dir() else []
-    print(f"trained runs under {checkpoint_dir}:")
-    for path in runs:
-        print(f"  {path}")
+    runs = trained_runs(checkpoint_dir)
+    print(
+        f"trained runs under {checkpoint_dir}, oldest first (used only when named: "
+        '--checkpoint RUN, or transcribe.checkpoint = "RUN" or "newest"):'
+    )
+    for run in runs:
+        print(f"  {run.name}  {run / 'best.pt'}")
     if not runs:
         print("  (none)")
+    choice = choose_model(cfg, checkpoint, named_by)  # a wrong name: error after the list
+    print(f"transcribe uses: {choice.path}")
+    print(f"  chosen: {_plain(choice)}")
     return 0
+
+
+def _plain(choice: ModelChoice) -> str:
+    """The reason, plus a warning where the chosen file is not there (yet)."""
+    if choice.path.is_file() or is_shipped(choice.path):
+        return choice.reason
+    return f"{choice.reason} (no such file)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 
@@ -9,13 +10,16 @@ import pytest
 import torch
 
 from drumtx.checkpoint import (
+    SHIPPED_MODELS_DIR,
+    choose_model,
     load_checkpoint,
     newest_run,
     prune_step_checkpoints,
     save_checkpoint,
     step_path,
 )
-from drumtx.errors import CheckpointError, StorageError
+from drumtx.config import load_config
+from drumtx.errors import CheckpointError, ConfigError, StorageError
 
 MINIMAL = {"config": {}, "vocab": "roland9", "model": {"w": torch.ones(2)}}
 
@@ -125,3 +129,70 @@ def test_newest_run(tmp_path):
         save_checkpoint(tmp_path / run / "best.pt", MINIMAL)
         os.utime(tmp_path / run / "best.pt", ns=(10**18 + i, 10**18 + i))
     assert newest_run(tmp_path) == tmp_path / "b" / "best.pt"
+
+
+# --- which model transcribe uses ------------------------------------------------------
+
+
+def _runs(root, *names):
+    """Run folders under root/checkpoints with a best.pt each, oldest first."""
+    for i, name in enumerate(names):
+        best = root / "checkpoints" / name / "best.pt"
+        best.parent.mkdir(parents=True)
+        save_checkpoint(best, MINIMAL)
+        os.utime(best, ns=(10**18 + i, 10**18 + i))
+    return load_config(None, [f"storage.data_root='{root}'"])
+
+
+def test_the_shipped_model_stays_the_default_beside_trained_runs(tmp_path):
+    """A quick smoke run must not replace the shipped model unless it is named."""
+    cfg = _runs(tmp_path, "base-1", "quick")
+    choice = choose_model(cfg, None)
+    assert choice.path == SHIPPED_MODELS_DIR / "default.pt"
+    assert 'the default (transcribe.checkpoint = "shipped")' in choice.reason
+    assert choice.reason.endswith("--checkpoint quick")  # the newest: where it went
+
+
+def test_a_run_is_used_when_named(tmp_path):
+    cfg = _runs(tmp_path, "base-1", "quick")
+    runs = tmp_path / "checkpoints"
+    by_name = choose_model(cfg, "base-1")
+    assert by_name.path == runs / "base-1" / "best.pt"
+    assert by_name.reason == "best.pt of run base-1 (--checkpoint base-1)"
+    newest = choose_model(cfg, "newest")
+    assert newest.path == runs / "quick" / "best.pt"
+    assert newest.reason == "best.pt of the newest run, quick (--checkpoint newest)"
+    assert choose_model(cfg, "shipped").path == SHIPPED_MODELS_DIR / "default.pt"
+    folder = choose_model(cfg, runs / "base-1")
+    assert folder.path == runs / "base-1" / "best.pt"
+    file = choose_model(cfg, str(runs / "quick" / "best.pt"), named_by="--checkpoint")
+    assert (file.path, file.reason) == (runs / "quick" / "best.pt", "--checkpoint")
+    configured = dataclasses.replace(
+        cfg, transcribe=dataclasses.replace(cfg.transcribe, checkpoint="newest")
+    )
+    choice = choose_model(configured, None)
+    assert choice.path == runs / "quick" / "best.pt"
+    assert choice.reason.endswith('(transcribe.checkpoint = "newest")')
+    assert choose_model(configured, "base-1").path == runs / "base-1" / "best.pt"
+
+
+def test_a_wrong_run_name_is_refused_with_the_runs(tmp_path):
+    cfg = _runs(tmp_path, "base-1", "quick")
+    with pytest.raises(ConfigError, match="no run 'base1'") as info:
+        choose_model(cfg, "base1")
+    assert "runs: base-1, quick" in info.value.message
+    assert "did you mean 'base-1'" in info.value.hint
+    with pytest.raises(ConfigError, match="no trained run"):
+        choose_model(_runs(tmp_path / "empty"), "newest")
+    with pytest.raises(ConfigError, match="transcribe.checkpoint is empty"):
+        load_config(None, ["transcribe.checkpoint=''"])
+
+
+def test_without_a_shipped_model_the_runs_are_named_not_taken(tmp_path, monkeypatch):
+    import drumtx.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "SHIPPED_MODELS_DIR", tmp_path / "none")
+    cfg = _runs(tmp_path, "quick")
+    with pytest.raises(ConfigError, match="no model found") as info:
+        choose_model(cfg, None)
+    assert "--checkpoint quick" in info.value.hint

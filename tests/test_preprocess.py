@@ -606,3 +606,108 @@ def test_piped_output_keeps_each_line_whole(
         size = r"\(\d+ bytes\)|\(\d+\.\d MB\)"
         pattern = re.compile(rf"wrote {re.escape(str(path))} ({size})")
         assert [line for line in lines if pattern.fullmatch(line)], (name, lines)
+
+
+# --- the store's order ----------------------------------------------------------------
+
+N_SESSIONS, PER_SESSION = 16, 4  # 64 one-second recordings, the CSV grouped by session
+
+
+def _grouped_egmd(data_root: Path) -> list[EgmdRecord]:
+    """Training rows in E-GMD's CSV order: drummer by drummer, session by session."""
+    egmd_dir = data_root / "e-gmd-v1.0.0"
+    notes = [(200, 36, 90), (500, 38, 90), (800, 42, 90)]
+    records = []
+    for n in range(N_SESSIONS * PER_SESSION):
+        drummer, session = f"drummer{n // 8 + 1}", f"session{n // PER_SESSION + 1}"
+        stem = f"{drummer}/{session}/{n + 1}_rock_120_beat_4-4"
+        record = EgmdRecord(
+            drummer, f"{drummer}/{session}", f"{drummer}/{session}/{n + 1}", "rock",
+            120, "beat", "4-4", 1.0, "train", stem + ".midi", stem + ".wav", "Kit 1",
+        )  # fmt: skip
+        _write_midi(egmd_dir / record.midi_filename, notes)
+        _write_clicks(egmd_dir / record.audio_filename, [t for t, _, _ in notes], 1.0)
+        records.append(record)
+    records.append(_record(999, "validation"))
+    _write_midi(egmd_dir / records[-1].midi_filename, notes)
+    _write_clicks(egmd_dir / records[-1].audio_filename, [200], DURATION_SEC)
+    write_egmd_csv(egmd_csv_path(egmd_dir), records)
+    return records
+
+
+def _sessions_per_batch(cfg, split_dir: Path, n_batches: int) -> list[int]:
+    """Distinct sessions among each batch's crops, through the real loader."""
+    from drumtx.data import BlockSampler, make_loader
+
+    store = load_store(split_dir)
+    seen: list[int] = []
+    real_crop = BlockSampler._crop
+
+    def spy(self, rec, *args):
+        seen.append(rec)
+        return real_crop(self, rec, *args)
+
+    BlockSampler._crop = spy
+    try:
+        loader = make_loader(
+            cfg, split_dir, 9, seed=0, rank=0, world_size=1, pin_memory=False
+        )
+        batches = iter(loader)
+        counts = []
+        for _ in range(n_batches):
+            del seen[:]
+            next(batches)
+            ids = [store.recordings[rec]["id"] for rec in seen]
+            counts.append(len({i.rsplit("/", 1)[0] for i in ids}))
+    finally:
+        BlockSampler._crop = real_crop
+    return counts
+
+
+def test_a_training_batch_mixes_drummers_and_sessions(tmp_path: Path) -> None:
+    """One batch is cut from one block of ~10 s here (shuffle_blocks=1): in the CSV's
+    order such a block spans at most 4 sessions of 4 s; shuffled, many more."""
+    data_root = tmp_path / "data"
+    records = _grouped_egmd(data_root)
+    cfg = _cfg(
+        tmp_path, data_root, None, "backing.enabled=false", "data.crop_sec=0.5",
+        "data.block_mb=0.5", "data.crops_per_block=16", "data.shuffle_blocks=1",
+        "train.batch_size=16", "data.num_workers=0", "data.eq_prob=0.0",
+        "data.reverb_prob=0.0", "data.noise_prob=0.0", "data.compress_prob=0.0",
+        "data.saturate_prob=0.0", "data.codec_prob=0.0",
+    )  # fmt: skip
+    assert _run(cfg, splits=["train", "validation"], workers=2) == 0
+    processed = data_root / "processed_data"
+    train = json.loads((processed / "train" / "recordings.json").read_text())
+    ids = [r.id for r in records if r.split == "train"]
+    assert sorted(r["id"] for r in train) == sorted(ids) and len(train) == len(ids)
+    assert [r["id"] for r in train] != ids  # shuffled, and by a fixed rule:
+    assert [r["id"] for r in train][:3] == [
+        r.id for r in preprocess.store_order(records[:-1], "train")[0][:3]
+    ]
+    manifests = {s: json.loads((processed / s / "manifest.json").read_text())
+                 for s in ("train", "validation")}  # fmt: skip
+    assert manifests["train"]["order"] == "shuffled"
+    assert manifests["validation"]["order"] == "csv"
+    counts = _sessions_per_batch(cfg, processed / "train", n_batches=6)
+    assert min(counts) >= 5 and sum(counts) / len(counts) >= 6, counts
+
+
+def test_a_store_from_before_the_order_key_keeps_or_rebuilds(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Validation and test stores are still in CSV order: up to date. A train store
+    made in CSV order is rebuilt shuffled."""
+    cfg = _cfg(tmp_path, data_root, None, "backing.enabled=false")
+    assert _run(cfg) == 0
+    processed = data_root / "processed_data"
+    for split in SPLIT_SIZES:
+        path = processed / split / "manifest.json"
+        manifest = json.loads(path.read_text())
+        del manifest["order"]
+        path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _run(cfg) == 0
+    out = capsys.readouterr().out
+    assert "train: store at" in out and "stale, rebuilding" in out
+    assert "validation: " in out and out.count("is up to date") == 2

@@ -407,3 +407,15 @@ def test_torchrun_a_signal_to_one_rank_stops_both_at_one_step(
     assert saved["step"] >= 2
     assert _adam_steps(saved) == {float(saved["step"])}
     assert f"interrupted at step {saved['step']}; saved" in out
+
+
+def test_a_train_store_in_csv_order_is_noted(tmp_path: Path, capsys):
+    from drumtx.distributed import Dist
+    from drumtx.train import note_store_order
+
+    (tmp_path / "manifest.json").write_text('{"order": "shuffled"}')
+    note_store_order(tmp_path, Dist())
+    assert capsys.readouterr().out == ""
+    (tmp_path / "manifest.json").write_text("{}")  # made before the key: CSV order
+    note_store_order(tmp_path, Dist())
+    assert "keeps the E-GMD CSV order" in capsys.readouterr().out

@@ -378,3 +378,44 @@ def test_out_of_memory_fails_that_input_alone(
     assert f"failed: {huge}: out of memory (OutOfMemoryError)" in err
     assert "--batch-size" in err and "transcribed 1, skipped 0, failed 1" in err
     assert (tmp_path / "small.drums.mid").exists()
+
+
+def test_a_trained_run_is_used_only_when_named(tmp_path, random_model, capsys):
+    """A 300-step quick run beside the shipped model: the shipped model stays the
+    default, the start line says why and how to use the run, and naming it uses it."""
+    import shutil
+
+    from drumtx.checkpoint import SHIPPED_MODELS_DIR
+
+    root = tmp_path / "root"
+    run_best = root / "checkpoints" / "quick" / "best.pt"
+    run_best.parent.mkdir(parents=True)
+    shutil.copyfile(random_model, run_best)
+    song = _wav(tmp_path / "song.wav")
+    args = [str(song), "--data-root", str(root), "-f", "csv", "--overwrite"]
+    assert _run(*args) == 0
+    err = capsys.readouterr().err
+    assert f"model: {SHIPPED_MODELS_DIR / 'default.pt'}" in err
+    assert 'chosen: the shipped model, the default (transcribe.checkpoint' in err
+    assert "a trained run is used when named: --checkpoint quick" in err
+
+    assert _run(*args, "--checkpoint", "quick") == 0
+    err = capsys.readouterr().err
+    assert f"model: {run_best}" in err
+    assert "chosen: best.pt of run quick (--checkpoint quick)" in err
+
+    assert _run(*args, "--set", "transcribe.checkpoint='newest'") == 0
+    err = capsys.readouterr().err
+    assert f"model: {run_best}" in err
+    assert 'the newest run, quick (transcribe.checkpoint = "newest")' in err
+
+    assert _run(*args, "--checkpoint", "qiuck") == 2
+    assert "did you mean 'quick'" in capsys.readouterr().err
+
+    assert main(["transcribe", "--list-models", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"  quick  {run_best}" in out
+    assert f"transcribe uses: {SHIPPED_MODELS_DIR / 'default.pt'}" in out
+    listed = ["transcribe", "--list-models", "--data-root", str(root)]
+    assert main([*listed, "--checkpoint", "newest"]) == 0
+    assert f"transcribe uses: {run_best}" in capsys.readouterr().out
