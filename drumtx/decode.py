@@ -61,7 +61,7 @@ LOG_FLOOR = 1e-6  # probabilities below this count as this, so log() stays finit
 
 def refine_peak(prob: np.ndarray, frame: int) -> float:
     """Sub-frame peak position: vertex of the parabola through the log probabilities
-    of frames t-1, t, t+1, within half a frame of t, to a hundredth of a frame."""
+    of frames t-1, t, t+1, within half a frame of t."""
     if frame == 0 or frame == prob.shape[0] - 1:
         return float(frame)
     window = np.maximum(np.asarray(prob[frame - 1 : frame + 2], np.float64), LOG_FLOOR)
@@ -69,10 +69,10 @@ def refine_peak(prob: np.ndarray, frame: int) -> float:
     curvature = left - 2.0 * centre + right
     if curvature >= 0.0:  # flat or not a maximum: nothing to interpolate
         return float(frame)
-    offset = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
-    # To a hundredth of a frame: segmented inference (activations equal within 1e-4)
-    # then places a hit exactly where a whole-file pass does.
-    return frame + round(offset, 2)
+    # Not rounded: activations of two equally valid passes (segmented vs whole file,
+    # bf16 vs fp32 convolutions) differ in the last digits, and rounding to any grid
+    # only moves where a tiny difference flips a hit to the neighbouring grid point.
+    return frame + float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
 
 
 def velocity_to_midi(velocity: float) -> int:

@@ -204,3 +204,35 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
     )
     return path
+
+
+# --- which CPU path the suite takes --------------------------------------------------
+# transcribe.cpu_precision = "auto" runs the conv stack in bf16 where the CPU has bf16
+# units (AMX or AVX512-BF16) and in fp32 elsewhere. `pytest --cpu-bf16=absent` runs
+# every test as on a CPU without them (subprocesses included, through the environment).
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-bf16",
+        choices=("detect", "absent", "present"),
+        default="detect",
+        help="what transcribe.cpu_precision=auto assumes of this CPU's bf16 units "
+        "(default: detect them; 'absent' simulates a CPU without bf16 units)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    choice = config.getoption("--cpu-bf16")
+    if choice != "detect":
+        import os
+
+        os.environ["DRUMTX_CPU_BF16"] = "1" if choice == "present" else "0"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from drumtx.model import native_bf16_cpu
+
+    path = "bf16 convolutions" if native_bf16_cpu() else "fp32 convolutions"
+    how = config.getoption("--cpu-bf16")
+    return f"drumtx CPU inference path (cpu_precision=auto): {path} (--cpu-bf16={how})"

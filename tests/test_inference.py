@@ -260,7 +260,7 @@ def test_crnn_activations_match_a_whole_file_pass(tmp_path: Path):
     inner = slice(50, len(whole) - 50)
     np.testing.assert_allclose(seg[inner], whole[inner], atol=1e-4, rtol=0)
     assert len(seg_hits) > 50
-    assert _inner(seg_hits, 0.5, 9.0) == _inner(whole_hits, 0.5, 9.0)
+    assert_same_hits(_inner(seg_hits, 0.5, 9.0), _inner(whole_hits, 0.5, 9.0))
     n_samples, chunks = stream_file(path, MODEL_RATE)
     no_context, _ = predict_activations(
         loaded, chunks, n_samples, segment_sec=2.0, overlap_sec=0.0, batch_size=4
@@ -268,8 +268,25 @@ def test_crnn_activations_match_a_whole_file_pass(tmp_path: Path):
     assert np.abs(no_context[199:201] - whole[199:201]).max() > 0.01  # at a border
 
 
-def _inner(hits: list[Hit], lo_sec: float, hi_sec: float) -> list[tuple[float, int]]:
-    return [(h.time_sec, h.cls) for h in hits if lo_sec <= h.time_sec <= hi_sec]
+def _inner(hits: list[Hit], lo_sec: float, hi_sec: float) -> list[Hit]:
+    return [h for h in hits if lo_sec <= h.time_sec <= hi_sec]
+
+
+def assert_same_hits(
+    got: list[Hit], want: list[Hit], tol_sec: float = 1e-4, fps: float = 100.0
+) -> None:
+    """Same hits as far as a listener or a MIDI file can tell: the same classes on the
+    same frames, each within ``tol_sec``. Exact float equality (or equal order of two
+    hits on one frame) would hold only on one CPU's numerics: a bf16 or AVX-512 kernel
+    moves the last digits of the activations, so the sub-frame positions too."""
+
+    def by_frame(hits: list[Hit]) -> list[tuple[int, int, float]]:
+        return sorted((round(h.time_sec * fps), h.cls, h.time_sec) for h in hits)
+
+    a, b = by_frame(got), by_frame(want)
+    assert [x[:2] for x in a] == [x[:2] for x in b]
+    worst_sec = max((abs(x[2] - y[2]) for x, y in zip(a, b)), default=0.0)
+    assert worst_sec < tol_sec, worst_sec
 
 
 def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
@@ -300,6 +317,5 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     (p32, hits32), (p16, hits16) = results["fp32"], results["bf16"]
     assert np.abs(p16 - p32).max() < 0.05
     assert len(hits32) > 20
-    assert [h.cls for h in hits16] == [h.cls for h in hits32]
-    shift = [abs(a.time_sec - b.time_sec) for a, b in zip(hits16, hits32)]
-    assert max(shift) < 0.011  # the same frame; sub-frame refinement may move a little
+    # The same frame; sub-frame refinement may move a hit by up to a frame's width.
+    assert_same_hits(hits16, hits32, tol_sec=0.011)

@@ -134,3 +134,15 @@ def test_folding_batch_norms_keeps_the_outputs(preset: str) -> None:
     with torch.no_grad():
         for a, b in zip(model(feats), folded(feats)):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_precision_auto_follows_the_declared_bf16_units(monkeypatch) -> None:
+    """DRUMTX_CPU_BF16 (set by `pytest --cpu-bf16=absent`) overrides the detection, so
+    one machine runs the suite down both paths that `auto` can take."""
+    from drumtx.model import cpu_conv_dtype
+
+    monkeypatch.setenv("DRUMTX_CPU_BF16", "0")
+    assert cpu_conv_dtype("auto") == torch.float32
+    monkeypatch.setenv("DRUMTX_CPU_BF16", "1")
+    assert cpu_conv_dtype("auto") == torch.bfloat16
+    assert cpu_conv_dtype("fp32") == torch.float32  # an explicit choice is never moved
