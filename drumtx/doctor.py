@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from drumtx.checkpoint import run_dirs
+from drumtx.checkpoint import choose_model, run_dirs
 from drumtx.config import Config
 from drumtx.console import Progress, make_console
 from drumtx.errors import DataError, DrumtxError, StorageError
@@ -121,6 +121,7 @@ def collect_checks(
             results.append(_skipped(label))
         else:
             results.append(guarded(label, lambda n=name: check_output_dir(cfg, n)))
+    results.append(check_transcribe_model(cfg))
     results += check_environment()
     results.append(guarded("backing tracks", lambda: check_backing(cfg)))
     return results
@@ -408,6 +409,25 @@ def _newest_run(path: Path, name: str) -> str:
         have = [n for n in ("best.pt", "last.pt") if (newest / n).is_file()]
         text += f" ({', '.join(have) if have else 'no best.pt/last.pt'})"
     return text
+
+
+def check_transcribe_model(cfg: Config) -> CheckResult:
+    """The model ``transcribe`` uses without --checkpoint, and why; WARN where none.
+
+    A WARN, not a FAIL: training, evaluating and preprocessing do not need it.
+    """
+    check = "transcribe model"
+    try:
+        choice = choose_model(cfg, None)
+    except DrumtxError as exc:
+        return CheckResult(check, WARN, exc.message, exc.hint or "")
+    except OSError as exc:
+        return CheckResult(check, WARN, f"{exc.strerror or exc} ({exc.filename})")
+    detail = f"{choice.path}: {choice.reason}"
+    if not choice.path.is_file():
+        hint = "set transcribe.checkpoint to a model that exists (transcribe --list-models)"
+        return CheckResult(check, WARN, f"{detail}; no such file", hint)
+    return CheckResult(check, OK, detail)
 
 
 # --- environment ----------------------------------------------------------------------

@@ -121,6 +121,21 @@ def test_newest_checkpoint_run_is_reported(egmd_data_root, capsys):
     assert "newest 'run1'" in detail and "last.pt" in detail
 
 
+def test_the_model_transcribe_uses_is_named_with_the_reason(egmd_data_root, capsys):
+    best = egmd_data_root / "checkpoints" / "quick" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"")
+    code, report = run_json(capsys, egmd_data_root)
+    row = rows(report)["transcribe model"]
+    assert row["status"] == "OK" and "default.pt: the shipped model" in row["detail"]
+    assert "used when named: --checkpoint quick" in row["detail"]
+    wrong = ("--set", "transcribe.checkpoint='quik'")
+    code_wrong, report = run_json(capsys, egmd_data_root, *wrong)
+    row = rows(report)["transcribe model"]
+    assert row["status"] == "WARN" and "no run 'quik'" in row["detail"]
+    assert code_wrong == code  # a WARN: training does not need it
+
+
 def test_missing_output_dirs_are_creatable_not_created(egmd_data_root, capsys):
     for name in ("checkpoints", "logs"):
         (egmd_data_root / name).rmdir()
