@@ -1,0 +1,115 @@
+"""Pseudo-labels for self-training on real music (student-teacher, Wu & Lerch 2017).
+
+A teacher transcribes unlabelled real music with drums. Its activations are averaged
+over a few deterministic views of the audio (the file as is and with its spectrum
+tilted each way), which steadies the peaks a single pass is unsure of. A peak well
+above the class threshold becomes a label; a peak between a floor and that level is
+*unsure*: the student's loss ignores that class for a few frames around it, so the
+teacher's guesses are neither taught as hits nor as silence. Everything else is a
+confident "no hit". The student then learns from these labels under heavy
+augmentation (noisy student), beside the rendered data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import sosfilt
+
+from drumtx.decode import pick_onsets
+from drumtx.drums import Hit
+
+TILT_DB = 4.0  # the views' spectral tilt, each way, across the band
+TILT_PIVOT_HZ = 1000.0
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """Where a teacher's peak counts as a hit, as unsure, or as nothing.
+
+    For a class tuned to threshold t: a peak at or above ``t + confident * (1 - t)``
+    is a label; one at or above ``floor * t`` but below that is unsure.
+    """
+
+    confident: float = 0.4
+    floor: float = 0.4
+    min_gap_sec: float = 0.03
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.confident < 1.0 and 0.0 < self.floor <= 1.0):
+            raise ValueError(f"LabelRule out of range: {self}")
+
+    def levels(self, thresholds: Sequence[float]) -> tuple[list[float], list[float]]:
+        """(confident level, unsure floor) per class."""
+        high = [t + self.confident * (1.0 - t) for t in thresholds]
+        low = [self.floor * t for t in thresholds]
+        return high, low
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    hits: list[Hit]  # the teacher's confident hits: labels
+    unsure: list[Hit]  # peaks between the floor and the confident level: ignored
+
+
+def tilt_views(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+    """The audio as is, brighter and darker by TILT_DB (first-order shelves)."""
+    views = [np.asarray(audio, np.float32)]
+    for sign in (1.0, -1.0):
+        views.append(_shelf(views[0], sample_rate, sign * TILT_DB))
+    return views
+
+
+def _shelf(x: np.ndarray, sample_rate: int, gain_db: float) -> np.ndarray:
+    """A first-order high shelf of ``gain_db`` above TILT_PIVOT_HZ (bilinear)."""
+    g = 10.0 ** (gain_db / 20.0)
+    k = np.tan(np.pi * TILT_PIVOT_HZ / sample_rate)
+    # H(s) = (g s + w) / (s + w): unity at DC, g at high frequencies.
+    b = np.array([g + k, k - g]) / (1.0 + k)
+    a = np.array([1.0, (k - 1.0) / (1.0 + k)])
+    sos = np.concatenate([b, [0.0], a, [0.0]])[None, :]  # (1, 6)
+    return sosfilt(sos, x).astype(np.float32)
+
+
+def ensemble(activations: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple:
+    """Mean onset probability and velocity over the views' (T, C) activations."""
+    onset = np.mean([a for a, _ in activations], axis=0)
+    velocity = np.mean([v for _, v in activations], axis=0)
+    return onset.astype(np.float32), velocity.astype(np.float32)
+
+
+def label(
+    onset: np.ndarray,
+    velocity: np.ndarray,
+    fps: float,
+    thresholds: Sequence[float],
+    rule: LabelRule = LabelRule(),
+) -> PseudoLabels:
+    """Split the teacher's (T, C) peaks into labels and unsure peaks."""
+    high, low = rule.levels(thresholds)
+    candidates = pick_onsets(onset, velocity, fps, low, rule.min_gap_sec)
+    hits, unsure = [], []
+    for hit in candidates:
+        frame = min(round(hit.time_sec * fps), onset.shape[0] - 1)
+        peak = float(onset[max(frame - 1, 0) : frame + 2, hit.cls].max())
+        (hits if peak >= high[hit.cls] else unsure).append(hit)
+    return PseudoLabels(hits, unsure)
+
+
+def ignore_mask(
+    unsure_frames: np.ndarray,
+    unsure_classes: np.ndarray,
+    n_t: int,
+    n_classes: int,
+    radius: int,
+) -> np.ndarray:
+    """(n_t, n_classes) loss weights: 0 within ``radius`` frames of an unsure peak of
+    that class, 1 elsewhere."""
+    weight = np.ones((n_t, n_classes), dtype=np.float32)
+    for offset in range(-radius, radius + 1):
+        f = unsure_frames + offset
+        ok = (f >= 0) & (f < n_t)
+        weight[f[ok], unsure_classes[ok]] = 0.0
+    return weight

@@ -1,0 +1,63 @@
+"""Pseudo-labels: which teacher peaks become labels, which are ignored, and the views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drumtx.pseudo import LabelRule, ensemble, ignore_mask, label, tilt_views
+
+FPS = 100.0
+
+
+def _peak(onset: np.ndarray, frame: int, cls: int, height: float) -> None:
+    onset[frame, cls] = height
+    onset[frame - 1, cls] = onset[frame + 1, cls] = height * 0.5
+
+
+def test_confident_peaks_are_labels_and_middling_ones_unsure() -> None:
+    onset = np.zeros((300, 2), np.float32)
+    velocity = np.full_like(onset, 0.5)
+    _peak(onset, 50, 0, 0.95)  # well above: a label
+    _peak(onset, 100, 0, 0.55)  # above threshold 0.5 but below the confident 0.7
+    _peak(onset, 150, 1, 0.25)  # below threshold, above the floor 0.2: unsure too
+    _peak(onset, 200, 1, 0.1)  # under the floor: nothing
+    got = label(onset, velocity, FPS, [0.5, 0.5], LabelRule(confident=0.4, floor=0.4))
+    assert [(round(h.time_sec * FPS), h.cls) for h in got.hits] == [(50, 0)]
+    assert [(round(h.time_sec * FPS), h.cls) for h in got.unsure] == [(100, 0), (150, 1)]
+
+
+def test_levels_follow_each_class_threshold() -> None:
+    high, low = LabelRule(confident=0.5, floor=0.5).levels([0.2, 0.6])
+    assert high == pytest.approx([0.6, 0.8])
+    assert low == pytest.approx([0.1, 0.3])
+    with pytest.raises(ValueError):
+        LabelRule(confident=1.0)
+
+
+def test_ignore_mask_blanks_only_the_unsure_class_near_its_peak() -> None:
+    weight = ignore_mask(np.array([10, 0]), np.array([1, 0]), 20, 3, radius=2)
+    assert weight.shape == (20, 3)
+    assert (weight[8:13, 1] == 0).all() and weight[7, 1] == 1 and weight[13, 1] == 1
+    assert (weight[0:3, 0] == 0).all() and weight[3, 0] == 1  # clipped at the start
+    assert (weight[:, 2] == 1).all()
+    assert weight.sum() == 20 * 3 - 5 - 3
+
+
+def test_views_tilt_the_spectrum_and_keep_the_low_end() -> None:
+    sr = 24_000
+    t = np.arange(sr) / sr
+    low = np.sin(2 * np.pi * 60 * t).astype(np.float32)
+    high = np.sin(2 * np.pi * 8000 * t).astype(np.float32)
+    for signal, expect in ((low, (0.0, 0.0)), (high, (4.0, -4.0))):
+        plain, bright, dark = tilt_views(signal, sr)
+        gains = [20 * np.log10(np.std(v[sr // 2 :]) / np.std(plain[sr // 2 :]))
+                 for v in (bright, dark)]  # fmt: skip
+        assert gains == pytest.approx(expect, abs=0.35)
+
+
+def test_ensemble_averages_the_views() -> None:
+    a = (np.zeros((4, 2), np.float32), np.ones((4, 2), np.float32))
+    b = (np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32))
+    onset, velocity = ensemble([a, b])
+    assert (onset == 0.5).all() and (velocity == 0.5).all()
