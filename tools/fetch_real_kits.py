@@ -76,14 +76,15 @@ SOURCES = [
     Source("MuldjordKit", "repo", "sfzinstruments/DrumGizmo.MuldjordKit", "CC-BY-4.0",
            "LICENSE", r"^Attribution 4\.0 International",
            "Lars Muldjord (samples, www.muldjord.com / DrumGizmo), kinwie (SFZ "
-           "mapping); CC BY 4.0", "DrumGizmo/MuldjordKit/Multi", held_out=True,
-           why="the one multi-microphone acoustic kit obtainable here (15 mics with "
-           "full bleed, Tama Superstar, 2010 studio session): it measures the gap to "
-           "real recordings best, so it is kept for evaluation"),
+           "mapping); CC BY 4.0", "DrumGizmo/MuldjordKit/Multi"),
     Source("SamsSonor", "repo", "sfzinstruments/SamsSonor", "CC-BY-SA-4.0",
            "LICENSE", r"^Attribution-ShareAlike 4\.0 International",
            "Sam Greene (samples, Sonor Force 3001), kinwie (SFZ mapping); CC BY-SA 4.0",
-           "SamsSonor.sfz"),
+           "SamsSonor.sfz", held_out=True,
+           why="a real acoustic kit recorded as a mixed stereo pair (Sonor Force 3001): "
+           "the held-out real kit. MuldjordKit, the one multi-microphone kit obtainable "
+           "here (15 mics with full bleed), teaches more in training than it would "
+           "measure, and real studio tracks are what the model must learn to hear"),
     Source("sonic-pi-drums", "deb", "sonic-pi-samples", "CC0",
            "usr/share/doc/sonic-pi-samples/copyright",
            r"Files: etc/samples/drum_snare_hard\.flac\n[^\n]*\n[^\n]*\nLicense: CC0",
