@@ -285,12 +285,12 @@ def check_egmd_files(
 
 def _check_recording(egmd_dir: Path, record, formats: Counter[str]) -> str | None:
     """None when the recording's audio and MIDI decode; else what is wrong."""
-    from drumtx.audio import audio_info, read_frames
+    from drumtx.audio import audio_info, read_samples
     from drumtx.midi import read_notes
 
     try:
         info = audio_info(egmd_dir / record.audio_filename)
-        read_frames(egmd_dir / record.audio_filename, 0, info.n_frames)
+        read_samples(egmd_dir / record.audio_filename, 0, info.n_samples)
         read_notes(egmd_dir / record.midi_filename)
     except DrumtxError as exc:
         return exc.message

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from drumtx.amp import amp_dtype, autocast
-from drumtx.audio import audio_info, read_frames, resample
+from drumtx.audio import audio_info, read_samples, resample
 from drumtx.checkpoint import load_checkpoint, model_config
 from drumtx.config import Config
 from drumtx.decode import pick_onsets
@@ -119,13 +119,13 @@ def stream_file(
     up, down = sample_rate // g, info.sample_rate // g
     step_in = max(1, round(chunk_sec * info.sample_rate / down)) * down
     margin_in = max(1, math.ceil(0.05 * info.sample_rate / down)) * down
-    total_out = resampled_length(info.n_frames, info.sample_rate, sample_rate)
+    total_out = resampled_length(info.n_samples, info.sample_rate, sample_rate)
 
     def chunks() -> Iterator[np.ndarray]:
-        for start in range(0, info.n_frames, step_in):
+        for start in range(0, info.n_samples, step_in):
             lo, hi = start - margin_in, start + step_in + margin_in
-            block = read_frames(path, max(lo, 0), min(hi, info.n_frames) - max(lo, 0))
-            block = np.pad(block, (max(0, -lo), max(0, hi - info.n_frames)))
+            block = read_samples(path, max(lo, 0), min(hi, info.n_samples) - max(lo, 0))
+            block = np.pad(block, (max(0, -lo), max(0, hi - info.n_samples)))
             out = resample(block, info.sample_rate, sample_rate)
             first = margin_in * up // down
             n_out = min(step_in * up // down, total_out - start * up // down)

@@ -13,7 +13,7 @@ from drumtx.audio import (
     audio_info,
     libsndfile_info,
     load_audio,
-    read_frames,
+    read_samples,
     resample,
     to_int16,
 )
@@ -56,7 +56,7 @@ def test_stereo_downmix_is_channel_mean(tmp_path: Path) -> None:
     y = load_audio(path)
     np.testing.assert_allclose(y, (left + right) / 2, atol=1e-6)
     info = audio_info(path)
-    assert (info.channels, info.sample_rate, info.n_frames) == (2, RATE_HZ, len(left))
+    assert (info.channels, info.sample_rate, info.n_samples) == (2, RATE_HZ, len(left))
     assert info.format == "WAV" and info.duration_sec == pytest.approx(0.2)
 
 
@@ -86,9 +86,9 @@ def test_read_frames_window(tmp_path: Path) -> None:
     x = np.linspace(-0.5, 0.5, 1000, dtype=np.float32)
     path = tmp_path / "ramp.wav"
     sf.write(path, np.stack([x, x], axis=1), RATE_HZ, subtype="FLOAT")
-    np.testing.assert_array_equal(read_frames(path, 100, 50), x[100:150])
-    assert len(read_frames(path, 980, 50)) == 20  # the file ends first
-    assert len(read_frames(path, 5000, 10)) == 0
+    np.testing.assert_array_equal(read_samples(path, 100, 50), x[100:150])
+    assert len(read_samples(path, 980, 50)) == 20  # the file ends first
+    assert len(read_samples(path, 5000, 10)) == 0
 
 
 def test_nan_in_float_wav_becomes_zero(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def _corrupt_wav(path: Path) -> None:
         (lambda p: p.write_text("this is text, not audio\n" * 20), "cannot decode"),
         (lambda p: p.write_bytes(b""), "empty"),
         (lambda p: None, "does not exist"),
-        (lambda p: sf.write(p, np.zeros(0, np.float32), RATE_HZ), "no audio frames"),
+        (lambda p: sf.write(p, np.zeros(0, np.float32), RATE_HZ), "no audio samples"),
     ],
     ids=["corrupt", "text", "empty", "missing", "zero-frames"],
 )

@@ -22,7 +22,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from drumtx.audio import audio_info, load_audio, read_frames
+from drumtx.audio import audio_info, load_audio, read_samples
 from drumtx.config import load_config
 from drumtx.drums import ROLAND9, output_notes
 from drumtx.egmd import read_egmd_csv, read_gmd_info
@@ -429,7 +429,7 @@ def _decode_or_audio_error(path: Path) -> None:
         lambda: audio_info(path),
         lambda: load_audio(path),
         lambda: load_audio(path, 16000),
-        lambda: read_frames(path, 100, 300),
+        lambda: read_samples(path, 100, 300),
     ):
         try:
             out = decode()

@@ -439,7 +439,7 @@ def test_odd_audio_transcribes_with_defined_results(
     }
     assert status == 1  # the one file with no frames fails; nothing crashes
     assert report["no_frames"]["status"] == "failed"
-    assert "no audio frames" in report["no_frames"]["reason"]
+    assert "no audio samples" in report["no_frames"]["reason"]
     for name, path in files.items():
         if name == "no_frames":
             continue

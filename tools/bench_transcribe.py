@@ -12,7 +12,7 @@ Each file goes through ``drumtx.transcribe.transcribe_job``, the exact path of
 ``drumtx transcribe`` (MIDI written included); the library functions it calls are
 wrapped with timers for the run, so the split costs nothing when not benchmarking:
 
-  decode     reading and mixing down the file (audio.read_frames)
+  decode     reading and mixing down the file (audio.read_samples)
   resample   to the model's rate (audio.resample)
   frontend   log-mel (LogMel.forward)
   model      the CRNN (forward only)
@@ -126,7 +126,7 @@ class StageTimes:
 def instrumented(loaded: LoadedModel, times: StageTimes) -> Iterator[None]:
     """Route the stages that transcribe_job calls through timers, then restore them."""
     patches = [
-        (drumtx.inference, "read_frames", "decode"),
+        (drumtx.inference, "read_samples", "decode"),
         (drumtx.inference, "resample", "resample"),
         (drumtx.inference, "pick_onsets", "peaks"),
         (drumtx.transcribe, "beat_grid", "beats"),
