@@ -100,9 +100,9 @@ def _add_make_dataset(
         description="Write OUT_DIR/e-gmd-v1.0.0/ with E-GMD's CSV schema, folders and file "
         "names: performances from a GMD folder (or generated grooves) rendered through "
         "synthesised kits (synth:SEED), General MIDI SoundFont drum kits "
-        "(sf:NAME[:PRESET]), Hydrogen drumkits (name or folder) and virtual kits "
-        "(virtual:SEED: each instrument from another of the given kits). SoundFonts "
-        "reserved for independent evaluation are refused.",
+        "(sf:NAME[:PRESET]), Hydrogen drumkits (name or folder), recorded SFZ kits "
+        "(sfz:PATH) and virtual kits (virtual:SEED: each instrument from another of "
+        "the given kits). Kits reserved for independent evaluation are refused.",
     )
     p.add_argument(
         "out_dir", type=Path, metavar="OUT_DIR", help="the data root to write into"
@@ -139,7 +139,8 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=["synth:1", "synth:2", "synth:3"],
         metavar="KIT",
-        help="synth:SEED, sf:NAME[:PRESET], virtual:SEED, a Hydrogen kit name, or a "
+        help="synth:SEED, sf:NAME[:PRESET], sfz:PATH (a .sfz file or a folder of "
+        "per-microphone .sfz files), virtual:SEED, a Hydrogen kit name, or a "
         "drumkit folder (default: 3 synth kits)",
     )
     p.add_argument(
