@@ -24,6 +24,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 PRESETS = ("tiny", "small", "base")
 VOCAB_NAMES = ("roland9", "adtof5", "basic3")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+RESUME_SCHEDULES = ("keep", "new")
 DEVICES = ("auto", "cpu", "cuda")
 CPU_PRECISIONS = ("auto", "fp32", "bf16")
 # Context each side of a transcription segment. The conv stack and the STFT window
@@ -185,6 +186,9 @@ class TrainConfig:
     min_lr: float = 1e-5  # cosine schedule floor
     warmup_steps: int = 1000
     weight_decay: float = 0.01
+    # On --resume: keep the run's schedule (horizon, lr, min_lr, warm-up) and weight
+    # decay and refuse changes to them, or apply this config's (drumtx/schedule.py).
+    resume_schedule: str = "keep"  # keep | new
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     # auto (bf16 if supported, else fp16 on CUDA; off on CPU) | bf16 | fp16 | off;
     # an explicit bf16 or fp16 runs on CPU too.
@@ -207,6 +211,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_choice("train.device", self.device, DEVICES)
         _check_choice("train.amp", self.amp, AMP_MODES)
+        _check_choice("train.resume_schedule", self.resume_schedule, RESUME_SCHEDULES)
         _check_range("train.batch_size", self.batch_size, 1, 65536)
         _check_range("train.accum_steps", self.accum_steps, 1, 4096)
         _check_range("train.max_steps", self.max_steps, 1, 10**9)

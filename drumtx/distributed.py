@@ -88,6 +88,15 @@ def barrier(dist: Dist) -> None:
         torch.distributed.barrier()
 
 
+def gather_objects(obj: object, dist: Dist) -> list:
+    """``obj`` from every rank, in rank order, on every rank (a collective)."""
+    if not dist.enabled:
+        return [obj]
+    gathered: list = [None] * dist.world_size
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
 def agree_on_run_name(run_name: str | None, dist: Dist) -> str:
     """The run name, the same on every rank (rank 0's timestamp wins)."""
     name = run_name or datetime.now().strftime("run-%Y%m%d-%H%M%S")

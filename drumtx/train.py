@@ -8,7 +8,6 @@ only raise a flag; the loop reads it between optimizer steps, saves, and returns
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,13 @@ from drumtx.distributed import (
     agree_on_run_name,
     agree_to_stop,
     barrier,
+    gather_objects,
     init_distributed,
     shutdown,
 )
 from drumtx.drums import Vocab, get_vocab
 from drumtx.inference import LoadedModel, resolve_device
+from drumtx.schedule import Schedule, resumed_schedule
 from drumtx.scoring import score_store
 from drumtx.storage import Roots, require_roots
 from drumtx.store import (
@@ -54,7 +55,9 @@ from drumtx.train_state import (
     TrainState,
     resolve_resume,
     restore,
+    rng_state,
     save_training,
+    seed_rank,
 )
 from drumtx.train_step import (
     BadSteps,
@@ -92,14 +95,8 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
 
 
 def lr_at(step: int, cfg: Config) -> float:
-    """Linear warm-up, then cosine decay to min_lr at max_steps; a pure function."""
-    t = cfg.train
-    if step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
-    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (
-        1 + math.cos(math.pi * min(progress, 1.0))
-    )
+    """The learning rate at ``step`` of a run started with ``cfg``; a pure function."""
+    return Schedule.from_config(cfg).lr_at(step)
 
 
 def train(
@@ -111,30 +108,22 @@ def train(
     dist: Dist,
     stop: StopSignals,
 ) -> int:
-    # 1. Build. On resume the model-shaping config comes from the checkpoint.
+    # 1. Build. On resume the model-shaping config comes from the checkpoint, and the
+    # schedule too unless train.resume_schedule says otherwise (drumtx/schedule.py).
     saved = load_checkpoint(resume_path) if resume_path else None
-    cfg = model_config(cfg, saved) if saved is not None else cfg
+    cfg, state, notes = start_state(cfg, saved)
     vocab = get_vocab(cfg.data.vocab)
     parts = build_parts(cfg, train_device(cfg, dist), vocab.n_classes)
-    state = TrainState()
+    seed_rank(cfg.train.seed, dist.rank)  # same initial weights, dropout per rank
 
-    # 2. Resume: weights, optimizer, scaler, step, best metric, history and RNG state.
+    # 2. Resume: weights, optimizer, scaler, step, best score, history, rank's RNG.
     if saved is not None:
-        restore(saved, parts, state)
-        log(dist, f"resumed from {resume_path} at step {state.step}")
+        restore(saved, parts, state, dist.rank)
+        for note in [f"resumed from {resume_path} at step {state.step}", *notes]:
+            log(dist, note)
     wrap_model(parts, dist)  # torch.compile and DDP, around the restored weights
     run = Run.open(cfg, roots, run_dir, log_dir, dist, parts, state, vocab)
-    # Crops are seeded by (seed, step, rank, worker): a resumed run draws fresh ones.
-    loader = make_loader(
-        cfg,
-        roots.processed_dir / "train",
-        vocab.n_classes,
-        seed=cfg.train.seed + 7919 * state.step,
-        rank=dist.rank,
-        world_size=dist.world_size,
-        pin_memory=parts.device.type == "cuda",
-    )
-    note_store_order(roots.processed_dir / "train", dist)
+    loader = train_loader(cfg, roots, vocab.n_classes, state.step, dist, parts.device)
     meter = StepMeter(hours_per_step(cfg, dist.world_size))
     next_batch = meter.timed(iter(loader))
     bad_steps = BadSteps(cfg.train.max_bad_steps)
@@ -153,7 +142,7 @@ def train(
             if last_step:
                 break
 
-            lr = lr_at(step, cfg)
+            lr = state.schedule.lr_at(step)
             result = optimizer_step(parts, next_batch, lr)
             bad_steps.check(result, step)
             state.step += 1
@@ -163,6 +152,39 @@ def train(
                 run.log_step(state.step, scalars)
     run.report()
     return 0
+
+
+def start_state(
+    cfg: Config, saved: dict[str, Any] | None
+) -> tuple[Config, TrainState, list[str]]:
+    """The config and schedule a run trains with, and the lines a resume prints."""
+    if saved is None:
+        return cfg, TrainState(schedule=Schedule.from_config(cfg)), []
+    schedule, notes = resumed_schedule(cfg, saved)
+    return model_config(cfg, saved), TrainState(schedule=schedule), notes
+
+
+def train_loader(
+    cfg: Config,
+    roots: Roots,
+    n_classes: int,
+    step: int,
+    dist: Dist,
+    device: torch.device,
+) -> torch.utils.data.DataLoader:
+    """This rank's crops, seeded by (seed, step, rank, worker): a resumed run draws
+    fresh ones."""
+    train_dir = roots.processed_dir / "train"
+    note_store_order(train_dir, dist)
+    return make_loader(
+        cfg,
+        train_dir,
+        n_classes,
+        seed=cfg.train.seed + 7919 * step,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def note_store_order(train_dir: Path, dist: Dist) -> None:
@@ -250,16 +272,20 @@ class Run:
 
     def evaluate_and_save(self, step: int) -> None:
         """Rank 0 validates, logs and saves; the other ranks wait at a barrier."""
+        rngs = gather_objects(rng_state(), self.dist)  # every rank's, for its resume
         if self.dist.is_main:
             metrics = self.validate()
             log_validation(self.writer, metrics, step, self.vocab.codes)
             improved = self.state.record(step, metrics["score"])
-            save_training(self.cfg, self.run_dir, self.parts, self.state, improved)
+            save_training(
+                self.cfg, self.run_dir, self.parts, self.state, improved, rngs
+            )
             mixed = metrics.get("mixes", {}).get(VAL_MIX)
             self.progress.note(
                 f"step {step}: val micro-F1 {metrics['micro_f1']:.3f}"
                 + (f", mixed at {VAL_MIX} {mixed['micro_f1']:.3f}" if mixed else "")
-                + f" (score {metrics['score']:.3f}, best {self.state.best_f1:.3f})"
+                + f" (score {metrics['score']:.3f}, "
+                + f"best {self.state.best_score:.3f})"
             )
         barrier(self.dist)
 
@@ -295,8 +321,9 @@ class Run:
             p.model.train()
 
     def save_interrupted(self) -> int:
+        rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
-            save_training(self.cfg, self.run_dir, self.parts, self.state, False)
+            save_training(self.cfg, self.run_dir, self.parts, self.state, False, rngs)
         self.progress.note(
             f"interrupted at step {self.state.step}; saved {self.run_dir / 'last.pt'}"
         )
@@ -312,4 +339,4 @@ class Run:
             print(f"checkpoints: {self.run_dir}")
             print(f"logs:        {self.log_dir}")
             # val/score: micro-F1, averaged with the 0 dB mix where the store has backing
-            print(f"best validation score: {self.state.best_f1:.3f}")
+            print(f"best validation score: {self.state.best_score:.3f}")

@@ -2,7 +2,11 @@
 
 A training checkpoint is always whole: the weights, the optimizer and scaler state and
 the step number are taken together between two optimizer steps (never while one is half
-applied), so a resumed run continues exactly where the saved one stood.
+applied). A resumed run continues from there with those, the learning-rate schedule
+(drumtx/schedule.py), the validation history and best score, and on each rank that
+rank's own torch RNG state (dropout). It does not replay the crops the saved run would
+have drawn next: the loader is seeded from (seed, step, rank, worker), so a resumed run
+draws fresh crops and its losses part from an uninterrupted run's after the resume.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from drumtx import __version__
@@ -25,27 +31,32 @@ from drumtx.checkpoint import (
 )
 from drumtx.config import Config
 from drumtx.errors import CheckpointError, ConfigError
-from drumtx.train_step import TrainParts
+from drumtx.schedule import Schedule
+from drumtx.train_step import TrainParts, set_weight_decay
 
 CHECKPOINT_BYTES_GUESS = 64 * 2**20  # a base model with AdamW state, rounded up
 
 
 @dataclass
 class TrainState:
+    """Where a run stands. A validation score is the mean of the micro-F1 of the drums
+    alone and mixed into their backing at 0 dB (the first alone without backing)."""
+
     step: int = 0
-    best_f1: float = -1.0
-    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per eval
+    best_score: float = -1.0  # the best validation score so far; picks best.pt
+    history: list[dict[str, Any]] = field(default_factory=list)  # {"step", "score"}
+    schedule: Schedule | None = None  # the learning-rate schedule the run follows
 
     @property
     def evaluated_step(self) -> int:
         """The last step validated (-1: none); a resumed run must not redo it."""
         return int(self.history[-1]["step"]) if self.history else -1
 
-    def record(self, step: int, micro_f1: float) -> bool:
-        """Note one validation; True when it beats the best so far."""
-        improved = micro_f1 > self.best_f1
-        self.best_f1 = max(self.best_f1, micro_f1)
-        self.history.append({"step": step, "micro_f1": micro_f1})
+    def record(self, step: int, score: float) -> bool:
+        """Note one validation score; True when it beats the best so far."""
+        improved = score > self.best_score
+        self.best_score = max(self.best_score, score)
+        self.history.append({"step": step, "score": score})
         return improved
 
 
@@ -71,7 +82,7 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     if "optimizer" not in load_checkpoint(path):
         raise CheckpointError(
             f"--resume {resume}: this checkpoint holds weights only (best.pt keeps no "
-            "optimizer state), so training cannot continue from it exactly",
+            "optimizer state), so training cannot continue from it",
             hint="resume from last.pt or a step-NNNNNN.pt of the same run",
         )
     return path
@@ -86,6 +97,13 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def seed_rank(seed: int, rank: int, *more: int) -> None:
+    """Seed torch's global generator for this rank alone: dropout differs between
+    ranks (the model's initial weights, drawn before, are the same on all)."""
+    entropy = np.random.SeedSequence([seed, rank, *more]).generate_state(1)
+    torch.manual_seed(int(entropy[0]))
+
+
 def restore_rng(rng: dict[str, Any]) -> None:
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])
@@ -97,21 +115,44 @@ def restore_rng(rng: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(cuda_state, index)
 
 
-def restore(saved: dict[str, Any], parts: TrainParts, state: TrainState) -> None:
-    """Load a training checkpoint into freshly built parts and state."""
+def restore(
+    saved: dict[str, Any], parts: TrainParts, state: TrainState, rank: int = 0
+) -> None:
+    """Load a training checkpoint into freshly built parts and state, on ``rank``;
+    ``state.schedule``, when set, is the schedule the resumed run follows."""
     parts.model.load_state_dict(saved["model"])
     parts.optimizer.load_state_dict(saved["optimizer"])
+    if state.schedule is not None:  # the saved one, or the config's on "new"
+        set_weight_decay(parts.optimizer, state.schedule.weight_decay)
     if saved.get("scaler"):  # {} from a bf16 or fp32 run: a fresh scaler
         parts.scaler.load_state_dict(saved["scaler"])
     state.step = int(saved["step"])
-    state.best_f1 = float(saved["best_f1"])
-    state.history = list(saved.get("history", []))
-    restore_rng(saved.get("rng", {}))
+    # Checkpoints before drumtx named the score best_f1 and micro_f1.
+    state.best_score = float(saved.get("best_score", saved.get("best_f1", -1.0)))
+    state.history = [
+        {"step": h["step"], "score": h.get("score", h.get("micro_f1"))}
+        for h in saved.get("history", [])
+    ]
+    by_rank = saved.get("rng_by_rank") or [saved.get("rng", {})]
+    if rank < len(by_rank):
+        restore_rng(by_rank[rank])
+    else:  # more ranks than the saved run had: a fresh stream of its own
+        seed_rank(parts.cfg.train.seed, rank, state.step)
 
 
-def training_payload(cfg: Config, parts: TrainParts, state: TrainState) -> dict:
-    """A checkpoint's contents; the model is the uncompiled, unwrapped network."""
+def training_payload(
+    cfg: Config,
+    parts: TrainParts,
+    state: TrainState,
+    rngs: Sequence[dict[str, Any]] | None = None,
+) -> dict:
+    """A checkpoint's contents; the model is the uncompiled, unwrapped network.
+
+    ``rngs``: every rank's rng_state(), in rank order (this process's alone if None).
+    """
     scaler = parts.scaler
+    rngs = list(rngs) if rngs is not None else [rng_state()]
+    schedule = state.schedule or Schedule.from_config(cfg)
     return {
         "config": cfg.to_dict(),
         "vocab": cfg.data.vocab,
@@ -120,18 +161,25 @@ def training_payload(cfg: Config, parts: TrainParts, state: TrainState) -> dict:
         "optimizer": parts.optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         "step": state.step,
-        "best_f1": state.best_f1,
+        "best_score": state.best_score,
         "history": state.history,
-        "rng": rng_state(),
+        "schedule": schedule.to_dict(),
+        "rng": rngs[0],
+        "rng_by_rank": rngs,
     }
 
 
 def save_training(
-    cfg: Config, run_dir: Path, parts: TrainParts, state: TrainState, improved: bool
+    cfg: Config,
+    run_dir: Path,
+    parts: TrainParts,
+    state: TrainState,
+    improved: bool,
+    rngs: Sequence[dict[str, Any]] | None = None,
 ) -> None:
     """last.pt, step-NNNNNN.pt, and best.pt on improvement (call on rank 0 only)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    payload = training_payload(cfg, parts, state)
+    payload = training_payload(cfg, parts, state, rngs)
     # last.pt first: whatever else a kill interrupts, resume finds the newest state.
     save_checkpoint(run_dir / "last.pt", payload)
     keep = make_room(run_dir, cfg.train.keep_checkpoints)

@@ -88,11 +88,19 @@ def make_optimizer(model: nn.Module, cfg: Config, fused: bool) -> torch.optim.Ad
     """AdamW; no weight decay on biases and norm parameters (1-d tensors)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
+    groups = [  # DECAY_GROUP first
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, fused=fused)
+
+
+DECAY_GROUP = 0  # make_optimizer's parameter group that has weight decay
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """The decay group's weight decay (a restored optimizer keeps the saved one)."""
+    optimizer.param_groups[DECAY_GROUP]["weight_decay"] = weight_decay
 
 
 def compute_loss(

@@ -419,3 +419,97 @@ def test_a_train_store_in_csv_order_is_noted(tmp_path: Path, capsys):
     (tmp_path / "manifest.json").write_text("{}")  # made before the key: CSV order
     note_store_order(tmp_path, Dist())
     assert "keeps the E-GMD CSV order" in capsys.readouterr().out
+
+
+# --- resume: the schedule, changed settings, each rank's RNG, older checkpoints -------
+
+
+def _lrs_of(monkeypatch) -> list[float]:
+    """The learning rate of every optimizer step run_train takes from now on."""
+    import drumtx.train as train
+
+    lrs, real = [], train.optimizer_step
+
+    def recording(parts, next_batch, lr):
+        lrs.append(lr)
+        return real(parts, next_batch, lr)
+
+    monkeypatch.setattr(train, "optimizer_step", recording)
+    return lrs
+
+
+def test_a_longer_resume_keeps_the_cosine_horizon(data_root: Path, monkeypatch, capsys):
+    base = ("train.warmup_steps=1", "train.eval_every=3", "train.min_lr=1e-5")
+    cfg = tiny_config(data_root, "train.max_steps=3", *base)
+    assert run_train(cfg, run_name="h", resume=None) == 0
+    lrs = _lrs_of(monkeypatch)
+    longer = tiny_config(data_root, "train.max_steps=5", *base)
+    assert run_train(longer, run_name="h", resume="auto") == 0
+    assert lrs == pytest.approx([1e-5, 1e-5])  # at the floor, not back up the cosine
+    assert "keeps its horizon at step 3" in capsys.readouterr().out
+    saved = load_checkpoint(data_root / "checkpoints" / "h" / "last.pt")
+    assert saved["schedule"]["horizon_steps"] == 3
+
+
+def test_a_changed_weight_decay_is_refused_then_applied(data_root: Path, capsys):
+    cfg = tiny_config(data_root, "train.max_steps=1")
+    assert run_train(cfg, run_name="wd", resume=None) == 0
+    changed = ("train.max_steps=2", "train.weight_decay=0.05")
+    with pytest.raises(ConfigError, match="train.weight_decay 0.01 -> 0.05") as info:
+        run_train(tiny_config(data_root, *changed), run_name="wd", resume="auto")
+    assert "train.resume_schedule='new'" in (info.value.hint or "")
+    new = tiny_config(data_root, *changed, "train.resume_schedule='new'")
+    assert run_train(new, run_name="wd", resume="auto") == 0
+    assert "train.weight_decay 0.01 -> 0.05" in capsys.readouterr().out
+    saved = load_checkpoint(data_root / "checkpoints" / "wd" / "last.pt")
+    groups = saved["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    assert saved["schedule"]["weight_decay"] == 0.05
+
+
+def test_a_checkpoint_with_the_old_score_names_resumes(data_root: Path):
+    """best_score and history "score" hold the validation score (not a micro-F1);
+    checkpoints from before call them best_f1 and micro_f1."""
+    from drumtx.checkpoint import save_checkpoint
+
+    cfg = tiny_config(data_root, "train.max_steps=3", "train.eval_every=3")
+    assert run_train(cfg, run_name="old", resume=None) == 0
+    last = data_root / "checkpoints" / "old" / "last.pt"
+    saved = load_checkpoint(last)
+    assert set(saved["history"][0]) == {"step", "score"} and "best_f1" not in saved
+    score = saved["best_score"]
+    old = {k: v for k, v in saved.items() if k not in ("schedule", "rng_by_rank")}
+    old["best_f1"] = old.pop("best_score")
+    old["history"] = [{"step": 3, "micro_f1": score}]
+    save_checkpoint(last, old)
+    longer = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
+    assert run_train(longer, run_name="old", resume="auto") == 0
+    final = load_checkpoint(last)
+    assert [h["step"] for h in final["history"]] == [3, 6]
+    assert final["history"][0]["score"] == score
+    assert final["best_score"] >= score
+
+
+def test_each_rank_seeds_and_restores_its_own_rng():
+    from drumtx.config import load_config
+    from drumtx.train_state import TrainState, restore, seed_rank, training_payload
+    from drumtx.train_step import build_parts
+
+    draws = []
+    for rank in (0, 1):
+        seed_rank(1234, rank)
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1])  # dropout masks differ across ranks
+    cfg = load_config(None, ["model.preset='tiny'", "train.device='cpu'"])
+    parts = build_parts(cfg, torch.device("cpu"), 9)
+    rngs = []
+    for rank in (0, 1):
+        seed_rank(7, rank)
+        rngs.append({"torch": torch.get_rng_state()})
+    saved = training_payload(cfg, parts, TrainState(step=5), rngs)
+    for rank in (0, 1):
+        torch.manual_seed(0)
+        restore(saved, build_parts(cfg, torch.device("cpu"), 9), TrainState(), rank)
+        assert torch.equal(torch.get_rng_state(), rngs[rank]["torch"]), rank
+    restore(saved, parts, TrainState(), 2)  # a rank the saved run did not have
+    assert not any(torch.equal(torch.get_rng_state(), r["torch"]) for r in rngs)

@@ -237,7 +237,8 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
         "model",
         "thresholds",
         "step",
-        "best_f1",
+        "best_score",
+        "best_f1",  # checkpoints before best_score
         "drumtx_version",
     )
     out_dir = REPO / "drumtx" / "models"
