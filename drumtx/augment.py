@@ -1,10 +1,11 @@
 """Training-time audio augmentation: from rendered drums toward recorded songs.
 
 One crop goes through what a recording goes through: the drum bus (EQ, compression),
-the band (the recording's backing track at a random drums-to-music level), the master
-(room reverb, EQ, saturation or clipping, compression), a lossy codec, some noise, and
-a playback level (a random gain, or loudness normalisation to a random target). Onsets
-never move: every effect is causal and keeps the direct sound at lag 0.
+the band (the recording's backing track, or in ``music_prob`` of banded crops an
+excerpt of the real-music pool, drumtx.music, at a random drums-to-music level), the
+master (room reverb, EQ, saturation or clipping, compression), a lossy codec, some
+noise, and a playback level (a random gain, or loudness normalisation to a random
+target). Onsets never move: every effect is causal and keeps the direct sound at lag 0.
 
 Velocity targets follow the audio: where a compressor turns a hit down relative to the
 rest of the crop, that hit's target velocity goes down by the same number of decibels
@@ -23,6 +24,7 @@ import soundfile as sf
 from scipy import signal
 
 from drumtx.levels import SILENT_DB, mix_backing, rms_db, scale_velocity
+from drumtx.music import MusicPool, random_excerpt
 
 HIT_BODY_SEC = 0.03  # the part of a hit whose level its velocity target follows
 
@@ -39,6 +41,7 @@ class AugmentConfig:
     backing_prob: float = 0.67
     backing_db_min: float = -6.0
     backing_db_max: float = 12.0
+    music_prob: float = 0.0  # of the crops with a band, those hearing real music
     compress_prob: float = 0.4
     saturate_prob: float = 0.2
     codec_prob: float = 0.1
@@ -160,10 +163,17 @@ def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 class Augmenter:
     """The whole chain for one crop: drum bus, band, master, codec, level."""
 
-    def __init__(self, cfg: AugmentConfig, sample_rate: int, hop_length: int) -> None:
+    def __init__(
+        self,
+        cfg: AugmentConfig,
+        sample_rate: int,
+        hop_length: int,
+        music_pool: MusicPool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.sr = sample_rate
         self.hop = hop_length
+        self.music_pool = music_pool  # real non-drum audio (drumtx.music), or None
 
     def __call__(
         self,
@@ -181,9 +191,11 @@ class Augmenter:
         if rng.random() < cfg.compress_prob / 2:
             x, g = compress(x, sr, rng)
             gain_db += g
-        if music is not None and rng.random() < cfg.backing_prob:
+        has_band = music is not None or self._pool_plays()
+        if has_band and rng.random() < cfg.backing_prob:
+            music = self._band(music, len(x), rng)
             level = rng.uniform(cfg.backing_db_min, cfg.backing_db_max)
-            mixed = mix_backing(x, music, level)
+            mixed = None if music is None else mix_backing(x, music, level)
             x = x if mixed is None else mixed
         x, g = self._master(x, rng)
         gain_db += g
@@ -191,6 +203,19 @@ class Augmenter:
         if not np.isfinite(x).all():  # never seen; a poisoned batch would cost a step
             return np.clip(drums, -1.0, 1.0).astype(np.float32), velocity
         return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
+
+    def _band(
+        self, rendered: np.ndarray | None, n: int, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        """The crop's band: in ``music_prob`` of crops (where a pool is loaded) an
+        excerpt of real music instead of the rendered backing track, else that track."""
+        if self._pool_plays() and rng.random() < self.cfg.music_prob:
+            assert self.music_pool is not None
+            return random_excerpt(self.music_pool, n, rng)
+        return rendered
+
+    def _pool_plays(self) -> bool:
+        return self.music_pool is not None and self.cfg.music_prob > 0
 
     def _level_db(self, x: np.ndarray, rng: np.random.Generator) -> float:
         """The playback gain: random, or (loudness_prob) what brings the crop's RMS

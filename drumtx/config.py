@@ -113,6 +113,11 @@ class DataConfig:
     backing_prob: float = 0.67  # crops mixed with their backing track, where stored
     backing_db_min: float = -6.0  # drums-to-music level of a mixed crop, dB (RMS)
     backing_db_max: float = 12.0
+    # Real non-drum audio (tools/build_music_pool.py): one split of the pool, e.g.
+    # /work/music/train, and the share of banded crops that hear it instead of the
+    # rendered backing track (the rest keep theirs).
+    music_dir: str = ""
+    music_prob: float = 0.0
     compress_prob: float = 0.4  # drum-bus and master compression
     saturate_prob: float = 0.2  # tape-like saturation or hard clipping
     codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
@@ -138,6 +143,7 @@ class DataConfig:
             "reverb_prob",
             "mix_prob",
             "backing_prob",
+            "music_prob",
             "compress_prob",
             "saturate_prob",
             "codec_prob",
@@ -155,6 +161,13 @@ class DataConfig:
             )
         if self.backing_db_min > self.backing_db_max:
             raise ConfigError("data.backing_db_min must not exceed data.backing_db_max")
+        if self.music_prob > 0 and not self.music_dir:
+            raise ConfigError(
+                f"data.music_prob = {self.music_prob} needs data.music_dir, the "
+                "real-music pool split to draw from",
+                hint="python tools/build_music_pool.py --out /work/music, then "
+                "--set data.music_dir='/work/music/train'",
+            )
 
 
 @dataclass(frozen=True)

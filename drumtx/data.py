@@ -26,6 +26,7 @@ from drumtx.config import Config, DataConfig
 from drumtx.errors import DataError
 from drumtx.frontend import n_frames
 from drumtx.levels import scale_velocity
+from drumtx.music import open_music_pool
 from drumtx.store import Store, load_store, recording_hits
 
 MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
@@ -90,7 +91,10 @@ class CropDataset(torch.utils.data.IterableDataset):
         )
         sampler = BlockSampler(self._open(), self.spec, self.data_cfg)
         augment = Augmenter(
-            augment_config(self.data_cfg), self.spec.sample_rate, self.spec.hop_length
+            augment_config(self.data_cfg),
+            self.spec.sample_rate,
+            self.spec.hop_length,
+            open_music_pool(self.data_cfg, self.spec.sample_rate),  # real music
         )
         while True:
             buffer: list[Crop] = []
@@ -279,6 +283,7 @@ def make_loader(
         world_size=world_size,
     )
     store = open_store(cfg, split_dir)
+    open_music_pool(cfg.data, spec.sample_rate)  # a bad pool fails here, not in workers
     dataset = CropDataset(spec, cfg.data, store if cfg.data.cache_in_ram else None)
     workers = cfg.data.num_workers
     return torch.utils.data.DataLoader(

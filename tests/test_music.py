@@ -1,0 +1,192 @@
+"""The real-music pool: written and read back, split by file the same way every build,
+and mixed under training crops at the asked level with the targets untouched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drumtx.augment import AugmentConfig, Augmenter
+from drumtx.config import DataConfig, load_config
+from drumtx.data import augment_config
+from drumtx.errors import ConfigError, DataError
+from drumtx.levels import rms_db
+from drumtx.music import (
+    PoolWriter,
+    assign_splits,
+    fixed_excerpt,
+    load_music_pool,
+    open_music_pool,
+    random_excerpt,
+    split_of,
+)
+
+SR = 24000
+HOP = 240
+OFF = dict(
+    eq_prob=0.0, noise_prob=0.0, reverb_prob=0.0, gain_db_min=0.0, gain_db_max=0.0,
+    compress_prob=0.0, saturate_prob=0.0, codec_prob=0.0,
+)  # fmt: skip
+
+
+def tone(seconds: float, freq_hz: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def write_pool(split_dir: Path, pieces: list[tuple[str, np.ndarray]]) -> Path:
+    writer = PoolWriter(split_dir, SR)
+    for name, audio in pieces:
+        writer.add(audio, {"file": name, "source": "tones", "licence": "CC0-1.0"})
+    return writer.close()
+
+
+def test_pool_round_trip(tmp_path: Path) -> None:
+    a, b = tone(2.0, 220.0), tone(3.0, 330.0, 0.25)
+    index_path = write_pool(tmp_path / "train", [("a.ogg", a), ("b.ogg", b)])
+    pool = load_music_pool(tmp_path / "train", SR)
+    assert index_path == tmp_path / "train" / "index.json"
+    assert [s["file"] for s in pool.segments] == ["a.ogg", "b.ogg"]
+    assert [(s["start"], s["length"]) for s in pool.segments] == [
+        (0, len(a)),
+        (len(a), len(b)),
+    ]
+    assert pool.segments[1]["licence"] == "CC0-1.0"
+    back = np.asarray(pool.audio[len(a) :], np.float32) / 32768
+    assert np.abs(back - b).max() < 1e-4  # int16 resolution
+    assert pool.hours == pytest.approx(5.0 / 3600)
+
+
+def test_pool_reader_refuses_what_it_cannot_use(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a music pool split"):
+        load_music_pool(tmp_path / "missing", SR)
+    write_pool(tmp_path / "train", [("a.ogg", tone(1.0, 220.0))])
+    with pytest.raises(DataError, match="16000 Hz"):
+        load_music_pool(tmp_path / "train", 16000)
+    index = tmp_path / "train" / "index.json"
+    data = json.loads(index.read_text())
+    index.write_text(json.dumps({**data, "n_samples": 5}))
+    with pytest.raises(DataError, match="its index says"):
+        load_music_pool(tmp_path / "train", SR)
+
+
+def test_split_is_deterministic_and_holds_out_some_of_every_source() -> None:
+    sources = {
+        "guitar": [f"fof/song{i}/guitar.ogg" for i in range(4)],
+        "speech": [f"festvox/wav/{i:03d}.wav" for i in range(50)],
+        "pair": ["a.ogg", "b.ogg"],
+    }
+    splits = assign_splits(sources, test_share=0.2)
+    assert splits == assign_splits(sources, test_share=0.2)
+    for keys in sources.values():
+        chosen = {splits[k] for k in keys}
+        assert chosen == {"train", "test"}
+    speech_test = sum(splits[k] == "test" for k in sources["speech"])
+    assert 3 <= speech_test <= 20  # about a fifth, by hash
+    # A file's split does not depend on what else is in the build.
+    assert split_of("festvox/wav/007.wav", 0.2) == split_of("festvox/wav/007.wav", 0.2)
+
+
+def test_excerpts_are_the_asked_length_and_fixed_ones_repeat(tmp_path: Path) -> None:
+    write_pool(tmp_path / "test", [("a.ogg", tone(1.0, 220.0))])
+    pool = load_music_pool(tmp_path / "test", SR)
+    rng = np.random.default_rng(0)
+    assert random_excerpt(pool, 3 * SR, rng).shape == (3 * SR,)  # wraps round
+    one = fixed_excerpt(pool, "drummer1/session1/1_rock.wav", SR // 2)
+    again = fixed_excerpt(pool, "drummer1/session1/1_rock.wav", SR // 2)
+    assert np.array_equal(one, again)
+    assert one.dtype == np.float32 and np.abs(one).max() > 0.1
+
+
+def test_real_music_is_mixed_at_the_asked_level(tmp_path: Path) -> None:
+    write_pool(tmp_path / "train", [("a.ogg", tone(4.0, 220.0))])
+    pool = load_music_pool(tmp_path / "train", SR)
+    level_db = 6.0
+    cfg = AugmentConfig(**OFF, backing_prob=1.0, music_prob=1.0,
+                        backing_db_min=level_db, backing_db_max=level_db)  # fmt: skip
+    augment = Augmenter(cfg, SR, HOP, music_pool=pool)
+    drums = np.random.default_rng(1).uniform(-0.2, 0.2, SR).astype(np.float32)
+    velocity = np.zeros((SR // HOP + 1, 9), np.float32)
+    velocity[30, 0] = 0.8
+    for seed in range(5):
+        out, vel = augment(drums, None, velocity, np.random.default_rng(seed))
+        music = out - drums
+        assert rms_db(drums) - rms_db(music) == pytest.approx(level_db, abs=0.5)
+        assert np.array_equal(vel, velocity)
+
+
+def test_music_prob_replaces_only_that_share_of_bands(tmp_path: Path) -> None:
+    write_pool(tmp_path / "train", [("a.ogg", tone(4.0, 220.0))])
+    pool = load_music_pool(tmp_path / "train", SR)
+    cfg = AugmentConfig(**OFF, backing_prob=1.0, music_prob=0.5)
+    augment = Augmenter(cfg, SR, HOP, music_pool=pool)
+    drums = np.zeros(SR, np.float32)
+    drums[::2400] = 0.5
+    rendered = tone(1.0, 1000.0, 0.3)  # the store's own backing, at another pitch
+    velocity = np.zeros((SR // HOP + 1, 9), np.float32)
+    real = 0
+    for seed in range(40):
+        out, _ = augment(drums, rendered, velocity, np.random.default_rng(seed))
+        spectrum = np.abs(np.fft.rfft(out - drums))
+        real += spectrum[220] > spectrum[1000]  # 1 Hz bins: which band played
+    assert 10 <= real <= 30
+
+
+def test_no_pool_leaves_the_chain_as_it_was() -> None:
+    cfg = AugmentConfig(**OFF, backing_prob=0.5)
+    drums = np.random.default_rng(2).uniform(-0.2, 0.2, SR).astype(np.float32)
+    music = tone(1.0, 330.0)
+    velocity = np.zeros((SR // HOP + 1, 9), np.float32)
+    plain = Augmenter(cfg, SR, HOP)
+    no_pool = AugmentConfig(**OFF, backing_prob=0.5, music_prob=0.7)
+    with_prob = Augmenter(no_pool, SR, HOP)
+    for seed in range(6):
+        a, _ = plain(drums, music, velocity, np.random.default_rng(seed))
+        b, _ = with_prob(drums, music, velocity, np.random.default_rng(seed))
+        assert np.array_equal(a, b)
+
+
+def test_config_keys_are_validated_and_reach_the_augmenter(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs data.music_dir"):
+        DataConfig(music_prob=0.3)
+    with pytest.raises(ConfigError, match="data.music_prob"):
+        DataConfig(music_prob=1.5, music_dir="x")
+    with pytest.raises(ConfigError, match="must be of type str"):
+        load_config(None, ["data.music_dir=3"])
+    sets = [f"data.music_dir='{tmp_path}/train'", "data.music_prob=0.25"]
+    cfg = load_config(None, sets)
+    assert augment_config(cfg.data).music_prob == 0.25
+    with pytest.raises(DataError, match="not a music pool split"):
+        open_music_pool(cfg.data, SR)
+    write_pool(tmp_path / "train", [("a.ogg", tone(1.0, 220.0))])
+    assert open_music_pool(cfg.data, SR) is not None
+    assert open_music_pool(DataConfig(music_dir=str(tmp_path / "train")), SR) is None
+
+
+def test_loader_mixes_pool_music_at_the_level_and_keeps_targets(tmp_path: Path) -> None:
+    from test_augment import backing_store
+
+    from drumtx.data import CropDataset, CropSpec
+
+    split_dir = backing_store(tmp_path / "store")  # clicks at 1000 + 6000 k samples
+    write_pool(tmp_path / "music" / "train", [("a.ogg", tone(5.0, 523.0))])
+    level_db = 3.0
+    cfg = DataConfig(**OFF, backing_prob=1.0, music_prob=1.0,
+                     music_dir=str(tmp_path / "music" / "train"),
+                     backing_db_min=level_db, backing_db_max=level_db,
+                     crops_per_block=4, block_mb=0.5, shuffle_blocks=2)  # fmt: skip
+    drums = np.fromfile(split_dir / "audio.i16", np.int16)[:SR].astype(np.float32)
+    drums /= 32768
+    stream = iter(CropDataset(CropSpec(split_dir, SR, HOP, 9, SR, seed=3), cfg))
+    for _ in range(6):
+        audio, onset, velocity, mask = next(stream)
+        added = audio - drums
+        spectrum = np.abs(np.fft.rfft(added))
+        assert np.argmax(spectrum) == 523  # the pool's tone, not the stored chords
+        assert rms_db(drums) - rms_db(added) == pytest.approx(level_db, abs=0.5)
+        frames = [round(s / HOP) for s in range(1000, SR - 200, 6000)]
+        assert np.flatnonzero(onset[:, 0]).tolist() == frames
+        assert np.allclose(velocity[frames, 0], 100 / 127) and mask.sum() == len(frames)
