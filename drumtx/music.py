@@ -23,6 +23,7 @@ import numpy as np
 
 from drumtx.config import DataConfig
 from drumtx.errors import DataError
+from drumtx.levels import mix_backing
 
 POOL_FORMAT = 1
 AUDIO_NAME = "music.i16"
@@ -166,6 +167,17 @@ def fixed_excerpt(pool: MusicPool, key: str, n_samples: int) -> np.ndarray:
     same music under the same recording on every evaluation."""
     start = int(hash_unit(key) * len(pool.audio))
     return _read_wrapped(pool, start, n_samples)
+
+
+def mix_held_out(
+    drums: np.ndarray, pool: MusicPool, key: str, drums_to_music_db: float
+) -> np.ndarray:
+    """A held-out recording's (N,) drums under the pool's music chosen by ``key``, at
+    the level asked (RMS over the whole recording); the drums alone where either is
+    silent. Evaluation's real-music condition: load_music_pool(.../test) once."""
+    music = fixed_excerpt(pool, key, len(drums))
+    mixed = mix_backing(np.asarray(drums, np.float32), music, drums_to_music_db)
+    return np.asarray(drums, np.float32) if mixed is None else mixed
 
 
 def _read_wrapped(pool: MusicPool, start: int, n_samples: int) -> np.ndarray:

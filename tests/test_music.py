@@ -19,6 +19,7 @@ from drumtx.music import (
     assign_splits,
     fixed_excerpt,
     load_music_pool,
+    mix_held_out,
     open_music_pool,
     random_excerpt,
     split_of,
@@ -190,3 +191,15 @@ def test_loader_mixes_pool_music_at_the_level_and_keeps_targets(tmp_path: Path) 
         frames = [round(s / HOP) for s in range(1000, SR - 200, 6000)]
         assert np.flatnonzero(onset[:, 0]).tolist() == frames
         assert np.allclose(velocity[frames, 0], 100 / 127) and mask.sum() == len(frames)
+
+
+def test_held_out_mix_is_repeatable_and_at_the_level(tmp_path: Path) -> None:
+    pieces = [("a.ogg", tone(3.0, 220.0)), ("b.ogg", tone(3.0, 440.0))]
+    write_pool(tmp_path / "test", pieces)
+    pool = load_music_pool(tmp_path / "test", SR)
+    drums = np.random.default_rng(4).uniform(-0.3, 0.3, 2 * SR).astype(np.float32)
+    one = mix_held_out(drums, pool, "rec/7.wav", 0.0)
+    assert np.array_equal(one, mix_held_out(drums, pool, "rec/7.wav", 0.0))
+    assert rms_db(drums) - rms_db(one - drums) == pytest.approx(0.0, abs=0.5)
+    assert np.array_equal(mix_held_out(np.zeros(SR, np.float32), pool, "x", 0.0),
+                          np.zeros(SR, np.float32))  # fmt: skip
