@@ -113,3 +113,55 @@ def ignore_mask(
         ok = (f >= 0) & (f < n_t)
         weight[f[ok], unsure_classes[ok]] = 0.0
     return weight
+
+
+# Classes that say a kit is playing: a teacher finding these steadily hears drums.
+TIME_KEEPERS = ("KD", "SD", "HH", "RD")
+
+
+def drum_spans(
+    hits: Sequence[Hit],
+    codes: Sequence[str],
+    duration_sec: float,
+    *,
+    window_sec: float = 5.0,
+    min_rate_hz: float = 1.0,
+) -> list[tuple[float, float]]:
+    """(start, end) seconds of the runs of windows where the teacher's confident
+    time-keeping hits (kick, snare, hi-hat, ride) come at ``min_rate_hz`` or more.
+
+    Outside them the music may have no drums, or drums the teacher cannot hear:
+    neither is a label worth teaching, so only these spans become training audio.
+    """
+    keepers = {i for i, code in enumerate(codes) if code in TIME_KEEPERS}
+    n_windows = int(duration_sec // window_sec)
+    counts = np.zeros(n_windows, dtype=np.int64)
+    for hit in hits:
+        w = int(hit.time_sec // window_sec)
+        if hit.cls in keepers and w < n_windows:
+            counts[w] += 1
+    busy = counts >= min_rate_hz * window_sec
+    spans, start = [], None
+    for w, on in enumerate([*busy.tolist(), False]):
+        if on and start is None:
+            start = w
+        elif not on and start is not None:
+            spans.append((start * window_sec, w * window_sec))
+            start = None
+    return spans
+
+
+def pieces(
+    spans: Sequence[tuple[float, float]], max_sec: float, min_sec: float
+) -> list[tuple[float, float]]:
+    """Spans cut into equal pieces of at most ``max_sec``; shorter than ``min_sec``
+    dropped (a piece is one training recording, like one E-GMD performance)."""
+    out = []
+    for start, end in spans:
+        length = end - start
+        if length < min_sec:
+            continue
+        n = int(np.ceil(length / max_sec))
+        edges = np.linspace(start, end, n + 1)
+        out.extend((float(a), float(b)) for a, b in zip(edges[:-1], edges[1:]))
+    return out

@@ -37,8 +37,8 @@ import numpy as np
 from drumtx import audio, drums, midi, storage
 from drumtx.drums import Hit
 from drumtx.egmd import EgmdRecord
-from drumtx.errors import AudioError, DataError
-from drumtx.store import PREPROCESS_HINT
+from drumtx.errors import AudioError, ConfigError, DataError
+from drumtx.store import PREPROCESS_HINT, PSEUDO_KIT_PREFIX, UNSURE_VELOCITY
 from drumtx.synth.backing import KICK_PITCHES, BackingSpec, render_backing
 
 PART_VERSION = 2  # bump when the content of a part changes meaning
@@ -134,6 +134,10 @@ def process_job(job: Job) -> Outcome:
     )
     if reason:
         return _skip(job, record.audio_filename, reason)
+    try:
+        hits = hits + unsure_hits(job.egmd_dir / record.midi_filename, vocab)
+    except DataError as exc:
+        return _skip(job, record.midi_filename, exc.message)
     tracks = [audio.to_int16(samples)]
     if job.backing is not None:
         tracks.append(audio.to_int16(_backing_track(job, notes, len(samples))))
@@ -141,8 +145,26 @@ def process_job(job: Job) -> Outcome:
     return Outcome(job.index, None, len(samples) / job.sample_rate)
 
 
+def unsure_hits(midi_path: Path, vocab: drums.Vocab) -> list[Hit]:
+    """A pseudo-labelled recording's unsure peaks (``<stem>.unsure.json`` beside its
+    MIDI, written by tools/pseudo_label.py), as hits of velocity UNSURE_VELOCITY that
+    training leaves out of the loss; [] for every other recording."""
+    path = midi_path.with_suffix(".unsure.json")
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["unsure"]
+        return [Hit(float(t), vocab.index(str(code)), UNSURE_VELOCITY, -1)
+                for t, code in entries]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise DataError(f"{path} is not a list of unsure peaks ({exc})") from None
+
+
 def _backing_track(job: Job, notes: Sequence[midi.Note], n_samples: int) -> np.ndarray:
-    """The recording's accompaniment, on its MIDI's beats; seeded by its path."""
+    """The recording's accompaniment, on its MIDI's beats; seeded by its path. A
+    pseudo-labelled song (kit ``pseudo:...``) has its band already: silence."""
+    if job.record.kit_name.startswith(PSEUDO_KIT_PREFIX):
+        return np.zeros(n_samples, dtype=np.float32)
     kicks = np.array([n.time_sec for n in notes if n.pitch in KICK_PITCHES])
     return render_backing(
         job.egmd_dir / job.record.midi_filename,

@@ -6,7 +6,10 @@ audio, source paths, kit, ...), ``hits.npy`` (HITS_DTYPE, sorted by recording th
 sample) and ``manifest.json``, written last: a folder without it is an incomplete
 store. Format 2 added aligned tracks: ``backing.i16`` holds, at the same offsets as
 ``audio.i16``, a non-drum accompaniment for each recording (the manifest's ``tracks``
-names it; a store without one still trains, on drums alone). The train split's
+names it; a store without one still trains, on drums alone). Hits of velocity
+UNSURE_VELOCITY are a pseudo-labelled recording's unsure peaks (drumtx.pseudo): they
+are split off into ``Store.unsure`` on loading, so every reader of ``Store.hits`` sees
+labels only, and training leaves their neighbourhood out of the loss. The train split's
 recordings are in a fixed shuffled order (manifest ``order``). ``preprocess`` writes
 stores; the loader, evaluate, inference and doctor read them here.
 """
@@ -35,6 +38,8 @@ HITS_DTYPE = np.dtype(
         ("pitch", "<i2"),
     ]
 )
+UNSURE_VELOCITY = -1  # a hit of this velocity marks a teacher's unsure peak
+PSEUDO_KIT_PREFIX = "pseudo:"  # kit of a pseudo-labelled real song (no backing track)
 AUDIO_FILE, HITS_FILE, RECORDINGS_FILE = "audio.i16", "hits.npy", "recordings.json"
 MANIFEST_FILE = "manifest.json"
 BACKING_FILE = "backing.i16"  # an aligned track: same offsets and lengths as audio.i16
@@ -56,6 +61,7 @@ class Store:
     hits: np.ndarray  # (n_hits,) HITS_DTYPE, sorted by recording then sample
     manifest: dict[str, Any]
     backing: np.ndarray | None = None  # (n_samples,) int16 aligned with audio, or None
+    unsure: np.ndarray | None = None  # HITS_DTYPE: teacher's unsure peaks, or None
 
 
 def load_store(split_dir: Path, cfg: Config | None = None) -> Store:
@@ -79,7 +85,9 @@ def load_store(split_dir: Path, cfg: Config | None = None) -> Store:
             f"{split_dir}: recordings.json or hits.npy disagrees with manifest.json",
             hint=f"delete {split_dir} and run {PREPROCESS_HINT}",
         )
-    return Store(audio_data, recordings, hits, manifest, backing)
+    is_unsure = hits["velocity"] == UNSURE_VELOCITY
+    unsure = hits[is_unsure] if is_unsure.any() else None
+    return Store(audio_data, recordings, hits[~is_unsure], manifest, backing, unsure)
 
 
 # --- one recording of a store ---------------------------------------------------------
@@ -91,6 +99,14 @@ def recording_hits(store: Store, index: int) -> np.ndarray:
         raise IndexError(f"recording {index} outside 0..{len(store.recordings) - 1}")
     lo, hi = np.searchsorted(store.hits["recording"], [index, index + 1])
     return store.hits[lo:hi]
+
+
+def recording_unsure(store: Store, index: int) -> np.ndarray:
+    """The unsure peaks of recording ``index`` (HITS_DTYPE; empty for most)."""
+    if store.unsure is None:
+        return np.zeros(0, dtype=HITS_DTYPE)
+    lo, hi = np.searchsorted(store.unsure["recording"], [index, index + 1])
+    return store.unsure[lo:hi]
 
 
 def recording_audio(store: Store, index: int) -> np.ndarray:

@@ -711,3 +711,39 @@ def test_a_store_from_before_the_order_key_keeps_or_rebuilds(
     out = capsys.readouterr().out
     assert "train: store at" in out and "stale, rebuilding" in out
     assert "validation: " in out and out.count("is up to date") == 2
+
+
+def test_a_pseudo_labelled_song_keeps_its_unsure_peaks_apart(tmp_path: Path) -> None:
+    """tools/pseudo_label.py's recordings: the MIDI holds the teacher's confident hits,
+    ``.unsure.json`` its unsure peaks. The store keeps the latter out of ``hits`` (so
+    evaluation and targets never see them) in ``unsure``, and a song (kit pseudo:...)
+    gets a silent backing track: its band is in the recording already."""
+    from dataclasses import replace
+
+    from drumtx.egmd import read_egmd_csv
+    from drumtx.store import recording_backing, recording_unsure
+
+    data_root = tmp_path / "data"
+    egmd_dir = make_egmd(data_root, {"train": 2})
+    csv_path = egmd_csv_path(egmd_dir)
+    rows = read_egmd_csv(csv_path)
+    song = replace(rows[0], kit_name="pseudo:somegame")
+    midi_path = egmd_dir / song.midi_filename
+    unsure = {"unsure": [[0.25, "LT"], [0.75, "CR"]]}
+    midi_path.with_suffix(".unsure.json").write_text(json.dumps(unsure))
+    write_egmd_csv(csv_path, [song, rows[1]])
+    cfg = _cfg(tmp_path, data_root, None, "backing.enabled=true")
+    assert _run(cfg, splits=["train"]) == 0
+    store = load_store(data_root / "processed_data" / "train", cfg)
+    index = next(i for i, r in enumerate(store.recordings) if r["kit"] == song.kit_name)
+    other = 1 - index
+    got = recording_unsure(store, index)
+    assert [ROLAND9.codes[c] for c in got["class"]] == ["LT", "CR"]
+    assert np.allclose(got["sample"] / 24000, [0.25, 0.75], atol=1e-4)
+    assert (store.hits["velocity"] > 0).all() and len(recording_unsure(store, other)) == 0
+    assert len(recording_hits(store, index)) == len(recording_hits(store, other))
+    assert not recording_backing(store, index).any()
+    assert recording_backing(store, other).any()
+    midi_path.with_suffix(".unsure.json").write_text('{"unsure": [[0.1, "XX"]]}')
+    cfg2 = _cfg(tmp_path, data_root, tmp_path / "p2", "backing.enabled=true")
+    assert _run(cfg2, splits=["train"]) == 1  # a bad class: that recording is a skip

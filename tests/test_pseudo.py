@@ -61,3 +61,19 @@ def test_ensemble_averages_the_views() -> None:
     b = (np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32))
     onset, velocity = ensemble([a, b])
     assert (onset == 0.5).all() and (velocity == 0.5).all()
+
+
+def test_drum_spans_keep_only_steady_time_keeping() -> None:
+    from drumtx.drums import Hit
+    from drumtx.pseudo import drum_spans, pieces
+
+    codes = ("KD", "SD", "HH", "OH", "LT", "MT", "HT", "CR", "RD")
+    # 0-10 s: 2 hi-hats a second; 10-15 s: only toms (a fill, not time-keeping);
+    # 15-30 s: kick and snare once a second each; 30-33 s: a partial window.
+    hits = [Hit(t / 2, 2, 90) for t in range(20)]
+    hits += [Hit(10 + t / 4, 4, 90) for t in range(20)]
+    hits += [Hit(15 + t, c, 90) for t in range(15) for c in (0, 1)]
+    hits += [Hit(30 + t / 4, 0, 90) for t in range(12)]
+    spans = drum_spans(hits, codes, 33.0, window_sec=5.0, min_rate_hz=1.0)
+    assert spans == [(0.0, 10.0), (15.0, 30.0)]
+    assert pieces(spans, max_sec=8.0, min_sec=12.0) == [(15.0, 22.5), (22.5, 30.0)]
