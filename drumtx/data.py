@@ -14,6 +14,7 @@ frame rate: frame t is centred at ``t * hop_length`` samples.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ from drumtx.errors import DataError
 from drumtx.frontend import n_frames
 from drumtx.levels import scale_velocity
 from drumtx.music import open_music_pool
-from drumtx.store import Store, load_store, recording_hits
+from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES, ignore_mask
+from drumtx.store import Store, load_store, recording_hits, recording_unsure
 
 MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
 
@@ -207,7 +209,17 @@ class BlockSampler:
         frames = np.rint(rel[keep] / spec.hop_length).astype(np.int64)
         classes = hits["class"][keep].astype(np.int64)
         vel = hits["velocity"][keep].astype(np.float32) / 127.0
-        return make_targets(frames, classes, vel, n_t, spec.n_classes, widen)
+        onset, velocity, mask = make_targets(
+            frames, classes, vel, n_t, spec.n_classes, widen
+        )
+        unsure = recording_unsure(self.store, rec)
+        if len(unsure):
+            rel = unsure["sample"] - start_in_rec
+            at = np.rint(rel / spec.hop_length).astype(np.int64)
+            weight = ignore_mask(at, unsure["class"].astype(np.int64), n_t,
+                                 spec.n_classes, UNSURE_RADIUS_FRAMES)  # fmt: skip
+            onset[(weight == 0) & (onset == 0)] = IGNORE_TARGET
+        return onset, velocity, mask
 
 
 def make_targets(
@@ -242,21 +254,27 @@ def mix_crops(a: Crop, b: Crop, level_db: float) -> Crop:
     return Crop(
         audio=0.5 * (a.audio + gain * b.audio),
         music=a.music,
-        onset=np.maximum(a.onset, b.onset),
+        onset=union_targets(a.onset, b.onset),
         velocity=np.maximum(a.velocity, b_velocity),
         mask=np.maximum(a.mask, b.mask),
     )
+
+
+def union_targets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Onset targets of two crops played together: a hit in either is a hit; where
+    neither has one but either ignores the frame (IGNORE_TARGET), it stays ignored."""
+    out = np.maximum(a, b)
+    out[(out <= 0) & ((a == IGNORE_TARGET) | (b == IGNORE_TARGET))] = IGNORE_TARGET
+    return out
 
 
 def open_store(cfg: Config, split_dir: Path) -> Store:
     """The split's store, validated against the config; in RAM if data.cache_in_ram."""
     store = load_store(split_dir, cfg)
     if cfg.data.cache_in_ram:
-        store = Store(
+        store = dataclasses.replace(
+            store,
             audio=np.array(store.audio),  # one sequential read of the whole file
-            recordings=store.recordings,
-            hits=store.hits,
-            manifest=store.manifest,
             backing=None if store.backing is None else np.array(store.backing),
         )
     return store

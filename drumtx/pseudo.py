@@ -22,6 +22,11 @@ from drumtx.decode import pick_onsets
 from drumtx.drums import Hit
 
 TILT_DB = 4.0  # the views' spectral tilt, each way, across the band
+# An onset target of IGNORE_TARGET leaves that frame and class out of the loss; a
+# teacher's unsure peak is ignored this many frames either side (one frame of timing
+# doubt plus the target widening).
+IGNORE_TARGET = -1.0
+UNSURE_RADIUS_FRAMES = 2
 TILT_PIVOT_HZ = 1000.0
 
 

@@ -23,6 +23,7 @@ from drumtx.distributed import Dist
 from drumtx.errors import DrumtxError
 from drumtx.frontend import LogMel
 from drumtx.model import build_model
+from drumtx.pseudo import IGNORE_TARGET
 
 # audio (B, N); onset, velocity and velocity mask (B, T, C)
 Batch = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -112,10 +113,14 @@ def compute_loss(
     pos_weight: Tensor,
     cfg: Config,
 ) -> Tensor:
-    """Class-weighted onset BCE plus velocity MSE on onset frames only."""
-    onset_loss = F.binary_cross_entropy_with_logits(
-        logits.float(), onset, pos_weight=pos_weight
+    """Class-weighted onset BCE plus velocity MSE on onset frames only. Onset targets
+    of IGNORE_TARGET (a teacher's unsure peak, drumtx.pseudo) count for nothing; the
+    BCE is the mean over the frames that count."""
+    counts = (onset != IGNORE_TARGET).float()  # (B, T, C)
+    onset_bce = F.binary_cross_entropy_with_logits(
+        logits.float(), onset.clamp(min=0.0), pos_weight=pos_weight, reduction="none"
     )
+    onset_loss = (onset_bce * counts).sum() / counts.sum().clamp(min=1.0)
     vel_err = (vel_pred.float() - velocity) ** 2 * mask
     vel_loss = vel_err.sum() / mask.sum().clamp(min=1.0)
     return onset_loss + cfg.train.velocity_weight * vel_loss

@@ -77,3 +77,67 @@ def test_drum_spans_keep_only_steady_time_keeping() -> None:
     spans = drum_spans(hits, codes, 33.0, window_sec=5.0, min_rate_hz=1.0)
     assert spans == [(0.0, 10.0), (15.0, 30.0)]
     assert pieces(spans, max_sec=8.0, min_sec=12.0) == [(15.0, 22.5), (22.5, 30.0)]
+
+
+def test_ignored_targets_count_for_nothing_in_the_loss() -> None:
+    """An IGNORE_TARGET entry adds no loss whatever the network says there, and a
+    batch without any is scored as the plain mean BCE was."""
+    import torch
+    import torch.nn.functional as F
+
+    from drumtx.config import load_config
+    from drumtx.pseudo import IGNORE_TARGET
+    from drumtx.train_step import compute_loss
+
+    cfg = load_config(None, ["train.velocity_weight=0.0"])
+    torch.manual_seed(0)
+    logits = torch.randn(2, 10, 3)
+    onset = (torch.rand(2, 10, 3) > 0.8).float()
+    zeros, pos_weight = torch.zeros_like(onset), torch.ones(3)
+    plain = compute_loss(logits, logits, onset, zeros, zeros, pos_weight, cfg)
+    assert plain.item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits, onset).item(), rel=1e-6
+    )
+    ignored = onset.clone()
+    ignored[0, 4, 1] = IGNORE_TARGET
+    wild = logits.clone()
+    wild[0, 4, 1] = 50.0  # whatever the network says at an ignored entry
+    a = compute_loss(wild, wild, ignored, zeros, zeros, pos_weight, cfg)
+    wild[0, 4, 1] = -50.0
+    b = compute_loss(wild, wild, ignored, zeros, zeros, pos_weight, cfg)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def test_unsure_peaks_become_ignored_targets_and_survive_kit_mixing() -> None:
+    from drumtx.data import union_targets
+    from drumtx.pseudo import IGNORE_TARGET
+
+    a = np.array([[0.0, IGNORE_TARGET], [1.0, 0.0]], np.float32)
+    b = np.array([[0.0, 1.0], [IGNORE_TARGET, 0.0]], np.float32)
+    out = union_targets(a, b)
+    # A hit in either wins over an ignore; an ignore wins over "no hit".
+    assert out.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    c = np.array([[IGNORE_TARGET, 0.0], [0.0, 0.5]], np.float32)
+    assert union_targets(c, np.zeros_like(c)).tolist() == [[IGNORE_TARGET, 0.0], [0.0, 0.5]]
+
+
+def test_crops_of_a_pseudo_labelled_recording_ignore_its_unsure_peaks(tmp_path) -> None:
+    from drumtx.config import DataConfig
+    from drumtx.data import BlockSampler, CropSpec
+    from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES
+    from drumtx.store import HITS_DTYPE, Store
+
+    hop, n = 240, 24_000  # 100 fps, one 1-s recording
+    hits = np.zeros(1, HITS_DTYPE)
+    hits[0] = (0, 2400, 0, 100, 36)  # a kick at frame 10
+    unsure = np.zeros(1, HITS_DTYPE)
+    unsure[0] = (0, 12000, 4, -1, -1)  # an unsure low tom at frame 50
+    recordings = [{"offset": 0, "length": n}]
+    store = Store(np.zeros(n, np.int16), recordings, hits, {}, None, unsure)
+    spec = CropSpec(tmp_path, n, hop, 9, 24_000, seed=0)
+    sampler = BlockSampler(store, spec, DataConfig(target_widen_frames=0))
+    onset, _, _ = sampler._targets(0, 0)
+    r = UNSURE_RADIUS_FRAMES
+    assert (onset[50 - r : 50 + r + 1, 4] == IGNORE_TARGET).all()
+    assert (onset == IGNORE_TARGET).sum() == 2 * r + 1
+    assert onset[10, 0] == 1.0
