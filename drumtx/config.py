@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drumtx.errors import ConfigError
+from drumtx.meter import METER_CHOICES, QUANTIZE_CHOICES, TEMPO_LIMITS_BPM
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,6 +203,10 @@ class TrainConfig:
     # On --resume: keep the run's schedule (horizon, lr, min_lr, warm-up) and weight
     # decay and refuse changes to them, or apply this config's (drumtx/schedule.py).
     resume_schedule: str = "keep"  # keep | new
+    # Fine-tune: a new run starts from this checkpoint's weights (and takes its network
+    # shape and vocabulary); optimizer and schedule start fresh. "shipped" = the model
+    # drumtx ships; "" = random initial weights. A resumed run ignores it.
+    init_from: str = ""
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     # auto (bf16 if supported, else fp16 on CUDA; off on CPU) | bf16 | fp16 | off;
     # an explicit bf16 or fp16 runs on CPU too.
@@ -262,7 +267,7 @@ class DecodeConfig:
             _check_range(f"decode.class_thresholds.{code}", value, 0.0, 1.0)
 
 
-QUANTIZE_GRIDS = ("off", "1/8", "1/8T", "1/16", "1/16T", "1/32")
+QUANTIZE_GRIDS = QUANTIZE_CHOICES
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,7 @@ class TranscribeConfig:
     formats: str = "mid"  # comma-separated: mid, csv, json, musicxml, png
     tempo: float = 0.0  # BPM of the written tempo map; 0 = found from the drums
     quantize: str = "off"  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
+    meter: str = "auto"  # auto (4/4, 3/4 or 6/8 from the drums) | 4/4 | 3/4 | 6/8 | 12/8
     cpu_precision: str = "auto"  # auto | fp32 | bf16: the CPU's convolution dtype
 
     def __post_init__(self) -> None:
@@ -307,8 +313,9 @@ class TranscribeConfig:
         _check_range("transcribe.batch_size", self.batch_size, 1, 1024)
         _check_range("transcribe.note_sec", self.note_sec, 0.001, 10.0)
         if self.tempo != 0.0:
-            _check_range("transcribe.tempo", self.tempo, 20.0, 400.0)
+            _check_range("transcribe.tempo", self.tempo, *TEMPO_LIMITS_BPM)
         _check_choice("transcribe.quantize", self.quantize, QUANTIZE_GRIDS)
+        _check_choice("transcribe.meter", self.meter, METER_CHOICES)
 
 
 @dataclass(frozen=True)

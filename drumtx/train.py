@@ -112,9 +112,14 @@ def train(
     # schedule too unless train.resume_schedule says otherwise (drumtx/schedule.py).
     saved = load_checkpoint(resume_path) if resume_path else None
     cfg, state, notes = start_state(cfg, saved)
+    init = initial_weights(cfg) if saved is None else None  # fine-tuning
+    cfg = cfg if init is None else model_config(cfg, init)
     vocab = get_vocab(cfg.data.vocab)
     parts = build_parts(cfg, train_device(cfg, dist), vocab.n_classes)
     seed_rank(cfg.train.seed, dist.rank)  # same initial weights, dropout per rank
+    if init is not None:
+        parts.model.load_state_dict(init["model"])
+        log(dist, f"initial weights from {cfg.train.init_from} (train.init_from)")
 
     # 2. Resume: weights, optimizer, scaler, step, best score, history, rank's RNG.
     if saved is not None:
@@ -162,6 +167,18 @@ def start_state(
         return cfg, TrainState(schedule=Schedule.from_config(cfg)), []
     schedule, notes = resumed_schedule(cfg, saved)
     return model_config(cfg, saved), TrainState(schedule=schedule), notes
+
+
+def initial_weights(cfg: Config) -> dict[str, Any] | None:
+    """The checkpoint train.init_from names (its weights start a fine-tuning run), or
+    None; "shipped" is the model drumtx ships."""
+    from drumtx.checkpoint import SHIPPED_MODELS_DIR
+
+    name = cfg.train.init_from
+    if not name:
+        return None
+    path = SHIPPED_MODELS_DIR / "default.pt" if name == "shipped" else Path(name)
+    return load_checkpoint(path.expanduser())
 
 
 def train_loader(

@@ -513,3 +513,33 @@ def test_each_rank_seeds_and_restores_its_own_rng():
         assert torch.equal(torch.get_rng_state(), rngs[rank]["torch"]), rank
     restore(saved, parts, TrainState(), 2)  # a rank the saved run did not have
     assert not any(torch.equal(torch.get_rng_state(), r["torch"]) for r in rngs)
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(data_root: Path, capsys):
+    """train.init_from fine-tunes: step 0 of the new run holds the given weights (its
+    network shape too, whatever the TOML says), with a fresh optimizer and schedule."""
+    cfg = tiny_config(data_root, "train.max_steps=2", "train.eval_every=2")
+    assert run_train(cfg, run_name="base", resume=None) == 0
+    base = data_root / "checkpoints" / "base" / "best.pt"
+    fine = tiny_config(
+        data_root,
+        "train.max_steps=1",
+        "train.eval_every=1",
+        "train.lr=0.0",  # no update: the saved weights must be the initial ones
+        "train.min_lr=0.0",
+        "frontend.n_mels=40",  # model-shaping: taken from the checkpoint instead
+        f"train.init_from='{base}'",
+    )
+    assert run_train(fine, run_name="fine", resume=None) == 0
+    assert f"initial weights from {base}" in capsys.readouterr().out
+    want, got = load_checkpoint(base), load_checkpoint(
+        data_root / "checkpoints" / "fine" / "last.pt"
+    )
+    assert got["config"]["frontend"] == want["config"]["frontend"]
+    assert _adam_steps(got) == {1.0}
+    # Parameters unchanged at lr 0 (BatchNorm's running statistics do move: training
+    # mode updates them on every batch).
+    params = [k for k in want["model"] if "running_" not in k and "batches" not in k]
+    assert len(params) > 10
+    for name in params:
+        assert torch.equal(got["model"][name], want["model"][name]), name
