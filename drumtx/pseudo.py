@@ -27,6 +27,8 @@ TILT_DB = 4.0  # the views' spectral tilt, each way, across the band
 # doubt plus the target widening).
 IGNORE_TARGET = -1.0
 UNSURE_RADIUS_FRAMES = 2
+# Classes that say a kit is playing: a teacher finding these steadily hears drums.
+TIME_KEEPERS = ("KD", "SD", "HH", "RD")
 TILT_PIVOT_HZ = 1000.0
 
 
@@ -35,20 +37,30 @@ class LabelRule:
     """Where a teacher's peak counts as a hit, as unsure, or as nothing.
 
     For a class tuned to threshold t: a peak at or above ``t + confident * (1 - t)``
-    is a label; one at or above ``floor * t`` but below that is unsure.
+    is a label; one at or above ``floor * t`` but below that is unsure. Classes other
+    than the time-keepers (toms, cymbals, open hi-hat: where the teacher errs most on
+    real music, e.g. toms on bass notes) need ``confident_other`` instead, so their
+    doubtful peaks are ignored rather than taught back to the student.
     """
 
     confident: float = 0.4
+    confident_other: float = 0.7
     floor: float = 0.4
     min_gap_sec: float = 0.03
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.confident < 1.0 and 0.0 < self.floor <= 1.0):
+        levels = (self.confident, self.confident_other)
+        if not (all(0.0 <= c < 1.0 for c in levels) and 0.0 < self.floor <= 1.0):
             raise ValueError(f"LabelRule out of range: {self}")
 
-    def levels(self, thresholds: Sequence[float]) -> tuple[list[float], list[float]]:
-        """(confident level, unsure floor) per class."""
-        high = [t + self.confident * (1.0 - t) for t in thresholds]
+    def levels(
+        self, thresholds: Sequence[float], codes: Sequence[str] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """(confident level, unsure floor) per class (codes: time-keepers or not)."""
+        codes = codes or [TIME_KEEPERS[0]] * len(thresholds)
+        share = [self.confident if c in TIME_KEEPERS else self.confident_other
+                 for c in codes]  # fmt: skip
+        high = [t + k * (1.0 - t) for t, k in zip(thresholds, share)]
         low = [self.floor * t for t in thresholds]
         return high, low
 
@@ -91,9 +103,10 @@ def label(
     fps: float,
     thresholds: Sequence[float],
     rule: LabelRule = LabelRule(),
+    codes: Sequence[str] | None = None,
 ) -> PseudoLabels:
     """Split the teacher's (T, C) peaks into labels and unsure peaks."""
-    high, low = rule.levels(thresholds)
+    high, low = rule.levels(thresholds, codes)
     candidates = pick_onsets(onset, velocity, fps, low, rule.min_gap_sec)
     hits, unsure = [], []
     for hit in candidates:
@@ -118,10 +131,6 @@ def ignore_mask(
         ok = (f >= 0) & (f < n_t)
         weight[f[ok], unsure_classes[ok]] = 0.0
     return weight
-
-
-# Classes that say a kit is playing: a teacher finding these steadily hears drums.
-TIME_KEEPERS = ("KD", "SD", "HH", "RD")
 
 
 def drum_spans(

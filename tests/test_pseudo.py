@@ -33,6 +33,9 @@ def test_levels_follow_each_class_threshold() -> None:
     assert low == pytest.approx([0.1, 0.3])
     with pytest.raises(ValueError):
         LabelRule(confident=1.0)
+    rule = LabelRule(confident=0.5, confident_other=0.75)
+    high, _ = rule.levels([0.2, 0.2], ["KD", "LT"])  # a tom must be surer
+    assert high == pytest.approx([0.6, 0.8])
 
 
 def test_ignore_mask_blanks_only_the_unsure_class_near_its_peak() -> None:

@@ -102,16 +102,19 @@ class Teacher:
     thresholds: list[float]
     rule: LabelRule
 
+    n_views: int = 3
+
     def labels(self, audio: np.ndarray):
         """The teacher's labels of a whole track (model rate), views averaged."""
         opts = segment_options(self.loaded.cfg)
         acts = [
             predict_activations(self.loaded, array_chunks(view), len(view), **opts)
-            for view in tilt_views(audio, SAMPLE_RATE)
+            for view in tilt_views(audio, SAMPLE_RATE)[: self.n_views]
         ]
         onset, velocity = ensemble(acts)
         fps = self.loaded.cfg.frontend.fps
-        return label(onset, velocity, fps, self.thresholds, self.rule)
+        codes = self.loaded.vocab.codes
+        return label(onset, velocity, fps, self.thresholds, self.rule, codes)
 
 
 def shifted(hits: list[Hit], start: float, end: float) -> list[Hit]:
@@ -158,7 +161,12 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
     vocab = teacher.loaded.vocab
     entry = {"source": source.name, "package": source.package, "tracks": [],
              "screened_h": 0.0, "kept_h": 0.0, "records": []}  # fmt: skip
-    for number, (rel, path) in enumerate(source_files(source, root, args.scratch)):
+    files = list(enumerate(source_files(source, root, args.scratch)))
+    order = np.random.default_rng(list(source.name.encode())).permutation(len(files))
+    budget_sec = args.max_minutes * 60 if args.max_minutes else float("inf")
+    for number, (rel, path) in (files[i] for i in order):
+        if entry["screened_h"] * 3600 >= budget_sec:
+            break
         licence, holder = licence_of(source, copyright_text, rel)
         audio = load_audio(path, SAMPLE_RATE)
         labels = teacher.labels(audio)
@@ -221,6 +229,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sources", help="comma-separated subset of: "
                    + ",".join(s.name for s in SOURCES))  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--views", type=int, default=3, choices=(1, 2, 3),
+                   help="teacher views averaged: the track, brighter, darker")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="screen at most this much of each source (tracks in a fixed "
+                   "random order); 0 = all")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -237,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checkpoint = args.checkpoint or SHIPPED_MODELS_DIR / "default.pt"
     loaded = load_model(checkpoint, load_config(None), torch.device("cpu"))
-    teacher = Teacher(loaded, class_thresholds(loaded), LabelRule())
+    teacher = Teacher(loaded, class_thresholds(loaded), LabelRule(), args.views)
     wanted = set(args.sources.split(",")) if args.sources else None
     t0, entries = time.monotonic(), []
     for source in SOURCES:
