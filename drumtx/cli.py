@@ -14,6 +14,7 @@ from pathlib import Path
 
 from drumtx import __version__
 from drumtx.errors import ConfigError, DrumtxError
+from drumtx.meter import METER_CHOICES, QUANTIZE_CHOICES
 
 EPILOG = """\
 typical use:
@@ -251,6 +252,14 @@ def _add_evaluate(
         help="also score the drums mixed with their backing tracks at these "
         "drums-to-music levels in dB, where the store has them (default: 6,0)",
     )
+    p.add_argument(
+        "--music-dir",
+        type=Path,
+        metavar="DIR",
+        help="mix real music instead: a held-out split of the real-music pool "
+        "(tools/build_music_pool.py, e.g. .../music/test); each recording hears a "
+        "fixed excerpt chosen by its name",
+    )
     p.add_argument("--limit", type=int, metavar="N", help="at most N recordings")
     p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
     p.set_defaults(func=cmd_evaluate)
@@ -342,8 +351,13 @@ def _add_transcribe_outputs(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--quantize",
-        metavar="1/8|1/8T|1/16|1/16T|1/32|off",
+        metavar="|".join((*QUANTIZE_CHOICES[1:], "off")),
         help="snap hits to this grid in every output (default off; MusicXML: 1/16)",
+    )
+    p.add_argument(
+        "--meter",
+        metavar="|".join(METER_CHOICES),
+        help="the bars' meter (default auto: 4/4, 3/4 or 6/8 found in the drums)",
     )
     p.add_argument(
         "--plot", action="store_true", help="also draw <stem>.drums.png (matplotlib)"
@@ -460,6 +474,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         limit=args.limit,
         device=args.device,
         backing_db=parse_levels(args.backing_db),
+        music_dir=args.music_dir,
     )
 
 
@@ -500,6 +515,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         formats=args.formats,
         tempo=args.tempo,
         quantize=args.quantize,
+        meter=args.meter,
         plot=args.plot,
     )
     return run_transcribe(cfg, opts)

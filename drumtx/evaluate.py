@@ -29,6 +29,7 @@ from rich.table import Table
 
 from drumtx.checkpoint import find_model, is_shipped, load_checkpoint, save_checkpoint
 from drumtx.config import Config
+from drumtx.audio import to_int16
 from drumtx.console import make_console
 from drumtx.drums import Hit
 from drumtx.errors import ConfigError
@@ -40,6 +41,7 @@ from drumtx.inference import (
     resolve_device,
 )
 from drumtx.metrics import match_onsets
+from drumtx.music import MusicPool, fixed_excerpt, load_music_pool
 from drumtx.scoring import score_store, store_activations
 from drumtx.storage import require_roots
 from drumtx.store import Store, load_store, reference_hits, spread_indices
@@ -57,8 +59,10 @@ def run_evaluate(
     limit: int | None,
     device: str | None,
     backing_db: Sequence[float] = (6.0, 0.0),
+    music_dir: Path | None = None,
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
+    pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
     path = find_model(cfg, checkpoint)
     loaded = load_model(path, cfg, resolve_device(device or cfg.train.device))
     console = make_console(stderr=True)
@@ -72,15 +76,31 @@ def run_evaluate(
                 "(report --split test)"
             )
     store = load_store(roots.processed_dir / split, loaded.cfg)
+    if pool is not None:
+        store = with_music_from(store, pool)
     egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
     indices = _indices(store, limit)
     results = evaluate_store(loaded, store, indices, backing_db, egmd_dir=egmd_dir)
     results.update(checkpoint=str(path), split=split)
+    if pool is not None:
+        results["music"] = f"real music pool {pool.split_dir} ({pool.hours:.2f} h)"
     if as_json:
         print(json.dumps(results, indent=1))
     else:
         print_results(results, make_console())
     return 0
+
+
+def with_music_from(store: Store, pool: MusicPool) -> Store:
+    """The store with each recording's backing track replaced by a fixed excerpt of
+    the pool's music, chosen by the recording's audio file name (the same music on
+    every evaluation); the mixes then score the drums under real music."""
+    backing = np.zeros(len(store.audio), dtype=np.int16)
+    for rec in store.recordings:
+        music = fixed_excerpt(pool, str(rec["audio_path"]), int(rec["length"]))
+        lo = int(rec["offset"])
+        backing[lo : lo + len(music)] = to_int16(music)
+    return dataclasses.replace(store, backing=backing)
 
 
 def _indices(store: Store, limit: int | None) -> list[int]:
@@ -304,20 +324,21 @@ def top_errors(row: dict[str, int], n_top: int = TOP_ERRORS) -> str:
 
 
 def print_beats(results: dict[str, Any], console: Console) -> None:
-    """Tempo accuracy, beat and downbeat F of the drums alone and of each mix."""
+    """Tempo and meter accuracy, beat and downbeat F (median / mean) of the drums
+    alone and of each mix."""
     views = {"drums only": results["beats"]}
     views.update({n: m["beats"] for n, m in results.get("mixes", {}).items()})
     table = Table(
-        title="tempo map vs the MIDI's (beat and downbeat F: mir_eval, median)"
+        title="tempo map vs the MIDI's (beat and downbeat F: mir_eval, median / mean)"
     )
-    for column in ("audio", "type", "recordings", "tempo within 4 %", "beat F",
-                   "downbeat F"):  # fmt: skip
+    for column in ("audio", "type", "recordings", "tempo within 4 %", "meter",
+                   "beat F", "downbeat F"):  # fmt: skip
         table.add_column(column, justify="left" if column == "audio" else "right")
     for name, view in views.items():
         for kind, row in view.items():
-            cells = [
-                f"{row[k]:.3f}" if row[k] is not None else "-"
-                for k in ("tempo_accuracy", "beat_f_median", "downbeat_f_median")
-            ]
+            cells = [f"{row[k]:.3f}" for k in ("tempo_accuracy", "meter_accuracy")]
+            for key in ("beat_f", "downbeat_f"):
+                median, mean = row[f"{key}_median"], row[f"{key}_mean"]
+                cells.append("-" if median is None else f"{median:.3f} / {mean:.3f}")
             table.add_row(name, kind, str(row["n_recordings"]), *cells)
     console.print(table)
