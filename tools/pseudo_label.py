@@ -24,6 +24,7 @@ hours screened and hours kept. Nothing it writes belongs in the repository.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -51,6 +52,7 @@ from drumtx.inference import (  # noqa: E402
 )
 from drumtx.pseudo import (  # noqa: E402
     LabelRule,
+    PseudoLabels,
     drum_spans,
     ensemble,
     label,
@@ -103,6 +105,7 @@ class Teacher:
     rule: LabelRule
 
     n_views: int = 3
+    key: str = "teacher"  # names the label cache: checkpoint, views, rule
 
     def labels(self, audio: np.ndarray):
         """The teacher's labels of a whole track (model rate), views averaged."""
@@ -115,6 +118,20 @@ class Teacher:
         fps = self.loaded.cfg.frontend.fps
         codes = self.loaded.vocab.codes
         return label(onset, velocity, fps, self.thresholds, self.rule, codes)
+
+
+def cached_labels(path: Path, compute) -> PseudoLabels:
+    """A track's labels from ``path`` when an earlier run wrote them, else computed
+    and written: rerunning after make-dataset (which rewrites the CSV) is cheap."""
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return PseudoLabels(*([Hit(*h) for h in data[k]] for k in ("hits", "unsure")))
+    labels = compute()
+    data = {k: [[h.time_sec, h.cls, h.velocity] for h in getattr(labels, k)]
+            for k in ("hits", "unsure")}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(data).encode())
+    return labels
 
 
 def shifted(hits: list[Hit], start: float, end: float) -> list[Hit]:
@@ -169,7 +186,8 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
             break
         licence, holder = licence_of(source, copyright_text, rel)
         audio = load_audio(path, SAMPLE_RATE)
-        labels = teacher.labels(audio)
+        cache = args.scratch / "labels" / teacher.key / source.name / f"{number:03d}.json"
+        labels = cached_labels(cache, lambda: teacher.labels(audio))
         duration = len(audio) / SAMPLE_RATE
         spans = pieces(drum_spans(labels.hits, vocab.codes, duration),
                        MAX_PIECE_SEC, MIN_PIECE_SEC)  # fmt: skip
@@ -250,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checkpoint = args.checkpoint or SHIPPED_MODELS_DIR / "default.pt"
     loaded = load_model(checkpoint, load_config(None), torch.device("cpu"))
-    teacher = Teacher(loaded, class_thresholds(loaded), LabelRule(), args.views)
+    rule = LabelRule()
+    digest = hashlib.sha256(checkpoint.read_bytes())
+    digest.update(f"{args.views}|{rule}".encode())
+    teacher = Teacher(loaded, class_thresholds(loaded), rule, args.views,
+                      digest.hexdigest()[:12])  # fmt: skip
     wanted = set(args.sources.split(",")) if args.sources else None
     t0, entries = time.monotonic(), []
     for source in SOURCES:
