@@ -1,6 +1,8 @@
 """Tempo, beats and downbeats from the model's own drum activations -> a tempo map.
 
-1. Hits: peaks of the onset activations at or above ``HIT_THRESHOLD``, in nine roles:
+1. Hits: the hits the MIDI gets (``transcribe`` passes its decoded hits, so
+   ``--threshold`` moves notes and bars alike; without them, the peaks of the onset
+   activations at or above ``HIT_THRESHOLD``), in nine roles:
    kick, snare and timekeeper (hi-hat, ride), each accented or not (accented:
    velocity at least ``ACCENT_RATIO`` x the class's 90th percentile in the file), open
    hat, crash, toms. The onset strength is the sum of the activations (kick, snare and
@@ -12,7 +14,8 @@
    In a file longer than 90 s the candidates are first tracked and scored (4.) on
    its busiest minute; only the best three are then tracked through the whole file
    (on GMD's 60 s performances, 30 s excerpts gave the same scores as whole files).
-4. Each sequence with each of its four bar phases is a hypothesis. Where its hits fall
+4. Each sequence with each of its four bar phases is a hypothesis (4/4 picks the
+   tempo and the beat level). Where its hits fall
    in its bars (beat 1, beat 3, beats 2 and 4, eighths, sixteenths, triplets, off the
    grid; per role, per bar) and its tempo are the features of a linear score whose
    weights (``SCORE_WEIGHTS``) were fitted on GMD training performances rendered
@@ -20,12 +23,18 @@
    Tempo changes: the winner's local period (windowed autocorrelation within 1.4x of
    it, smoothed by Viterbi); where it moves away for long enough, the beats are tracked
    again along it and the phases chosen again (kept if they score higher).
-5. Its beats become a tempo map: constant tempo from bar line to bar line where the
+5. The meter (``choose_meter``, unless forced): 4/4, 3/4, 6/8 or 12/8 from the
+   winner's beats, by how the beat-by-beat drum pattern repeats (after 2, 3 or 4
+   beats) and whether beats split in three. The bar phase is then chosen again
+   among that meter's phases by the same linear score (beat 1, the mid-bar beat,
+   the other beats). A learned downbeat activation would add its evidence here
+   (``phase_scores``).
+6. Its beats become a tempo map: constant tempo from bar line to bar line where the
    tempo changes (least squares; a new segment only where it removes enough error),
    and a pickup bar before the first downbeat so the bars fall where the song's do.
 
-Bars are 4/4: other meters are not detected. Everything is numpy (no scipy): it runs on
-every ``transcribe``.
+A counted beat is a dotted quarter in 6/8 and 12/8; the tempo map counts quarter
+notes. Everything is numpy (no scipy): it runs on every ``transcribe``.
 """
 
 from __future__ import annotations
@@ -35,17 +44,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drumtx.tempo import TempoMap
+from drumtx.drums import Hit
+from drumtx.meter import SEARCH_BPM, TEMPO_LIMITS_BPM, counted_beats, parse_meter
+from drumtx.tempo import TempoMap, pickup_meter
 
-HIT_THRESHOLD = 0.5  # onset probability of a hit the tracker listens to
+HIT_THRESHOLD = 0.5  # without decoded hits: onset probability of a hit
 ACCENT_RATIO = 0.8  # accented: velocity >= this x the class's 90th percentile
-MIN_BPM, MAX_BPM = 40.0, 250.0
-BEATS_PER_BAR = 4
+MIN_BPM, MAX_BPM = SEARCH_BPM  # of the counted beat
+BEATS_PER_BAR = 4  # of the hypotheses that choose the tempo (4/4)
+FOUR_FOUR = (4, 4)
 TIGHTNESS = 100.0  # DP penalty on log(interval / period) squared
 WINDOW_SEC, HOP_SEC = 4.0, 0.5  # local tempo: autocorrelation windows
 CHANGE_COST = 0.05  # Viterbi cost of a local tempo change, per (5 %) squared
 TEMPO_MOVE, TEMPO_MOVE_SHARE = 0.08, 0.15  # a real tempo change: 8 % for 15 % of a file
 SEGMENT_COST_SEC2 = 16 * 0.025**2  # a tempo segment must remove this much squared error
+# meter choice (choose_meter): a pattern repeats "clearly better" at this distance
+# ratio; compound: this share of off-beat hits on thirds, below this counted tempo
+# (tuned on generated grooves, tools/bench_meter.py --seed 1000)
+REPEAT_RATIO = 0.9
+COMPOUND_TRIPLETS, COMPOUND_MAX_BPM = 0.6, 90.0
+PHRASE_RATIO = 0.75  # 6/8: crashes 8 beats apart at least this x 16 beats apart
 EXCERPT_SEC = 60.0  # a long file's candidate tempi compete on its busiest minute
 FINALISTS = 3  # and the best three of them through the whole file
 
@@ -85,10 +103,16 @@ class BeatGrid:
     """The tempo map and the beats and downbeats it puts inside the audio."""
 
     tempo_map: TempoMap
-    beats_sec: np.ndarray
+    beats_sec: np.ndarray  # counted beats (dotted quarters in 6/8)
     downbeats_sec: np.ndarray
     found: bool  # False: too few hits; the map is the default 120 BPM, 4/4
     duration_sec: float  # of the audio the grid covers
+
+    @property
+    def meter(self) -> str:
+        """The meter of the first full bar, e.g. ``"6/8"``."""
+        numerator, denominator = self.tempo_map.meter_at(self.tempo_map.pickup_beats)
+        return f"{numerator}/{denominator}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,28 @@ def find_hits(onset: np.ndarray, velocity: np.ndarray, codes: Sequence[str]) -> 
     if not frames:
         return Hits(np.zeros(0), np.zeros(0, dtype=np.int64))
     return Hits(np.concatenate(frames), np.concatenate(roles).astype(np.int64))
+
+
+def hits_of(decoded: Sequence[Hit], codes: Sequence[str], fps: float) -> Hits:
+    """Decoded hits (what the MIDI gets) as the tracker's Hits: frame and role, the
+    accents from their velocities as in find_hits."""
+    frames, roles = [], []
+    times = np.array([h.time_sec for h in decoded], dtype=np.float64)
+    classes = np.array([h.cls for h in decoded], dtype=np.int64)
+    velocities = np.array([h.velocity for h in decoded], dtype=np.float64)
+    for c, code in enumerate(codes):
+        mine = classes == c
+        if not mine.any() or code not in ROLES:
+            continue
+        vel = velocities[mine]
+        accented = vel >= ACCENT_RATIO * np.percentile(vel, 90)
+        soft, loud = ROLES[code]
+        frames.append(times[mine] * fps)
+        roles.append(np.where(accented, loud, soft))
+    if not frames:
+        return Hits(np.zeros(0), np.zeros(0, dtype=np.int64))
+    order = np.argsort(np.concatenate(frames), kind="stable")
+    return Hits(np.concatenate(frames)[order], np.concatenate(roles)[order])
 
 
 def onset_strength(onset: np.ndarray, codes: Sequence[str]) -> np.ndarray:
@@ -299,10 +345,17 @@ def fill_steady(
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A beat sequence (frames) and the index of its first downbeat (0..3)."""
+    """A beat sequence (frames, counted beats), the index of its first downbeat and
+    the meter of its bars."""
 
     beats: np.ndarray
     phase: int
+    meter: tuple[int, int] = FOUR_FOUR
+
+    @property
+    def per_bar(self) -> int:
+        """Counted beats per bar."""
+        return counted_beats(*self.meter)[0]
 
     @property
     def bpm_frames(self) -> float:
@@ -348,37 +401,46 @@ def hypothesis_features(hits: Hits, hyp: Hypothesis, fps: float) -> np.ndarray:
     distance = np.abs(fraction[:, None] - IN_BEAT[None, :])  # (hits, 7)
     nearest = np.argmin(distance, axis=1)
     off_sec = distance[np.arange(len(nearest)), nearest] * interval / fps
-    beat_in_bar = (i + (nearest == len(IN_BEAT) - 1) - hyp.phase) % BEATS_PER_BAR
-    on_beat = np.where(beat_in_bar == 0, 0, np.where(beat_in_bar == 2, 1, 2))
+    per_bar = hyp.per_bar
+    beat_in_bar = (i + (nearest == len(IN_BEAT) - 1) - hyp.phase) % per_bar
+    mid_bar = per_bar // 2 if per_bar % 2 == 0 else -1  # 4/4's beat 3; none in 3/4
+    on_beat = np.where(beat_in_bar == 0, 0, np.where(beat_in_bar == mid_bar, 1, 2))
     position = np.where(IN_BEAT_CLASS[nearest] == 0, on_beat, IN_BEAT_CLASS[nearest])
     position = np.where(off_sec > OFF_GRID_SEC, N_POSITIONS - 1, position)
     counts = np.zeros((N_ROLES, N_POSITIONS))
     np.add.at(counts, (hits.roles, position), 1.0)
-    n_bars = max(1.0, (len(beats) - 1) / BEATS_PER_BAR)
+    n_bars = max(1.0, (len(beats) - 1) / per_bar)
     octave = np.log2(60.0 * fps * hyp.bpm_frames / 120.0)
     return np.concatenate([counts.ravel() / n_bars, [octave, octave**2]])
 
 
 def best_hypothesis(
     onset: np.ndarray,
-    velocity: np.ndarray,
+    hits: Hits,
     codes: Sequence[str],
     fps: float,
     bpm: float | None = None,
+    meter: tuple[int, int] | None = None,
 ) -> Hypothesis | None:
     """The highest-scoring hypothesis, or None when there is too little to go on.
 
     In a long file the candidate tempi compete on its busiest EXCERPT_SEC first; the
-    FINALISTS best are tracked and scored through the whole file."""
-    hits = find_hits(onset, velocity, codes)
+    FINALISTS best are tracked and scored through the whole file. ``bpm`` (quarter
+    notes) and ``meter`` force them; with ``bpm`` alone the meter is a simple one."""
     if len(hits.frames) < 2 * BEATS_PER_BAR:
         return None
     strength = onset_strength(onset, codes)
     periods = finalists(strength, hits, fps) if bpm is None else None
-    best = best_of(beat_sequences(strength, fps, bpm, periods), hits, fps)
-    if best is None or bpm is not None:
-        return best
-    return follow_tempo(strength, hits, best, fps)
+    beat_bpm = None if bpm is None else bpm / counted_beats(*(meter or FOUR_FOUR))[1]
+    best = best_of(beat_sequences(strength, fps, beat_bpm, periods), hits, fps)
+    if best is None:
+        return None
+    if bpm is None:
+        best = follow_tempo(strength, hits, best, fps)
+    if meter is not None:
+        return best_of([best.beats], hits, fps, meter)
+    chosen, counted = choose_meter(hits, best.beats, fps, bpm is not None)
+    return best_of([counted], hits, fps, chosen)
 
 
 def finalists(strength: np.ndarray, hits: Hits, fps: float) -> list[float] | None:
@@ -417,11 +479,15 @@ def score_of(hits: Hits, hyp: Hypothesis, fps: float) -> float:
 
 
 def best_of(
-    sequences: Sequence[np.ndarray], hits: Hits, fps: float
+    sequences: Sequence[np.ndarray],
+    hits: Hits,
+    fps: float,
+    meter: tuple[int, int] = FOUR_FOUR,
 ) -> Hypothesis | None:
-    """The sequence and bar phase of highest score."""
+    """The sequence and bar phase of highest score, in bars of ``meter``."""
+    per_bar = counted_beats(*meter)[0]
     options = [
-        Hypothesis(b, phase) for b in sequences for phase in range(BEATS_PER_BAR)
+        Hypothesis(b, phase, meter) for b in sequences for phase in range(per_bar)
     ]
     return max(options, key=lambda hyp: score_of(hits, hyp, fps), default=None)
 
@@ -443,6 +509,83 @@ def follow_tempo(
     return other
 
 
+# --- the meter ----------------------------------------------------------------------
+
+
+def beat_patterns(hits: Hits, beats: np.ndarray, fps: float) -> np.ndarray:
+    """(beats, 2 x N_ROLES) hits of each role on each beat and inside it (to the next
+    beat): the beat-by-beat drum pattern whose repeats give the bar length."""
+    i = np.searchsorted(beats, hits.frames, side="right") - 1
+    inside = (i >= 0) & (i < len(beats) - 1)
+    i, frames, roles = i[inside], hits.frames[inside], hits.roles[inside]
+    fraction = (frames - beats[i]) / (beats[i + 1] - beats[i])
+    near_next = fraction > 1 - OFF_GRID_SEC * fps / (beats[i + 1] - beats[i])
+    on = (fraction * (beats[i + 1] - beats[i]) <= OFF_GRID_SEC * fps) | near_next
+    beat = i + near_next
+    patterns = np.zeros((len(beats), 2 * N_ROLES))
+    np.add.at(patterns, (beat, 2 * roles + (~on)), 1.0)
+    return patterns
+
+
+def meter_features(hits: Hits, beats: np.ndarray, fps: float) -> dict[str, float]:
+    """What the meter choice reads: ``lag_L`` the mean L1 distance between the
+    pattern of a beat and the one L beats later (L = 2, 3, 4, 6), ``triplets`` the
+    share of off-beat hits on thirds of a beat (of those on halves, quarters and
+    thirds), ``bpm`` the tempo of the beats, ``phrase_L`` how many pairs of
+    phrase starts (a crash on the beat, the beat after toms) are L beats apart."""
+    patterns = beat_patterns(hits, beats, fps)
+    features = {}
+    for lag in (2, 3, 4, 6):
+        diff = np.abs(patterns[lag:] - patterns[:-lag]).sum(axis=1)
+        features[f"lag_{lag}"] = float(diff.mean()) if len(diff) else 0.0
+    hyp = Hypothesis(beats, 0)
+    counts = hypothesis_features(hits, hyp, fps)[:-2].reshape(N_ROLES, N_POSITIONS)
+    duple, triple = counts[:, 3:5].sum(), counts[:, 5].sum()
+    features["triplets"] = float(triple / max(duple + triple, 1e-9))
+    features["bpm"] = 60.0 * fps * hyp.bpm_frames
+    # phrase starts: a crash on the beat, or the beat after toms (a fill's end)
+    toms = patterns[:, 2 * ROLES["LT"][0] : 2 * ROLES["LT"][0] + 2].sum(axis=1)
+    start = (patterns[:, 2 * ROLES["CR"][0]] > 0) | (np.roll(toms, 1) > 0)
+    start = start.astype(np.float64)
+    for lag in (8, 16):
+        features[f"phrase_{lag}"] = float(start[lag:] @ start[:-lag])
+    return features
+
+
+def choose_meter(
+    hits: Hits, beats: np.ndarray, fps: float, fixed_tempo: bool = False
+) -> tuple[tuple[int, int], np.ndarray]:
+    """The meter of a beat sequence, 4/4, 3/4 or 6/8, and the counted beats its bars
+    hold: the sequence, or (unless ``fixed_tempo``: 4/4 or 3/4 on these beats, each
+    a quarter note) it at twice the rate.
+
+    6/8 where beats split in three (COMPOUND_TRIPLETS) at a counted-beat tempo below
+    COMPOUND_MAX_BPM and phrases (crashes) start every 8 beats rather than every 16:
+    a slow 4/4 shuffle splits its beats in three too. 3/4 where the drum pattern
+    repeats after 3 beats clearly better (REPEAT_RATIO) than after 2 or 4, at twice
+    the rate first (a fast waltz is often tracked a beat every two quarter notes).
+    12/8 is never chosen: its bars are a slow 4/4's; --meter forces it."""
+    if len(beats) < 4 * 3:
+        return FOUR_FOUR, beats
+    f = meter_features(hits, beats, fps)
+    compound = f["triplets"] >= COMPOUND_TRIPLETS and f["bpm"] < COMPOUND_MAX_BPM
+    if compound and not fixed_tempo and f["phrase_8"] > PHRASE_RATIO * f["phrase_16"]:
+        return (6, 8), beats
+    doubled = np.sort(np.concatenate([beats, (beats[:-1] + beats[1:]) / 2]))
+    faster_ok = not fixed_tempo and 2 * f["bpm"] <= MAX_BPM
+    if faster_ok and repeats_in_three(hits, doubled, fps):
+        return (3, 4), doubled
+    if repeats_in_three(hits, beats, fps):
+        return (3, 4), beats
+    return FOUR_FOUR, beats
+
+
+def repeats_in_three(hits: Hits, beats: np.ndarray, fps: float) -> bool:
+    """The drum pattern repeats after 3 beats clearly better than after 2 or 4."""
+    f = meter_features(hits, beats, fps)
+    return f["lag_3"] < REPEAT_RATIO * min(f["lag_2"], f["lag_4"])
+
+
 # --- beats -> tempo map --------------------------------------------------------------
 
 
@@ -455,15 +598,17 @@ def _line_sse(prefix: np.ndarray, a: np.ndarray, b: int) -> np.ndarray:
     return np.maximum(syy - sy * sy / n - cov * cov / var_x, 0.0)
 
 
-def tempo_knots(beats_sec: np.ndarray, phase: int) -> list[int]:
-    """Beat indices (bar lines after the first downbeat ``phase``) where a new tempo
-    segment starts: the split into straight lines minimising squared error plus
-    SEGMENT_COST_SEC2 per segment."""
+def tempo_knots(
+    beats_sec: np.ndarray, phase: int, per_bar: int = BEATS_PER_BAR
+) -> list[int]:
+    """Beat indices (bar lines of ``per_bar`` beats after the first downbeat
+    ``phase``) where a new tempo segment starts: the split into straight lines
+    minimising squared error plus SEGMENT_COST_SEC2 per segment."""
     n = len(beats_sec)
     x = np.arange(n, dtype=np.float64)
     cols = np.stack([np.ones(n), x, x * x, beats_sec, beats_sec**2, x * beats_sec], 1)
     prefix = np.vstack([np.zeros(6), np.cumsum(cols, axis=0)])
-    ends = [0] + list(range(phase + BEATS_PER_BAR, n - BEATS_PER_BAR, BEATS_PER_BAR))
+    ends = [0] + list(range(phase + per_bar, n - per_bar, per_bar))
     ends.append(n - 1)
     cost = np.zeros(len(ends))
     back = np.zeros(len(ends), dtype=np.int64)
@@ -496,76 +641,68 @@ def pickup_map(
     starts: Sequence[float],
     tempi: Sequence[float],
     exact_tempo: bool = False,
+    meter: tuple[int, int] = FOUR_FOUR,
 ) -> TempoMap:
-    """The tempo map: segments starting ``starts`` beats after the first full bar line
-    (at ``first_bar_sec``, less than a bar after 0) with ``tempi`` seconds per beat, and
-    before it a pickup bar of whole 32nd notes. The pickup is played at the tempo that
-    fills it exactly, or (``exact_tempo``) at the first segment's tempo, the bar lines
-    then moving by less than a 64th note.
+    """The tempo map: segments starting ``starts`` quarter notes after the first full
+    bar line (at ``first_bar_sec``, less than a bar after 0) with ``tempi`` seconds
+    per quarter note, bars of ``meter``, and before the first bar line a pickup bar of
+    whole 32nd notes. The pickup is played at the tempo that fills it exactly, or
+    (``exact_tempo``) at the first segment's tempo, the bar lines then moving by less
+    than a 64th note.
 
     Less than a 64th note before the first bar line holds no pickup: the first bar
     starts at 0 and is played a little slower so that the second one starts on time
     (``exact_tempo``: not slower; the bar lines move by that sliver)."""
     spb = tempi[0]
+    bar = meter[0] * 4.0 / meter[1]  # quarter notes
     n_32nds = round(8 * first_bar_sec / spb)
     if first_bar_sec < 1e-3 or (exact_tempo and n_32nds == 0):  # no pickup
-        return TempoMap(tuple(starts), tuple(tempi), ((0.0, BEATS_PER_BAR, 4),))
+        return TempoMap(tuple(starts), tuple(tempi), ((0.0, *meter),))
     if n_32nds == 0:  # a sliver: stretch the first bar rather than a 1/32 bar at 4x
-        first_spb = (first_bar_sec + BEATS_PER_BAR * spb) / BEATS_PER_BAR
+        first_spb = (first_bar_sec + bar * spb) / bar
         return TempoMap(
-            (0.0, *(BEATS_PER_BAR + s for s in starts)),
-            (first_spb, *tempi),
-            ((0.0, BEATS_PER_BAR, 4),),
+            (0.0, *(bar + s for s in starts)), (first_spb, *tempi), ((0.0, *meter),)
         )
-    numerator, denominator = n_32nds, 32
-    while numerator % 2 == 0 and denominator > 4:
-        numerator, denominator = numerator // 2, denominator // 2
-    pickup = n_32nds / 8  # beats
+    pickup = n_32nds / 8  # quarter notes
     return TempoMap(
         (0.0, *(pickup + s for s in starts)),
         (spb if exact_tempo else first_bar_sec / pickup, *tempi),
-        ((0.0, numerator, denominator), (pickup, BEATS_PER_BAR, 4)),
+        ((0.0, *pickup_meter(pickup)), (pickup, *meter)),
     )
 
 
 def first_bar_line(tempo_map: TempoMap) -> float:
     """Beat of the first full bar (the end of a pickup bar, or 0)."""
-    meters = tempo_map.meters
-    return meters[1][0] if len(meters) > 1 and meters[0][0] == 0.0 else 0.0
+    return tempo_map.pickup_beats
 
 
 def fitted_map(hyp: Hypothesis, fps: float, bpm: float | None) -> TempoMap:
-    """The tempo map of a hypothesis: fitted segments (or the given constant tempo),
-    the first downbeat on the first full bar line."""
+    """The tempo map of a hypothesis: fitted segments (or the given constant tempo,
+    quarter notes per minute), the first downbeat on the first full bar line."""
     beats_sec = hyp.beats / fps
+    per_bar, unit = counted_beats(*hyp.meter)  # unit: quarter notes per counted beat
     if bpm is None:
-        knots = tempo_knots(beats_sec, hyp.phase)
+        knots = tempo_knots(beats_sec, hyp.phase, per_bar)
         start_sec, tempi = fit_segments(beats_sec, knots)
     else:
-        knots, tempi = [], np.array([60.0 / bpm])
+        knots, tempi = [], np.array([unit * 60.0 / bpm])
         start_sec = float(np.mean(beats_sec - np.arange(len(beats_sec)) * tempi[0]))
-    spb = float(tempi[0])
+    spb = float(tempi[0])  # seconds per counted beat
     downbeat_sec = start_sec + hyp.phase * spb
-    bar_sec = BEATS_PER_BAR * spb
+    bar_sec = per_bar * spb
     bars_back = int(np.floor((downbeat_sec + spb / 16) / bar_sec))
     first_bar_sec = downbeat_sec - bars_back * bar_sec
-    starts = [0.0] + [k - hyp.phase + bars_back * BEATS_PER_BAR for k in knots]
-    return pickup_map(first_bar_sec, starts, list(tempi), exact_tempo=bpm is not None)
+    starts = [0.0] + [unit * (k - hyp.phase + bars_back * per_bar) for k in knots]
+    per_quarter = [t / unit for t in tempi]
+    return pickup_map(
+        first_bar_sec, starts, per_quarter, exact_tempo=bpm is not None, meter=hyp.meter
+    )
 
 
 def grid_of(tempo_map: TempoMap, duration_sec: float, found: bool) -> BeatGrid:
     """Beats and downbeats a tempo map puts in [0, duration_sec]."""
-    first = first_bar_line(tempo_map)
-    end = float(tempo_map.beats(duration_sec))
-    beats = first + np.arange(-np.floor(first), np.floor(end - first) + 1)
-    downbeats = first + np.arange(0, end - first + 1e-9, BEATS_PER_BAR)
-    return BeatGrid(
-        tempo_map,
-        tempo_map.seconds(beats[beats >= 0]),
-        tempo_map.seconds(downbeats),
-        found,
-        duration_sec,
-    )
+    beats_sec, downbeats_sec = tempo_map.beats_and_downbeats(duration_sec)
+    return BeatGrid(tempo_map, beats_sec, downbeats_sec, found, duration_sec)
 
 
 def beat_grid(
@@ -575,16 +712,28 @@ def beat_grid(
     fps: float,
     *,
     bpm: float | None = None,
+    meter: str = "auto",
+    hits: Sequence[Hit] | None = None,
 ) -> BeatGrid:
     """Tempo map, beats and downbeats of (T, C) activations (frame t at t / fps).
 
-    ``bpm`` forces a constant tempo; the bars still start where the downbeats are
-    found. Too few hits: a constant tempo (``bpm`` or 120) from time 0.
+    ``hits``: the decoded hits the outputs get (default: activation peaks at
+    HIT_THRESHOLD). ``bpm`` (quarter notes per minute) forces a constant tempo and
+    ``meter`` ("4/4", "3/4", "6/8", "12/8"; "auto": found) the bars; the bars still
+    start where the downbeats are found. Too few hits: a constant tempo (``bpm`` or
+    120) from time 0, in ``meter`` (auto: 4/4).
     """
-    if bpm is not None and not MIN_BPM / 4 <= bpm <= MAX_BPM * 4:
-        raise ValueError(f"tempo {bpm!r} BPM is outside {MIN_BPM / 4}..{MAX_BPM * 4}")
+    lo, hi = TEMPO_LIMITS_BPM
+    if bpm is not None and not lo <= bpm <= hi:
+        raise ValueError(f"tempo {bpm!r} BPM is outside {lo:g}..{hi:g}")
+    forced = None if meter == "auto" else parse_meter(meter)
     duration_sec = len(onset) / fps
-    hyp = best_hypothesis(onset, velocity, codes, fps, bpm)
+    if hits is None:
+        tracked = find_hits(onset, velocity, codes)
+    else:
+        tracked = hits_of(hits, codes, fps)
+    hyp = best_hypothesis(onset, tracked, codes, fps, bpm, forced)
     if hyp is None:
-        return grid_of(TempoMap.constant(bpm or 120.0), duration_sec, False)
+        fallback = TempoMap.constant(bpm or 120.0, *(forced or FOUR_FOUR))
+        return grid_of(fallback, duration_sec, False)
     return grid_of(fitted_map(hyp, fps, bpm), duration_sec, True)

@@ -30,10 +30,12 @@ from rich.progress import Progress
 from drumtx import egmd, midi, synth
 from drumtx.console import make_console
 from drumtx.errors import ConfigError, DataError, StorageError
+from drumtx.meter import parse_meter
 from drumtx.midi import Note
 from drumtx.storage import atomic_write_bytes
 from drumtx.synth.grooves import generate_groove
 from drumtx.synth.studio import StudioKit
+from drumtx.tempo import TempoMap
 
 EGMD_DIR_NAME = "e-gmd-v1.0.0"
 SAMPLE_RATE = 44_100  # E-GMD's audio rate
@@ -55,12 +57,21 @@ class Performance:
     number: str  # "1": the file's leading number and the id's last part
     stem: str  # "1_funk-groove1_138_beat_4-4" (no kit number, no suffix)
     style: str  # "funk/groove1"
-    bpm: int
+    bpm: int  # quarter notes per minute (the MIDI tempo), also in 6/8
     beat_type: str  # "beat" | "fill"
     time_signature: str  # "4-4"
     split: str
     duration_sec: float
     notes: tuple[Note, ...]
+    pickup_beats: float = 0.0  # quarter notes before the first bar line (count-in)
+
+    def tempo_map(self) -> TempoMap:
+        """The MIDI's tempo map: its tempo and meter, and a pickup bar for the
+        count-in, so the MIDI's bar lines fall on the performance's."""
+        numerator, denominator = parse_meter(self.time_signature)
+        return TempoMap.constant(
+            self.bpm, numerator, denominator, pickup_beats=self.pickup_beats
+        )
 
 
 def make_dataset(
@@ -225,7 +236,9 @@ def render_one(
     wav_path, midi_path = egmd_dir / f"{stem}.wav", egmd_dir / f"{stem}.midi"
     notes = kit.playable(perf.notes)  # label only what the kit can sound
     key = render_key(perf, notes, kit, seed)
-    midi_data = midi.midi_bytes(notes, bpm=perf.bpm, ticks_per_beat=TICKS_PER_BEAT)
+    midi_data = midi.midi_bytes(
+        notes, tempo_map=perf.tempo_map(), ticks_per_beat=TICKS_PER_BEAT
+    )
     reused = _wav_key(wav_path) == key
     if not reused:
         audio = kit.render(notes, perf.duration_sec, SAMPLE_RATE, seed=seed)
@@ -354,5 +367,6 @@ def generate_performances(n: int, *, seed: int) -> list[Performance]:
             style=g.style, bpm=g.bpm, beat_type=g.beat_type, time_signature=g.meter,
             split=SPLIT_PATTERN[i % len(SPLIT_PATTERN)],
             duration_sec=round(notes[-1].time_sec + TAIL_SEC, 6), notes=notes,
+            pickup_beats=g.count_in_beats,
         ))  # fmt: skip
     return out

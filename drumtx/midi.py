@@ -24,6 +24,7 @@ from mido.midifiles.meta import KeySignatureError
 
 from drumtx.drums import Hit, Vocab
 from drumtx.errors import DataError
+from drumtx.meter import counted_beats
 from drumtx.storage import atomic_write_bytes
 from drumtx.tempo import TempoMap
 
@@ -199,6 +200,12 @@ def _note_events(
     return events
 
 
+def metronome_clocks(numerator: int, denominator: int) -> int:
+    """MIDI clocks (24 a quarter note) per metronome click: one counted beat, so a
+    6/8 bar clicks twice (dotted quarters) and a 3/4 bar three times."""
+    return round(24 * counted_beats(numerator, denominator)[1])
+
+
 def _conductor(tempo_map: TempoMap, ticks_per_beat: int) -> mido.MidiTrack:
     """Track 0: the name, every tempo and time signature of ``tempo_map``, in ticks."""
     events = [(0, 0, mido.MetaMessage("track_name", name="drumtx"))]
@@ -209,7 +216,10 @@ def _conductor(tempo_map: TempoMap, ticks_per_beat: int) -> mido.MidiTrack:
     for start, numerator, denominator in tempo_map.meters:
         tick = round(start * ticks_per_beat)
         meta = mido.MetaMessage(
-            "time_signature", numerator=numerator, denominator=denominator
+            "time_signature",
+            numerator=numerator,
+            denominator=denominator,
+            clocks_per_click=metronome_clocks(numerator, denominator),
         )
         events.append((tick, 2, meta))
     events.sort(key=lambda e: e[:2])

@@ -6,8 +6,8 @@ on the ledger line above; an open hi-hat adds a small circle). Hands are voice 1
 up; the kick is voice 2, stems down. Quiet notes (velocity up to GHOST_VELOCITY) are
 ghost notes in parentheses, loud ones (from ACCENT_VELOCITY) get an accent. Hits are
 quantized to the grid, counted from each bar line; every quarter-note beat is filled
-with notes and rests of its own and beamed on its own, and an empty bar is a whole-bar
-rest. Bars, meters and tempo marks come from the tempo map (a pickup bar is an implicit
+with notes and rests of its own and beamed on its own (a dotted quarter in 6/8, 9/8 and
+12/8), and an empty bar is a whole-bar rest. Bars, meters and tempo marks come from the tempo map (a pickup bar is an implicit
 measure 0). Written as MusicXML 3.1 partwise, which MuseScore, Sibelius and Finale open.
 """
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drumtx.drums import Hit
+from drumtx.meter import is_compound
 from drumtx.tempo import TempoMap
 
 DIVISIONS = 24  # per quarter note: 1/8, 1/16, 1/32 and triplets are whole numbers
@@ -94,19 +95,26 @@ def bar_strokes(
     return lines, bars
 
 
+def beat_divisions(meter: tuple[int, int]) -> int:
+    """Divisions of the beat notes are grouped and beamed by: a quarter note, a
+    dotted quarter in 6/8, 9/8 and 12/8."""
+    return DIVISIONS * 3 // 2 if is_compound(*meter) else DIVISIONS
+
+
 def voice_events(
-    strokes: Sequence[Stroke], bar_ticks: int
+    strokes: Sequence[Stroke], bar_ticks: int, beat_ticks: int = DIVISIONS
 ) -> list[tuple[int, int, list[Stroke]]]:
     """(start, length, strokes; none = a rest) filling a bar for one voice: each
-    quarter-note beat on its own, each note lasting to the next one in its beat."""
+    beat (``beat_ticks`` divisions) on its own, each note lasting to the next one
+    in its beat."""
     by_tick: dict[int, list[Stroke]] = {}
     for stroke in strokes:
         by_tick.setdefault(stroke.tick, []).append(stroke)
     if not by_tick:
         return [(0, bar_ticks, [])]
     events = []
-    for beat_start in range(0, bar_ticks, DIVISIONS):
-        beat_end = min(beat_start + DIVISIONS, bar_ticks)
+    for beat_start in range(0, bar_ticks, beat_ticks):
+        beat_end = min(beat_start + beat_ticks, bar_ticks)
         onsets = sorted(t for t in by_tick if beat_start <= t < beat_end)
         cuts = [beat_start, *onsets, beat_end]
         for start, end in zip(cuts, cuts[1:]):
@@ -263,34 +271,33 @@ def shown_meters(
 ) -> list[tuple[int, int] | None]:
     """The time signature each bar shows (None: unchanged). A pickup bar shows the
     meter of the bar after it and is written as a short (implicit) measure."""
-    meters = list(tempo_map.meters)
-    has_pickup = len(meters) > 1 and meters[0][0] == 0.0
     shown, previous = [], None
-    for i, start in enumerate(lines[:-1]):
-        own = next((n, d) for b, n, d in reversed(meters) if b <= start + 1e-6)
-        if i == 0 and has_pickup:
-            own = (meters[1][1], meters[1][2])
+    for start in lines[:-1]:
+        own = tempo_map.meter_at(float(start) + 1e-6)
         shown.append(None if own == previous else own)
         previous = own
     return shown
 
 
-def _voice_notes(measure, strokes, bar_ticks: int, voice: int) -> None:
-    """A voice's notes, beamed beat by beat."""
+def _voice_notes(measure, strokes, bar_ticks: int, voice: int, beat: int) -> None:
+    """A voice's notes, beamed beat by beat (``beat`` divisions)."""
     mine = [s for s in strokes if DRUM_KEY[s.code][3] == voice]
-    events = voice_events(mine, bar_ticks)
+    events = voice_events(mine, bar_ticks, beat)
     whole_bar = len(events) == 1 and not events[0][2]
     beat_notes: dict[int, list[ET.Element]] = {}
     for start, ticks, chord in events:
         for note in note_elements(voice, start, ticks, chord, whole_bar):
             measure.append(note)
-            beat_notes.setdefault(start // DIVISIONS, []).append(note)
+            beat_notes.setdefault(start // beat, []).append(note)
     for notes in beat_notes.values():
         beam_beat(notes)
 
 
-def _measure(part, number: int, span, meter, strokes, tempo_map: TempoMap) -> None:
-    """One bar: meter and tempo where they change, then voice 1, back up, voice 2."""
+def _measure(
+    part, number: int, span, meter, strokes, tempo_map: TempoMap, beat: int
+) -> None:
+    """One bar: meter and tempo where they change, then voice 1, back up, voice 2,
+    grouped in beats of ``beat`` divisions."""
     start, end = span
     attrs = {"number": str(number)}
     if number == 0:
@@ -302,9 +309,9 @@ def _measure(part, number: int, span, meter, strokes, tempo_map: TempoMap) -> No
         if start - 1e-6 <= seg_start < end - 1e-6:
             _tempo_mark(measure, 60.0 / spb, visible=number != 0)
     bar_ticks = max(1, int(round((end - start) * DIVISIONS)))
-    _voice_notes(measure, strokes, bar_ticks, 1)
+    _voice_notes(measure, strokes, bar_ticks, 1, beat)
     _sub(measure, "backup").append(_text("duration", bar_ticks))
-    _voice_notes(measure, strokes, bar_ticks, 2)
+    _voice_notes(measure, strokes, bar_ticks, 2, beat)
 
 
 def _text(tag: str, value: object) -> ET.Element:
@@ -332,12 +339,12 @@ def musicxml_bytes(
     _sub(encoding, "software", "drumtx")
     _part_list(root, codes, out_notes)
     part = _sub(root, "part", id="P1")
-    has_pickup = len(tempo_map.meters) > 1 and tempo_map.meters[0][0] == 0.0
-    first = 0 if has_pickup else 1
+    first = 0 if tempo_map.pickup_beats else 1
     meters = shown_meters(tempo_map, lines)
     for i, strokes in enumerate(bars):
         span = (lines[i], lines[i + 1])
-        _measure(part, first + i, span, meters[i], strokes, tempo_map)
+        beat = beat_divisions(tempo_map.meter_at(float(lines[i]) + 1e-6))
+        _measure(part, first + i, span, meters[i], strokes, tempo_map, beat)
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     doctype = (

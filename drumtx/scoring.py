@@ -90,7 +90,7 @@ def score_store(
         tally.add(ref, est, store.recordings[index].get("kit", "?"))
         if egmd_dir is not None:
             beats.append(
-                recording_beats(store, index, egmd_dir, loaded, onset, velocity)
+                recording_beats(store, index, egmd_dir, loaded, onset, velocity, est)
             )
         if picture and image is None:
             image = validation_picture(onset, ref, est, loaded.vocab.codes, fps)
@@ -149,16 +149,18 @@ def recording_beats(
     loaded: LoadedModel,
     onset: np.ndarray,
     velocity: np.ndarray,
+    hits: Sequence[Hit] | None = None,
 ) -> dict[str, Any] | None:
     """beat_scores of one recording against its MIDI's tempo map (played to a click
-    from time 0), or None when the MIDI file is not there."""
+    from time 0), or None when the MIDI file is not there. ``hits``: the decoded
+    hits the tracker reads, as in transcribe."""
     rec = store.recordings[index]
     midi_path = Path(egmd_dir) / rec.get("midi_path", "")
     if not midi_path.is_file():
         return None
     reference = read_tempo_map(midi_path)
     fps = loaded.cfg.frontend.fps
-    grid = beat_grid(onset, velocity, loaded.vocab.codes, fps)
+    grid = beat_grid(onset, velocity, loaded.vocab.codes, fps, hits=hits)
     scores = beat_scores(reference, grid, len(onset) / fps)
     return {**scores, "beat_type": rec.get("beat_type", "")}
 
@@ -166,19 +168,17 @@ def recording_beats(
 def reference_beats(
     tempo_map: TempoMap, duration_sec: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Beats and downbeats (bar lines) of a tempo map inside [0, duration_sec]."""
-    last = float(tempo_map.beats(duration_sec))
-    beats = tempo_map.seconds(np.arange(0.0, np.floor(last) + 1))
-    bar_starts = np.array([bar[0] for bar in tempo_map.bars(duration_sec)])
-    return beats, tempo_map.seconds(bar_starts)
+    """Counted beats and downbeats (bar lines) of a tempo map in [0, duration_sec]."""
+    return tempo_map.beats_and_downbeats(duration_sec)
 
 
 def beat_scores(
     reference: TempoMap, grid: BeatGrid, duration_sec: float
 ) -> dict[str, Any]:
     """Beat and downbeat F-measure (mir_eval.beat: +-70 ms, the first 5 s trimmed;
-    None when no reference beat is left) and tempo (median inter-beat interval) within
-    4 % of the reference's."""
+    None when no reference beat is left), tempo (median inter-beat interval of the
+    quarter notes) within 4 % of the reference's, and the meters (``meter_ok``: the
+    meter of the first full bar is the reference's)."""
     import mir_eval.beat  # here: its scipy.stats import is slow
 
     ref_beats, ref_downbeats = reference_beats(reference, duration_sec)
@@ -190,17 +190,27 @@ def beat_scores(
         with warnings.catch_warnings():  # an empty estimate scores 0, as it should
             warnings.simplefilter("ignore", UserWarning)
             scores[key] = float(mir_eval.beat.f_measure(ref, est)) if len(ref) else None
-    ref_bpm = 60.0 / float(np.median(np.diff(ref_beats))) if len(ref_beats) > 1 else 0
-    est = grid.beats_sec
-    est_bpm = 60.0 / float(np.median(np.diff(est))) if len(est) > 1 else 0.0
+    ref_bpm = quarter_bpm(reference, duration_sec)
+    est_bpm = quarter_bpm(grid.tempo_map, duration_sec)
     scores.update(ref_bpm=ref_bpm, est_bpm=est_bpm)
     scores["tempo_ok"] = bool(ref_bpm and abs(est_bpm / ref_bpm - 1.0) <= 0.04)
+    ref_meter = "{}/{}".format(*reference.meter_at(reference.pickup_beats))
+    scores.update(ref_meter=ref_meter, est_meter=grid.meter)
+    scores["meter_ok"] = ref_meter == grid.meter
     return scores
 
 
+def quarter_bpm(tempo_map: TempoMap, duration_sec: float) -> float:
+    """Median quarter notes per minute of a tempo map over [0, duration_sec]."""
+    last = float(np.floor(tempo_map.beats(duration_sec)))
+    quarters = tempo_map.seconds(np.arange(0.0, last + 1.0))
+    return 60.0 / float(np.median(np.diff(quarters))) if len(quarters) > 1 else 0.0
+
+
 def summarize_beats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per beat type ("beat", "fill"; "all" without types): recordings, tempo accuracy
-    (share within 4 %), median and mean beat and downbeat F over the scorable ones."""
+    """Per beat type ("beat", "fill"; "all" without types): recordings, tempo and
+    meter accuracy (shares), median and mean beat and downbeat F over the scorable
+    ones."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row.get("beat_type") or "all", []).append(row)
@@ -208,6 +218,7 @@ def summarize_beats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for name, group in sorted(groups.items()):
         entry: dict[str, Any] = {"n_recordings": len(group)}
         entry["tempo_accuracy"] = float(np.mean([r["tempo_ok"] for r in group]))
+        entry["meter_accuracy"] = float(np.mean([r["meter_ok"] for r in group]))
         for key in ("beat_f", "downbeat_f"):
             values = [r[key] for r in group if r[key] is not None]
             entry[f"n_{key}"] = len(values)

@@ -3,6 +3,9 @@
 A beat here is a quarter note (MIDI's unit), whatever the time signature says: beat b
 sits at tick ``b * ticks_per_beat``. Bars come from the time signatures: a bar of n/d
 lasts ``n * 4 / d`` beats. Tempo and time-signature changes may happen anywhere.
+A pickup bar is a first bar one bar of its own meter long and shorter than the bars
+after it; its start is no downbeat. The counted beats (``drumtx.meter``: dotted
+quarters in 6/8) run from each bar line, and back from the first one through a pickup.
 A grid (``1/16``, ``1/8``, ``1/16T``, ``1/32``) is counted from each bar line, so a
 short pickup bar keeps the next bar's notes on the grid.
 """
@@ -16,6 +19,9 @@ import mido
 import numpy as np
 
 from drumtx.errors import DataError
+from drumtx.meter import GRIDS, bar_quarters, counted_beats, grid_step
+
+__all__ = ["GRIDS", "TempoMap", "grid_step", "pickup_meter", "read_tempo_map"]
 
 DEFAULT_TEMPO_US = 500_000  # MIDI's implied tempo before any set_tempo: 120 BPM
 
@@ -39,8 +45,53 @@ class TempoMap:
             raise ValueError("tempi must be positive")
 
     @classmethod
-    def constant(cls, bpm: float, numerator: int = 4, denominator: int = 4) -> TempoMap:
-        return cls((0.0,), (60.0 / bpm,), ((0.0, numerator, denominator),))
+    def constant(
+        cls,
+        bpm: float,
+        numerator: int = 4,
+        denominator: int = 4,
+        pickup_beats: float = 0.0,
+    ) -> TempoMap:
+        """One tempo and meter; ``pickup_beats`` (quarter notes) of pickup bar first."""
+        meters: tuple[tuple[float, int, int], ...] = ((0.0, numerator, denominator),)
+        if pickup_beats > 0:
+            pickup = (0.0, *pickup_meter(pickup_beats))
+            meters = (pickup, (pickup_beats, numerator, denominator))
+        return cls((0.0,), (60.0 / bpm,), meters)
+
+    @property
+    def pickup_beats(self) -> float:
+        """Quarter notes of the pickup bar before the first full bar (0: none)."""
+        if len(self.meters) < 2:
+            return 0.0
+        (_, n0, d0), (start, n1, d1) = self.meters[:2]
+        if abs(start - bar_quarters(n0, d0)) < 1e-6 and start < bar_quarters(n1, d1):
+            return float(start)
+        return 0.0
+
+    def meter_at(self, beat: float) -> tuple[int, int]:
+        """(numerator, denominator) of the bar at ``beat``; a pickup bar's is the
+        meter of the bar after it."""
+        beat = max(beat, self.pickup_beats)
+        return next((n, d) for b, n, d in reversed(self.meters) if b <= beat + 1e-9)
+
+    def beats_and_downbeats(self, end_sec: float) -> tuple[np.ndarray, np.ndarray]:
+        """Seconds of the counted beats and of the downbeats (bar lines; not a pickup
+        bar's start) inside [0, end_sec]."""
+        end_beat = float(self.beats(end_sec)) + 1e-9
+        pickup = self.pickup_beats
+        beats, downbeats = [], []
+        for start, length, _ in self.bars(end_sec + 1e-6):
+            n, unit = counted_beats(*self.meter_at(start))
+            if pickup and start == 0.0:  # counted back from the first bar line
+                n_pickup = int(pickup / unit + 1e-9)
+                beats += [pickup - k * unit for k in range(n_pickup, 0, -1)]
+                continue
+            downbeats.append(start)
+            beats += [start + k * unit for k in range(n) if k * unit < length - 1e-9]
+        beats_q, downbeats_q = np.asarray(beats), np.asarray(downbeats)
+        beats_q = beats_q[(beats_q >= -1e-9) & (beats_q <= end_beat)]
+        return self.seconds(beats_q), self.seconds(downbeats_q)
 
     def _segment_starts_sec(self) -> np.ndarray:
         starts = np.asarray(self.start_beats)
@@ -119,18 +170,13 @@ class TempoMap:
         return self.seconds(np.minimum(snapped, end))
 
 
-GRIDS = {"1/4": 1.0, "1/8": 0.5, "1/8T": 1 / 3, "1/16": 0.25, "1/16T": 1 / 6,
-         "1/32": 0.125}  # fmt: skip
-
-
-def grid_step(text: str) -> float:
-    """``1/16`` -> 0.25: a grid's step in beats (quarter notes); T marks triplets."""
-    step = {name.upper(): step for name, step in GRIDS.items()}.get(
-        text.strip().upper()
-    )
-    if step is not None:
-        return step
-    raise ValueError(f"unknown grid {text!r}; expected one of {', '.join(GRIDS)}")
+def pickup_meter(pickup_beats: float) -> tuple[int, int]:
+    """The time signature of a pickup bar ``pickup_beats`` quarter notes long, in
+    whole 32nd notes at the least: 1 -> 1/4, 1.5 -> 3/8, 1.375 -> 11/32."""
+    numerator, denominator = max(1, round(8 * pickup_beats)), 32
+    while numerator % 2 == 0 and denominator > 4:
+        numerator, denominator = numerator // 2, denominator // 2
+    return numerator, denominator
 
 
 def read_tempo_map(path: Path) -> TempoMap:

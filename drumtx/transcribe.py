@@ -89,6 +89,7 @@ class TranscribeOptions:
     formats: str | None = None  # mid,csv,json,musicxml,png | all
     tempo: float | None = None  # BPM; 0 = found from the drums
     quantize: str | None = None  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
+    meter: str | None = None  # auto | 4/4 | 3/4 | 6/8 | 12/8
     plot: bool = False  # also <stem>.drums.png
 
 
@@ -119,6 +120,7 @@ class Rendering:
     note_sec: float
     tempo_bpm: float | None = None  # None: the tempo map is found from the drums
     quantize_beats: float | None = None  # grid step in beats; None: no snapping
+    meter: str = "auto"  # the bars' meter; auto: found from the drums
 
 
 def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
@@ -189,6 +191,7 @@ def make_rendering(
         note_sec=t.note_sec,
         tempo_bpm=t.tempo or None,
         quantize_beats=None if t.quantize == "off" else grid_step(t.quantize),
+        meter=t.meter,
     )
 
 
@@ -228,6 +231,7 @@ def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
         "formats": opts.formats,
         "tempo": opts.tempo,
         "quantize": opts.quantize,
+        "meter": opts.meter,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if opts.plot:
@@ -383,7 +387,8 @@ def transcribe_job(
         )
         hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
         codes, fps = loaded.vocab.codes, loaded.cfg.frontend.fps
-        grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm)
+        grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm,
+                         meter=rendering.meter, hits=hits)  # fmt: skip
         if rendering.quantize_beats is not None:
             hits = quantize_hits(hits, grid, rendering.quantize_beats)
         if rendering.velocity_fixed is not None:

@@ -292,3 +292,83 @@ def test_notes_sit_on_the_midis_own_beats(tempo_change_midi) -> None:
     data = json.loads(midi_path.with_suffix(".json").read_text())
     assert [t["bpm"] for t in data["tempo"]][-2:] == pytest.approx([100, 130], rel=0.01)
     assert data["found"] is True
+
+
+# --- meters, and the references make-dataset writes (issue 20) -----------------------
+
+
+def test_generated_grooves_midi_bars_fall_on_their_downbeats(tmp_path) -> None:
+    """The demo's reference: make-dataset's MIDI holds the groove's meter, its
+    quarter-note tempo (also in 6/8) and the count-in as a pickup bar, so every
+    phrase-opening crash sits on a bar line (it was a beat after one: F = 0)."""
+    from drumtx.make_dataset import generate_performances
+
+    seen = set()
+    for perf in generate_performances(60, seed=0):
+        path = tmp_path / f"{perf.number}.mid"
+        from drumtx.midi import midi_bytes
+
+        path.write_bytes(midi_bytes(perf.notes, tempo_map=perf.tempo_map()))
+        tm = read_tempo_map(path)
+        num, den = (int(x) for x in perf.time_signature.split("-"))
+        assert tm.meter_at(tm.pickup_beats) == (num, den)
+        assert 60 / tm.sec_per_beat[0] == pytest.approx(perf.bpm, rel=1e-5)
+        _, downbeats = tm.beats_and_downbeats(perf.duration_sec)
+        crashes = [n.time_sec for n in perf.notes if n.pitch == 49]
+        if perf.beat_type == "beat" and crashes:
+            assert np.abs(downbeats - crashes[0]).min() < 0.05
+            seen.add(perf.time_signature)
+    assert seen == {"4-4", "3-4", "6-8"}
+
+
+def waltz(bpm: float, n_bars: int, start_sec: float = 0.5):
+    """Kick on 1, snare on 2 and 3, eighth rides, a crash every 4 bars."""
+    spb, notes = 60.0 / bpm, []
+    for bar in range(n_bars):
+        t = start_sec + 3 * bar * spb
+        if bar % 4 == 0:
+            notes.append(Note(t, 49, 110))
+        for beat in range(3):
+            b = t + beat * spb
+            notes += [Note(b, 51, 100), Note(b + spb / 2, 51, 60)]
+            notes.append(Note(b, 36 if beat == 0 else 38, 112))
+    return notes, start_sec + 3 * n_bars * spb + 1.0
+
+
+def test_waltz_is_three_four_and_a_meter_can_be_forced(tmp_path) -> None:
+    notes, end = waltz(120.0, 16, start_sec=1.0)
+    onset, velocity = activations(notes, end)
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS)
+    assert grid.meter == "3/4"
+    assert grid.downbeats_sec[:3] == pytest.approx([1.0, 2.5, 4.0], abs=0.015)
+    forced = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS, meter="6/8")
+    assert forced.meter == "6/8"
+    from drumtx.midi import write_midi
+    from drumtx.notation import musicxml_bytes
+
+    write_midi(tmp_path / "x.mid", notes, tempo_map=forced.tempo_map)
+    signatures = [m for m in mido.MidiFile(tmp_path / "x.mid").tracks[0]
+                  if m.type == "time_signature"]  # fmt: skip
+    assert (signatures[-1].numerator, signatures[-1].denominator) == (6, 8)
+    assert signatures[-1].clocks_per_click == 36  # a click per dotted quarter
+    xml = musicxml_bytes([], ROLAND9.codes, [36] * 9, forced.tempo_map, end_sec=end)
+    assert b"<beats>6</beats>" in xml and b"<beat-type>8</beat-type>" in xml
+
+
+def test_decoded_hits_drive_the_tracker() -> None:
+    """transcribe's own hits, not a fixed 0.5 threshold: no hits, no tempo map."""
+    notes, _, _, end = rock([(100.0, 8)])
+    onset, velocity = activations(notes, end)
+    assert beats.beat_grid(onset, velocity, ROLAND9.codes, FPS).found
+    assert not beats.beat_grid(onset, velocity, ROLAND9.codes, FPS, hits=[]).found
+
+
+def test_pickup_beats_and_counted_beats_of_a_map() -> None:
+    six_eight = TempoMap.constant(90.0, 6, 8, pickup_beats=1.5)
+    assert six_eight.meters == ((0.0, 3, 8), (1.5, 6, 8))
+    assert six_eight.pickup_beats == 1.5
+    beat_sec, down_sec = six_eight.beats_and_downbeats(5.0)
+    assert beat_sec == pytest.approx(np.arange(0.0, 5.01, 1.0))  # dotted quarters
+    assert down_sec == pytest.approx([1.0, 3.0, 5.0])  # not the pickup's start
+    # a real meter change is no pickup
+    assert TempoMap((0.0,), (0.5,), ((0.0, 3, 4), (24.0, 4, 4))).pickup_beats == 0

@@ -143,11 +143,12 @@ def test_generated_performances_match_pinned_grooves() -> None:
 
 
 def test_generated_grooves_sit_on_their_midis_grid_from_zero() -> None:
-    # One beat of count-in, then the first hit: the MIDI's tempo map from 0 s (as
-    # GMD's click) is the performance's own grid, so beat scores and backing tracks
-    # line up. A random start offset broke both.
+    # One counted beat of count-in (a dotted quarter in 6/8; the MIDI's pickup bar),
+    # then the first hit: the MIDI's tempo map from 0 s (as GMD's click) is the
+    # performance's own grid, so beat scores and backing tracks line up. A random
+    # start offset broke both.
     for perf in generate_performances(6, seed=3):
-        beat_sec = 60.0 / float(perf.stem.split("_")[2])
+        beat_sec = perf.pickup_beats * 60.0 / float(perf.stem.split("_")[2])
         first = min(n.time_sec for n in perf.notes)
         assert abs(first - beat_sec) < 0.03, (perf.stem, first, beat_sec)
 

@@ -10,6 +10,7 @@ is run through the model once per condition, drums alone and mixed into its back
 each --mixes drums-to-music level, and gets the tempo map ``transcribe`` would write:
 
   tempo      share of recordings whose median tempo is within 4 % of the MIDI's
+  meter      share of recordings given the MIDI's meter (its first full bar's)
   beat F     mir_eval.beat F-measure (+-70 ms, the first 5 s trimmed), median and mean
              over recordings with reference beats after the trim
   downbeat F the same over bar lines
@@ -80,7 +81,8 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
         rec = store.recordings[index]
         reference = read_tempo_map(egmd_dir / rec["midi_path"])
         duration = len(onset) / fps
-        grid = beat_grid(onset, velocity, codes, fps)
+        decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
+        grid = beat_grid(onset, velocity, codes, fps, hits=decoded)  # as transcribe
         kind = {"beat_type": rec.get("beat_type", "")}
         rows.append({**beat_scores(reference, grid, duration), **kind})
         old = grid_of(TempoMap.constant(120.0), duration, False)
@@ -108,8 +110,9 @@ def f_text(row: dict, key: str) -> str:
 
 def print_table(results: dict) -> None:
     head = (
-        f"{'audio':12s} {'type':5s} {'n':>4s} {'tempo':>6s} {'beat F':>13s} "
-        f"{'downbeat F':>13s}   baseline (120 BPM from 0): tempo, beat F, down F"
+        f"{'audio':12s} {'type':5s} {'n':>4s} {'tempo':>6s} {'meter':>6s} "
+        f"{'beat F':>13s} {'downbeat F':>13s}   "
+        "baseline (120 BPM from 0): tempo, beat F, down F"
     )
     print(head)
     print("-" * len(head))
@@ -117,7 +120,8 @@ def print_table(results: dict) -> None:
         for kind, row in cond["beats"].items():
             old = cond["baseline"][kind]
             print(f"{name:12s} {kind:5s} {row['n_recordings']:4d} "
-                  f"{row['tempo_accuracy']:6.3f} {f_text(row, 'beat_f'):>13s} "
+                  f"{row['tempo_accuracy']:6.3f} {row['meter_accuracy']:6.3f} "
+                  f"{f_text(row, 'beat_f'):>13s} "
                   f"{f_text(row, 'downbeat_f'):>13s}   {old['tempo_accuracy']:.3f}, "
                   f"{f_text(old, 'beat_f')}, {f_text(old, 'downbeat_f')}")  # fmt: skip
     print("(beat and downbeat F: median/mean)")

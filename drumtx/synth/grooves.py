@@ -1,6 +1,7 @@
 """Generated drum performances: grooves and fills in 13 styles, played like a person.
 
-A style (``GrooveStyle``) fixes the tempo range, meter, step grid, timekeeper (hi-hat or
+A style (``GrooveStyle``) fixes the tempo range (quarter notes per minute, the MIDI
+tempo, also in 6/8), meter, step grid, timekeeper (hi-hat or
 ride), backbeat and how busy kicks, ghost notes and open hats are. ``generate_groove``
 draws a style and a tempo, lays 8-24 bars on the grid (a crash on every phrase, fills
 at phrase ends) or a 1-2 bar fill, and humanises it with swing, timing jitter and
@@ -28,7 +29,7 @@ class GrooveStyle:
     """How one genre is played on a step grid."""
 
     name: str
-    bpm_range: tuple[int, int]
+    bpm_range: tuple[int, int]  # quarter notes per minute, whatever the meter
     meter: str  # "4-4", "3-4" or "6-8"
     steps_per_beat: int  # 4: sixteenths, 3: triplets (swung feels)
     timekeeper: int  # HH_CLOSED or RIDE
@@ -56,7 +57,7 @@ _STYLE_ROWS = (
     ("shuffle", 90, 130, "4-4", 3, "hh", 1, 0.15, 0.15, 0.1, "sd", 0, 0.007),
     ("afrobeat", 100, 125, "4-4", 4, "hh", 1, 0.25, 0.2, 0.3, "sd", 0, 0.006),
     ("waltz", 90, 160, "3-4", 2, "ride", 1, 0.1, 0.1, 0, "sd", 0, 0.008),
-    ("ballad", 55, 80, "6-8", 3, "hh", 1, 0.1, 0.05, 0.2, "sd", 0, 0.008),
+    ("ballad", 82, 120, "6-8", 3, "hh", 1, 0.1, 0.05, 0.2, "sd", 0, 0.008),
 )
 _PITCH = {"hh": HH_CLOSED, "ride": RIDE, "sd": SNARE, "xs": X_STICK}
 STYLES = tuple(
@@ -76,9 +77,20 @@ class Groove:
     meter: str
     notes: tuple[Note, ...]
 
+    @property
+    def count_in_beats(self) -> float:
+        """Quarter notes before the first bar line: one counted beat of count-in."""
+        return _quarters_per_beat(self.meter)
+
 
 def _beats_per_bar(meter: str) -> int:
-    return {"4-4": 4, "3-4": 3, "6-8": 2}[meter]  # 6/8 counts two dotted quarters
+    """Counted beats per bar: 6/8 counts two dotted quarters."""
+    return {"4-4": 4, "3-4": 3, "6-8": 2}[meter]
+
+
+def _quarters_per_beat(meter: str) -> float:
+    """Quarter notes in one counted beat (a dotted quarter in 6/8)."""
+    return 1.5 if meter == "6-8" else 1.0
 
 
 def generate_groove(rng: np.random.Generator) -> Groove:
@@ -88,10 +100,12 @@ def generate_groove(rng: np.random.Generator) -> Groove:
     is_fill = rng.random() < 0.2
     n_bars = int(rng.integers(1, 3)) if is_fill else int(rng.integers(8, 25))
     fill_prob = float(rng.uniform(0.2, 0.8))
-    bar_sec = _beats_per_bar(style.meter) * 60.0 / bpm
-    # One silent beat of count-in: the performance then sits on the MIDI's own grid
-    # from 0 s (as GMD's, played to a click), so beats and backing tracks line up.
-    start_sec = 60.0 / bpm
+    beat_sec = _quarters_per_beat(style.meter) * 60.0 / bpm
+    bar_sec = _beats_per_bar(style.meter) * beat_sec
+    # One silent counted beat of count-in (a pickup bar in the MIDI: make_dataset's
+    # groove_tempo_map): the performance sits on the MIDI's own grid from 0 s (as
+    # GMD's, played to a click), so beats, bar lines and backing tracks line up.
+    start_sec = beat_sec
     events: list[tuple[float, int, int]] = []  # (time in steps, pitch, velocity)
     for bar in range(n_bars):
         offset = bar * _beats_per_bar(style.meter) * style.steps_per_beat
