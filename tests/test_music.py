@@ -4,6 +4,7 @@ and mixed under training crops at the asked level with the targets untouched."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,47 @@ def test_held_out_mix_is_repeatable_and_at_the_level(tmp_path: Path) -> None:
     assert rms_db(drums) - rms_db(one - drums) == pytest.approx(0.0, abs=0.5)
     assert np.array_equal(mix_held_out(np.zeros(SR, np.float32), pool, "x", 0.0),
                           np.zeros(SR, np.float32))  # fmt: skip
+
+
+def load_tool():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "build_music_pool.py"
+    spec = importlib.util.spec_from_file_location("build_music_pool", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: game
+
+Files: *
+Copyright: 2002-2019 the Game Team
+License: GPL-2+
+
+Files: data/music/ingame_24.ogg data/music/ingame_25.ogg
+Copyright: Stuart Marshall
+License: CC-BY-SA-3.0
+
+Files: data/music/loop_nc.ogg
+Copyright: Someone
+License: CC-BY-NC-3.0
+"""
+
+
+def test_builder_reads_each_files_licence_and_keeps_only_free_ones() -> None:
+    tool = load_tool()
+    paragraphs = tool.copyright_paragraphs(COPYRIGHT)
+    assert tool.file_licence(paragraphs, "data/music/ingame_24.ogg") == (
+        "CC-BY-SA-3.0",
+        "Stuart Marshall",
+    )
+    assert tool.file_licence(paragraphs, "data/music/ingame_01.ogg")[0] == "GPL-2+"
+    free = tool.FREE_LICENCE
+    assert all(free.match(x) for x in ("CC0-1.0", "CC-BY-3.0", "GPL-2+", "Expat",
+                                       "BSD-like", "CC-BY-SA-3.0"))  # fmt: skip
+    assert not any(free.match(x) for x in ("CC-BY-NC-3.0", "CC-BY-ND-4.0", "",
+                                           "proprietary"))  # fmt: skip
+    assert tool.file_licence(paragraphs, "data/music/loop_nc.ogg")[0] == "CC-BY-NC-3.0"

@@ -51,7 +51,8 @@ BATCH_SEC = 30.0  # files shorter than this are screened end to end in batches
 PEAK = 0.9  # every kept file is peak-normalised (mixing sets the level anyway)
 # Licences kept: free for any use with attribution at most (no NC, no ND).
 FREE_LICENCE = re.compile(
-    r"^(CC0|CC-BY(-SA)?-[0-9.]+|L?GPL-[0-9.]+\+?|BSD.*|MIT|Expat|public-domain)$",
+    r"^(CC0(-[0-9.]+)?|CC-BY(-SA)?-[0-9.]+|L?GPL-[0-9.]+\+?|BSD.*|MIT|Expat"
+    r"|public-domain)$",
     re.IGNORECASE,
 )
 
@@ -507,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-hours", type=float, default=0.0,
                         help="hours taken from each source, in hash order; 0 = all")
     parser.add_argument("--calibrate", type=int, default=0, metavar="N")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="calibrate the pool already in --out; build nothing")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     return parser
@@ -523,9 +526,21 @@ def load_screen_model(threads: int):
     return load_model(weights, load_config(None), torch.device("cpu"))
 
 
+def recalibrate(args: argparse.Namespace) -> int:
+    """Run the calibration on the pool in args.out and rewrite its manifest."""
+    manifest = json.loads((args.out / "manifest.json").read_text())
+    loaded = None if args.no_model else load_screen_model(args.threads)
+    manifest["calibration"] = calibrate(args.out, args.calibrate or 20, loaded)
+    for path in write_manifest(args.out, manifest):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.time()
+    if args.calibrate_only:
+        return recalibrate(args)
     if (args.out / "manifest.json").exists() and not args.overwrite:
         print(f"error: {args.out} holds a pool; pass --overwrite", file=sys.stderr)
         return 2
