@@ -217,7 +217,7 @@ def load_tool():
     return module
 
 
-COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+COPYRIGHT = """Format: copyright-format/1.0
 Upstream-Name: game
 
 Files: *

@@ -566,9 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         "attribution": attribution_lines(args.out), "left_out": LEFT_OUT,
         "rebuild": REBUILD, "build_minutes": round((time.time() - started) / 60, 1),
     }  # fmt: skip
+    paths = write_manifest(args.out, manifest)  # before the (long) calibration
     if args.calibrate:
         manifest["calibration"] = calibrate(args.out, args.calibrate, loaded)
-    for path in write_manifest(args.out, manifest):
+        paths = write_manifest(args.out, manifest)
+    for path in paths:
         print(path)
     return 0
 
