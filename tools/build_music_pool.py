@@ -343,14 +343,16 @@ def build_source(
 
 
 def take_hours(source: Source, files: list, max_hours: float) -> list:
-    """The files in hash order up to ``max_hours`` (0 = all): a subset that is the same
-    every build, and still split by the same hash."""
+    """The files in the order of a hash up to ``max_hours`` (0 = all): a subset that
+    is the same every build. Its hash is not the split's (the lowest split hashes are
+    the held-out files: taking those first would hold out most of a subset)."""
     if max_hours <= 0:
         return files
     import soundfile
 
     taken, total_sec = [], 0.0
-    for item in sorted(files, key=lambda f: hash_unit(file_key(source, f[0]))):
+    order = sorted(files, key=lambda f: hash_unit("subset|" + file_key(source, f[0])))
+    for item in order:
         if total_sec >= max_hours * 3600:
             break
         taken.append(item)
