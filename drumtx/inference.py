@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drumtx.amp import amp_dtype, autocast
+from drumtx.amp import amp_dtype, autocast, dtype_name
 from drumtx.audio import audio_info, read_samples, resample
 from drumtx.checkpoint import load_checkpoint, model_config
 from drumtx.config import Config
@@ -26,6 +26,7 @@ from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
 from drumtx.model import (
+    CastConvs,
     build_model,
     cpu_conv_dtype,
     fold_batch_norms,
@@ -81,6 +82,17 @@ def load_model(path: Path, cfg: Config, device: torch.device) -> LoadedModel:
     frontend = LogMel.from_config(model_cfg).to(device)
     thresholds = {str(k): float(v) for k, v in state.get("thresholds", {}).items()}
     return LoadedModel(model, frontend, model_cfg, vocab, thresholds, str(path), device)
+
+
+def precision_of(loaded: LoadedModel) -> str:
+    """What the model computes in: "fp32", "bf16 convolutions, fp32 recurrence" (a
+    CPU with bf16 units, transcribe.cpu_precision) or CUDA's autocast."""
+    convs = getattr(loaded.model, "convs", None)
+    if loaded.device.type == "cuda":
+        return "bf16/fp16 autocast"
+    if isinstance(convs, CastConvs) and convs.dtype != torch.float32:
+        return f"{dtype_name(convs.dtype)} convolutions, fp32 recurrence"
+    return "fp32"
 
 
 def class_thresholds(

@@ -22,7 +22,6 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from drumtx.amp import dtype_name
 from drumtx.audio import AUDIO_EXTENSIONS
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.checkpoint import (
@@ -41,12 +40,12 @@ from drumtx.inference import (
     class_thresholds,
     decode_hits,
     load_model,
+    precision_of,
     predict_activations,
     resolve_device,
     stream_file,
 )
 from drumtx.midi import Note, write_midi
-from drumtx.model import CastConvs
 from drumtx.storage import (
     atomic_write_bytes,
     check_not_raw,
@@ -196,17 +195,9 @@ def make_rendering(
 
 
 def _model_line(loaded: LoadedModel) -> str:
-    device = loaded.device
-    convs = getattr(loaded.model, "convs", None)
-    if device.type == "cuda":
-        dtype = "bf16/fp16 autocast"
-    elif isinstance(convs, CastConvs) and convs.dtype != torch.float32:
-        dtype = f"{dtype_name(convs.dtype)} convolutions, fp32 recurrence"
-    else:
-        dtype = "fp32"
     return (
-        f"({loaded.cfg.model.preset}, {loaded.vocab.name})  device: {device}  "
-        f"dtype: {dtype}"
+        f"({loaded.cfg.model.preset}, {loaded.vocab.name})  device: {loaded.device}  "
+        f"dtype: {precision_of(loaded)}"
     )
 
 

@@ -168,6 +168,7 @@ def test_json_report_has_every_score(
     assert set(report["per_kit"]) == kits
     assert report["n_recordings"] == 2 and report["split"] == "test"
     assert report["checkpoint"] == str(checkpoint)
+    assert report["precision"] == "fp32"
     assert report["thresholds"] == {c: 0.5 for c in ROLAND9.codes}
     if which == "fitted":
         assert report["micro_f1"] > 0.3  # the fitted head really finds hits
@@ -219,7 +220,11 @@ def test_scores_match_mir_eval_on_the_same_hits(root, fitted_checkpoint, capsys)
     code, out, _ = _evaluate(capsys, root, fitted_checkpoint, "--json")
     assert code == 0
     report = json.loads(out)
-    loaded = load_model(fitted_checkpoint, _tiny_config(), torch.device("cpu"))
+    from drumtx.evaluate import comparable_precision
+
+    # The hits evaluate scored: same weights, same precision (fp32 on every CPU).
+    cfg = comparable_precision(_tiny_config())
+    loaded = load_model(fitted_checkpoint, cfg, torch.device("cpu"))
     store = load_store(root / "processed_data" / "test", loaded.cfg)
     indices = range(len(store.recordings))
     thresholds = class_thresholds(loaded)
@@ -411,3 +416,16 @@ def test_music_dir_scores_the_drums_under_real_music(
     assert real["mixes"] == again["mixes"] and "real music pool" in real["music"]
     code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir", "/nope")
     assert code == 1 and "error:" in err and "hint:" in err  # before any scoring
+
+
+def test_evaluate_runs_the_same_precision_on_every_cpu(monkeypatch) -> None:
+    """cpu_precision "auto" would differ between CPUs with and without bf16 units:
+    evaluate takes fp32 then (an explicit choice stays), and the report names it."""
+    from drumtx.config import load_config
+    from drumtx.evaluate import comparable_precision
+
+    monkeypatch.setenv("DRUMTX_CPU_BF16", "1")
+    auto = comparable_precision(load_config(None))
+    assert auto.transcribe.cpu_precision == "fp32"
+    asked = load_config(None, ["transcribe.cpu_precision='bf16'"])
+    assert comparable_precision(asked).transcribe.cpu_precision == "bf16"
