@@ -139,7 +139,7 @@ def drum_spans(
     duration_sec: float,
     *,
     window_sec: float = 5.0,
-    min_rate_hz: float = 1.0,
+    min_rate_hz: float = 2.0,
 ) -> list[tuple[float, float]]:
     """(start, end) seconds of the runs of windows where the teacher's confident
     time-keeping hits (kick, snare, hi-hat, ride) come at ``min_rate_hz`` or more.
