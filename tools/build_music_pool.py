@@ -249,10 +249,11 @@ def score_summary(scores: list[ExcerptScore]) -> dict:
     }
 
 
-def write_long_file(
-    x: np.ndarray, meta: dict, loaded, writer: PoolWriter, tally: Tally, split: str
-) -> None:
-    """Screen one long file and write its kept runs."""
+Kept = list[tuple[np.ndarray, dict]]  # (audio, segment metadata) ready to write
+
+
+def screen_long_file(x: np.ndarray, meta: dict, loaded, tally: Tally) -> Kept:
+    """Screen one long file; its kept runs."""
     scores = screen_audio(x, SAMPLE_RATE, loaded)
     runs = kept_runs(x, scores)
     kept = sum(hi - lo for lo, hi, _ in runs) / SAMPLE_RATE
@@ -261,32 +262,25 @@ def write_long_file(
         for (lo, hi), ok in zip(excerpt_bounds(len(x), SAMPLE_RATE), keep_mask(scores))
         if not ok
     ) / SAMPLE_RATE
-    tally.kept_sec[split] += kept
     tally.refused_sec += drum_sec
     tally.silent_sec += len(x) / SAMPLE_RATE - kept - drum_sec
     if not runs and drum_sec:
         tally.refused_files.append(meta["file"])
-    for lo, hi, run_scores in runs:
-        writer.add(x[lo:hi], {**meta, "file_offset_sec": lo / SAMPLE_RATE,
-                              "screen": score_summary(run_scores)})  # fmt: skip
+    return [(x[lo:hi], {**meta, "file_offset_sec": lo / SAMPLE_RATE,
+                        "screen": score_summary(run_scores)})
+            for lo, hi, run_scores in runs]  # fmt: skip
 
 
-def write_short_files(
-    items: list[tuple[dict, np.ndarray]],
-    loaded,
-    writer: PoolWriter,
-    tally: Tally,
-    split: str,
-) -> None:
+def screen_short_files(items: Kept, loaded, tally: Tally) -> Kept:
     """Screen short files end to end (one model call per batch, not per file); a file
     is kept when no excerpt it touches has drums."""
     if not items:
-        return
-    x = np.concatenate([a for _, a in items])
+        return []
+    x = np.concatenate([a for a, _ in items])
     scores = screen_audio(x, SAMPLE_RATE, loaded)
     bounds = excerpt_bounds(len(x), SAMPLE_RATE)
-    offset = 0
-    for meta, audio in items:
+    offset, kept = 0, []
+    for audio, meta in items:
         lo, hi = offset, offset + len(audio)
         offset = hi
         touched = [s for (a, b), s in zip(bounds, scores) if a < hi and b > lo]
@@ -296,9 +290,25 @@ def write_short_files(
         elif rms_db(audio) < SILENT_DB:
             tally.silent_sec += len(audio) / SAMPLE_RATE
         else:
-            tally.kept_sec[split] += len(audio) / SAMPLE_RATE
-            writer.add(audio, {**meta, "file_offset_sec": 0.0,
-                               "screen": score_summary(touched)})  # fmt: skip
+            kept.append((audio, {**meta, "file_offset_sec": 0.0,
+                                 "screen": score_summary(touched)}))  # fmt: skip
+    return kept
+
+
+def screen_source(source: Source, files: list, loaded, tally: Tally) -> Kept:
+    """Every kept stretch of a source's files, in file order."""
+    kept: Kept = []
+    batch: Kept = []
+    for rel, path, licence, holder in files:
+        x, meta = load_mono(path), segment_meta(source, rel, licence, holder)
+        if len(x) >= BATCH_SEC * SAMPLE_RATE:
+            kept += screen_long_file(x, meta, loaded, tally)
+            continue
+        batch.append((x, meta))
+        if sum(len(a) for a, _ in batch) > 300 * SAMPLE_RATE:
+            kept += screen_short_files(batch, loaded, tally)
+            batch = []
+    return kept + screen_short_files(batch, loaded, tally)
 
 
 def build_source(
@@ -309,7 +319,10 @@ def build_source(
     test_share: float,
     max_hours: float = 0.0,
 ) -> dict:
-    """Unpack, licence-check, screen and write one source; its manifest entry."""
+    """Unpack, licence-check, screen and write one source; its manifest entry.
+
+    The split comes after the screen, over the files that kept something, so every
+    source with two such files is held out in part (not only refused there)."""
     root = unpack(source.package, scratch)
     doc = root / "usr/share/doc" / source.package / "copyright"
     text = doc.read_text(errors="replace")
@@ -322,23 +335,15 @@ def build_source(
             tally.licences.add(licence)
         else:
             unclear.append({"file": rel, "licence": licence or holder})
-    files = take_hours(source, files, max_hours)
-    splits = assign_splits({source.name: [file_key(source, f[0]) for f in files]},
-                           test_share)  # fmt: skip
-    batches: dict[str, list] = {split: [] for split in SPLITS}
-    for rel, path, licence, holder in files:
-        split = splits[file_key(source, rel)]
-        tally.files[split] += 1
-        x, meta = load_mono(path), segment_meta(source, rel, licence, holder)
-        if len(x) < BATCH_SEC * SAMPLE_RATE:
-            batches[split].append((meta, x))
-            if sum(len(a) for _, a in batches[split]) > 300 * SAMPLE_RATE:
-                write_short_files(batches[split], loaded, writers[split], tally, split)
-                batches[split] = []
-        else:
-            write_long_file(x, meta, loaded, writers[split], tally, split)
-    for split in SPLITS:
-        write_short_files(batches[split], loaded, writers[split], tally, split)
+    kept = screen_source(source, take_hours(source, files, max_hours), loaded, tally)
+    keys = sorted({file_key(source, meta["file"]) for _, meta in kept})
+    splits = assign_splits({source.name: keys}, test_share)
+    for key in keys:
+        tally.files[splits[key]] += 1
+    for audio, meta in kept:
+        split = splits[file_key(source, meta["file"])]
+        writers[split].add(audio, meta)
+        tally.kept_sec[split] += len(audio) / SAMPLE_RATE
     return source_entry(source, scratch, tally, unclear)
 
 
