@@ -142,7 +142,7 @@ def unpack(package: str, scratch: Path) -> Path:
 
 def package_version(package: str, scratch: Path) -> str:
     deb = sorted((scratch / "debs").glob(f"{package}_*.deb"))[-1]
-    return deb.name.split("_")[1]
+    return deb.name.split("_")[1].replace("%3a", ":")  # apt writes an epoch's colon so
 
 
 def copyright_paragraphs(text: str) -> list[dict[str, str]]:
