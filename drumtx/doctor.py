@@ -33,7 +33,7 @@ from drumtx.storage import (
     require_roots,
     resolve_roots,
 )
-from drumtx.store import (
+from drumtx.processed import (
     AUDIO_FILE,
     HITS_FILE,
     MANIFEST_FILE,

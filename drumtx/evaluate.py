@@ -45,7 +45,7 @@ from drumtx.metrics import match_onsets
 from drumtx.music import MusicPool, fixed_excerpt, load_music_pool
 from drumtx.scoring import score_store, store_activations
 from drumtx.storage import require_roots
-from drumtx.store import Store, load_store, reference_hits, spread_indices
+from drumtx.processed import Store, load_store, reference_hits, spread_indices
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 

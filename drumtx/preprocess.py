@@ -8,7 +8,7 @@ Per split folder ``processed_dir/<split>/``:
    (``drumtx.recording_part``: what a recording becomes, and when it is skipped). A
    rerun after a crash (even SIGKILL) skips finished parts.
 3. Meanwhile the main process appends finished parts, in index order, to the store
-   files and writes ``manifest.json`` last (``drumtx.store_writer``: the crash-safe
+   files and writes ``manifest.json`` last (``drumtx.processed_writer``: the crash-safe
    writer), then removes ``.parts``. A store without a manifest is incomplete; readers
    refuse it.
 
@@ -48,7 +48,7 @@ from drumtx.recording_part import (
     process_job,
     stable_json,
 )
-from drumtx.store import (
+from drumtx.processed import (
     AUDIO_FILE,
     BACKING_FILE,
     FORMAT_VERSION,
@@ -57,7 +57,7 @@ from drumtx.store import (
     read_manifest,
     sha256_file,
 )
-from drumtx.store_writer import (
+from drumtx.processed_writer import (
     PARTS_DIR,
     AudioWriter,
     SplitPlan,

@@ -5,7 +5,7 @@ A part is ``NNNNNN.i16`` (int16 audio at ``audio.sample_rate``), ``NNNNNN.backin
 then ``NNNNNN.json`` (hits, length, CRC-32s, config fingerprint). Each is written
 tmp-then-``os.replace`` (no fsync) and the json goes last, so it is the commit marker:
 a part counts as done only when its json exists, carries this run's fingerprint and
-its audio files have the length the json names. ``drumtx.store_writer`` assembles
+its audio files have the length the json names. ``drumtx.processed_writer`` assembles
 finished parts into the store.
 
 Skips are never cached as parts: a file that failed (perhaps on a flaky disk) is tried
@@ -38,7 +38,7 @@ from drumtx import audio, drums, midi, storage
 from drumtx.drums import Hit
 from drumtx.egmd import EgmdRecord
 from drumtx.errors import AudioError, ConfigError, DataError
-from drumtx.store import PREPROCESS_HINT, PSEUDO_KIT_PREFIX, UNSURE_VELOCITY
+from drumtx.processed import PREPROCESS_HINT, PSEUDO_KIT_PREFIX, UNSURE_VELOCITY
 from drumtx.synth.backing import KICK_PITCHES, BackingSpec, render_backing
 
 PART_VERSION = 2  # bump when the content of a part changes meaning

@@ -26,7 +26,7 @@ from drumtx.inference import (
 )
 from drumtx.levels import mix_backing
 from drumtx.metrics import Tally
-from drumtx.store import Store, recording_audio, recording_backing, reference_hits
+from drumtx.processed import Store, recording_audio, recording_backing, reference_hits
 from drumtx.tempo import TempoMap, read_tempo_map
 
 

@@ -33,7 +33,7 @@ from drumtx.inference import LoadedModel, resolve_device
 from drumtx.schedule import Schedule, resumed_schedule
 from drumtx.scoring import score_store
 from drumtx.storage import Roots, require_roots
-from drumtx.store import (
+from drumtx.processed import (
     ORDER_CSV,
     ORDER_SHUFFLED,
     PREPROCESS_HINT,

@@ -22,7 +22,7 @@ from drumtx.frontend import n_frames
 from drumtx.inference import load_model, transcribe_array
 from drumtx.model import CRNN
 from drumtx.storage import resolve_roots
-from drumtx.store import load_store, recording_audio
+from drumtx.processed import load_store, recording_audio
 from drumtx.train import run_train
 from drumtx.train_step import (
     accumulate_gradients,

@@ -13,7 +13,7 @@ from drumtx.augment import AugmentConfig, Augmenter, compress
 from drumtx.config import DataConfig
 from drumtx.data import CropDataset, CropSpec
 from drumtx.levels import mix_backing, rms_db, scale_velocity
-from drumtx.store import load_store
+from drumtx.processed import load_store
 
 SR = 24000
 HOP = 240
@@ -84,7 +84,7 @@ N_RECS = 8
 def backing_store(split_dir: Path, n: int = 24000) -> Path:
     """N_RECS recordings of exactly one crop: the same clicks over a different chord
     each (recording 3's backing is silent), so a crop tells its recording."""
-    from drumtx.store import FORMAT_VERSION, HITS_DTYPE
+    from drumtx.processed import FORMAT_VERSION, HITS_DTYPE
 
     split_dir.mkdir(parents=True)
     drums = np.zeros(n, np.float32)

@@ -29,7 +29,7 @@ from drumtx.data import (
 )
 from drumtx.errors import DataError
 from drumtx.frontend import n_frames
-from drumtx.store import FORMAT_VERSION, HITS_DTYPE, Store, load_store
+from drumtx.processed import FORMAT_VERSION, HITS_DTYPE, Store, load_store
 
 SAMPLE_RATE = 24000
 HOP = 240

@@ -14,7 +14,7 @@ import pytest
 from drumtx import doctor
 from drumtx.cli import main
 from drumtx.errors import StorageError
-from drumtx.store import FORMAT_VERSION
+from drumtx.processed import FORMAT_VERSION
 
 
 def run_json(capsys, data_root: Path, *extra: str) -> tuple[int, dict]:

@@ -29,7 +29,7 @@ from drumtx.evaluate import THRESHOLD_GRID
 from drumtx.frontend import LogMel
 from drumtx.inference import class_thresholds, load_model, transcribe_array
 from drumtx.model import build_model
-from drumtx.store import load_store, recording_audio, reference_hits, spread_indices
+from drumtx.processed import load_store, recording_audio, reference_hits, spread_indices
 
 ROLAND9 = get_vocab("roland9")
 ADTOF5 = get_vocab("adtof5")

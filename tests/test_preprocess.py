@@ -32,7 +32,7 @@ from drumtx.drums import ROLAND9
 from drumtx.egmd import EgmdRecord, egmd_csv_path, write_egmd_csv
 from drumtx.errors import DataError, StorageError
 from drumtx.preprocess import run_preprocess, select_records
-from drumtx.store import (
+from drumtx.processed import (
     HITS_DTYPE,
     STORE_FILES,
     load_store,
@@ -721,7 +721,7 @@ def test_a_pseudo_labelled_song_keeps_its_unsure_peaks_apart(tmp_path: Path) -> 
     from dataclasses import replace
 
     from drumtx.egmd import read_egmd_csv
-    from drumtx.store import recording_backing, recording_unsure
+    from drumtx.processed import recording_backing, recording_unsure
 
     data_root = tmp_path / "data"
     egmd_dir = make_egmd(data_root, {"train": 2})

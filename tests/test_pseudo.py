@@ -128,7 +128,7 @@ def test_crops_of_a_pseudo_labelled_recording_ignore_its_unsure_peaks(tmp_path) 
     from drumtx.config import DataConfig
     from drumtx.data import BlockSampler, CropSpec
     from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES
-    from drumtx.store import HITS_DTYPE, Store
+    from drumtx.processed import HITS_DTYPE, Store
 
     hop, n = 240, 24_000  # 100 fps, one 1-s recording
     hits = np.zeros(1, HITS_DTYPE)

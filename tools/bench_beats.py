@@ -71,7 +71,7 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
     from drumtx.decode import pick_onsets
     from drumtx.inference import class_thresholds
     from drumtx.scoring import beat_scores, store_activations, summarize_beats
-    from drumtx.store import reference_hits
+    from drumtx.processed import reference_hits
     from drumtx.tempo import TempoMap, read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     from drumtx.config import load_config
     from drumtx.inference import load_model
-    from drumtx.store import load_store, spread_indices
+    from drumtx.processed import load_store, spread_indices
 
     torch.set_num_threads(args.threads)
     cfg = load_config(None, [])

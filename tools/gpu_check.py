@@ -58,7 +58,7 @@ from drumtx.drums import get_vocab
 from drumtx.frontend import LogMel, log_mel_numpy, n_frames
 from drumtx.inference import LoadedModel, resolve_device, transcribe_array
 from drumtx.model import build_model, count_parameters
-from drumtx.store import load_store, recording_audio
+from drumtx.processed import load_store, recording_audio
 from drumtx.train import run_train
 from drumtx.train_log import StepMeter, hours_per_step
 from drumtx.train_step import TrainParts, build_parts, optimizer_step, wrap_model

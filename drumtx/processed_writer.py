@@ -40,7 +40,7 @@ from drumtx.recording_part import (
     part_is_done,
     stable_json,
 )
-from drumtx.store import (
+from drumtx.processed import (
     AUDIO_FILE,
     BACKING_FILE,
     HITS_DTYPE,

@@ -11,7 +11,7 @@ import pytest
 from drumtx.config import load_config
 from drumtx.drums import Hit
 from drumtx.errors import DataError
-from drumtx.store import (
+from drumtx.processed import (
     FORMAT_VERSION,
     HITS_DTYPE,
     load_store,

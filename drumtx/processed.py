@@ -1,4 +1,5 @@
-"""The processed store (DESIGN.md §3): its format, and reading it.
+"""The processed store (DESIGN.md §3): its format, and reading it. (``drumtx.storage``
+is another thing: where the roots are and writing files safely.)
 
 One folder per split holds ``audio.i16`` (every recording's int16 samples, one after
 another), ``recordings.json`` (one entry per recording: offset and length into the
