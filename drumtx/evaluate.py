@@ -32,7 +32,7 @@ from drumtx.config import Config
 from drumtx.audio import to_int16
 from drumtx.console import make_console
 from drumtx.drums import Hit
-from drumtx.errors import ConfigError
+from drumtx.errors import ConfigError, DataError
 from drumtx.inference import (
     LoadedModel,
     class_thresholds,
@@ -108,6 +108,12 @@ def with_music_from(store: Store, pool: MusicPool) -> Store:
     """The store with each recording's backing track replaced by a fixed excerpt of
     the pool's music, chosen by the recording's audio file name (the same music on
     every evaluation); the mixes then score the drums under real music."""
+    if pool.sample_rate != store.manifest["sample_rate"]:
+        raise DataError(
+            f"{pool.split_dir} holds music at {pool.sample_rate} Hz, the store "
+            f"{store.manifest['sample_rate']} Hz",
+            hint="build the pool at the store's rate: tools/build_music_pool.py",
+        )
     backing = np.zeros(len(store.audio), dtype=np.int16)
     for rec in store.recordings:
         music = fixed_excerpt(pool, str(rec["audio_path"]), int(rec["length"]))

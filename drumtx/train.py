@@ -111,15 +111,11 @@ def train(
     # 1. Build. On resume the model-shaping config comes from the checkpoint, and the
     # schedule too unless train.resume_schedule says otherwise (drumtx/schedule.py).
     saved = load_checkpoint(resume_path) if resume_path else None
-    cfg, state, notes = start_state(cfg, saved)
-    init = initial_weights(cfg) if saved is None else None  # fine-tuning
-    cfg = cfg if init is None else model_config(cfg, init)
+    cfg, state, notes, init = start_state(cfg, saved)
     vocab = get_vocab(cfg.data.vocab)
     parts = build_parts(cfg, train_device(cfg, dist), vocab.n_classes)
     seed_rank(cfg.train.seed, dist.rank)  # same initial weights, dropout per rank
-    if init is not None:
-        parts.model.load_state_dict(init["model"])
-        log(dist, f"initial weights from {cfg.train.init_from} (train.init_from)")
+    load_initial_weights(parts, init, dist)  # train.init_from: fine-tuning
 
     # 2. Resume: weights, optimizer, scaler, step, best score, history, rank's RNG.
     if saved is not None:
@@ -148,7 +144,12 @@ def train(
                 break
 
             lr = state.schedule.lr_at(step)
-            result = optimizer_step(parts, next_batch, lr)
+            try:
+                result = optimizer_step(parts, next_batch, lr)
+            except RuntimeError as exc:
+                if not stopped_mid_step(exc, stop, parts):
+                    raise
+                return run.save_interrupted()  # weights as the last whole step left them
             bad_steps.check(result, step)
             state.step += 1
             meter.step_done()
@@ -159,14 +160,33 @@ def train(
     return 0
 
 
+def stopped_mid_step(exc: RuntimeError, stop: StopSignals, parts: TrainParts) -> bool:
+    """A stop signal came and, a step taking longer than the loader workers' grace
+    (data.WORKER_STOP_GRACE_SEC: a slow CPU, a busy machine), a worker ended before the
+    step did. The weights are whole unless the optimizer was updating them."""
+    worker_gone = "DataLoader worker" in str(exc)
+    return stop.requested and worker_gone and not parts.updating
+
+
 def start_state(
     cfg: Config, saved: dict[str, Any] | None
-) -> tuple[Config, TrainState, list[str]]:
-    """The config and schedule a run trains with, and the lines a resume prints."""
+) -> tuple[Config, TrainState, list[str], dict[str, Any] | None]:
+    """The config and schedule a run trains with, the lines a resume prints, and a new
+    run's initial weights (train.init_from, whose network shape the config takes)."""
     if saved is None:
-        return cfg, TrainState(schedule=Schedule.from_config(cfg)), []
+        init = initial_weights(cfg)
+        cfg = cfg if init is None else model_config(cfg, init)
+        return cfg, TrainState(schedule=Schedule.from_config(cfg)), [], init
     schedule, notes = resumed_schedule(cfg, saved)
-    return model_config(cfg, saved), TrainState(schedule=schedule), notes
+    return model_config(cfg, saved), TrainState(schedule=schedule), notes, None
+
+
+def load_initial_weights(
+    parts: TrainParts, init: dict[str, Any] | None, dist: Dist
+) -> None:
+    if init is not None:
+        parts.model.load_state_dict(init["model"])
+        log(dist, f"initial weights from {parts.cfg.train.init_from} (train.init_from)")
 
 
 def initial_weights(cfg: Config) -> dict[str, Any] | None:
@@ -207,7 +227,8 @@ def train_loader(
 def note_store_order(train_dir: Path, dist: Dist) -> None:
     """A train store in the CSV's order (made before preprocess shuffled it) trains,
     but each batch hears few drummers and sessions: say so."""
-    if (read_manifest(train_dir) or {}).get("order", ORDER_CSV) != ORDER_SHUFFLED:
+    manifest = read_manifest(train_dir)
+    if manifest is not None and manifest.get("order", ORDER_CSV) != ORDER_SHUFFLED:
         log(
             dist,
             f"note: {train_dir} keeps the E-GMD CSV order, so a batch hears few "

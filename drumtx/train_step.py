@@ -46,6 +46,7 @@ class TrainParts:
     pos_weight: Tensor  # (C,)
     net: nn.Module  # what forward runs: model, maybe compiled and DDP-wrapped
     dist: Dist = field(default_factory=Dist)
+    updating: bool = False  # inside apply_gradients: weights may be half-updated
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _sync_on_last(parts: TrainParts, last: bool) -> contextlib.AbstractContextMa
 
 def apply_gradients(parts: TrainParts, loss: Tensor) -> StepResult:
     """Unscale, clip, step (if loss and gradients are finite), update the scaler."""
+    parts.updating = True
     parts.scaler.unscale_(parts.optimizer)  # clip true gradients, not scaled ones
     clip = parts.cfg.train.grad_clip or float("inf")
     grad_norm = nn.utils.clip_grad_norm_(parts.model.parameters(), clip)
@@ -172,6 +174,7 @@ def apply_gradients(parts: TrainParts, loss: Tensor) -> StepResult:
         parts.scaler.step(parts.optimizer)
     parts.scaler.update()  # lowers the scale after an overflow; no-op unless fp16
     parts.optimizer.zero_grad(set_to_none=True)
+    parts.updating = False
     bad = not loss_ok or (not grads_ok and not overflow)
     return StepResult(loss, grad_norm, bad, applied)
 

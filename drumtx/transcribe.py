@@ -393,11 +393,12 @@ def transcribe_job(
         job.status = "failed"
         job.reason = f"{exc.strerror or exc} ({exc.filename or ''})"
     except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
-        job.status = "failed"
-        job.reason = (
-            f"out of memory ({type(exc).__name__}); try a smaller --batch-size or "
-            "--segment"
-        )
+        _out_of_memory(job, type(exc).__name__)
+    except RuntimeError as exc:
+        if not is_cpu_out_of_memory(exc):  # a bug: its traceback, not a line
+            _add_note(exc, f"drumtx: raised while transcribing {job.input_path}")
+            raise
+        _out_of_memory(job, "RuntimeError")
     except Exception as exc:
         _add_note(exc, f"drumtx: raised while transcribing {job.input_path}")
         raise
@@ -407,6 +408,17 @@ def _add_note(exc: BaseException, note: str) -> None:
     """Python 3.11's add_note: the note is printed under the traceback."""
     if hasattr(exc, "add_note"):
         exc.add_note(note)
+
+
+def is_cpu_out_of_memory(exc: RuntimeError) -> bool:
+    """torch's CPU allocator reports a failed allocation as a plain RuntimeError."""
+    text = str(exc)
+    return "can't allocate memory" in text or "not enough memory" in text
+
+
+def _out_of_memory(job: Job, kind: str) -> None:
+    job.status = "failed"
+    job.reason = f"out of memory ({kind}); try a smaller --batch-size or --segment"
 
 
 def quantize_hits(hits: Sequence[Hit], grid: BeatGrid, step_beats: float) -> list[Hit]:

@@ -416,6 +416,12 @@ def test_music_dir_scores_the_drums_under_real_music(
     assert real["mixes"] == again["mixes"] and "real music pool" in real["music"]
     code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir", "/nope")
     assert code == 1 and "error:" in err and "hint:" in err  # before any scoring
+    slow = PoolWriter(tmp_path / "music16k" / "test", 16_000)  # not the store's rate
+    slow.add(chord[:16_000].astype(np.float32), {"file": "c", "source": "t"})
+    slow.close()
+    code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir",
+                             str(tmp_path / "music16k" / "test"))  # fmt: skip
+    assert code == 1 and "16000 Hz" in err
 
 
 def test_evaluate_runs_the_same_precision_on_every_cpu(monkeypatch) -> None:

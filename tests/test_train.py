@@ -543,3 +543,33 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(data_root: Path, 
     assert len(params) > 10
     for name in params:
         assert torch.equal(got["model"][name], want["model"][name]), name
+
+
+@pytest.mark.parametrize("signalled", [True, False], ids=["stopped", "crashed"])
+def test_a_worker_ended_mid_step_after_a_stop_still_saves(
+    data_root: Path, monkeypatch, signalled: bool
+):
+    """A step slower than the loader workers' stop grace (a busy CPU): Ctrl-C, the
+    workers end, the step fails on the lost worker. The run saves the last whole step
+    and exits 130; the same failure without a stop signal is a crash, raised."""
+    import drumtx.train as train_module
+
+    real, calls = train_module.optimizer_step, []
+
+    def slow_step(parts, next_batch, lr):
+        calls.append(1)
+        if len(calls) == 3:
+            if signalled:
+                os.kill(os.getpid(), signal.SIGINT)  # the flag only: StopSignals
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Alarm")
+        return real(parts, next_batch, lr)
+
+    monkeypatch.setattr(train_module, "optimizer_step", slow_step)
+    cfg = tiny_config(data_root, "train.max_steps=50", "train.eval_every=1000")
+    if not signalled:
+        with pytest.raises(RuntimeError, match="DataLoader worker"):
+            run_train(cfg, run_name="w", resume=None)
+        return
+    assert run_train(cfg, run_name="w", resume=None) == 130
+    state = load_checkpoint(data_root / "checkpoints" / "w" / "last.pt")
+    assert state["step"] == 2 and _adam_steps(state) == {2.0}

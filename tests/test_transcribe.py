@@ -356,18 +356,29 @@ def test_a_bug_shows_its_traceback_instead_of_a_failed_line(
     assert not (tmp_path / "song.drums.mid").exists()
 
 
+# What torch raises for a failed allocation: CUDA's own error, and on the CPU a plain
+# RuntimeError from its allocator (torch.empty(10**14) on torch 2.13's CPU build).
+OUT_OF_MEMORY = {
+    "cuda": (torch.cuda.OutOfMemoryError, "CUDA out of memory. Tried to allocate"),
+    "cpu": (RuntimeError, "[enforce fail at alloc_cpu.cpp:121] data. "
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["cuda", "cpu"])
 def test_out_of_memory_fails_that_input_alone(
-    tmp_path, random_model, monkeypatch, capsys
+    where, tmp_path, random_model, monkeypatch, capsys
 ):
     import drumtx.transcribe as transcribe_module
 
     real = transcribe_module.predict_activations
     calls = []
+    error, message = OUT_OF_MEMORY[where]
 
     def first_is_too_big(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate")
+            raise error(message)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(transcribe_module, "predict_activations", first_is_too_big)
@@ -375,7 +386,7 @@ def test_out_of_memory_fails_that_input_alone(
     small = _wav(tmp_path / "small.wav", seconds=2.0)
     assert _run(str(huge), str(small), "--checkpoint", str(random_model)) == 1
     err = capsys.readouterr().err
-    assert f"failed: {huge}: out of memory (OutOfMemoryError)" in err
+    assert f"failed: {huge}: out of memory ({error.__name__})" in err
     assert "--batch-size" in err and "transcribed 1, skipped 0, failed 1" in err
     assert (tmp_path / "small.drums.mid").exists()
 

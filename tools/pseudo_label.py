@@ -186,7 +186,8 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
             break
         licence, holder = licence_of(source, copyright_text, rel)
         audio = load_audio(path, SAMPLE_RATE)
-        cache = args.scratch / "labels" / teacher.key / source.name / f"{number:03d}.json"
+        track = hashlib.sha256(rel.encode()).hexdigest()[:16]  # the file, not its place
+        cache = args.scratch / "labels" / teacher.key / source.name / f"{track}.json"
         labels = cached_labels(cache, lambda: teacher.labels(audio))
         duration = len(audio) / SAMPLE_RATE
         spans = pieces(drum_spans(labels.hits, vocab.codes, duration),
@@ -215,10 +216,14 @@ def _copyright(root: Path, package: str) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
-def merge_csv(egmd_dir: Path, records: list[egmd.EgmdRecord]) -> int:
-    """The root's CSV with its pseudo rows replaced by ``records``; rows kept."""
+def merge_csv(
+    egmd_dir: Path, records: list[egmd.EgmdRecord], sources: list[str]
+) -> int:
+    """The root's CSV with the pseudo rows of ``sources`` replaced by ``records``
+    (other sources' rows stay); returns how many other rows it keeps."""
     csv_path = egmd.egmd_csv_path(egmd_dir)
-    rows = [r for r in egmd.read_egmd_csv(csv_path) if r.drummer != PSEUDO_DRUMMER]
+    redone = {f"{PSEUDO_DRUMMER}/{name}" for name in sources}
+    rows = [r for r in egmd.read_egmd_csv(csv_path) if r.session not in redone]
     egmd.write_egmd_csv(csv_path, rows + records)
     return len(rows)
 
@@ -226,6 +231,10 @@ def merge_csv(egmd_dir: Path, records: list[egmd.EgmdRecord]) -> int:
 def write_manifest(egmd_dir: Path, entries: list[dict], teacher: str) -> None:
     out = egmd_dir / PSEUDO_DRUMMER
     public = [{k: v for k, v in e.items() if k != "records"} for e in entries]
+    if (out / "manifest.json").is_file():  # an earlier run's other sources stay
+        names = {e["source"] for e in public}
+        earlier = json.loads((out / "manifest.json").read_text())["sources"]
+        public = [e for e in earlier if e["source"] not in names] + public
     manifest = {"teacher": teacher, "sources": public}
     atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
     lines = ["# Pseudo-labelled real music (self-training)", "",
@@ -244,7 +253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--root", type=Path, required=True, help="a make-dataset data root")
     p.add_argument("--scratch", type=Path, required=True, help="downloads, unpacking")
     p.add_argument("--checkpoint", type=Path, help="teacher (default: shipped model)")
-    p.add_argument("--sources", help="comma-separated subset of: "
+    p.add_argument("--sources", help="redo only these (other sources' pieces stay), "
+                   "comma-separated, of: "
                    + ",".join(s.name for s in SOURCES))  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--views", type=int, default=3, choices=(1, 2, 3),
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if wanted is None or source.name in wanted:
             entries.append(label_source(source, args, teacher, egmd_dir))
     records = [r for e in entries for r in e["records"]]
-    n_rows = merge_csv(egmd_dir, records)
+    n_rows = merge_csv(egmd_dir, records, [e["source"] for e in entries])
     write_manifest(egmd_dir, entries, str(checkpoint))
     kept = sum(e["kept_h"] for e in entries)
     print(f"added {len(records)} pseudo-labelled recordings ({kept:.2f} h) to "

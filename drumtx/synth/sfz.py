@@ -435,7 +435,8 @@ def _rank(voice: str, key: int, label: str) -> tuple:
     """Sort key among a role's keys: plain hits first, then the voice's GM key."""
     gm = GM_DRUM_NOTE[voice]
     words = set(_label_words(label))
-    cymbal = min((r for w, r in _CYMBAL_RANK.items() if w in words), default=0)
+    # The most special word counts: a "China Cymbal" ranks as a china, not a cymbal.
+    cymbal = max((r for w, r in _CYMBAL_RANK.items() if w in words), default=0)
     return bool(words & _ODD_WORDS), cymbal, key != gm, abs(key - gm), key
 
 
