@@ -292,7 +292,9 @@ def assert_same_hits(
 def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     """transcribe.cpu_precision = bf16 (the default where the CPU has bf16 units) runs
     the conv stack in bf16: on a rendered groove the shipped model's probabilities
-    stay within 0.05 of fp32 and the hits are the same."""
+    stay within 0.05 of fp32, and a hit may only come or go where fp32's peak was
+    that close to its class threshold (at most 2 such hits); the others are the
+    same hits, on the same frames."""
     from drumtx.checkpoint import SHIPPED_MODELS_DIR
     from drumtx.inference import class_thresholds, decode_hits, load_model
     from drumtx.make_dataset import generate_performances
@@ -312,10 +314,23 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
         onset, velocity = predict_activations(
             loaded, [audio], len(audio), segment_sec=30.0, overlap_sec=2.0, batch_size=4
         )
-        hits = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
+        thresholds = class_thresholds(loaded)
+        hits = decode_hits(loaded, onset, velocity, thresholds)
         results[precision] = onset, hits
     (p32, hits32), (p16, hits16) = results["fp32"], results["bf16"]
-    assert np.abs(p16 - p32).max() < 0.05
+    drift = 0.05
+    assert np.abs(p16 - p32).max() < drift
     assert len(hits32) > 20
+
+    def key(hit: Hit) -> tuple[int, int]:
+        return round(hit.time_sec * 100), hit.cls
+
+    only = {key(h) for h in hits16} ^ {key(h) for h in hits32}
+    assert len(only) <= 2, only
+    for frame, cls in only:  # borderline in fp32: within the drift of the threshold
+        peak = p32[max(frame - 1, 0) : frame + 2, cls].max()
+        assert abs(peak - thresholds[cls]) < drift, (frame, cls, peak)
+    same16 = [h for h in hits16 if key(h) not in only]
+    same32 = [h for h in hits32 if key(h) not in only]
     # The same frame; sub-frame refinement may move a hit by up to a frame's width.
-    assert_same_hits(hits16, hits32, tol_sec=0.011)
+    assert_same_hits(same16, same32, tol_sec=0.011)
