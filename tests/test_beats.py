@@ -281,14 +281,19 @@ def test_tempo_change_comes_back_on_a_bar_line(tempo_change_midi) -> None:
 
 
 def test_notes_sit_on_the_midis_own_beats(tempo_change_midi) -> None:
-    midi_path, _, _ = tempo_change_midi
+    """The tempo map follows the performance: the groove's own notes (their true
+    times) fall on its beats and eighths within 10 ms, and so do the transcribed ones,
+    all but a stray hit or two (a model may add one, e.g. a hi-hat inside a crash)."""
+    midi_path, played, _ = tempo_change_midi
     tm = read_tempo_map(midi_path)
-    notes = read_notes(midi_path)
-    kicks_snares = np.array([n.time_sec for n in notes if n.pitch in (36, 38)])
-    hats = np.array([n.time_sec for n in notes if n.pitch == 42])
-    assert len(kicks_snares) >= 60 and len(hats) >= 100  # 16 bars: 65 and 128
-    assert grid_distance_sec(tm, kicks_snares, 1.0).max() < 0.010
-    assert grid_distance_sec(tm, hats, 0.5).max() < 0.010
+    for notes in (played, read_notes(midi_path)):
+        kicks_snares = np.array([n.time_sec for n in notes if n.pitch in (36, 38)])
+        hats = np.array([n.time_sec for n in notes if n.pitch == 42])
+        assert len(kicks_snares) >= 60 and len(hats) >= 100  # 16 bars: 65 and 128
+        on_beats = grid_distance_sec(tm, kicks_snares, 1.0)
+        on_eighths = grid_distance_sec(tm, hats, 0.5)
+        strays = (on_beats >= 0.010).sum() + (on_eighths >= 0.010).sum()
+        assert strays <= (0 if notes is played else 2), (on_beats, on_eighths)
     data = json.loads(midi_path.with_suffix(".json").read_text())
     assert [t["bpm"] for t in data["tempo"]][-2:] == pytest.approx([100, 130], rel=0.01)
     assert data["found"] is True
