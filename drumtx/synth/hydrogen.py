@@ -176,7 +176,7 @@ def classify_instrument(name: str) -> str | None:
 
 
 # voice -> instrument roles to try, best first (rims and edges fall back to the drum)
-_ROLE_FALLBACKS: dict[str, tuple[str, ...]] = {
+ROLE_FALLBACKS: dict[str, tuple[str, ...]] = {
     "kick": ("kick",),
     "snare": ("snare",),
     "cross_stick": ("cross_stick", "snare"),
@@ -230,7 +230,7 @@ def map_instruments(instruments: Sequence[_Instrument]) -> dict[str, _Instrument
         if role is not None:
             by_role.setdefault(role, []).append(inst)
     voices: dict[str, _Instrument] = {}
-    for voice, roles in _ROLE_FALLBACKS.items():
+    for voice, roles in ROLE_FALLBACKS.items():
         found = next((by_role[r][0] for r in roles if by_role.get(r)), None)
         if found is not None:
             voices[voice] = found

@@ -33,7 +33,7 @@ from scipy import signal
 
 from drumtx.errors import AudioError, ConfigError
 from drumtx.synth.dsp import Sound, anchor_sound
-from drumtx.synth.hydrogen import classify_instrument
+from drumtx.synth.hydrogen import ROLE_FALLBACKS, classify_instrument
 from drumtx.synth.kit import SYNTH_VERSION, Kit, Strike, hat_choke, note_rng
 from drumtx.synth.soundfont import GM_DRUM_NOTE, check_not_reserved_kit
 
@@ -378,21 +378,6 @@ def render_region(region: Region, key: int, sample_rate: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- the kit's layout
 
-# voice -> drum roles to try, best first (classify_instrument's roles)
-_VOICE_ROLES: dict[str, tuple[str, ...]] = {
-    "kick": ("kick",),
-    "snare": ("snare",),
-    "cross_stick": ("cross_stick", "snare"),
-    "rimshot": ("rimshot", "snare"),
-    "hh_closed": ("hh_closed", "hh_other", "hh_pedal"),
-    "hh_closed_edge": ("hh_closed", "hh_other", "hh_pedal"),
-    "hh_pedal": ("hh_pedal", "hh_closed", "hh_other"),
-    "hh_open": ("hh_open", "hh_semi"),
-    "hh_open_edge": ("hh_open", "hh_semi"),
-    "ride": ("ride", "crash_ride", "ride_bell"),
-    "ride_edge": ("ride", "crash_ride", "ride_bell"),
-    "ride_bell": ("ride_bell", "ride", "crash_ride"),
-}
 # General MIDI drum key -> role, for keys whose labels say nothing
 _GM_ROLE = {
     35: "kick", 36: "kick", 37: "cross_stick", 38: "snare", 40: "snare",
@@ -469,7 +454,7 @@ def map_keys(labels: Mapping[int, str]) -> dict[str, int]:
         if role is not None:
             by_role.setdefault(role, []).append(key)
     voices = {}
-    for voice, roles in _VOICE_ROLES.items():
+    for voice, roles in ROLE_FALLBACKS.items():
         role = next((r for r in roles if by_role.get(r)), None)
         if role is not None:
             voices[voice] = min(by_role[role], key=lambda k: _rank(voice, k, labels[k]))
