@@ -26,9 +26,15 @@
 5. The meter (``choose_meter``, unless forced): 4/4, 3/4, 6/8 or 12/8 from the
    winner's beats, by how the beat-by-beat drum pattern repeats (after 2, 3 or 4
    beats) and whether beats split in three. The bar phase is then chosen again
-   among that meter's phases by the same linear score (beat 1, the mid-bar beat,
-   the other beats). A learned downbeat activation would add its evidence here
-   (``phase_scores``).
+   among that meter's phases (``choose_phase``) by the same linear score plus, where
+   the meter has one (4/4), a learned bar template: weights of each role's hits per
+   bar on each beat of the bar and each sixteenth or triplet after it, and of where
+   the file's first hit falls, fitted on GMD training performances
+   (``tools/fit_bar_template.py``, ``drumtx/models/bar_template.json``). With the
+   template the beats may also move by half a beat (the tempo stays): kick on 1 and
+   3 and snare on 2 and 4 look alike from beat 3 and from the off-beats to the
+   linear score, not to the template. A learned downbeat activation would add its
+   evidence here (``phase_scores``).
 6. Its beats become a tempo map: constant tempo from bar line to bar line where the
    tempo changes (least squares; a new segment only where it removes enough error),
    and a pickup bar before the first downbeat so the bars fall where the song's do.
@@ -39,8 +45,11 @@ notes. Everything is numpy (no scipy): it runs on every ``transcribe``.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +87,8 @@ IN_BEAT = np.array([0.0, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1.0])
 IN_BEAT_CLASS = np.array([0, 4, 5, 3, 5, 4, 0])
 OFF_GRID_SEC = 0.04
 N_POSITIONS = 7  # beat 1, beat 3, beats 2/4, eighth, sixteenth, triplet, off grid
+# the bar template that chooses the bar phase (drumtx/models/, tools/fit_bar_template.py)
+BAR_TEMPLATE_FILE = "bar_template.json"
 
 # Fitted by tools/fit_beat_scorer.py (GMD train through synth:9-12, the shipped model,
 # l2 1e-3): per role, hits per bar on beat 1, beat 3, beats 2/4, eighths, sixteenths,
@@ -438,9 +449,9 @@ def best_hypothesis(
     if bpm is None:
         best = follow_tempo(strength, hits, best, fps)
     if meter is not None:
-        return best_of([best.beats], hits, fps, meter)
+        return choose_phase(hits, best.beats, fps, meter)
     chosen, counted = choose_meter(hits, best.beats, fps, bpm is not None)
-    return best_of([counted], hits, fps, chosen)
+    return choose_phase(hits, counted, fps, chosen)
 
 
 def finalists(strength: np.ndarray, hits: Hits, fps: float) -> list[float] | None:
@@ -490,6 +501,86 @@ def best_of(
         Hypothesis(b, phase, meter) for b in sequences for phase in range(per_bar)
     ]
     return max(options, key=lambda hyp: score_of(hits, hyp, fps), default=None)
+
+
+def choose_phase(
+    hits: Hits, beats: np.ndarray, fps: float, meter: tuple[int, int]
+) -> Hypothesis:
+    """The bar phase of a beat sequence, and (where the meter has a bar template)
+    whether the beats are the sequence or the same half a beat later: the highest
+    ``phase_scores``."""
+    options = phase_sequences(beats) if bar_template(meter) is not None else [beats]
+    scored = [(float(s), p, i) for i, seq in enumerate(options)
+              for p, s in enumerate(phase_scores(hits, seq, fps, meter))]  # fmt: skip
+    _, phase, i = max(scored)
+    return Hypothesis(options[i], phase, meter)
+
+
+def phase_sequences(beats: np.ndarray) -> list[np.ndarray]:
+    """The beats, and the same shifted by half a beat where there are enough."""
+    return both_phases(beats) or [beats]
+
+
+def phase_scores(
+    hits: Hits, beats: np.ndarray, fps: float, meter: tuple[int, int]
+) -> np.ndarray:
+    """(counted beats per bar,) score of each bar phase: the linear score of the
+    hypothesis plus, where the meter has one, the fitted bar template's."""
+    per_bar = counted_beats(*meter)[0]
+    hyps = [Hypothesis(beats, phase, meter) for phase in range(per_bar)]
+    scores = np.array([score_of(hits, hyp, fps) for hyp in hyps])
+    template = bar_template(meter)
+    if template is not None:
+        counts = template_counts(hits, beats, fps, per_bar)
+        scores += np.array([
+            float(np.roll(counts, -phase, axis=1).ravel() @ template)
+            for phase in range(per_bar)
+        ])  # fmt: skip
+    return scores
+
+
+def template_counts(
+    hits: Hits, beats: np.ndarray, fps: float, per_bar: int
+) -> np.ndarray:
+    """(N_ROLES + 1, per_bar, len(IN_BEAT) - 1) hits per bar of each role at each
+    place in a bar whose first beat is beat 0 of ``beats``: on the beat, or a
+    sixteenth, triplet or eighth after it (off-grid hits are left out); the last row
+    holds the first hit of the file at its place (a count of one: drums most often
+    come in on a bar line). Rolling axis 1 by -p gives the bars of phase p."""
+    i = np.searchsorted(beats, hits.frames, side="right") - 1
+    inside = (i >= 0) & (i < len(beats) - 1)
+    i, frames, roles = i[inside], hits.frames[inside], hits.roles[inside]
+    interval = beats[i + 1] - beats[i]
+    fraction = (frames - beats[i]) / interval
+    distance = np.abs(fraction[:, None] - IN_BEAT[None, :])
+    nearest = np.argmin(distance, axis=1)
+    on_grid = distance[np.arange(len(nearest)), nearest] * interval / fps <= OFF_GRID_SEC
+    last = nearest == len(IN_BEAT) - 1  # on the next beat
+    beat = (i + last) % per_bar
+    place = np.where(last, 0, nearest)
+    counts = np.zeros((N_ROLES + 1, per_bar, len(IN_BEAT) - 1))
+    np.add.at(counts, (roles[on_grid], beat[on_grid], place[on_grid]), 1.0)
+    counts /= max(1.0, (len(beats) - 1) / per_bar)
+    if on_grid.any():
+        first = np.flatnonzero(on_grid)[np.argmin(frames[on_grid])]
+        counts[N_ROLES, beat[first], place[first]] = 1.0
+    return counts
+
+
+def bar_template(meter: tuple[int, int]) -> np.ndarray | None:
+    """The fitted bar template of a meter (tools/fit_bar_template.py), flattened as
+    template_counts, or None where none was fitted."""
+    templates = _bar_templates()
+    return templates.get(f"{meter[0]}/{meter[1]}")
+
+
+@functools.cache
+def _bar_templates() -> dict[str, np.ndarray]:
+    path = Path(__file__).parent / "models" / BAR_TEMPLATE_FILE
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {meter: np.asarray(w, dtype=np.float64) for meter, w in data["weights"].items()}
 
 
 def follow_tempo(

@@ -377,3 +377,63 @@ def test_pickup_beats_and_counted_beats_of_a_map() -> None:
     assert down_sec == pytest.approx([1.0, 3.0, 5.0])  # not the pickup's start
     # a real meter change is no pickup
     assert TempoMap((0.0,), (0.5,), ((0.0, 3, 4), (24.0, 4, 4))).pickup_beats == 0
+
+
+# --- the bar template ----------------------------------------------------------------
+
+
+def test_template_counts_put_each_drum_on_its_beat_of_the_bar() -> None:
+    """The rock groove from a bar line: kick on beats 1 and 3, snare on 2 and 4, hats
+    on every beat and eighth, the crash on 1, and the file's first hit on 1; the
+    counts of phase p are those rolled by -p."""
+    notes, beat_sec, _, end = rock([(100.0, 8)], start_sec=1.0)
+    onset, velocity = activations(notes, end)
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    counts = beats.template_counts(hits, beat_sec * FPS, FPS, 4)
+    assert counts.shape == (beats.N_ROLES + 1, 4, len(beats.IN_BEAT) - 1)
+    on = counts[:, :, 0]  # on the beat
+    kick = on[list(beats.ROLES["KD"])].sum(axis=0)
+    snare = on[list(beats.ROLES["SD"])].sum(axis=0)
+    crash = on[beats.ROLES["CR"][0]]
+    assert kick[[0, 2]].min() > 0.9 and kick[[1, 3]].max() == 0
+    assert snare[[1, 3]].min() > 0.9 and snare[[0, 2]].max() == 0
+    assert crash[0] > 0 and crash[1:].max() == 0
+    eighth = list(beats.IN_BEAT).index(0.5)
+    hats = counts[list(beats.ROLES["HH"]), :, eighth].sum(axis=0)
+    assert hats.min() > 0.9  # an eighth after every beat
+    first = np.zeros((4, len(beats.IN_BEAT) - 1))
+    first[0, 0] = 1.0
+    assert counts[beats.N_ROLES] == pytest.approx(first)
+    # starting the bars one beat later moves everything one beat earlier in the bar
+    later = beats.template_counts(hits, beat_sec[1:] * FPS, FPS, 4)
+    assert np.argmax(later[beats.ROLES["CR"][0], :, 0]) == 3
+
+
+def test_bar_template_chooses_the_phase_it_weighs_most(monkeypatch) -> None:
+    """A template that rewards a snare on the first beat of the bar moves the bar
+    lines onto the snares; 3/4 (no template) keeps the linear score's choice."""
+    notes, beat_sec, bar_sec, end = rock([(100.0, 8)], start_sec=1.0)
+    notes = [n for n in notes if n.pitch != 49]  # no crash: 1 and 3 look alike
+    onset, velocity = activations(notes, end)
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    template = np.zeros((beats.N_ROLES + 1, 4, len(beats.IN_BEAT) - 1))
+    template[list(beats.ROLES["SD"]), 0, 0] = 50.0
+    monkeypatch.setattr(beats, "_bar_templates", lambda: {"4/4": template.ravel()})
+    hyp = beats.choose_phase(hits, beat_sec * FPS, FPS, (4, 4))
+    downbeats = hyp.beats[hyp.phase :: 4] / FPS
+    snares = np.array([n.time_sec for n in notes if n.pitch == 38])
+    assert np.abs(downbeats[:, None] - snares[None, :]).min(axis=1).max() < 0.015
+    assert len(hyp.beats) in (len(beat_sec), len(beat_sec) - 1)
+    waltz = beats.choose_phase(hits, beat_sec * FPS, FPS, (3, 4))
+    assert waltz.beats is not None and len(waltz.beats) == len(beat_sec)
+    scores = beats.phase_scores(hits, beat_sec * FPS, FPS, (3, 4))
+    assert waltz.phase == int(np.argmax(scores))
+
+
+def test_shipped_bar_template_matches_its_shape() -> None:
+    path = REPO / "drumtx" / "models" / beats.BAR_TEMPLATE_FILE
+    data = json.loads(path.read_text())
+    for meter, shape in data["shape"].items():
+        assert len(data["weights"][meter]) == int(np.prod(shape))
+        assert shape == [beats.N_ROLES + 1, int(meter[0]), len(beats.IN_BEAT) - 1]
+        assert beats.bar_template(tuple(map(int, meter.split("/")))) is not None
