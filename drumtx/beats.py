@@ -432,8 +432,11 @@ def best_hypothesis(
     fps: float,
     bpm: float | None = None,
     meter: tuple[int, int] | None = None,
+    template: bool = True,
 ) -> Hypothesis | None:
     """The highest-scoring hypothesis, or None when there is too little to go on.
+    ``template=False`` chooses the bar phase by the linear score alone (as
+    tools/fit_bar_template.py needs to).
 
     In a long file the candidate tempi compete on its busiest EXCERPT_SEC first; the
     FINALISTS best are tracked and scored through the whole file. ``bpm`` (quarter
@@ -448,10 +451,13 @@ def best_hypothesis(
         return None
     if bpm is None:
         best = follow_tempo(strength, hits, best, fps)
-    if meter is not None:
-        return choose_phase(hits, best.beats, fps, meter)
-    chosen, counted = choose_meter(hits, best.beats, fps, bpm is not None)
-    return choose_phase(hits, counted, fps, chosen)
+    if meter is None:
+        meter, beats = choose_meter(hits, best.beats, fps, bpm is not None)
+    else:
+        beats = best.beats
+    if not template:
+        return best_of([beats], hits, fps, meter)
+    return choose_phase(hits, beats, fps, meter)
 
 
 def finalists(strength: np.ndarray, hits: Hits, fps: float) -> list[float] | None:

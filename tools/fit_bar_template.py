@@ -14,9 +14,11 @@ before the one, the crash on it). It is learned from GMD training performances:
    type beat, rendered through the training kits, e.g. by
    tools/finetune_default_model.py) are run through the model (--checkpoint), each
    recording in every condition: drums alone and mixed into its backing track at each
-   --mixes drums-to-music level. Activations are cached under --work/acts.
+   --mixes drums-to-music level. Activations are cached under --work/acts, the
+   hypotheses' features in --work/features-<split>.pkl (delete them after changing
+   drumtx.beats).
 2. The tracker (drumtx.beats) finds each recording's beats and meter as transcribe
-   does, from the decoded hits. Where its tempo is within 4 % of the MIDI's, its
+   does, from the decoded hits, choosing among them by its linear score alone. Where its tempo is within 4 % of the MIDI's, its
    beats score F >= 0.8 and its meter is 4/4, the right bar phase is the one whose
    downbeats score F >= 0.8 against the MIDI's bar lines.
 3. The template is fitted so that the right phase wins: softmax over the phases of
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -120,7 +123,7 @@ def labelled(loaded, rec: dict, onset, velocity, egmd_dir: Path):
     decoded = pick_onsets(onset, velocity, fps, class_thresholds(loaded),
                           loaded.cfg.decode.min_gap_sec)  # fmt: skip
     hits = beats.hits_of(decoded, codes, fps)
-    hyp = beats.best_hypothesis(onset, hits, codes, fps)
+    hyp = beats.best_hypothesis(onset, hits, codes, fps, template=False)
     if hyp is None or hyp.meter != METER:
         return None
     reference = read_tempo_map(egmd_dir / rec["midi_path"])
@@ -174,9 +177,15 @@ def main(argv=None) -> int:
     egmd_dir = args.data_root / "e-gmd-v1.0.0"
     sets = {}
     for split in ("train", "validation"):
-        loaded, acts = activations(args, split)
-        sets[split] = [x for x in (labelled(loaded, *a, egmd_dir) for a in acts) if x]
-        print(f"{split}: {len(acts)} recordings, {len(sets[split])} with the right "
+        cached = args.work / f"features-{split}.pkl"
+        if cached.exists():  # delete it after changing drumtx.beats or the model
+            n_acts, sets[split] = pickle.loads(cached.read_bytes())
+        else:
+            loaded, acts = activations(args, split)
+            n_acts = len(acts)
+            sets[split] = [x for x in (labelled(loaded, *a, egmd_dir) for a in acts) if x]
+            cached.write_bytes(pickle.dumps((n_acts, sets[split])))
+        print(f"{split}: {n_acts} recordings, {len(sets[split])} with the right "
               "beats, tempo and meter (the rest cannot teach the phase)")  # fmt: skip
     width = sets["train"][0][1].shape[1]
     bounds = [(None, None)] * width
