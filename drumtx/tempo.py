@@ -116,7 +116,8 @@ class TempoMap:
 
     def bars(self, end_sec: float) -> list[tuple[float, float, int]]:
         """(start beat, length in beats, beats counted in the bar) of every bar that
-        starts before ``end_sec``."""
+        starts before ``end_sec``. A meter change inside a bar (MIDI files have them)
+        cuts that bar short there."""
         end_beat = float(self.beats(end_sec))
         bars: list[tuple[float, float, int]] = []
         meters = list(self.meters) + [(float("inf"), 4, 4)]
@@ -124,7 +125,7 @@ class TempoMap:
             length = num * 4.0 / den
             beat = start
             while beat < min(next_start, end_beat) - 1e-9:
-                bars.append((beat, length, num))
+                bars.append((beat, min(length, next_start - beat), num))
                 beat += length
         return bars
 

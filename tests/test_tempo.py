@@ -69,6 +69,28 @@ def test_bars_follow_time_signature_changes(tmp_path) -> None:
     assert [b[2] for b in bars] == [3, 3, 6, 6]
 
 
+def test_meter_change_inside_a_bar_cuts_it_short(tmp_path) -> None:
+    """A song's 7/8 turns 7/16 five quarter notes in, halfway through its second bar:
+    that bar ends there, and beats and bar lines still only move forward."""
+    path = tmp_path / "odd.mid"
+    write_midi(
+        path,
+        96,
+        [
+            (0, mido.MetaMessage("time_signature", numerator=7, denominator=8)),
+            (5 * 96, mido.MetaMessage("time_signature", numerator=7, denominator=16)),
+        ],
+    )
+    tm = read_tempo_map(path)
+    bars = tm.bars(tm.seconds(8.5) - 1e-6)
+    assert [b[:2] for b in bars[:4]] == [(0.0, 3.5), (3.5, 1.5), (5.0, 1.75), (6.75, 1.75)]
+    beats, downbeats = tm.beats_and_downbeats(tm.seconds(8.5))
+    assert np.all(np.diff(beats) > 0) and np.all(np.diff(downbeats) > 0)
+    assert tm.beats(beats)[:11] == pytest.approx(
+        [0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5]
+    )
+
+
 def test_file_without_tempo_or_meter_is_120_in_four(tmp_path) -> None:
     path = tmp_path / "bare.mid"
     write_midi(path, 480, [(0, mido.MetaMessage("track_name", name="x"))])
