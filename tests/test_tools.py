@@ -129,3 +129,55 @@ def test_model_card_confusion_tables(tmp_path: Path) -> None:
     assert "| B | 3 (7) |  |  | 3 (7) |" in out  # a miss row
     assert "false positives, 0 dB\n" in out  # no previous table for 0 dB
     assert out.count("| A |  | 3 | 1 | 4 |") == 1
+
+
+def test_bench_songs_scores_a_rendered_song(tmp_path: Path) -> None:
+    """A two-part song (drums and bass, 4/4 at 110 BPM after a bar of bass alone) is
+    rendered, transcribed and scored against its own tempo map."""
+    import mido
+
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(110)))
+    track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4))
+    events = []
+    for beat in range(4 * 14):
+        t = beat * 480
+        events.append((t, 0, 40 + beat % 3, 90))  # bass, from the first bar
+        if beat >= 4:  # drums come in on bar 2
+            events.append((t, 9, 36 if beat % 2 == 0 else 38, 110))
+            events += [(t, 9, 42, 90), (t + 240, 9, 42, 70)]
+            if beat % 16 == 4:
+                events.append((t, 9, 49, 115))
+    messages = [(t + 60 * off, off, ch, note, 0 if off else vel)
+                for t, ch, note, vel in events for off in (0, 1)]  # fmt: skip
+    now = 0
+    for t, off, channel, note, vel in sorted(messages):
+        kind = "note_off" if off else "note_on"
+        track.append(mido.Message(kind, channel=channel, note=note, velocity=vel,
+                                  time=t - now))  # fmt: skip
+        now = t
+    songs = tmp_path / "songs" / "band"
+    songs.mkdir(parents=True)
+    midi.save(songs / "groove.mid")
+    out = tmp_path / "songs.json"
+    done = subprocess.run(
+        [sys.executable, "tools/bench_songs.py", "--songs", str(tmp_path / "songs"),
+         "--work", str(tmp_path / "work"), "--split", "all", "--kits", "synth:3",
+         "--soundfont", "none", "--mixes", "0", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "downbeat F" in done.stdout
+    report = json.loads(out.read_text())
+    assert set(report["conditions"]) == {"drums only", "0 dB"}
+    row = report["conditions"]["drums only"]["songs"][0]
+    assert row["song"] == "band/groove.mid" and row["ref_meter"] == "4/4"
+    assert row["tempo_ok"] and row["beat_f"] > 0.9
+    empty = subprocess.run(
+        [sys.executable, "tools/bench_songs.py", "--songs", str(tmp_path / "work"),
+         "--work", str(tmp_path / "work2")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert empty.returncode == 2 and "error:" in empty.stderr and "hint:" in empty.stderr

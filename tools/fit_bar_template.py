@@ -45,6 +45,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
 
 from drumtx import beats  # noqa: E402
 from drumtx.meter import counted_beats  # noqa: E402
@@ -64,6 +65,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=600, help="train recordings (0 = all)")
     p.add_argument("--mixes", default="none,6,0",
                    help="conditions taken in turn: none (drums alone) or dB levels")  # fmt: skip
+    p.add_argument("--songs", type=Path,
+                   help="also learn from full-band MIDI songs (tools/bench_songs.py's "
+                   "fit share): intros, pickups and fills GMD lacks")
+    p.add_argument("--song-kits", default="GMRockKit,BJA_Pacific,Audiophob",
+                   help="training kits for the songs' drums")
+    p.add_argument("--song-soundfont", default="/usr/share/sounds/sf2/TimGM6mb.sf2",
+                   help="training General MIDI bank for the songs' bands, or none")
+    p.add_argument("--song-max-sec", type=float, default=120.0)
     p.add_argument("--l2", type=float, default=1e-2)
     p.add_argument("--no-first-hit", action="store_true",
                    help="leave out where the file's first hit falls")  # fmt: skip
@@ -75,17 +84,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def activations(args, split: str):
-    """(recording, onset, velocity) of the split's 4/4 beats, one condition each."""
-    import torch
-
-    from drumtx.config import load_config
-    from drumtx.inference import load_model
+    """(reference tempo map, onset, velocity) of the split's 4/4 beats in every
+    condition."""
     from drumtx.processed import load_store, spread_indices
     from drumtx.scoring import store_activations
 
-    torch.set_num_threads(args.threads)
-    cfg = load_config(None, [])
-    loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
+    loaded = load(args)
+    egmd_dir = args.data_root / "e-gmd-v1.0.0"
     store = load_store(args.data_root / "processed_data" / split, loaded.cfg)
     chosen = [i for i, r in enumerate(store.recordings)
               if r.get("beat_type") == "beat" and r.get("time_signature") == "4-4"]  # fmt: skip
@@ -103,13 +108,14 @@ def activations(args, split: str):
             [(_, onset, velocity)] = store_activations(loaded, store, [index], level)
             np.savez_compressed(path, onset=onset, velocity=velocity)
         data = np.load(path)
-        out.append((store.recordings[index], data["onset"], data["velocity"]))
+        reference = read_tempo_map(egmd_dir / store.recordings[index]["midi_path"])
+        out.append((reference, data["onset"], data["velocity"]))
         if n % 100 == 0:
             print(f"  {split}: {n + 1}/{len(jobs)} recordings", flush=True)
-    return loaded, out
+    return out
 
 
-def labelled(loaded, rec: dict, onset, velocity, egmd_dir: Path):
+def labelled(loaded, reference, onset, velocity):
     """(old scores (H,), template counts (H, F), the right one) over the hypotheses
     choose_phase weighs (the tracker's beats and the same half a beat later, each in
     every bar phase), or None where none is right (beats and downbeats F >= 0.8):
@@ -126,7 +132,6 @@ def labelled(loaded, rec: dict, onset, velocity, egmd_dir: Path):
     hyp = beats.best_hypothesis(onset, hits, codes, fps, template=False)
     if hyp is None or hyp.meter != METER:
         return None
-    reference = read_tempo_map(egmd_dir / rec["midi_path"])
     ref_beats, ref_downbeats = reference_beats(reference, len(onset) / fps)
     trim = mir_eval.beat.trim_beats
     per_bar = counted_beats(*METER)[0]
@@ -147,6 +152,49 @@ def labelled(loaded, rec: dict, onset, velocity, egmd_dir: Path):
     if max(marks) < 0.8:
         return None
     return np.array(old), np.stack(rolled), int(np.argmax(marks))
+
+
+def song_activations(args, split: str):
+    """(reference tempo map, onset, velocity) of the fit songs (bench_songs: two in
+    three) of ``split`` (every fifth is validation), the drum channel rendered through
+    --song-kits in turn and the band through --song-soundfont, in every condition."""
+    from bench_songs import cached_activations, condition_audio, full_band_songs, render
+
+    loaded = load(args)
+    songs = full_band_songs(args.songs, "fit")
+    songs = [s for i, s in enumerate(songs) if (i % 5 == 0) == (split == "validation")]
+    kits = args.song_kits.split(",")
+    levels = [None if x.strip() == "none" else float(x) for x in args.mixes.split(",")]
+    cache = args.work / "songs"
+    out = []
+    for n, path in enumerate(songs):
+        drums, band = render(path, kits[n % len(kits)], args.song_soundfont,
+                             args.song_max_sec, cache)  # fmt: skip
+        for level in levels:
+            tag = "alone" if level is None else f"{level:+g}"
+            acts = cache / "acts" / f"{path.parent.name}-{path.stem}-{tag}.npz"
+            audio = condition_audio(drums, band, level)
+            onset, velocity = cached_activations(loaded, audio, acts)
+            out.append((read_tempo_map(path), onset, velocity))
+    print(f"  {split}: {len(songs)} songs", flush=True)
+    return out
+
+
+def load(args):
+    """The model, once."""
+    global _LOADED
+    if _LOADED is None:
+        import torch
+
+        from drumtx.config import load_config
+        from drumtx.inference import load_model
+
+        torch.set_num_threads(args.threads)
+        _LOADED = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
+    return _LOADED
+
+
+_LOADED = None
 
 
 def loss(w: np.ndarray, sets, l2: float) -> tuple[float, np.ndarray]:
@@ -174,19 +222,26 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from scipy.optimize import minimize
 
-    egmd_dir = args.data_root / "e-gmd-v1.0.0"
     sets = {}
     for split in ("train", "validation"):
-        cached = args.work / f"features-{split}.pkl"
+        cached = args.work / f"features-{split}{'-songs' if args.songs else ''}.pkl"
         if cached.exists():  # delete it after changing drumtx.beats or the model
             n_acts, sets[split] = pickle.loads(cached.read_bytes())
         else:
-            loaded, acts = activations(args, split)
+            acts = activations(args, split)
+            if args.songs:
+                acts += song_activations(args, split)
             n_acts = len(acts)
-            sets[split] = [x for x in (labelled(loaded, *a, egmd_dir) for a in acts) if x]
+            sets[split] = [x for x in (labelled(load(args), *a) for a in acts) if x]
             cached.write_bytes(pickle.dumps((n_acts, sets[split])))
         print(f"{split}: {n_acts} recordings, {len(sets[split])} with the right "
               "beats, tempo and meter (the rest cannot teach the phase)")  # fmt: skip
+    if not sets["train"]:
+        print("error: no training recording has the right beats, tempo and meter",
+              file=sys.stderr)  # fmt: skip
+        print("hint: the data root needs processed train and validation splits of 4/4 "
+              "beats whose MIDI files are in its E-GMD tree", file=sys.stderr)  # fmt: skip
+        return 1
     width = sets["train"][0][1].shape[1]
     bounds = [(None, None)] * width
     if args.no_first_hit:  # the last role's weights stay 0
@@ -210,7 +265,7 @@ def main(argv=None) -> int:
         "bar and each place in the beat (beats.IN_BEAT but the next beat), added to "
         "the linear score of each bar phase; made by tools/fit_bar_template.py",
         "shape": {"4/4": [beats.N_ROLES + 1, per_bar, len(beats.IN_BEAT) - 1]},
-        "fitted_on": str(args.data_root),
+        "fitted_on": [str(args.data_root)] + ([str(args.songs)] if args.songs else []),
         "checkpoint": Path(args.checkpoint).name,
         "l2": args.l2,
         "first_hit": not args.no_first_hit,
