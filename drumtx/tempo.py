@@ -146,14 +146,12 @@ class TempoMap:
     def bar_lines(self, end_beat: float) -> np.ndarray:
         """Beat of every bar line up to and including the first one at or after
         ``end_beat``."""
-        starts = [b[0] for b in self.bars(float(self.seconds(end_beat)))]
-        if not starts:
-            starts = [0.0]
-        meters = list(self.meters)
-        last = starts[-1]
-        num, den = next((n, d) for b, n, d in reversed(meters) if b <= last + 1e-9)
-        starts.append(last + num * 4.0 / den)
-        return np.asarray(starts)
+        bars = self.bars(float(self.seconds(end_beat)))
+        if not bars:
+            num, den = self.meters[0][1:]
+            return np.array([0.0, num * 4.0 / den])
+        last, length, _ = bars[-1]  # a bar cut short by a meter change ends there
+        return np.asarray([b[0] for b in bars] + [last + length])
 
     def snap(self, seconds: np.ndarray, step_beats: float) -> np.ndarray:
         """Times moved to the nearest grid point, the grid counted from each bar line

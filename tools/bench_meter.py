@@ -108,7 +108,9 @@ def main(argv=None) -> int:
         rows[true].append({**scores, "meter": grid.meter})
         if args.features:
             tracked = beats.hits_of(hits, codes, fps)
-            hyp = beats.best_hypothesis(onset, tracked, codes, fps, meter=(4, 4))
+            hyp = beats.best_hypothesis(
+                onset, tracked, codes, fps, meter=(4, 4), template=False
+            )
             f = beats.meter_features(tracked, hyp.beats, fps) if hyp else {}
             text = " ".join(f"{k}={v:.2f}" for k, v in f.items())
             print(f"{true:5s} -> {grid.meter:5s} {g.style:18s} {g.bpm:4d}  {text}")
