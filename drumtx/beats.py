@@ -516,10 +516,9 @@ def choose_phase(
     whether the beats are the sequence or the same half a beat later: the highest
     ``phase_scores``."""
     options = phase_sequences(beats) if bar_template(meter) is not None else [beats]
-    scored = [(float(s), p, i) for i, seq in enumerate(options)
-              for p, s in enumerate(phase_scores(hits, seq, fps, meter))]  # fmt: skip
-    _, phase, i = max(scored)
-    return Hypothesis(options[i], phase, meter)
+    scores = np.stack([phase_scores(hits, seq, fps, meter) for seq in options])
+    i, phase = np.unravel_index(int(np.argmax(scores)), scores.shape)  # first on a tie
+    return Hypothesis(options[int(i)], int(phase), meter)
 
 
 def phase_sequences(beats: np.ndarray) -> list[np.ndarray]:
@@ -551,26 +550,36 @@ def template_counts(
     """(N_ROLES + 1, per_bar, len(IN_BEAT) - 1) hits per bar of each role at each
     place in a bar whose first beat is beat 0 of ``beats``: on the beat, or a
     sixteenth, triplet or eighth after it (off-grid hits are left out); the last row
-    holds the first hit of the file at its place (a count of one: drums most often
-    come in on a bar line). Rolling axis 1 by -p gives the bars of phase p."""
-    i = np.searchsorted(beats, hits.frames, side="right") - 1
-    inside = (i >= 0) & (i < len(beats) - 1)
-    i, frames, roles = i[inside], hits.frames[inside], hits.roles[inside]
+    holds the file's first hit at its place (a count of one: drums most often come
+    in on a bar line; nothing where it is off the grid or over a beat before it).
+    Rolling axis 1 by -p gives the bars of phase p."""
+    counts = np.zeros((N_ROLES + 1, per_bar, len(IN_BEAT) - 1))
+    beat, place, on_grid = grid_places(hits.frames, beats, fps)
+    np.add.at(counts, (hits.roles[on_grid], beat[on_grid] % per_bar, place[on_grid]), 1.0)
+    counts /= max(1.0, (len(beats) - 1) / per_bar)
+    if len(hits.frames) and len(beats) > 1:
+        before = beats[0] - (beats[1] - beats[0])  # the grid one beat earlier
+        first = np.array([float(np.min(hits.frames))])
+        beat, place, on_grid = grid_places(first, np.concatenate([[before], beats]), fps)
+        if on_grid[0]:
+            counts[N_ROLES, (beat[0] - 1) % per_bar, place[0]] = 1.0
+    return counts
+
+
+def grid_places(
+    frames: np.ndarray, beats: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(beat index, place in the beat (an index of IN_BEAT but the last), on the grid)
+    of each frame; frames outside [beats[0], beats[-1]) are off the grid."""
+    i = np.clip(np.searchsorted(beats, frames, side="right") - 1, 0, len(beats) - 2)
     interval = beats[i + 1] - beats[i]
-    fraction = (frames - beats[i]) / interval
+    fraction = (frames - beats[i]) / interval  # outside the span: beyond [0, 1]
     distance = np.abs(fraction[:, None] - IN_BEAT[None, :])
     nearest = np.argmin(distance, axis=1)
-    on_grid = distance[np.arange(len(nearest)), nearest] * interval / fps <= OFF_GRID_SEC
+    off_sec = distance[np.arange(len(nearest)), nearest] * interval / fps
+    inside = (frames >= beats[0]) & (frames < beats[-1])
     last = nearest == len(IN_BEAT) - 1  # on the next beat
-    beat = (i + last) % per_bar
-    place = np.where(last, 0, nearest)
-    counts = np.zeros((N_ROLES + 1, per_bar, len(IN_BEAT) - 1))
-    np.add.at(counts, (roles[on_grid], beat[on_grid], place[on_grid]), 1.0)
-    counts /= max(1.0, (len(beats) - 1) / per_bar)
-    if on_grid.any():
-        first = np.flatnonzero(on_grid)[np.argmin(frames[on_grid])]
-        counts[N_ROLES, beat[first], place[first]] = 1.0
-    return counts
+    return i + last, np.where(last, 0, nearest), inside & (off_sec <= OFF_GRID_SEC)
 
 
 def bar_template(meter: tuple[int, int]) -> np.ndarray | None:
@@ -582,11 +591,24 @@ def bar_template(meter: tuple[int, int]) -> np.ndarray | None:
 
 @functools.cache
 def _bar_templates() -> dict[str, np.ndarray]:
+    """Each meter's template from the JSON beside the model (read-only arrays)."""
     path = Path(__file__).parent / "models" / BAR_TEMPLATE_FILE
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {meter: np.asarray(w, dtype=np.float64) for meter, w in data["weights"].items()}
+    templates = {}
+    for meter, weights in data["weights"].items():
+        per_bar = counted_beats(*parse_meter(meter))[0]
+        want = (N_ROLES + 1) * per_bar * (len(IN_BEAT) - 1)
+        if len(weights) != want:
+            raise ValueError(
+                f"{path}: the {meter} bar template has {len(weights)} weights, "
+                f"drumtx.beats reads {want}; refit it (tools/fit_bar_template.py)"
+            )
+        array = np.asarray(weights, dtype=np.float64)
+        array.flags.writeable = False
+        templates[meter] = array
+    return templates
 
 
 def follow_tempo(

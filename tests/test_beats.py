@@ -410,24 +410,39 @@ def test_template_counts_put_each_drum_on_its_beat_of_the_bar() -> None:
 
 
 def test_bar_template_chooses_the_phase_it_weighs_most(monkeypatch) -> None:
-    """A template that rewards a snare on the first beat of the bar moves the bar
-    lines onto the snares; 3/4 (no template) keeps the linear score's choice."""
-    notes, beat_sec, bar_sec, end = rock([(100.0, 8)], start_sec=1.0)
-    notes = [n for n in notes if n.pitch != 49]  # no crash: 1 and 3 look alike
+    """A template that wants the crash on the second beat of the bar puts the bar
+    lines a beat before each crash (phase 3 of beats starting on a crash; rolling
+    the wrong way would give phase 1); 3/4 (no template) is the linear score's."""
+    notes, beat_sec, _, end = rock([(100.0, 8)], start_sec=1.0)
     onset, velocity = activations(notes, end)
     hits = beats.find_hits(onset, velocity, ROLAND9.codes)
     template = np.zeros((beats.N_ROLES + 1, 4, len(beats.IN_BEAT) - 1))
-    template[list(beats.ROLES["SD"]), 0, 0] = 50.0
+    template[beats.ROLES["CR"][0], 1, 0] = 500.0
     monkeypatch.setattr(beats, "_bar_templates", lambda: {"4/4": template.ravel()})
     hyp = beats.choose_phase(hits, beat_sec * FPS, FPS, (4, 4))
+    assert np.array_equal(hyp.beats, beat_sec * FPS)  # not the off-beats
+    assert hyp.phase == 3
+    crashes = np.array([n.time_sec for n in notes if n.pitch == 49])
     downbeats = hyp.beats[hyp.phase :: 4] / FPS
-    snares = np.array([n.time_sec for n in notes if n.pitch == 38])
-    assert np.abs(downbeats[:, None] - snares[None, :]).min(axis=1).max() < 0.015
-    assert len(hyp.beats) in (len(beat_sec), len(beat_sec) - 1)
+    assert np.abs(downbeats[:, None] + 60 / 100 - crashes[None, :]).min() < 0.015
     waltz = beats.choose_phase(hits, beat_sec * FPS, FPS, (3, 4))
-    assert waltz.beats is not None and len(waltz.beats) == len(beat_sec)
-    scores = beats.phase_scores(hits, beat_sec * FPS, FPS, (3, 4))
-    assert waltz.phase == int(np.argmax(scores))
+    linear = beats.best_of([beat_sec * FPS], hits, FPS, (3, 4))
+    assert waltz.phase == linear.phase and np.array_equal(waltz.beats, linear.beats)
+
+
+def test_first_hit_is_placed_on_either_sequence() -> None:
+    """The file's first hit counts where it falls: on beat 1 for beats that start on
+    it, on the 'and' of the last beat for the same beats half a beat later."""
+    notes, beat_sec, _, end = rock([(100.0, 8)], start_sec=1.0)
+    onset, velocity = activations(notes, end)
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    frames = beat_sec * FPS
+    on, off = beats.phase_sequences(frames)
+    eighth = list(beats.IN_BEAT).index(0.5)
+    first_on = beats.template_counts(hits, on, FPS, 4)[beats.N_ROLES]
+    first_off = beats.template_counts(hits, off, FPS, 4)[beats.N_ROLES]
+    assert first_on[0, 0] == 1.0 and first_on.sum() == 1.0
+    assert first_off[3, eighth] == 1.0 and first_off.sum() == 1.0
 
 
 def test_shipped_bar_template_matches_its_shape() -> None:

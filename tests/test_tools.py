@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -175,9 +178,33 @@ def test_bench_songs_scores_a_rendered_song(tmp_path: Path) -> None:
     row = report["conditions"]["drums only"]["songs"][0]
     assert row["song"] == "band/groove.mid" and row["ref_meter"] == "4/4"
     assert row["tempo_ok"] and row["beat_f"] > 0.9
+    assert row["downbeat_f"] > 0.9 and row["est_meter"] == "4/4"  # after a bar of bass
     empty = subprocess.run(
         [sys.executable, "tools/bench_songs.py", "--songs", str(tmp_path / "work"),
          "--work", str(tmp_path / "work2")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert empty.returncode == 2 and "error:" in empty.stderr and "hint:" in empty.stderr
+
+
+def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
+    """The fit's loss gradient matches finite differences, and --no-first-hit keeps
+    exactly the first-hit row at 0."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import fit_bar_template as fit
+
+    rng = np.random.default_rng(0)
+    width = (fit.beats.N_ROLES + 1) * 4 * (len(fit.beats.IN_BEAT) - 1)
+    sets = [(rng.normal(size=8), rng.random((8, width)), int(rng.integers(8)))
+            for _ in range(5)]  # fmt: skip
+    w = rng.normal(scale=0.1, size=width)
+    value, grad = fit.loss(w, sets, 1e-2)
+    for k in rng.choice(width, 6, replace=False):
+        step = np.zeros(width)
+        step[k] = 1e-6
+        numeric = (fit.loss(w + step, sets, 1e-2)[0] - fit.loss(w - step, sets, 1e-2)[0])
+        assert numeric / 2e-6 == pytest.approx(grad[k], rel=1e-4, abs=1e-7)
+    weights = fit.fit(sets, 1e-2, first_hit=False)
+    first = fit.beats.N_ROLES * 4 * (len(fit.beats.IN_BEAT) - 1)
+    assert np.all(weights[first:] == 0) and np.any(weights[:first] != 0)
+    assert fit.accuracy(weights, sets) >= fit.accuracy(None, sets)

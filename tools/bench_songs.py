@@ -17,8 +17,8 @@ drums-to-music level (RMS over the song) go through the model and the tempo map
 4 %, the meter of the first full bar, beat F and downbeat F (mir_eval, +-70 ms, first
 5 s trimmed), median and mean over songs. ``--per-song`` prints every song's row.
 
-Renders and activations are cached under --work (delete it after changing the model
-or the renderer). The songs' pitched parts back GMD performances in training
+Renders and activations are cached under --work, by song, kit, bank, length, level
+and the checkpoint's bytes (delete it after changing the renderer). The songs' pitched parts back GMD performances in training
 (data/songs is a backing pool), but never with their own drums, and never through
 these kits or this bank.
 """
@@ -26,6 +26,7 @@ these kits or this bank.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import zlib
@@ -38,7 +39,6 @@ sys.path.insert(0, str(REPO))
 
 HELD_OUT_KITS = "ColomboAcousticDrumkit,The Black Pearl 1.0"
 HELD_OUT_BANK = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
-SAMPLE_RATE = 24_000
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -109,16 +109,27 @@ def drum_notes(path: Path) -> list:
     return sorted(notes, key=lambda n: (n.time_sec, n.pitch))
 
 
+def cache_key(*parts: object) -> str:
+    """A short hash of everything a cached file depends on."""
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def model_id(checkpoint: Path) -> str:
+    """A short hash of a checkpoint's bytes: caches of its activations carry it."""
+    return hashlib.sha1(Path(checkpoint).read_bytes()).hexdigest()[:12]
+
+
 def render(
-    path: Path, kit_name: str, soundfont: Path, max_sec: float, work: Path
+    path: Path, kit_name: str, soundfont: str, max_sec: float, work: Path, rate: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(drums, band) float32 at SAMPLE_RATE, the first ``max_sec`` seconds, cached
-    under ``work``."""
+    """(drums, band) float32 at ``rate`` Hz, the first ``max_sec`` seconds, cached
+    under ``work`` by song, kit, bank, length and rate."""
     from drumtx.synth import load_kit
     from drumtx.synth.backing import Band, backing_rng, mix_parts, read_song_parts
     from drumtx.tempo import read_tempo_map
 
-    cache = work / "renders" / f"{path.parent.name}-{path.stem}.npz"
+    key = cache_key(path.resolve(), kit_name, soundfont, max_sec, rate)
+    cache = work / "renders" / f"{path.stem}-{key}.npz"
     if cache.exists():
         data = np.load(cache)
         return data["drums"], data["band"]
@@ -127,10 +138,10 @@ def render(
     parts, song_beats = read_song_parts(path)
     seconds = min(max_sec, float(tempo_map.seconds(song_beats)) + 1.0)
     notes = [n for n in notes if n.time_sec < seconds]
-    drums = load_kit(kit_name).render(notes, seconds, SAMPLE_RATE)
+    drums = load_kit(kit_name).render(notes, seconds, rate)
     n = len(drums)
     fonts = () if str(soundfont) == "none" else (Path(soundfont),)
-    band = Band(tempo_map, n, SAMPLE_RATE, fonts, own_prob=0.0 if fonts else 1.0)
+    band = Band(tempo_map, n, rate, fonts, own_prob=0.0 if fonts else 1.0)
     music = mix_parts(parts, band, backing_rng(path.name, 0))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, drums=drums.astype(np.float32), band=music)
@@ -178,15 +189,16 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
     kits = args.kits.split(",")
     levels = [None] + [float(x) for x in args.mixes.split(",") if x.strip()]
     rows: dict[str, list[dict]] = {}
+    rate, model = loaded.cfg.audio.sample_rate, model_id(args.checkpoint)
     for s, path in enumerate(songs):
-        drums, band = render(path, kits[s % len(kits)], args.soundfont, args.max_sec,
-                             args.work)  # fmt: skip
+        kit = kits[s % len(kits)]
+        drums, band = render(path, kit, args.soundfont, args.max_sec, args.work, rate)
         for level in levels:
             name = condition_name(level)
-            tag = f"{path.parent.name}-{path.stem}-{name.replace(' ', '_')}"
-            onset, velocity = cached_activations(
-                loaded, condition_audio(drums, band, level), args.work / "acts" / f"{tag}.npz"
-            )  # fmt: skip
+            key = cache_key(path.resolve(), kit, args.soundfont, args.max_sec, level, model)
+            audio = condition_audio(drums, band, level)
+            acts = args.work / "acts" / f"{path.stem}-{key}.npz"
+            onset, velocity = cached_activations(loaded, audio, acts)
             decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
             grid = beat_grid(onset, velocity, codes, fps, hits=decoded)
             row = beat_scores(read_tempo_map(path), grid, len(onset) / fps)
@@ -245,6 +257,7 @@ def main(argv=None) -> int:
                    "kits": args.kits.split(","), "soundfont": str(args.soundfont),
                    "checkpoint": str(args.checkpoint), "conditions": conditions}  # fmt: skip
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

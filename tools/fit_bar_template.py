@@ -1,6 +1,7 @@
 """Fit drumtx.beats' bar template: where in a bar each drum falls, the bar phase.
 
-    python tools/fit_bar_template.py --data-root /data/dm/ft-root --work /tmp/bars
+    python tools/fit_bar_template.py --data-root /data/dm/ft-root --work /tmp/bars \
+        --songs ../shared/data/songs --out drumtx/models/bar_template.json
 
 The beat tracker finds the beats well (beat F 1.0 on most held-out GMD recordings)
 but put many bar lines half a bar late or early: a rock groove's kick on 1 and 3 and
@@ -8,25 +9,30 @@ snare on 2 and 4 look the same from beat 3. The bar template scores each bar pha
 by hits per bar of each role (kick, snare, hat or ride, accented or not, open hat,
 crash, toms) on each beat of the bar and each sixteenth or triplet after it, the
 places where grooves do tell beat 1 from beat 3 (the kick's pickups, the open hat
-before the one, the crash on it). It is learned from GMD training performances:
+before the one, the crash on it), and by where the file's first hit falls.
 
 1. The data root's processed train and validation splits (GMD 4/4 performances of
    type beat, rendered through the training kits, e.g. by
    tools/finetune_default_model.py) are run through the model (--checkpoint), each
    recording in every condition: drums alone and mixed into its backing track at each
-   --mixes drums-to-music level. Activations are cached under --work/acts, the
-   hypotheses' features in --work/features-<split>.pkl (delete them after changing
-   drumtx.beats).
+   --mixes drums-to-music level. With --songs, so are the full-band songs of
+   tools/bench_songs.py's fit share (never its test share; every fifth is
+   validation), drums through --song-kits and the band through --song-soundfont:
+   their intros and pickups are what GMD lacks. Activations are cached under --work
+   by model and data; the hypotheses' features by everything they depend on
+   (drumtx.beats' source included).
 2. The tracker (drumtx.beats) finds each recording's beats and meter as transcribe
-   does, from the decoded hits, choosing among them by its linear score alone. Where its tempo is within 4 % of the MIDI's, its
-   beats score F >= 0.8 and its meter is 4/4, the right bar phase is the one whose
-   downbeats score F >= 0.8 against the MIDI's bar lines.
-3. The template is fitted so that the right phase wins: softmax over the phases of
-   the tracker's linear score plus the template's, log-likelihood of the right one,
-   L2 penalty --l2 (scipy L-BFGS).
-4. It prints how often the right phase wins with the old score alone and with the
-   template, on train and validation, and writes the template to --out (default
-   drumtx/models/bar_template.json, which transcribe reads).
+   does, from the decoded hits, choosing among them by its linear score alone.
+   Each hypothesis choose_phase weighs (those beats and the same half a beat later,
+   in every bar phase) is right where its beats and its downbeats both score F >= 0.8
+   against the MIDI's (so its tempo is right too); recordings with no right one (a
+   wrong tempo or meter) cannot teach the phase and are left out.
+3. The template is fitted so that the right hypothesis wins: softmax of the
+   tracker's linear score plus the template's, log-likelihood of the right one, L2
+   penalty --l2 (scipy L-BFGS).
+4. It prints how often the right hypothesis wins with the old score alone and with
+   the template, on train and validation, and writes the template to --out (default
+   --work/bar_template.json; transcribe reads drumtx/models/bar_template.json).
 
 GMD's drummers played to a click from 0 s, so the MIDI's bars are the reference.
 No data or weights of the fit are needed at run time but the JSON it writes.
@@ -35,6 +41,7 @@ No data or weights of the fit are needed at run time but the JSON it writes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import pickle
 import sys
@@ -46,6 +53,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
+
+from bench_songs import (  # noqa: E402
+    cache_key,
+    cached_activations,
+    condition_audio,
+    full_band_songs,
+    model_id,
+    render,
+)
 
 from drumtx import beats  # noqa: E402
 from drumtx.meter import counted_beats  # noqa: E402
@@ -62,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, required=True, help="activation cache folder")
     p.add_argument("--checkpoint", type=Path,
                    default=REPO / "drumtx" / "models" / "default.pt")  # fmt: skip
-    p.add_argument("--limit", type=int, default=600, help="train recordings (0 = all)")
+    p.add_argument("--limit", type=int, default=600,
+                   help="recordings per split (0 = all)")
     p.add_argument("--mixes", default="none,6,0",
                    help="conditions taken in turn: none (drums alone) or dB levels")  # fmt: skip
     p.add_argument("--songs", type=Path,
@@ -78,7 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="leave out where the file's first hit falls")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path,
-                   default=REPO / "drumtx" / "models" / beats.BAR_TEMPLATE_FILE)  # fmt: skip
+                   help="where to write the template (default: --work/bar_template.json; "
+                   "drumtx reads drumtx/models/bar_template.json)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
     return p.parse_args(argv)
 
@@ -98,7 +116,8 @@ def activations(args, split: str):
     levels = [None if x.strip() == "none" else float(x) for x in args.mixes.split(",")]
     if store.backing is None:
         levels = [None]
-    cache = args.work / "acts" / split
+    data_key = cache_key(model_id(args.checkpoint), args.data_root.resolve())
+    cache = args.work / "acts" / data_key / split
     cache.mkdir(parents=True, exist_ok=True)
     out = []
     jobs = [(index, level) for index in indices for level in levels]
@@ -158,21 +177,20 @@ def song_activations(args, split: str):
     """(reference tempo map, onset, velocity) of the fit songs (bench_songs: two in
     three) of ``split`` (every fifth is validation), the drum channel rendered through
     --song-kits in turn and the band through --song-soundfont, in every condition."""
-    from bench_songs import cached_activations, condition_audio, full_band_songs, render
-
     loaded = load(args)
     songs = full_band_songs(args.songs, "fit")
     songs = [s for i, s in enumerate(songs) if (i % 5 == 0) == (split == "validation")]
     kits = args.song_kits.split(",")
     levels = [None if x.strip() == "none" else float(x) for x in args.mixes.split(",")]
-    cache = args.work / "songs"
+    cache, model = args.work / "songs", model_id(args.checkpoint)
+    rate = loaded.cfg.audio.sample_rate
     out = []
     for n, path in enumerate(songs):
-        drums, band = render(path, kits[n % len(kits)], args.song_soundfont,
-                             args.song_max_sec, cache)  # fmt: skip
+        kit, bank, max_sec = kits[n % len(kits)], args.song_soundfont, args.song_max_sec
+        drums, band = render(path, kit, bank, max_sec, cache, rate)
         for level in levels:
-            tag = "alone" if level is None else f"{level:+g}"
-            acts = cache / "acts" / f"{path.parent.name}-{path.stem}-{tag}.npz"
+            key = cache_key(path.resolve(), kit, bank, max_sec, level, model)
+            acts = cache / "acts" / f"{path.stem}-{key}.npz"
             audio = condition_audio(drums, band, level)
             onset, velocity = cached_activations(loaded, audio, acts)
             out.append((read_tempo_map(path), onset, velocity))
@@ -218,22 +236,67 @@ def accuracy(w: np.ndarray | None, sets) -> float:
     return float(np.mean(right)) if right else float("nan")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def features(args, split: str) -> tuple[int, list]:
+    """(recordings, labelled hypotheses of those the phase can be learned from) of a
+    split, cached by everything they depend on (model, data, songs, drumtx.beats)."""
+    key = cache_key(
+        model_id(args.checkpoint), args.data_root.resolve(), args.limit, args.mixes,
+        args.songs and args.songs.resolve(), args.song_kits, args.song_soundfont,
+        args.song_max_sec, hashlib.sha1(Path(beats.__file__).read_bytes()).hexdigest(),
+    )  # fmt: skip
+    cached = args.work / f"features-{split}-{key}.pkl"
+    if cached.exists():
+        return pickle.loads(cached.read_bytes())
+    acts = activations(args, split)
+    if args.songs:
+        acts += song_activations(args, split)
+    labels = [x for x in (labelled(load(args), *a) for a in acts) if x]
+    cached.write_bytes(pickle.dumps((len(acts), labels)))
+    return len(acts), labels
+
+
+def fit(train: list, l2: float, first_hit: bool) -> np.ndarray:
+    """The template's weights (L-BFGS); without ``first_hit`` that row stays 0."""
     from scipy.optimize import minimize
 
+    width = train[0][1].shape[1]
+    bounds = [(None, None)] * width
+    if not first_hit:  # the last role's weights stay 0
+        first = width // (beats.N_ROLES + 1) * beats.N_ROLES
+        bounds[first:] = [(0.0, 0.0)] * (width - first)
+    result = minimize(loss, np.zeros(width), args=(train, l2), jac=True,
+                      method="L-BFGS-B", bounds=bounds)  # fmt: skip
+    if not result.success:
+        print(f"warning: the fit stopped early: {result.message}", file=sys.stderr)
+    return result.x
+
+
+def write_template(args, weights: np.ndarray, results: dict) -> None:
+    per_bar = counted_beats(*METER)[0]
+    payload = {
+        "about": "drumtx.beats bar template: weight of hits per bar of each role "
+        "(beats.ROLES order, then the file's first hit) on each counted beat of the "
+        "bar and each place in the beat (beats.IN_BEAT but the next beat), added to "
+        "the linear score of each bar phase; made by tools/fit_bar_template.py",
+        "shape": {"4/4": [beats.N_ROLES + 1, per_bar, len(beats.IN_BEAT) - 1]},
+        "fitted_on": [args.data_root.name] + ([args.songs.name] if args.songs else []),
+        "checkpoint": Path(args.checkpoint).name,
+        "l2": args.l2,
+        "first_hit": not args.no_first_hit,
+        "mixes": args.mixes,
+        "phase_right": results,
+        "weights": {"4/4": [round(float(x), 4) for x in weights]},
+    }
+    out = args.out or args.work / beats.BAR_TEMPLATE_FILE
+    out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     sets = {}
     for split in ("train", "validation"):
-        cached = args.work / f"features-{split}{'-songs' if args.songs else ''}.pkl"
-        if cached.exists():  # delete it after changing drumtx.beats or the model
-            n_acts, sets[split] = pickle.loads(cached.read_bytes())
-        else:
-            acts = activations(args, split)
-            if args.songs:
-                acts += song_activations(args, split)
-            n_acts = len(acts)
-            sets[split] = [x for x in (labelled(load(args), *a) for a in acts) if x]
-            cached.write_bytes(pickle.dumps((n_acts, sets[split])))
+        n_acts, sets[split] = features(args, split)
         print(f"{split}: {n_acts} recordings, {len(sets[split])} with the right "
               "beats, tempo and meter (the rest cannot teach the phase)")  # fmt: skip
     if not sets["train"]:
@@ -242,39 +305,16 @@ def main(argv=None) -> int:
         print("hint: the data root needs processed train and validation splits of 4/4 "
               "beats whose MIDI files are in its E-GMD tree", file=sys.stderr)  # fmt: skip
         return 1
-    width = sets["train"][0][1].shape[1]
-    bounds = [(None, None)] * width
-    if args.no_first_hit:  # the last role's weights stay 0
-        first = width // (beats.N_ROLES + 1) * beats.N_ROLES
-        bounds[first:] = [(0.0, 0.0)] * (width - first)
-    fit = minimize(loss, np.zeros(width), args=(sets["train"], args.l2), jac=True,
-                   method="L-BFGS-B", bounds=bounds)  # fmt: skip
+    weights = fit(sets["train"], args.l2, not args.no_first_hit)
     results = {}
     print(f"{'split':12s} {'n':>5s} {'old score':>10s} {'+ template':>11s}")
     for split, data in sets.items():
-        before, after = accuracy(None, data), accuracy(fit.x, data)
+        before, after = accuracy(None, data), accuracy(weights, data)
         results[split] = {"n": len(data), "old": before, "template": after}
         print(f"{split:12s} {len(data):5d} {before:10.3f} {after:11.3f}")
     print("(share of recordings whose bar phase is right, of those whose beats are)")
-    if args.dry_run:
-        return 0
-    per_bar = counted_beats(*METER)[0]
-    payload = {
-        "about": "drumtx.beats bar template: weight of hits per bar of each role "
-        "(beats.ROLES order, then the file's first hit) on each counted beat of the "
-        "bar and each place in the beat (beats.IN_BEAT but the next beat), added to "
-        "the linear score of each bar phase; made by tools/fit_bar_template.py",
-        "shape": {"4/4": [beats.N_ROLES + 1, per_bar, len(beats.IN_BEAT) - 1]},
-        "fitted_on": [str(args.data_root)] + ([str(args.songs)] if args.songs else []),
-        "checkpoint": Path(args.checkpoint).name,
-        "l2": args.l2,
-        "first_hit": not args.no_first_hit,
-        "mixes": args.mixes,
-        "phase_right": results,
-        "weights": {"4/4": [round(float(x), 4) for x in fit.x]},
-    }
-    args.out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    if not args.dry_run:
+        write_template(args, weights, results)
     return 0
 
 
