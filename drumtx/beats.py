@@ -555,12 +555,16 @@ def template_counts(
     Rolling axis 1 by -p gives the bars of phase p."""
     counts = np.zeros((N_ROLES + 1, per_bar, len(IN_BEAT) - 1))
     beat, place, on_grid = grid_places(hits.frames, beats, fps)
-    np.add.at(counts, (hits.roles[on_grid], beat[on_grid] % per_bar, place[on_grid]), 1.0)
+    np.add.at(
+        counts, (hits.roles[on_grid], beat[on_grid] % per_bar, place[on_grid]), 1.0
+    )
     counts /= max(1.0, (len(beats) - 1) / per_bar)
     if len(hits.frames) and len(beats) > 1:
         before = beats[0] - (beats[1] - beats[0])  # the grid one beat earlier
         first = np.array([float(np.min(hits.frames))])
-        beat, place, on_grid = grid_places(first, np.concatenate([[before], beats]), fps)
+        beat, place, on_grid = grid_places(
+            first, np.concatenate([[before], beats]), fps
+        )
         if on_grid[0]:
             counts[N_ROLES, (beat[0] - 1) % per_bar, place[0]] = 1.0
     return counts

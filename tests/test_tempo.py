@@ -83,7 +83,12 @@ def test_meter_change_inside_a_bar_cuts_it_short(tmp_path) -> None:
     )
     tm = read_tempo_map(path)
     bars = tm.bars(tm.seconds(8.5) - 1e-6)
-    assert [b[:2] for b in bars[:4]] == [(0.0, 3.5), (3.5, 1.5), (5.0, 1.75), (6.75, 1.75)]
+    assert [b[:2] for b in bars[:4]] == [
+        (0.0, 3.5),
+        (3.5, 1.5),
+        (5.0, 1.75),
+        (6.75, 1.75),
+    ]
     beats, downbeats = tm.beats_and_downbeats(tm.seconds(8.5))
     assert np.all(np.diff(beats) > 0) and np.all(np.diff(downbeats) > 0)
     assert tm.beats(beats)[:11] == pytest.approx(

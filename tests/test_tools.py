@@ -184,7 +184,9 @@ def test_bench_songs_scores_a_rendered_song(tmp_path: Path) -> None:
          "--work", str(tmp_path / "work2")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert empty.returncode == 2 and "error:" in empty.stderr and "hint:" in empty.stderr
+    assert (
+        empty.returncode == 2 and "error:" in empty.stderr and "hint:" in empty.stderr
+    )
 
 
 def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
@@ -202,7 +204,7 @@ def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
     for k in rng.choice(width, 6, replace=False):
         step = np.zeros(width)
         step[k] = 1e-6
-        numeric = (fit.loss(w + step, sets, 1e-2)[0] - fit.loss(w - step, sets, 1e-2)[0])
+        numeric = fit.loss(w + step, sets, 1e-2)[0] - fit.loss(w - step, sets, 1e-2)[0]
         assert numeric / 2e-6 == pytest.approx(grad[k], rel=1e-4, abs=1e-7)
     weights = fit.fit(sets, 1e-2, first_hit=False)
     first = fit.beats.N_ROLES * 4 * (len(fit.beats.IN_BEAT) - 1)

@@ -18,9 +18,9 @@ drums-to-music level (RMS over the song) go through the model and the tempo map
 5 s trimmed), median and mean over songs. ``--per-song`` prints every song's row.
 
 Renders and activations are cached under --work, by song, kit, bank, length, level
-and the checkpoint's bytes (delete it after changing the renderer). The songs' pitched parts back GMD performances in training
-(data/songs is a backing pool), but never with their own drums, and never through
-these kits or this bank.
+and the checkpoint's bytes (delete it after changing the renderer). The songs'
+pitched parts back GMD performances in training (data/songs is a backing pool), but
+never with their own drums, and never through these kits or this bank.
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    default=REPO / "drumtx" / "models" / "default.pt")  # fmt: skip
     p.add_argument("--kits", default=HELD_OUT_KITS, help="drum kits, comma-separated")
     p.add_argument("--soundfont", default=str(HELD_OUT_BANK),
-                   help="General MIDI bank for the band, or none (drumtx's own voices)")  # fmt: skip
+                   help="General MIDI bank for the band, or none (own voices)")  # fmt: skip
     p.add_argument("--max-sec", type=float, default=120.0)
     p.add_argument("--limit", type=int, default=0, help="songs (0 = all)")
     p.add_argument("--split", default="test", choices=["test", "fit", "all"],
-                   help="test: the third of the songs fit_bar_template never learns from")  # fmt: skip
-    p.add_argument("--mixes", default="0", help="drums-to-music levels in dB ('' = none)")
+                   help="test: the third fit_bar_template never learns from")  # fmt: skip
+    p.add_argument(
+        "--mixes", default="0", help="drums-to-music levels in dB ('' = none)"
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -62,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def song_split(path: Path) -> str:
-    """"fit" for two songs in three (tools/fit_bar_template.py may learn from them),
+    """ "fit" for two songs in three (tools/fit_bar_template.py may learn from them),
     "test" for the rest, by a hash of the file name: stable as songs come and go."""
     return "test" if zlib.crc32(path.name.encode()) % 3 == 0 else "fit"
 
@@ -102,9 +104,19 @@ def drum_notes(path: Path) -> list:
         tick = 0
         for msg in track:
             tick += msg.time
-            if msg.type == "note_on" and msg.velocity > 0 and msg.channel == DRUM_CHANNEL:
-                ticks.append(tick), pitches.append(msg.note), velocities.append(msg.velocity)
-    seconds = tempo_map.seconds(np.asarray(ticks, dtype=np.float64) / midi.ticks_per_beat)
+            if (
+                msg.type == "note_on"
+                and msg.velocity > 0
+                and msg.channel == DRUM_CHANNEL
+            ):
+                (
+                    ticks.append(tick),
+                    pitches.append(msg.note),
+                    velocities.append(msg.velocity),
+                )
+    seconds = tempo_map.seconds(
+        np.asarray(ticks, dtype=np.float64) / midi.ticks_per_beat
+    )
     notes = [Note(float(t), p, v) for t, p, v in zip(seconds, pitches, velocities)]
     return sorted(notes, key=lambda n: (n.time_sec, n.pitch))
 
@@ -195,7 +207,9 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
         drums, band = render(path, kit, args.soundfont, args.max_sec, args.work, rate)
         for level in levels:
             name = condition_name(level)
-            key = cache_key(path.resolve(), kit, args.soundfont, args.max_sec, level, model)
+            key = cache_key(
+                path.resolve(), kit, args.soundfont, args.max_sec, level, model
+            )
             audio = condition_audio(drums, band, level)
             acts = args.work / "acts" / f"{path.stem}-{key}.npz"
             onset, velocity = cached_activations(loaded, audio, acts)
@@ -250,7 +264,9 @@ def main(argv=None) -> int:
               "and another part; --split all takes every song", file=sys.stderr)  # fmt: skip
         return 2
     if args.limit:
-        songs = [songs[i] for i in np.linspace(0, len(songs) - 1, args.limit).astype(int)]
+        songs = [
+            songs[i] for i in np.linspace(0, len(songs) - 1, args.limit).astype(int)
+        ]
     conditions = summarize(score_songs(loaded, songs, args))
     if args.json:
         results = {"songs": len(songs), "split": args.split, "max_sec": args.max_sec,

@@ -78,26 +78,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, required=True, help="activation cache folder")
     p.add_argument("--checkpoint", type=Path,
                    default=REPO / "drumtx" / "models" / "default.pt")  # fmt: skip
-    p.add_argument("--limit", type=int, default=600,
-                   help="recordings per split (0 = all)")
+    p.add_argument(
+        "--limit", type=int, default=600, help="recordings per split (0 = all)"
+    )
     p.add_argument("--mixes", default="none,6,0",
                    help="conditions taken in turn: none (drums alone) or dB levels")  # fmt: skip
-    p.add_argument("--songs", type=Path,
-                   help="also learn from full-band MIDI songs (tools/bench_songs.py's "
-                   "fit share): intros, pickups and fills GMD lacks")
-    p.add_argument("--song-kits", default="GMRockKit,BJA_Pacific,Audiophob",
-                   help="training kits for the songs' drums")
-    p.add_argument("--song-soundfont", default="/usr/share/sounds/sf2/TimGM6mb.sf2",
-                   help="training General MIDI bank for the songs' bands, or none")
+    p.add_argument(
+        "--songs",
+        type=Path,
+        help="also learn from full-band MIDI songs (tools/bench_songs.py's "
+        "fit share): intros, pickups and fills GMD lacks",
+    )
+    p.add_argument(
+        "--song-kits",
+        default="GMRockKit,BJA_Pacific,Audiophob",
+        help="training kits for the songs' drums",
+    )
+    p.add_argument(
+        "--song-soundfont",
+        default="/usr/share/sounds/sf2/TimGM6mb.sf2",
+        help="training General MIDI bank for the songs' bands, or none",
+    )
     p.add_argument("--song-max-sec", type=float, default=120.0)
     p.add_argument("--l2", type=float, default=1e-2)
     p.add_argument("--no-first-hit", action="store_true",
                    help="leave out where the file's first hit falls")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path,
-                   help="where to write the template (default: --work/bar_template.json; "
-                   "drumtx reads drumtx/models/bar_template.json)")
-    p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the template (default: --work/bar_template.json; "
+        "drumtx reads drumtx/models/bar_template.json)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="fit and report, write nothing"
+    )
     return p.parse_args(argv)
 
 
@@ -208,7 +223,9 @@ def load(args):
         from drumtx.inference import load_model
 
         torch.set_num_threads(args.threads)
-        _LOADED = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
+        _LOADED = load_model(
+            args.checkpoint, load_config(None, []), torch.device("cpu")
+        )
     return _LOADED
 
 
