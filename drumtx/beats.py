@@ -400,18 +400,24 @@ def both_phases(beats: np.ndarray) -> list[np.ndarray]:
     return [beats, (beats[:-1] + beats[1:]) / 2]
 
 
+def nearest_in_beat(
+    frames: np.ndarray, beats: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(beat index, index into IN_BEAT of the nearest place, seconds off it) of each
+    frame, measured in the beat it falls in (the first or last one outside)."""
+    i = np.clip(np.searchsorted(beats, frames, side="right") - 1, 0, len(beats) - 2)
+    interval = beats[i + 1] - beats[i]
+    fraction = (frames - beats[i]) / interval  # outside the span: beyond [0, 1]
+    distance = np.abs(fraction[:, None] - IN_BEAT[None, :])  # (frames, 7)
+    nearest = np.argmin(distance, axis=1)
+    return i, nearest, distance[np.arange(len(nearest)), nearest] * interval / fps
+
+
 def hypothesis_features(hits: Hits, hyp: Hypothesis, fps: float) -> np.ndarray:
     """Hits per bar of each role at each position class, then log2(bpm / 120) and its
     square (the vector SCORE_WEIGHTS weighs)."""
     beats = hyp.beats
-    i = np.clip(
-        np.searchsorted(beats, hits.frames, side="right") - 1, 0, len(beats) - 2
-    )
-    interval = beats[i + 1] - beats[i]
-    fraction = (hits.frames - beats[i]) / interval  # outside the span: beyond [0, 1]
-    distance = np.abs(fraction[:, None] - IN_BEAT[None, :])  # (hits, 7)
-    nearest = np.argmin(distance, axis=1)
-    off_sec = distance[np.arange(len(nearest)), nearest] * interval / fps
+    i, nearest, off_sec = nearest_in_beat(hits.frames, beats, fps)
     per_bar = hyp.per_bar
     beat_in_bar = (i + (nearest == len(IN_BEAT) - 1) - hyp.phase) % per_bar
     mid_bar = per_bar // 2 if per_bar % 2 == 0 else -1  # 4/4's beat 3; none in 3/4
@@ -575,12 +581,7 @@ def grid_places(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(beat index, place in the beat (an index of IN_BEAT but the last), on the grid)
     of each frame; frames outside [beats[0], beats[-1]) are off the grid."""
-    i = np.clip(np.searchsorted(beats, frames, side="right") - 1, 0, len(beats) - 2)
-    interval = beats[i + 1] - beats[i]
-    fraction = (frames - beats[i]) / interval  # outside the span: beyond [0, 1]
-    distance = np.abs(fraction[:, None] - IN_BEAT[None, :])
-    nearest = np.argmin(distance, axis=1)
-    off_sec = distance[np.arange(len(nearest)), nearest] * interval / fps
+    i, nearest, off_sec = nearest_in_beat(frames, beats, fps)
     inside = (frames >= beats[0]) & (frames < beats[-1])
     last = nearest == len(IN_BEAT) - 1  # on the next beat
     return i + last, np.where(last, 0, nearest), inside & (off_sec <= OFF_GRID_SEC)
