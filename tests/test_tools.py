@@ -210,3 +210,26 @@ def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
     first = fit.beats.N_ROLES * 4 * (len(fit.beats.IN_BEAT) - 1)
     assert np.all(weights[first:] == 0) and np.any(weights[:first] != 0)
     assert fit.accuracy(weights, sets) >= fit.accuracy(None, sets)
+
+
+def test_pseudo_label_skips_songs_whose_stems_are_held_out(tmp_path: Path) -> None:
+    """A Frets on Fire song whose guitar stem is in the music pool's held-out split is
+    not pseudo-labelled (the student would learn the guitar part evaluation mixes
+    in); a folder of the same name in another package stays."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import pseudo_label
+
+    songs = "usr/share/games/fretsonfire/data/songs/muldjord"
+    segments = [
+        {"file": f"{songs}/armygeddon/guitar.ogg", "package": "fof-songs"},
+        {"file": "data/music/ingame_07.ogg", "package": "widelands-data"},
+    ]
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "index.json").write_text(json.dumps({"segments": segments}))
+    held = pseudo_label.held_out_folders(tmp_path)
+    assert ("fof-songs", f"{songs}/armygeddon") in held
+    assert ("fof-songs", f"{songs}/chaos_god") not in held
+    assert ("supertuxkart-data", "data/music") not in held
+    assert pseudo_label.held_out_folders(None) == set()
+    with pytest.raises(SystemExit, match="hint:"):
+        pseudo_label.held_out_folders(tmp_path / "nowhere")

@@ -65,7 +65,8 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
            "--max-sec", "45", "--seed", "7", "--studio-prob", "0.4")  # fmt: skip
     pseudo = [sys.executable, str(REPO / "tools" / "pseudo_label.py"), "--root",
               str(root), "--scratch", str(args.scratch), "--views", "1",
-              "--max-minutes", str(args.pseudo_minutes)]  # fmt: skip
+              "--music", str(args.music), "--max-minutes",
+              str(args.pseudo_minutes)]  # fmt: skip
     if args.pseudo_minutes > 0:
         print("$", " ".join(pseudo), flush=True)
         subprocess.run(pseudo, cwd=REPO, check=True)

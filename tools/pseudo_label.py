@@ -179,6 +179,9 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
     entry = {"source": source.name, "package": source.package, "tracks": [],
              "screened_h": 0.0, "kept_h": 0.0, "records": []}  # fmt: skip
     files = list(enumerate(source_files(source, root, args.scratch)))
+    held = held_out_folders(args.music)
+    files = [(n, (rel, path)) for n, (rel, path) in files
+             if (source.package, str(Path(rel).parent)) not in held]  # fmt: skip
     order = np.random.default_rng(list(source.name.encode())).permutation(len(files))
     budget_sec = args.max_minutes * 60 if args.max_minutes else float("inf")
     for number, (rel, path) in (files[i] for i in order):
@@ -209,6 +212,20 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
         print(f"{source.name} {rel}: {duration:.0f} s, kept {kept:.0f} s, "
               f"{len(labels.hits)} hits, {len(labels.unsure)} unsure", flush=True)
     return entry
+
+
+def held_out_folders(music: Path | None) -> set[tuple[str, str]]:
+    """(package, folder) of the music pool's held-out files (build_music_pool.py): a Frets
+    on Fire song whose guitar stem is held out as backing must not be trained on as a
+    whole song either, or evaluation would hear a guitar part the student learnt."""
+    if music is None:
+        return set()
+    index = music / "test" / "index.json"
+    if not index.is_file():
+        raise SystemExit(f"error: {index} not found\nhint: --music takes the folder "
+                         "tools/build_music_pool.py wrote (with test/index.json)")
+    segments = json.loads(index.read_text())["segments"]
+    return {(s["package"], str(Path(s["file"]).parent)) for s in segments}
 
 
 def _copyright(root: Path, package: str) -> str:
@@ -256,6 +273,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sources", help="redo only these (other sources' pieces stay), "
                    "comma-separated, of: "
                    + ",".join(s.name for s in SOURCES))  # fmt: skip
+    p.add_argument("--music", type=Path, help="the real-music pool whose held-out "
+                   "split evaluation mixes in: songs in its held-out folders are "
+                   "skipped")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--views", type=int, default=3, choices=(1, 2, 3),
                    help="teacher views averaged: the track, brighter, darker")
