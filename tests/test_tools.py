@@ -215,21 +215,31 @@ def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
 def test_pseudo_label_skips_songs_whose_stems_are_held_out(tmp_path: Path) -> None:
     """A Frets on Fire song whose guitar stem is in the music pool's held-out split is
     not pseudo-labelled (the student would learn the guitar part evaluation mixes
-    in); a folder of the same name in another package stays."""
+    in); a folder of the same name in another package stays; no pool: an error and
+    a hint before any download."""
     sys.path.insert(0, str(REPO / "tools"))
     import pseudo_label
 
+    from drumtx.errors import DataError
+    from drumtx.music import PoolWriter
+
     songs = "usr/share/games/fretsonfire/data/songs/muldjord"
-    segments = [
-        {"file": f"{songs}/armygeddon/guitar.ogg", "package": "fof-songs"},
-        {"file": "data/music/ingame_07.ogg", "package": "widelands-data"},
-    ]
-    (tmp_path / "test").mkdir()
-    (tmp_path / "test" / "index.json").write_text(json.dumps({"segments": segments}))
-    held = pseudo_label.held_out_folders(tmp_path)
+    writer = PoolWriter(tmp_path / "music" / "test", 24_000)
+    for file, package in ((f"{songs}/armygeddon/guitar.ogg", "fof-songs"),
+                          ("data/music/ingame_07.ogg", "widelands-data")):  # fmt: skip
+        writer.add(np.zeros(2400, np.float32), {"file": file, "package": package})
+    writer.close()
+    held = pseudo_label.held_out_folders(tmp_path / "music")
     assert ("fof-songs", f"{songs}/armygeddon") in held
     assert ("fof-songs", f"{songs}/chaos_god") not in held
     assert ("supertuxkart-data", "data/music") not in held
     assert pseudo_label.held_out_folders(None) == set()
-    with pytest.raises(SystemExit, match="hint:"):
+    with pytest.raises(DataError) as info:
         pseudo_label.held_out_folders(tmp_path / "nowhere")
+    assert info.value.hint
+    root = tmp_path / "root" / "e-gmd-v1.0.0"
+    root.mkdir(parents=True)
+    (root / "e-gmd-v1.0.0.csv").write_text("drummer\n")
+    code = pseudo_label.main(["--root", str(tmp_path / "root"), "--scratch",
+                              str(tmp_path / "s"), "--music", str(tmp_path / "x")])  # fmt: skip
+    assert code == 2 and not (tmp_path / "s").exists()

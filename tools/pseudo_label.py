@@ -41,8 +41,10 @@ from build_music_pool import Source, licence_of, source_files, unpack  # noqa: E
 
 from drumtx import egmd, midi  # noqa: E402
 from drumtx.audio import load_audio  # noqa: E402
+from drumtx.cli import print_error  # noqa: E402
 from drumtx.config import load_config  # noqa: E402
 from drumtx.drums import Hit  # noqa: E402
+from drumtx.errors import DataError  # noqa: E402
 from drumtx.inference import (  # noqa: E402
     array_chunks,
     class_thresholds,
@@ -50,6 +52,7 @@ from drumtx.inference import (  # noqa: E402
     predict_activations,
     segment_options,
 )
+from drumtx.music import load_music_pool  # noqa: E402
 from drumtx.pseudo import (  # noqa: E402
     LabelRule,
     PseudoLabels,
@@ -171,15 +174,17 @@ def record_of(source: Source, stem: str, number: int, duration: float) -> egmd.E
     )  # fmt: skip
 
 
-def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict:
-    """Every track of one source -> pieces in the root; the source's manifest entry."""
+def label_source(
+    source: Source, args, teacher: Teacher, egmd_dir: Path, held: set[tuple[str, str]]
+) -> dict:
+    """Every track of one source -> pieces in the root; the source's manifest entry.
+    Tracks in a ``held`` (package, folder) are skipped (held_out_folders)."""
     root = unpack(source.package, args.scratch)
     copyright_text = _copyright(root, source.package)
     vocab = teacher.loaded.vocab
     entry = {"source": source.name, "package": source.package, "tracks": [],
              "screened_h": 0.0, "kept_h": 0.0, "records": []}  # fmt: skip
     files = list(enumerate(source_files(source, root, args.scratch)))
-    held = held_out_folders(args.music)
     files = [(n, (rel, path)) for n, (rel, path) in files
              if (source.package, str(Path(rel).parent)) not in held]  # fmt: skip
     order = np.random.default_rng(list(source.name.encode())).permutation(len(files))
@@ -215,16 +220,13 @@ def label_source(source: Source, args, teacher: Teacher, egmd_dir: Path) -> dict
 
 
 def held_out_folders(music: Path | None) -> set[tuple[str, str]]:
-    """(package, folder) of the music pool's held-out files (build_music_pool.py): a Frets
-    on Fire song whose guitar stem is held out as backing must not be trained on as a
-    whole song either, or evaluation would hear a guitar part the student learnt."""
+    """(package, folder) of the music pool's held-out files (build_music_pool.py): a
+    Frets on Fire song whose guitar stem is held out as backing must not be trained on
+    as a whole song either, or evaluation would hear a guitar part the student learnt.
+    Raises drumtx's DataError where ``music`` holds no pool."""
     if music is None:
         return set()
-    index = music / "test" / "index.json"
-    if not index.is_file():
-        raise SystemExit(f"error: {index} not found\nhint: --music takes the folder "
-                         "tools/build_music_pool.py wrote (with test/index.json)")
-    segments = json.loads(index.read_text())["segments"]
+    segments = load_music_pool(music / "test").segments
     return {(s["package"], str(Path(s["file"]).parent)) for s in segments}
 
 
@@ -296,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     if not egmd.egmd_csv_path(egmd_dir).is_file():
         print(f"error: {egmd_dir} has no CSV\nhint: run make-dataset first", file=sys.stderr)
         return 2
+    try:
+        held = held_out_folders(args.music)  # before any download or labelling
+    except DataError as exc:
+        print_error(exc)
+        return 2
     checkpoint = args.checkpoint or SHIPPED_MODELS_DIR / "default.pt"
     loaded = load_model(checkpoint, load_config(None), torch.device("cpu"))
     rule = LabelRule()
@@ -307,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, entries = time.monotonic(), []
     for source in SOURCES:
         if wanted is None or source.name in wanted:
-            entries.append(label_source(source, args, teacher, egmd_dir))
+            entries.append(label_source(source, args, teacher, egmd_dir, held))
     records = [r for e in entries for r in e["records"]]
     n_rows = merge_csv(egmd_dir, records, [e["source"] for e in entries])
     write_manifest(egmd_dir, entries, str(checkpoint))
