@@ -110,7 +110,8 @@ def audio_info(path: Path) -> AudioInfo:
 
 
 def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:
-    """Decode a whole file to mono float32 (N,), resampled to ``sample_rate`` if given."""
+    """Decode a whole file to mono float32 (N,), resampled to ``sample_rate`` if given.
+    """
     path = Path(path)
     _check_path(path)
     try:

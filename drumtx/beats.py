@@ -87,7 +87,8 @@ IN_BEAT = np.array([0.0, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1.0])
 IN_BEAT_CLASS = np.array([0, 4, 5, 3, 5, 4, 0])
 OFF_GRID_SEC = 0.04
 N_POSITIONS = 7  # beat 1, beat 3, beats 2/4, eighth, sixteenth, triplet, off grid
-# the bar template that chooses the bar phase (drumtx/models/, tools/fit_bar_template.py)
+# the bar template that chooses the bar phase
+# (drumtx/models/, tools/fit_bar_template.py)
 BAR_TEMPLATE_FILE = "bar_template.json"
 
 # Fitted by tools/fit_beat_scorer.py (GMD train through synth:9-12, the shipped model,

@@ -9,10 +9,10 @@ torch is imported by the functions that read or write one, so that ``doctor`` an
 from __future__ import annotations
 
 import contextlib
+import difflib
 import pickle
 import re
 import zipfile
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a reader sees the old file or the new one.
+    """Write ``state`` to ``path`` atomically: a reader sees the old file or the
+    new one.
 
     torch.save writes a temporary file beside the target (same filesystem, so the
     rename is atomic), removed on any failure; a full disk is a StorageError.
@@ -70,7 +71,8 @@ def load_checkpoint(
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(
-            f"checkpoint {path} is truncated or not a PyTorch file ({_first_line(exc)})",
+            f"checkpoint {path} is truncated or not a PyTorch file "
+            f"({_first_line(exc)})",
             hint=_REMAKE,
         ) from None
     _check_format(path, state)
@@ -107,7 +109,8 @@ def step_path(run_dir: Path, step: int) -> Path:
 
 
 def prune_step_checkpoints(run_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` step-NNNNNN.pt files; return what was removed."""
+    """Delete all but the newest ``keep`` step-NNNNNN.pt files; return what was removed.
+    """
     steps = sorted(
         (int(m.group(1)), p)
         for p in Path(run_dir).glob("step-*.pt")

@@ -82,7 +82,8 @@ def _add_doctor(
         parents=[common],
         help="check storage layout, dataset and environment",
         description="Check the config, the storage roots, E-GMD, the processed store, "
-        "checkpoints and the Python environment. Exit 0 when nothing FAILs, 3 otherwise.",
+        "checkpoints and the Python environment. "
+        "Exit 0 when nothing FAILs, 3 otherwise.",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.add_argument(
@@ -98,9 +99,9 @@ def _add_make_dataset(
         "make-dataset",
         parents=[common],
         help="render an E-GMD-shaped dataset from MIDI performances through drum kits",
-        description="Write OUT_DIR/e-gmd-v1.0.0/ with E-GMD's CSV schema, folders and file "
-        "names: performances from a GMD folder (or generated grooves) rendered through "
-        "synthesised kits (synth:SEED), General MIDI SoundFont drum kits "
+        description="Write OUT_DIR/e-gmd-v1.0.0/ with E-GMD's CSV schema, folders and "
+        "file names: performances from a GMD folder (or generated grooves) rendered "
+        "through synthesised kits (synth:SEED), General MIDI SoundFont drum kits "
         "(sf:NAME[:PRESET]), Hydrogen drumkits (name or folder), recorded SFZ kits "
         "(sfz:PATH) and virtual kits (virtual:SEED: each instrument from another of "
         "the given kits). Kits reserved for independent evaluation are refused.",
@@ -112,7 +113,8 @@ def _add_make_dataset(
         "--midi-dir",
         type=Path,
         metavar="DIR",
-        help="a Groove MIDI Dataset folder holding info.csv (default: generated grooves)",
+        help="a Groove MIDI Dataset folder holding info.csv "
+        "(default: generated grooves)",
     )
     _add_kit_options(p)
     p.add_argument("--limit", type=int, metavar="N", help="at most N performances")
@@ -167,8 +169,8 @@ def _add_preprocess(
         "preprocess",
         parents=[common],
         help="E-GMD -> memory-mapped training store",
-        description="Resample E-GMD audio and convert its MIDI into the processed store "
-        "(one folder per split). Resumable; the raw dataset is only read.",
+        description="Resample E-GMD audio and convert its MIDI into the processed "
+        "store (one folder per split). Resumable; the raw dataset is only read.",
     )
     p.add_argument(
         "--split",
@@ -203,7 +205,8 @@ def _add_train(
         parents=[common],
         help="train the CRNN (AMP, accumulation, resume, DDP)",
         description="Train on the processed store; checkpoints and TensorBoard logs go "
-        "under storage.checkpoint_dir/RUN and storage.log_dir/RUN. Works under torchrun.",
+        "under storage.checkpoint_dir/RUN and storage.log_dir/RUN. "
+        "Works under torchrun.",
     )
     p.add_argument(
         "--run",
@@ -228,9 +231,10 @@ def _add_evaluate(
         "evaluate",
         parents=[common],
         help="per-class onset F1 on a processed split",
-        description="Onset precision, recall and F1 per class at +-50 ms (mir_eval), micro "
-        "and macro F1, the adtof5 reduction, velocity-aware F1 and a per-kit breakdown; "
-        "where the store has backing tracks, also with the drums mixed into them.",
+        description="Onset precision, recall and F1 per class at +-50 ms (mir_eval), "
+        "micro and macro F1, the adtof5 reduction, velocity-aware F1 and a per-kit "
+        "breakdown; where the store has backing tracks, also with the drums mixed "
+        "into them.",
     )
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model to evaluate")
     p.add_argument(
@@ -243,7 +247,8 @@ def _add_evaluate(
     p.add_argument(
         "--tune-thresholds",
         action="store_true",
-        help="pick per-class thresholds on the validation split and store them in the model",
+        help="pick per-class thresholds on the validation split "
+        "and store them in the model",
     )
     p.add_argument(
         "--backing-db",
@@ -272,9 +277,9 @@ def _add_transcribe(
         "transcribe",
         parents=[common],
         help="drum audio -> <stem>.drums.mid",
-        description="Transcribe drum audio (wav, flac, ogg, mp3; any rate and channel count) "
-        "into MIDI on channel 10, with the tempo map and bars found in the drums. "
-        "Existing outputs are never overwritten unless asked.",
+        description="Transcribe drum audio (wav, flac, ogg, mp3; any rate and channel "
+        "count) into MIDI on channel 10, with the tempo map and bars found in the "
+        "drums. Existing outputs are never overwritten unless asked.",
     )
     p.add_argument(
         "inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders"
@@ -369,8 +374,9 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
         "demo",
         parents=[common],
         help="the whole path on a fresh machine, no dataset needed",
-        description="Make a small dataset with synthesised kits, doctor, preprocess, train "
-        "the tiny model on CPU for a few minutes, evaluate, and transcribe a held-out clip.",
+        description="Make a small dataset with synthesised kits, doctor, preprocess, "
+        "train the tiny model on CPU for a few minutes, evaluate, and transcribe "
+        "a held-out clip.",
     )
     p.add_argument(
         "--dir",
@@ -393,7 +399,8 @@ def _add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 
 
 def load_cli_config(args: argparse.Namespace):
-    """Config from --config/--profile/--set, then $DRUMTX_DATA_ROOT, then --data-root."""
+    """Config from --config/--profile/--set, then $DRUMTX_DATA_ROOT, then --data-root.
+    """
     from drumtx.config import default_config_path, load_config
 
     path = args.config if args.config is not None else default_config_path()

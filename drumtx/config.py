@@ -1,4 +1,5 @@
-"""drumtx.toml -> frozen dataclasses, with profiles and ``--set table.key=value`` overrides.
+"""drumtx.toml -> frozen dataclasses, with profiles and ``--set table.key=value``
+overrides.
 
 Defaults live here and only here; drumtx.toml documents them and may change them.
 Order of application: dataclass defaults < drumtx.toml < [profiles.NAME] < --set.
@@ -35,7 +36,8 @@ MIN_OVERLAP_SEC = 0.5
 
 
 def exact_div(numerator: int, denominator: int) -> int:
-    """numerator / denominator, refusing a remainder (a silently truncated rate drifts)."""
+    """numerator / denominator, refusing a remainder (a silently truncated rate drifts).
+    """
     if numerator % denominator:
         raise ConfigError(
             f"{numerator} is not a multiple of {denominator}",
@@ -286,7 +288,8 @@ class TranscribeConfig:
     formats: str = "mid"  # comma-separated: mid, csv, json, musicxml, png
     tempo: float = 0.0  # BPM of the written tempo map; 0 = found from the drums
     quantize: str = "off"  # off | 1/8 | 1/8T | 1/16 | 1/16T | 1/32
-    meter: str = "auto"  # auto (4/4, 3/4 or 6/8 from the drums) | 4/4 | 3/4 | 6/8 | 12/8
+    # auto (4/4, 3/4 or 6/8 from the drums) | 4/4 | 3/4 | 6/8 | 12/8
+    meter: str = "auto"
     cpu_precision: str = "auto"  # auto | fp32 | bf16: the CPU's convolution dtype
 
     def __post_init__(self) -> None:
@@ -308,7 +311,8 @@ class TranscribeConfig:
             )
         if 2 * self.overlap_sec >= self.segment_sec:
             raise ConfigError(
-                "transcribe.overlap_sec must be less than half of transcribe.segment_sec"
+                "transcribe.overlap_sec must be less than half of "
+                "transcribe.segment_sec"
             )
         _check_range("transcribe.batch_size", self.batch_size, 1, 1024)
         _check_range("transcribe.note_sec", self.note_sec, 0.001, 10.0)
@@ -380,7 +384,8 @@ def load_config(
         if profile not in profiles:
             raise ConfigError(
                 f"unknown profile {profile!r}" + _suggest(profile, profiles),
-                hint=f"profiles defined in {path}: {', '.join(sorted(profiles)) or 'none'}",
+                hint=f"profiles defined in {path}: "
+                f"{', '.join(sorted(profiles)) or 'none'}",
             )
         for table, values in _check_tables(
             profiles[profile], source=f"[profiles.{profile}]"
@@ -434,7 +439,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist",
-            hint="pass --config PATH, or run from the drumtx checkout that holds drumtx.toml",
+            hint="pass --config PATH, "
+            "or run from the drumtx checkout that holds drumtx.toml",
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None

@@ -28,8 +28,8 @@ from drumtx.errors import DataError
 from drumtx.frontend import n_frames
 from drumtx.levels import scale_velocity
 from drumtx.music import open_music_pool
-from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES, ignore_mask
 from drumtx.processed import Store, load_store, recording_hits, recording_unsure
+from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES, ignore_mask
 
 MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
 

@@ -1,4 +1,5 @@
-"""``python -m drumtx doctor``: every storage, dataset and environment check, one row each.
+"""``python -m drumtx doctor``: every storage, dataset and environment check,
+one row each.
 
 Each row is OK, WARN or FAIL with a detail and a hint. The exit code is 3 when any row
 FAILs (a blocking problem), else 0. Nothing here writes under the raw E-GMD root; the
@@ -20,6 +21,17 @@ from drumtx.checkpoint import choose_model, run_dirs
 from drumtx.config import Config
 from drumtx.console import Progress, make_console
 from drumtx.errors import DataError, DrumtxError, StorageError
+from drumtx.processed import (
+    AUDIO_FILE,
+    HITS_FILE,
+    MANIFEST_FILE,
+    PREPROCESS_HINT,
+    RECORDINGS_FILE,
+    manifest_mismatches,
+    read_manifest,
+    sha256_file,
+    spread_indices,
+)
 from drumtx.storage import (
     GB,
     ROOT_KEYS,
@@ -32,17 +44,6 @@ from drumtx.storage import (
     layout_warnings,
     require_roots,
     resolve_roots,
-)
-from drumtx.processed import (
-    AUDIO_FILE,
-    HITS_FILE,
-    MANIFEST_FILE,
-    PREPROCESS_HINT,
-    RECORDINGS_FILE,
-    manifest_mismatches,
-    read_manifest,
-    sha256_file,
-    spread_indices,
 )
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -392,7 +393,8 @@ def check_output_dir(cfg: Config, name: str) -> CheckResult:
         return CheckResult(
             check,
             FAIL,
-            f"{path} is missing and {parent} is not writable (set by {ROOT_KEYS[name]})",
+            f"{path} is missing and {parent} is not writable "
+            f"(set by {ROOT_KEYS[name]})",
             f"mkdir -p {path}, or --set {ROOT_KEYS[name]}=DIR",
         )
     require_roots(cfg, write=[name])
@@ -425,7 +427,10 @@ def check_transcribe_model(cfg: Config) -> CheckResult:
         return CheckResult(check, WARN, f"{exc.strerror or exc} ({exc.filename})")
     detail = f"{choice.path}: {choice.reason}"
     if not choice.path.is_file():
-        hint = "set transcribe.checkpoint to a model that exists (transcribe --list-models)"
+        hint = (
+            "set transcribe.checkpoint to a model that exists "
+            "(transcribe --list-models)"
+        )
         return CheckResult(check, WARN, f"{detail}; no such file", hint)
     return CheckResult(check, OK, detail)
 

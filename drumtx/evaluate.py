@@ -27,9 +27,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from drumtx.audio import to_int16
 from drumtx.checkpoint import find_model, is_shipped, load_checkpoint, save_checkpoint
 from drumtx.config import Config
-from drumtx.audio import to_int16
 from drumtx.console import make_console
 from drumtx.drums import Hit
 from drumtx.errors import ConfigError, DataError
@@ -43,9 +43,9 @@ from drumtx.inference import (
 )
 from drumtx.metrics import match_onsets
 from drumtx.music import MusicPool, fixed_excerpt, load_music_pool
+from drumtx.processed import Store, load_store, reference_hits, spread_indices
 from drumtx.scoring import score_store, store_activations
 from drumtx.storage import require_roots
-from drumtx.processed import Store, load_store, reference_hits, spread_indices
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 

@@ -1,4 +1,5 @@
-"""Chunked inference: audio -> per-frame onset and velocity activations, in bounded memory.
+"""Chunked inference: audio -> per-frame onset and velocity activations,
+in bounded memory.
 
 One path serves validation during training, ``evaluate`` and ``transcribe``, so the
 numbers a run reports are the numbers a user gets. Audio is resampled in chunks and cut
@@ -98,7 +99,9 @@ def precision_of(loaded: LoadedModel) -> str:
 def class_thresholds(
     loaded: LoadedModel, overrides: dict[str, float] | None = None
 ) -> list[float]:
-    """Per-class thresholds: config default < decode.class_thresholds < tuned < overrides."""
+    """Per-class thresholds:
+    config default < decode.class_thresholds < tuned < overrides.
+    """
     decode = loaded.cfg.decode
     table = {code: decode.threshold for code in loaded.vocab.codes}
     table.update({k: float(v) for k, v in decode.class_thresholds.items()})
@@ -155,7 +158,7 @@ def array_chunks(
         yield np.asarray(audio[start : start + chunk_samples], dtype=np.float32) * scale
 
 
-# --- segments -> activations -----------------------------------------------------------
+# --- segments -> activations ----------------------------------------------------------
 
 
 def iter_segments(
@@ -166,7 +169,8 @@ def iter_segments(
     ctx_frames: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first global frame, samples) of each segment; segment k's core is frames
-    [k*seg, (k+1)*seg), its window adds ``ctx_frames`` on each side (zeros past the ends).
+    [k*seg, (k+1)*seg), its window adds ``ctx_frames`` on each side
+    (zeros past the ends).
     """
     window = (seg_frames + 2 * ctx_frames) * hop
     buffer = np.zeros(ctx_frames * hop, dtype=np.float32)
@@ -197,7 +201,8 @@ def predict_activations(
     overlap_sec: float,
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Onset probabilities and velocities, each (T, C) float32, T = n_frames(n_samples)."""
+    """Onset probabilities and velocities, each (T, C) float32, T = n_frames(n_samples).
+    """
     cfg = loaded.cfg
     hop, fps = cfg.hop_length, cfg.frontend.fps
     seg_frames = max(1, round(segment_sec * fps))
@@ -240,7 +245,8 @@ def _run_batch(
 
 
 def segment_options(cfg: Config) -> dict[str, float | int]:
-    """[transcribe] segmenting, so validation and evaluate score what transcribe does."""
+    """[transcribe] segmenting, so validation and evaluate score what transcribe does.
+    """
     t = cfg.transcribe
     return {
         "segment_sec": t.segment_sec,
@@ -258,7 +264,9 @@ def transcribe_array(
     overlap_sec: float = 2.0,
     batch_size: int = 4,
 ) -> list[Hit]:
-    """Hits of audio already at the model's sample rate (float, or int16 from the store)."""
+    """Hits of audio already at the model's sample rate
+    (float, or int16 from the store).
+    """
     onset, velocity = predict_activations(
         loaded,
         array_chunks(audio),

@@ -224,8 +224,8 @@ def cpu_conv_dtype(precision: str) -> torch.dtype:
 
 def for_cpu_inference(model: CRNN, conv_dtype: torch.dtype) -> CRNN:
     """An inference copy of ``model`` for the CPU: BatchNorm folded, convs channels_last
-    in ``conv_dtype``. Under bf16 the shipped model's onset probabilities move by at most
-    a few hundredths, so only a peak that close to its threshold can come or go
+    in ``conv_dtype``. Under bf16 the shipped model's onset probabilities move by at
+    most a few hundredths, so only a peak that close to its threshold can come or go
     (tests/test_inference.py: one of 90 hits on a rendered groove)."""
     fast = fold_batch_norms(model)
     fast.convs = CastConvs(fast.convs, conv_dtype)  # type: ignore[assignment]

@@ -7,8 +7,9 @@ up; the kick is voice 2, stems down. Quiet notes (velocity up to GHOST_VELOCITY)
 ghost notes in parentheses, loud ones (from ACCENT_VELOCITY) get an accent. Hits are
 quantized to the grid, counted from each bar line; every quarter-note beat is filled
 with notes and rests of its own and beamed on its own (a dotted quarter in 6/8, 9/8 and
-12/8), and an empty bar is a whole-bar rest. Bars, meters and tempo marks come from the tempo map (a pickup bar is an implicit
-measure 0). Written as MusicXML 3.1 partwise, which MuseScore, Sibelius and Finale open.
+12/8), and an empty bar is a whole-bar rest. Bars, meters and tempo marks come from the
+tempo map (a pickup bar is an implicit measure 0). Written as MusicXML 3.1 partwise,
+which MuseScore, Sibelius and Finale open.
 """
 
 from __future__ import annotations

@@ -37,17 +37,6 @@ from drumtx.config import Config
 from drumtx.console import Progress, make_console
 from drumtx.egmd import EgmdRecord
 from drumtx.errors import ConfigError, DataError
-from drumtx.recording_part import (
-    CSV_DURATION_TOL_SEC,
-    MIDI_TAIL_TOL_SEC,
-    PART_VERSION,
-    Job,
-    Outcome,
-    init_worker,
-    part_is_done,
-    process_job,
-    stable_json,
-)
 from drumtx.processed import (
     AUDIO_FILE,
     BACKING_FILE,
@@ -65,6 +54,17 @@ from drumtx.processed_writer import (
     finish_store,
     prepare_split_dir,
     remove_stray_tmp,
+)
+from drumtx.recording_part import (
+    CSV_DURATION_TOL_SEC,
+    MIDI_TAIL_TOL_SEC,
+    PART_VERSION,
+    Job,
+    Outcome,
+    init_worker,
+    part_is_done,
+    process_job,
+    stable_json,
 )
 from drumtx.synth.backing import BackingSpec
 
@@ -254,8 +254,6 @@ def _build_split(
     shutil.rmtree(plan.split_dir / PARTS_DIR, ignore_errors=True)
     remove_stray_tmp(plan.split_dir)
     return result
-
-
 
 
 # --- the command ----------------------------------------------------------------------

@@ -33,13 +33,6 @@ from rich.markup import escape
 from drumtx import __version__, drums, storage
 from drumtx.egmd import EgmdRecord
 from drumtx.errors import DataError
-from drumtx.recording_part import (
-    RESUME_HINT,
-    Job,
-    Outcome,
-    part_is_done,
-    stable_json,
-)
 from drumtx.processed import (
     AUDIO_FILE,
     BACKING_FILE,
@@ -49,6 +42,13 @@ from drumtx.processed import (
     PREPROCESS_HINT,
     RECORDINGS_FILE,
     STORE_FILES,
+)
+from drumtx.recording_part import (
+    RESUME_HINT,
+    Job,
+    Outcome,
+    part_is_done,
+    stable_json,
 )
 from drumtx.synth.backing import BackingSpec
 

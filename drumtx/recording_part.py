@@ -49,7 +49,6 @@ RESUME_HINT = f"finished parts are kept; run {PREPROCESS_HINT} again: it resumes
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-
 @dataclass(frozen=True)
 class Job:
     """One selected recording: everything a worker needs, picklable."""

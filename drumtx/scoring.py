@@ -124,8 +124,8 @@ def validation_picture(
 def onset_image(onset: np.ndarray, ref: Sequence[Hit], fps: int, seconds: float = 10.0):
     """(H, W, 3) uint8: predicted probability in green, reference onsets in red.
 
-    One band of 8 pixel rows per class, top to bottom in vocabulary order; one column per
-    frame.
+    One band of 8 pixel rows per class, top to bottom in vocabulary order; one column
+    per frame.
     """
     n_t = min(len(onset), int(seconds * fps))
     n_classes = onset.shape[1]

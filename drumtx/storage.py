@@ -52,7 +52,9 @@ class Roots:
 
 
 def resolve_roots(cfg: Config) -> Roots:
-    """Absolute roots: ``~`` expanded, sub-directories joined to data_root unless absolute."""
+    """Absolute roots: ``~`` expanded, sub-directories joined to data_root
+    unless absolute.
+    """
     data_root = Path(cfg.storage.data_root).expanduser().absolute()
     subdirs = {
         name: data_root / Path(getattr(cfg.storage, name)).expanduser()
@@ -281,7 +283,8 @@ def code_root() -> Path:
 
 
 def layout_warnings(cfg: Config) -> list[str]:
-    """Messages for an inverted layout: code on an HDD warns, data on an SSD is noted."""
+    """Messages for an inverted layout: code on an HDD warns, data on an SSD is noted.
+    """
     messages = []
     code_dir = code_root()
     if device_kind(code_dir) == "hdd":
@@ -299,7 +302,8 @@ def layout_warnings(cfg: Config) -> list[str]:
 
 
 def check_not_raw(path: Path, roots: Roots) -> None:
-    """Refuse to write path when it lies inside the raw E-GMD root (symlinks resolved)."""
+    """Refuse to write path when it lies inside the raw E-GMD root (symlinks resolved).
+    """
     raw = roots.egmd_dir.resolve()
     target = Path(path).expanduser().resolve()
     if target == raw or raw in target.parents:

@@ -30,9 +30,6 @@ from drumtx.distributed import (
 )
 from drumtx.drums import Vocab, get_vocab
 from drumtx.inference import LoadedModel, resolve_device
-from drumtx.schedule import Schedule, resumed_schedule
-from drumtx.scoring import score_store
-from drumtx.storage import Roots, require_roots
 from drumtx.processed import (
     ORDER_CSV,
     ORDER_SHUFFLED,
@@ -41,6 +38,9 @@ from drumtx.processed import (
     read_manifest,
     spread_indices,
 )
+from drumtx.schedule import Schedule, resumed_schedule
+from drumtx.scoring import score_store
+from drumtx.storage import Roots, require_roots
 from drumtx.train_log import (
     StepMeter,
     TrainProgress,
@@ -149,7 +149,8 @@ def train(
             except RuntimeError as exc:
                 if not stopped_mid_step(exc, stop, parts):
                     raise
-                return run.save_interrupted()  # weights as the last whole step left them
+                # weights as the last whole step left them
+                return run.save_interrupted()
             bad_steps.check(result, step)
             state.step += 1
             meter.step_done()
@@ -376,5 +377,6 @@ class Run:
         if self.dist.is_main:
             print(f"checkpoints: {self.run_dir}")
             print(f"logs:        {self.log_dir}")
-            # val/score: micro-F1, averaged with the 0 dB mix where the store has backing
+            # val/score: micro-F1, averaged with the 0 dB mix
+            # where the store has backing
             print(f"best validation score: {self.state.best_score:.3f}")

@@ -282,7 +282,8 @@ def parse_thresholds(items: Sequence[str]) -> tuple[dict[str, float], float | No
 
 
 def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list[Job]:
-    """Expand folders; a missing or unsupported input becomes a failed job, not a crash."""
+    """Expand folders; a missing or unsupported input becomes a failed job, not a crash.
+    """
     jobs: list[Job] = []
     for given in inputs:
         if given.is_dir():
@@ -314,7 +315,8 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
 
 
 def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
-    """Before any work: no output may land inside the raw E-GMD root (it is read-only)."""
+    """Before any work: no output may land inside the raw E-GMD root (it is read-only).
+    """
     roots = resolve_roots(cfg)
     for job in jobs:
         if job.out_base is None:
@@ -587,7 +589,8 @@ def list_models(
         print(f"  {run.name}  {run / 'best.pt'}")
     if not runs:
         print("  (none)")
-    choice = choose_model(cfg, checkpoint, named_by)  # a wrong name: error after the list
+    # a wrong name: error after the list
+    choice = choose_model(cfg, checkpoint, named_by)
     print(f"transcribe uses: {choice.path}")
     print(f"  chosen: {_plain(choice)}")
     return 0

@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic data in tmp_path, nothing downloaded. Keep them generic."""
+"""Shared fixtures: synthetic data in tmp_path, nothing downloaded. Keep them generic.
+"""
 
 from __future__ import annotations
 
@@ -118,7 +119,9 @@ def make_egmd_root(
 
 @pytest.fixture
 def egmd_data_root(tmp_path: Path) -> Path:
-    """A data root holding a tiny E-GMD (3 recordings) plus empty checkpoints/ and logs/."""
+    """A data root holding a tiny E-GMD (3 recordings) plus empty
+    checkpoints/ and logs/.
+    """
     data_root = tmp_path / "data"
     make_egmd_root(data_root)
     (data_root / "checkpoints").mkdir()
@@ -128,7 +131,8 @@ def egmd_data_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def click_wav() -> Callable[..., Path]:
-    """write_click_wav(path, onsets_sec, duration_sec, sample_rate, channels, subtype)."""
+    """write_click_wav(path, onsets_sec, duration_sec, sample_rate, channels, subtype).
+    """
     return write_click_wav
 
 

@@ -21,8 +21,8 @@ from drumtx.config import load_config
 from drumtx.frontend import n_frames
 from drumtx.inference import load_model, transcribe_array
 from drumtx.model import CRNN
-from drumtx.storage import resolve_roots
 from drumtx.processed import load_store, recording_audio
+from drumtx.storage import resolve_roots
 from drumtx.train import run_train
 from drumtx.train_step import (
     accumulate_gradients,

@@ -102,7 +102,10 @@ def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys; from drumtx.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from drumtx.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -202,7 +202,9 @@ def test_unexpected_audio_format_warns_with_the_format_found(
 
 
 def test_matching_manifest_is_ok(egmd_data_root, capsys):
-    split_dir = write_split(egmd_data_root, "train", n_samples=24000, tracks=["backing"])
+    split_dir = write_split(
+        egmd_data_root, "train", n_samples=24000, tracks=["backing"]
+    )
     np.zeros(24000, dtype=np.int16).tofile(split_dir / "backing.i16")
     code, report = run_json(capsys, egmd_data_root)
     row = rows(report)["processed train"]
@@ -221,7 +223,9 @@ def test_store_without_backing_warns_when_backing_is_on(egmd_data_root, capsys):
 
 
 def test_backing_track_of_the_wrong_size_fails(egmd_data_root, capsys):
-    split_dir = write_split(egmd_data_root, "train", n_samples=24000, tracks=["backing"])
+    split_dir = write_split(
+        egmd_data_root, "train", n_samples=24000, tracks=["backing"]
+    )
     np.zeros(100, dtype=np.int16).tofile(split_dir / "backing.i16")
     code, report = run_json(capsys, egmd_data_root)
     row = rows(report)["processed train"]

@@ -404,7 +404,9 @@ def test_music_dir_scores_the_drums_under_real_music(
     t = np.arange(24_000 * 7) / 24_000
     chord = sum(np.sin(2 * np.pi * f * t) for f in (110.0, 138.6, 164.8)) * 0.2
     writer = PoolWriter(tmp_path / "music" / "test", 24_000)
-    writer.add(chord.astype(np.float32), {"file": "c.ogg", "source": "t", "licence": "CC0"})
+    writer.add(
+        chord.astype(np.float32), {"file": "c.ogg", "source": "t", "licence": "CC0"}
+    )
     writer.close()
     args = ("--json", "--limit", "2", "--backing-db", "0")
     plain = json.loads(_evaluate(capsys, root, fitted_checkpoint, *args)[1])

@@ -21,10 +21,12 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 # Every stub logs its name, its arguments and the variable .ci/run exports to pytest.
 STUB = """#!/usr/bin/env bash
-echo "$(basename "$0") $* | require=${DRUMTX_REQUIRE_SYSTEM_PACKAGES:-unset}" >>"$STUB_LOG"
+line="$(basename "$0") $* | require=${DRUMTX_REQUIRE_SYSTEM_PACKAGES:-unset}"
+echo "$line" >>"$STUB_LOG"
 case "$(basename "$0")" in
     id) echo 0 ;;
-    apt-get) echo "E: Unable to locate package hydrogen-drumkits"; exit "$FAKE_APT_RC" ;;
+    apt-get)
+        echo "E: Unable to locate package hydrogen-drumkits"; exit "$FAKE_APT_RC" ;;
     python3) [ "$1 $2" = "-m venv" ] && mkdir -p "$3/bin" && : >"$3/bin/activate" ;;
 esac
 exit 0
@@ -129,7 +131,8 @@ def test_ci_installs_local_torch_by_default_and_a_given_index_else(
     "(DRUMTX_REQUIRE_SYSTEM_PACKAGES=1)",
 )
 def test_packages_ci_installs_are_usable() -> None:
-    """What the Hydrogen-kit, SoundFont and picture tests would otherwise skip without."""
+    """What the Hydrogen-kit, SoundFont and picture tests would otherwise skip without.
+    """
     from drumtx import synth
     from drumtx.synth import soundfont
 

@@ -149,6 +149,7 @@ def test_a_hit_snapped_onto_the_closing_bar_line_opens_a_bar() -> None:
     hits = [Hit(0.0, C("KD"), 100), Hit(1.99, C("CR"), 100)]
     for end_sec in (1.99, 2.0):
         root = parse(musicxml_bytes(hits, ROLAND9.codes, [36] * 9,
-                                    TempoMap.constant(120.0), end_sec=end_sec))  # fmt: skip
+                                    TempoMap.constant(120.0),
+                                    end_sec=end_sec))  # fmt: skip
         assert ("2", 0, "CR", "x") in read_back(root)
         assert len(list(root.iter("measure"))) == 2

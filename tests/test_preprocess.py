@@ -740,7 +740,8 @@ def test_a_pseudo_labelled_song_keeps_its_unsure_peaks_apart(tmp_path: Path) -> 
     got = recording_unsure(store, index)
     assert [ROLAND9.codes[c] for c in got["class"]] == ["LT", "CR"]
     assert np.allclose(got["sample"] / 24000, [0.25, 0.75], atol=1e-4)
-    assert (store.hits["velocity"] > 0).all() and len(recording_unsure(store, other)) == 0
+    assert (store.hits["velocity"] > 0).all()
+    assert len(recording_unsure(store, other)) == 0
     assert len(recording_hits(store, index)) == len(recording_hits(store, other))
     assert not recording_backing(store, index).any()
     assert recording_backing(store, other).any()

@@ -67,8 +67,12 @@ def test_a_store_for_other_settings_is_refused_with_the_key(tmp_path: Path) -> N
         ("format_version", 1, FORMAT_VERSION),
         ("vocab", "adtof5", "roland9"),
     ]
-    assert manifest_mismatches(manifest, None) == [("format_version", 1, FORMAT_VERSION)]
-    with pytest.raises(DataError, match="store format 1, this drumtx reads format 2") as info:
+    assert manifest_mismatches(manifest, None) == [
+        ("format_version", 1, FORMAT_VERSION)
+    ]
+    with pytest.raises(
+        DataError, match="store format 1, this drumtx reads format 2"
+    ) as info:
         load_store(split_dir, cfg)
     # An old store names the command that upgrades it.
     assert "python -m drumtx preprocess --split train" in (info.value.hint or "")

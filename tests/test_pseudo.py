@@ -1,4 +1,5 @@
-"""Pseudo-labels: which teacher peaks become labels, which are ignored, and the views."""
+"""Pseudo-labels: which teacher peaks become labels, which are ignored, and the views.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ def test_confident_peaks_are_labels_and_middling_ones_unsure() -> None:
     _peak(onset, 200, 1, 0.1)  # under the floor: nothing
     got = label(onset, velocity, FPS, [0.5, 0.5], LabelRule(confident=0.4, floor=0.4))
     assert [(round(h.time_sec * FPS), h.cls) for h in got.hits] == [(50, 0)]
-    assert [(round(h.time_sec * FPS), h.cls) for h in got.unsure] == [(100, 0), (150, 1)]
+    assert [(round(h.time_sec * FPS), h.cls) for h in got.unsure] == [
+        (100, 0),
+        (150, 1),
+    ]
 
 
 def test_levels_follow_each_class_threshold() -> None:
@@ -121,14 +125,17 @@ def test_unsure_peaks_become_ignored_targets_and_survive_kit_mixing() -> None:
     # A hit in either wins over an ignore; an ignore wins over "no hit".
     assert out.tolist() == [[0.0, 1.0], [1.0, 0.0]]
     c = np.array([[IGNORE_TARGET, 0.0], [0.0, 0.5]], np.float32)
-    assert union_targets(c, np.zeros_like(c)).tolist() == [[IGNORE_TARGET, 0.0], [0.0, 0.5]]
+    assert union_targets(c, np.zeros_like(c)).tolist() == [
+        [IGNORE_TARGET, 0.0],
+        [0.0, 0.5],
+    ]
 
 
 def test_crops_of_a_pseudo_labelled_recording_ignore_its_unsure_peaks(tmp_path) -> None:
     from drumtx.config import DataConfig
     from drumtx.data import BlockSampler, CropSpec
-    from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES
     from drumtx.processed import HITS_DTYPE, Store
+    from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES
 
     hop, n = 240, 24_000  # 100 fps, one 1-s recording
     hits = np.zeros(1, HITS_DTYPE)

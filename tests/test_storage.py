@@ -67,7 +67,7 @@ def test_resolve_roots_makes_relative_data_root_absolute(
     )
 
 
-# --- require_roots: every failure names the root, the key and the fix ------------------
+# --- require_roots: every failure names the root, the key and the fix -----------------
 
 
 def _raises_storage(cfg, **kwargs) -> StorageError:

@@ -240,6 +240,7 @@ def test_pseudo_label_skips_songs_whose_stems_are_held_out(tmp_path: Path) -> No
     root = tmp_path / "root" / "e-gmd-v1.0.0"
     root.mkdir(parents=True)
     (root / "e-gmd-v1.0.0.csv").write_text("drummer\n")
-    code = pseudo_label.main(["--root", str(tmp_path / "root"), "--scratch",
-                              str(tmp_path / "s"), "--music", str(tmp_path / "x")])  # fmt: skip
+    code = pseudo_label.main(["--root", str(tmp_path / "root"),
+                              "--scratch", str(tmp_path / "s"),
+                              "--music", str(tmp_path / "x")])  # fmt: skip
     assert code == 2 and not (tmp_path / "s").exists()

@@ -1,4 +1,5 @@
-"""transcribe: outputs, bad input, long audio in segments, and accuracy after training."""
+"""transcribe: outputs, bad input, long audio in segments, and accuracy after training.
+"""
 
 from __future__ import annotations
 
@@ -344,7 +345,9 @@ def test_a_bug_shows_its_traceback_instead_of_a_failed_line(
     import drumtx.transcribe as transcribe_module
 
     def shape_bug(*args, **kwargs):
-        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x96 and 128x64)")
+        raise RuntimeError(
+            "mat1 and mat2 shapes cannot be multiplied (4x96 and 128x64)"
+        )
 
     monkeypatch.setattr(transcribe_module, "predict_activations", shape_bug)
     song = _wav(tmp_path / "song.wav")

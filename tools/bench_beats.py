@@ -70,8 +70,8 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
     from drumtx.beats import beat_grid, grid_of
     from drumtx.decode import pick_onsets
     from drumtx.inference import class_thresholds
-    from drumtx.scoring import beat_scores, store_activations, summarize_beats
     from drumtx.processed import reference_hits
+    from drumtx.scoring import beat_scores, store_activations, summarize_beats
     from drumtx.tempo import TempoMap, read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes

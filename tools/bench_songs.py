@@ -48,12 +48,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path,
                    default=REPO / "drumtx" / "models" / "default.pt")  # fmt: skip
     p.add_argument("--kits", default=HELD_OUT_KITS, help="drum kits, comma-separated")
-    p.add_argument("--soundfont", default=str(HELD_OUT_BANK),
-                   help="General MIDI bank for the band, or none (own voices)")  # fmt: skip
+    p.add_argument(
+        "--soundfont",
+        default=str(HELD_OUT_BANK),
+        help="General MIDI bank for the band, or none (own voices)",
+    )
     p.add_argument("--max-sec", type=float, default=120.0)
     p.add_argument("--limit", type=int, default=0, help="songs (0 = all)")
-    p.add_argument("--split", default="test", choices=["test", "fit", "all"],
-                   help="test: the third fit_bar_template never learns from")  # fmt: skip
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "fit", "all"],
+        help="test: the third fit_bar_template never learns from",
+    )
     p.add_argument(
         "--mixes", default="0", help="drums-to-music levels in dB ('' = none)"
     )
@@ -223,7 +230,8 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
                 print(f"{name:10s} {row['song']:40s} tempo {row['ref_bpm']:6.1f} -> "
                       f"{row['est_bpm']:6.1f} meter {row['ref_meter']} -> "
                       f"{row['est_meter']} beat F {row['beat_f'] or 0:.3f} downbeat F "
-                      f"{'-' if down is None else f'{down:.3f}'}", flush=True)  # fmt: skip
+                      f"{'-' if down is None else f'{down:.3f}'}",
+                      flush=True)  # fmt: skip
     return rows
 
 
@@ -261,7 +269,8 @@ def main(argv=None) -> int:
         print(f"error: no full-band songs in {args.songs} ({args.split} share)",
               file=sys.stderr)  # fmt: skip
         print("hint: --songs takes a folder of .mid files with drums on channel 10 "
-              "and another part; --split all takes every song", file=sys.stderr)  # fmt: skip
+              "and another part; --split all takes every song",
+              file=sys.stderr)  # fmt: skip
         return 2
     if args.limit:
         songs = [
@@ -271,7 +280,8 @@ def main(argv=None) -> int:
     if args.json:
         results = {"songs": len(songs), "split": args.split, "max_sec": args.max_sec,
                    "kits": args.kits.split(","), "soundfont": str(args.soundfont),
-                   "checkpoint": str(args.checkpoint), "conditions": conditions}  # fmt: skip
+                   "checkpoint": str(args.checkpoint),
+                   "conditions": conditions}  # fmt: skip
         args.json.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0

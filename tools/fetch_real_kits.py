@@ -81,10 +81,11 @@ SOURCES = [
            "LICENSE", r"^Attribution-ShareAlike 4\.0 International",
            "Sam Greene (samples, Sonor Force 3001), kinwie (SFZ mapping); CC BY-SA 4.0",
            "SamsSonor.sfz", held_out=True,
-           why="a real acoustic kit recorded as a mixed stereo pair (Sonor Force 3001): "
-           "the held-out real kit. MuldjordKit, the one multi-microphone kit obtainable "
-           "here (15 mics with full bleed), teaches more in training than it would "
-           "measure, and real studio tracks are what the model must learn to hear"),
+           why="a real acoustic kit recorded as a mixed stereo pair "
+           "(Sonor Force 3001): the held-out real kit. MuldjordKit, the one "
+           "multi-microphone kit obtainable here (15 mics with full bleed), teaches "
+           "more in training than it would measure, and real studio tracks are what "
+           "the model must learn to hear"),
     Source("sonic-pi-drums", "deb", "sonic-pi-samples", "CC0",
            "usr/share/doc/sonic-pi-samples/copyright",
            r"Files: etc/samples/drum_snare_hard\.flac\n[^\n]*\n[^\n]*\nLicense: CC0",

@@ -79,7 +79,8 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
            f"sfz:{args.kits / HELD_OUT_REAL_KIT}", "--splits", "test", "--max-sec",
            "60", "--seed", "13", "--studio-prob", "0")  # fmt: skip
     drumtx("preprocess", "--data-root", str(real_root), "--split", "test",
-           "--workers", "2", "--allow-skips", "--set", "backing.enabled=false")  # fmt: skip
+           "--workers", "2", "--allow-skips",
+           "--set", "backing.enabled=false")  # fmt: skip
 
 
 def finetune(args: argparse.Namespace, root: Path) -> Path:

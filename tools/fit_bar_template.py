@@ -73,16 +73,23 @@ METER = (4, 4)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", type=Path, required=True,
-                   help="processed train and validation splits and their E-GMD tree")  # fmt: skip
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        required=True,
+        help="processed train and validation splits and their E-GMD tree",
+    )
     p.add_argument("--work", type=Path, required=True, help="activation cache folder")
     p.add_argument("--checkpoint", type=Path,
                    default=REPO / "drumtx" / "models" / "default.pt")  # fmt: skip
     p.add_argument(
         "--limit", type=int, default=600, help="recordings per split (0 = all)"
     )
-    p.add_argument("--mixes", default="none,6,0",
-                   help="conditions taken in turn: none (drums alone) or dB levels")  # fmt: skip
+    p.add_argument(
+        "--mixes",
+        default="none,6,0",
+        help="conditions taken in turn: none (drums alone) or dB levels",
+    )
     p.add_argument(
         "--songs",
         type=Path,
@@ -126,7 +133,8 @@ def activations(args, split: str):
     egmd_dir = args.data_root / "e-gmd-v1.0.0"
     store = load_store(args.data_root / "processed_data" / split, loaded.cfg)
     chosen = [i for i, r in enumerate(store.recordings)
-              if r.get("beat_type") == "beat" and r.get("time_signature") == "4-4"]  # fmt: skip
+              if r.get("beat_type") == "beat"
+              and r.get("time_signature") == "4-4"]  # fmt: skip
     indices = [chosen[i] for i in spread_indices(len(chosen), args.limit)]
     levels = [None if x.strip() == "none" else float(x) for x in args.mixes.split(",")]
     if store.backing is None:
@@ -175,7 +183,9 @@ def labelled(loaded, reference, onset, velocity):
             warnings.simplefilter("ignore")
             beat_f = mir_eval.beat.f_measure(trim(ref_beats), trim(seq / fps))
             down_f = [
-                mir_eval.beat.f_measure(trim(ref_downbeats), trim(seq[p::per_bar] / fps))
+                mir_eval.beat.f_measure(
+                    trim(ref_downbeats), trim(seq[p::per_bar] / fps)
+                )
                 for p in range(per_bar)
             ]  # fmt: skip
         counts = beats.template_counts(hits, seq, fps, per_bar)
@@ -320,7 +330,8 @@ def main(argv=None) -> int:
         print("error: no training recording has the right beats, tempo and meter",
               file=sys.stderr)  # fmt: skip
         print("hint: the data root needs processed train and validation splits of 4/4 "
-              "beats whose MIDI files are in its E-GMD tree", file=sys.stderr)  # fmt: skip
+              "beats whose MIDI files are in its E-GMD tree",
+              file=sys.stderr)  # fmt: skip
         return 1
     weights = fit(sets["train"], args.l2, not args.no_first_hit)
     results = {}

@@ -24,6 +24,7 @@ hours screened and hours kept. Nothing it writes belongs in the repository.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -164,7 +165,9 @@ def write_piece(
     return len(clip) / SAMPLE_RATE
 
 
-def record_of(source: Source, stem: str, number: int, duration: float) -> egmd.EgmdRecord:
+def record_of(
+    source: Source, stem: str, number: int, duration: float
+) -> egmd.EgmdRecord:
     session = f"{PSEUDO_DRUMMER}/{source.name}"
     return egmd.EgmdRecord(
         drummer=PSEUDO_DRUMMER, session=session, id=f"{session}/{number}",
@@ -196,7 +199,7 @@ def label_source(
         audio = load_audio(path, SAMPLE_RATE)
         track = hashlib.sha256(rel.encode()).hexdigest()[:16]  # the file, not its place
         cache = args.scratch / "labels" / teacher.key / source.name / f"{track}.json"
-        labels = cached_labels(cache, lambda: teacher.labels(audio))
+        labels = cached_labels(cache, functools.partial(teacher.labels, audio))
         duration = len(audio) / SAMPLE_RATE
         spans = pieces(drum_spans(labels.hits, vocab.codes, duration),
                        MAX_PIECE_SEC, MIN_PIECE_SEC)  # fmt: skip
@@ -255,7 +258,9 @@ def write_manifest(egmd_dir: Path, entries: list[dict], teacher: str) -> None:
         earlier = json.loads((out / "manifest.json").read_text())["sources"]
         public = [e for e in earlier if e["source"] not in names] + public
     manifest = {"teacher": teacher, "sources": public}
-    atomic_write_bytes(out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write_bytes(
+        out / "manifest.json", (json.dumps(manifest, indent=1) + "\n").encode()
+    )
     lines = ["# Pseudo-labelled real music (self-training)", "",
              f"Teacher: {teacher}", "",
              "| source | package | licences | tracks | screened h | kept h |",
@@ -263,7 +268,8 @@ def write_manifest(egmd_dir: Path, entries: list[dict], teacher: str) -> None:
     for e in public:
         licences = sorted({t["licence"] for t in e["tracks"]})
         lines.append(f"| {e['source']} | {e['package']} | {', '.join(licences)} | "
-                     f"{len(e['tracks'])} | {e['screened_h']:.2f} | {e['kept_h']:.2f} |")
+                     f"{len(e['tracks'])} | {e['screened_h']:.2f} | "
+                     f"{e['kept_h']:.2f} |")
     atomic_write_bytes(out / "manifest.md", ("\n".join(lines) + "\n").encode())
 
 
@@ -296,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     egmd_dir = args.root / "e-gmd-v1.0.0"
     if not egmd.egmd_csv_path(egmd_dir).is_file():
-        print(f"error: {egmd_dir} has no CSV\nhint: run make-dataset first", file=sys.stderr)
+        print(
+            f"error: {egmd_dir} has no CSV\nhint: run make-dataset first",
+            file=sys.stderr,
+        )
         return 2
     try:
         held = held_out_folders(args.music)  # before any download or labelling

@@ -246,8 +246,8 @@ def export(best: Path, results: dict, args: argparse.Namespace, seconds: float) 
     save_checkpoint(out_dir / "default.pt", {k: state[k] for k in keep if k in state})
     card = {
         "summary": (
-            f"{state['config']['model']['preset']} CRNN, {state['step']} steps; held-out "
-            f"micro F1 {results['micro_f1']:.3f} (GMD test x unseen kits)"
+            f"{state['config']['model']['preset']} CRNN, {state['step']} steps; "
+            f"held-out micro F1 {results['micro_f1']:.3f} (GMD test x unseen kits)"
         ),
         "preset": state["config"]["model"]["preset"],
         "steps": state["step"],
