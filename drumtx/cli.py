@@ -117,7 +117,10 @@ def _add_make_dataset(
         "(default: generated grooves)",
     )
     _add_kit_options(p)
-    p.add_argument("--limit", type=int, metavar="N", help="at most N performances")
+    p.add_argument(
+        "--limit", type=int, metavar="N",
+        help="at most N performances (of the --splits kept)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--max-sec",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -89,7 +90,8 @@ def make_dataset(
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
     ``splits`` keeps only performances of those splits (e.g. render the test split
-    through held-out kits into another root); ``kits_per_performance`` renders each
+    through held-out kits into another root), and ``limit`` counts performances of
+    those splits only; ``kits_per_performance`` renders each
     performance through that many kits drawn (seeded) from ``kits`` instead of all;
     ``studio_prob`` records that share of renders in a random studio (room,
     microphones, tuning and balance: ``synth.studio``).
@@ -98,12 +100,10 @@ def make_dataset(
     _check_args(kits, limit, max_sec, kits_per_performance, studio_prob)
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
-        performances = load_gmd(Path(midi_dir), limit=limit, seed=seed)
+        performances = load_gmd(Path(midi_dir), limit=limit, seed=seed, splits=splits)
     else:
         n = DEFAULT_N_GENERATED if limit is None else limit
-        performances = generate_performances(n, seed=seed)
-    if splits is not None:
-        performances = [p for p in performances if p.split in splits]
+        performances = generate_performances(n, seed=seed, splits=splits)
     performances = [crop(p, max_sec) for p in performances]
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
@@ -301,10 +301,17 @@ def crop(perf: Performance, max_sec: float | None) -> Performance:
     return replace(perf, notes=notes, duration_sec=float(max_sec))
 
 
-def load_gmd(midi_dir: Path, *, limit: int | None, seed: int) -> list[Performance]:
-    """Performances of a Groove MIDI Dataset folder (info.csv + MIDI), keeping splits.
+def load_gmd(
+    midi_dir: Path,
+    *,
+    limit: int | None,
+    seed: int,
+    splits: Sequence[str] | None = None,
+) -> list[Performance]:
+    """Performances of a Groove MIDI Dataset folder (info.csv + MIDI), keeping splits;
+    with ``splits``, only those splits' performances.
 
-    With ``limit``, a seeded choice that takes train, validation and test in turn.
+    With ``limit``, a seeded choice that takes the splits in turn.
     """
     if not midi_dir.is_dir():
         raise ConfigError(
@@ -319,6 +326,8 @@ def load_gmd(midi_dir: Path, *, limit: int | None, seed: int) -> list[Performanc
             hint="GMD's groove/ folder holds info.csv next to the drummerN/ folders",
         )
     records = egmd.read_gmd_info(info)
+    if splits is not None:
+        records = [r for r in records if r.split in splits]
     if limit is not None:
         records = _choose(records, limit, seed)
     return [p for rec in records if (p := _gmd_performance(midi_dir, rec)) is not None]
@@ -354,10 +363,20 @@ def _gmd_performance(midi_dir: Path, rec: egmd.GmdRecord) -> Performance | None:
     )  # fmt: skip
 
 
-def generate_performances(n: int, *, seed: int) -> list[Performance]:
-    """``n`` generated grooves and fills, splits by SPLIT_PATTERN."""
-    out = []
-    for i in range(n):
+def generate_performances(
+    n: int, *, seed: int, splits: Sequence[str] | None = None
+) -> list[Performance]:
+    """``n`` generated grooves and fills, splits by SPLIT_PATTERN; with ``splits``,
+    the first ``n`` of those splits (groove i is the same whichever are kept)."""
+    if splits is not None and not set(splits) & set(SPLIT_PATTERN):
+        raise ValueError(f"no split of {SPLIT_PATTERN} in {list(splits)}")
+    out: list[Performance] = []
+    for i in itertools.count():
+        if len(out) == n:
+            break
+        split = SPLIT_PATTERN[i % len(SPLIT_PATTERN)]
+        if splits is not None and split not in splits:
+            continue
         g = generate_groove(np.random.default_rng([seed, i]))
         notes = quantize(g.notes, g.bpm)
         number = str(i + 1)
@@ -365,7 +384,7 @@ def generate_performances(n: int, *, seed: int) -> list[Performance]:
         out.append(Performance(
             drummer="drummer1", session="drummer1/session1", number=number, stem=stem,
             style=g.style, bpm=g.bpm, beat_type=g.beat_type, time_signature=g.meter,
-            split=SPLIT_PATTERN[i % len(SPLIT_PATTERN)],
+            split=split,
             duration_sec=round(notes[-1].time_sec + TAIL_SEC, 6), notes=notes,
             pickup_beats=g.count_in_beats,
         ))  # fmt: skip

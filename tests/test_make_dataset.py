@@ -204,6 +204,23 @@ def test_gmd_limit_draws_every_split(tmp_path: Path) -> None:
     assert sorted(splits) == ["train", "validation"]
 
 
+def test_limit_counts_performances_of_the_kept_splits(tmp_path: Path) -> None:
+    """--limit N --splits test gives N test performances, not the test share of N."""
+    gmd = write_gmd(tmp_path / "groove")
+    out = build(tmp_path / "out", midi_dir=gmd, kits=["synth:3"], limit=1,
+                splits=["test"])  # fmt: skip
+    rows = egmd.read_egmd_csv(out / "e-gmd-v1.0.0.csv")
+    assert [(r.id, r.split) for r in rows] == [("drummer1/eval_session/1", "test")]
+    every = generate_performances(20, seed=5)
+    kept = generate_performances(3, seed=5, splits=["test", "validation"])
+    assert [p.split for p in kept] == ["validation", "test", "validation"]
+    assert [p.stem for p in kept] == [
+        p.stem for p in every if p.split != "train"
+    ][:3]  # the same grooves whichever splits are kept
+    with pytest.raises(ValueError, match="no split"):
+        generate_performances(1, seed=5, splits=["tset"])
+
+
 def test_bad_inputs_raise_helpful_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a folder"):
         build(tmp_path / "o", midi_dir=tmp_path / "missing")
