@@ -244,3 +244,22 @@ def test_pseudo_label_skips_songs_whose_stems_are_held_out(tmp_path: Path) -> No
                               "--scratch", str(tmp_path / "s"),
                               "--music", str(tmp_path / "x")])  # fmt: skip
     assert code == 2 and not (tmp_path / "s").exists()
+
+
+def test_fetch_real_kits_reads_each_licence_as_written() -> None:
+    """A kit is used only when its own licence file reads as the known licence, and
+    never with a non-commercial or no-derivatives clause."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from fetch_real_kits import SOURCES, licence_ok
+
+    salamander = next(s for s in SOURCES if s.name == "Salamander")
+    readme = (
+        "# License\n[CC BY-SA](http://creativecommons.org/licenses/by-sa/3.0/)\n"
+    )
+    assert licence_ok(readme, salamander)
+    assert not licence_ok(readme.replace("by-sa/3.0", "by-nc-sa/3.0"), salamander)
+    assert not licence_ok("# License\nAll rights reserved.\n", salamander)
+    assert not licence_ok(readme + "\nNonCommercial use only\n", salamander)
+    assert all(s.licence in ("CC0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
+               "GPL-2+", "BSD-3-Clause", "MIT") for s in SOURCES)  # fmt: skip
+    assert [s.name for s in SOURCES if s.held_out] == ["SamsSonor"]

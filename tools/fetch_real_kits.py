@@ -30,7 +30,8 @@ import soundfile as sf
 from drumtx.errors import ConfigError
 from drumtx.synth.sfz import SfzKit, mic_kind, read_sfz, sfz_files
 
-ALLOWED = ("CC0", "CC-BY-4.0", "CC-BY-SA-4.0", "GPL-2+", "BSD-3-Clause", "MIT")
+ALLOWED = ("CC0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "GPL-2+", "BSD-3-Clause",
+           "MIT")
 
 
 @dataclass
@@ -86,6 +87,14 @@ SOURCES = [
            "multi-microphone kit obtainable here (15 mics with full bleed), teaches "
            "more in training than it would measure, and real studio tracks are what "
            "the model must learn to hear"),
+    Source("Salamander", "repo", "SoerenSofke/Salamander-Drumkit-Trim", "CC-BY-SA-3.0",
+           "README.md",
+           r"^\[CC BY-SA\]\(http://creativecommons\.org/licenses/by-sa/3\.0/\)",
+           "Alexander Holm (samples, Salamander Drumkit), kinwie (SFZ mapping), essej "
+           "(trimmed samples), Soeren Sofke (archive); CC BY-SA 3.0",
+           "Salamander Drumkit Trim.sfz",
+           why="a real acoustic kit (birch shells, Paiste and Stagg cymbals) recorded "
+           "with a stereo overhead pair, the whole kit with rides and crashes"),
     Source("sonic-pi-drums", "deb", "sonic-pi-samples", "CC0",
            "usr/share/doc/sonic-pi-samples/copyright",
            r"Files: etc/samples/drum_snare_hard\.flac\n[^\n]*\n[^\n]*\nLicense: CC0",
@@ -107,6 +116,12 @@ LEFT_OUT = [
      "not fetched, licence not read"),
     ("sfzinstruments/karoryfer.swirly-drums", "snapshot 861 MB, over the limit; not "
      "fetched, licence not read"),
+    ("michaelwillis/tchimera-drum-kit (CC0 samples, CC-BY-SA-4.0 derivatives)",
+     "snapshot 755 MB, over the limit; not fetched"),
+    ("sfzinstruments/karoryfer.gogodze-phu-vol-ii (CC0, 7 mics: kick, snare, 3 "
+     "toms, hi-hat in 6 states, no ride or crash)", "not read yet: its SFZ picks "
+     "microphones by controller thresholds from #include'd per-piece files and "
+     "labels no key, so it needs a per-microphone wrapper per piece"),
     ("avldrums.lv2 (AVL Drumkits: Black Pearl, Red Zeppelin)", "reserved for "
      "independent evaluation: never fetched, refused by name by drumtx"),
     ("lmms-common samples/drums (Debian: GPL-2+ under 'Files: *')", "licence "
