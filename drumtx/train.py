@@ -89,7 +89,11 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
         run_dir, log_dir = roots.checkpoint_dir / run_name, roots.log_dir / run_name
         resume_path = resolve_resume(resume, run_dir)
         with StopSignals() as stop:
-            return train(cfg, roots, run_dir, log_dir, resume_path, dist, stop)
+            code = train(cfg, roots, run_dir, log_dir, resume_path, dist, stop)
+        # Every rank done with its last collective before any tears the group down:
+        # a rank that exits while another is still in gloo can abort it.
+        barrier(dist)
+        return code
     finally:
         shutdown(dist)
 
