@@ -91,8 +91,8 @@ def make_dataset(
 
     ``splits`` keeps only performances of those splits (e.g. render the test split
     through held-out kits into another root), and ``limit`` counts performances of
-    those splits only; ``kits_per_performance`` renders each
-    performance through that many kits drawn (seeded) from ``kits`` instead of all;
+    those splits only; ``kits_per_performance`` renders each performance through that
+    many kits drawn (seeded) from ``kits`` instead of all;
     ``studio_prob`` records that share of renders in a random studio (room,
     microphones, tuning and balance: ``synth.studio``).
     """
