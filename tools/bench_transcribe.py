@@ -207,17 +207,23 @@ def cold_starts(
     checkpoint: Path, wavs: list[Path], out_dir: Path, threads: int, repeats: int
 ) -> dict[str, Any]:
     """Medians of whole-process wall times: ``import torch`` and each transcription,
-    interleaved run by run so that load on the machine hits them alike."""
+    interleaved run by run so that load on the machine hits them alike. One untimed
+    round first: new processes, not a cold disk cache or uncompiled .pyc files, are
+    what is timed."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     import_torch = [sys.executable, "-c", "import torch"]
+    commands = {wav.name: [sys.executable, "-m", "drumtx", "transcribe", str(wav),
+                           "--checkpoint", str(checkpoint), "-d", "cpu",
+                           "--no-progress", "--overwrite", "-o", str(out_dir)]
+                for wav in wavs}  # fmt: skip
+    _wall(import_torch, env)
+    for command in list(commands.values())[:1]:
+        _wall(command, env)
     runs: dict[str, list[float]] = {"import torch": []}
     for _ in range(repeats):
         runs["import torch"].append(_wall(import_torch, env))
         for wav in wavs:
-            command = [sys.executable, "-m", "drumtx", "transcribe", str(wav),
-                       "--checkpoint", str(checkpoint), "-d", "cpu", "--no-progress",
-                       "--overwrite", "-o", str(out_dir)]  # fmt: skip
-            runs.setdefault(wav.name, []).append(_wall(command, env))
+            runs.setdefault(wav.name, []).append(_wall(commands[wav.name], env))
     torch_sec = statistics.median(runs["import torch"])
     rows = [{"file": "import torch", "audio_sec": 0.0, "wall_sec": torch_sec}]
     for wav in wavs:
