@@ -263,3 +263,62 @@ def test_fetch_real_kits_reads_each_licence_as_written() -> None:
     assert all(s.licence in ("CC0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
                "GPL-2+", "BSD-3-Clause", "MIT") for s in SOURCES)  # fmt: skip
     assert [s.name for s in SOURCES if s.held_out] == ["SamsSonor"]
+
+
+def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> None:
+    """Gogodze's one controller-driven Kit.sfz becomes seven per-microphone files:
+    every drum on its own labelled key, each piece at the level and sample offset the
+    kit gives it at its default controllers, the transposed toms left out."""
+    import soundfile as sf
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from kit_wrappers import GOGODZE_MICS, GOGODZE_PIECES, write_gogodze_mics
+
+    from drumtx.synth.sfz import SfzKit
+
+    programs = tmp_path / "Programs"
+    (programs / "mappings").mkdir(parents=True)
+    kit = ["<control>", "set_cc100=100", "set_cc110=127", "<global>", "seq_length=4",
+           "offset_curvecc110=11"]  # fmt: skip
+    for piece, keys in GOGODZE_PIECES.items():
+        for mic in GOGODZE_MICS:
+            level = "amplitude_cc100=100" if mic == "kick" else "amplitude_cc100=50"
+            kit += ["<master>", level, "offset_cc110=80"]
+            kit.append(f'#include "mappings/{piece}_{mic}_mic.sfz"')
+            if piece == "toml":  # a transposed copy a plain note-on never plays
+                kit += ["<master>", "locc114=1", "transpose=-12", level]
+                kit.append(f'#include "mappings/{piece}_{mic}_mic.sfz"')
+            groups = []
+            for key in keys:
+                sample = f"Samples/{mic}_mic/{piece}_{key}.wav"
+                path = tmp_path / sample
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, np.full(200, 0.1, np.float32), 44_100)
+                groups += [f"<group> lokey={key} hikey={key} // {piece}",
+                           f"<region> sample=../{sample}"]  # fmt: skip
+            (programs / "mappings" / f"{piece}_{mic}_mic.sfz").write_text(
+                "\n".join(groups) + "\n"
+            )
+    kit += ["<curve>", "curve_index=11", "v000=0", "v127=0.5"]
+    (programs / "Kit.sfz").write_text("\n".join(kit) + "\n")
+
+    written = write_gogodze_mics(tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        f"{stem}.sfz" for stem in GOGODZE_MICS.values()
+    )
+    loaded = SfzKit(tmp_path / "mics")
+    kinds = sorted(m.kind for m in loaded.mics)
+    assert kinds == ["close"] * 2 + ["overhead"] * 2 + ["room"] * 3
+    roles = loaded.key_map
+    voices = ("kick", "snare", "hh_closed", "hh_pedal", "hh_open")
+    assert [roles[v] for v in voices] == [36, 38, 42, 44, 46]
+    assert sorted(roles[t] for t in ("tom_low", "tom_mid", "tom_high")) == [41, 43, 45]
+    kick_mic = next(m for m in loaded.mics if m.name == "close_kick")
+    assert len(kick_mic.regions) == 13  # 1 kick, 3 snare, 3 toms, 6 hi-hat keys
+    hats_moved = {r.lokey for r in kick_mic.regions if r.label.startswith("Hihat")}
+    assert hats_moved == {22, 23, 24, 42, 44, 46}
+    gains = {round(r.gain, 4) for r in kick_mic.regions}
+    assert gains == {round(100 / 127, 4)}  # amplitude_cc100=100 at set_cc100=100
+    other = next(m for m in loaded.mics if m.name == "room_front")
+    assert {round(r.gain, 4) for r in other.regions} == {round(0.5 * 100 / 127, 4)}
+    assert {r.offset for r in kick_mic.regions} == {40}  # 80 x curve 11 at 127

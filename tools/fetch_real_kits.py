@@ -5,7 +5,9 @@ e.g. from the session's ``fetch github:sfzinstruments/SamsSonor`` under
 /work/.mirror/OWNER+NAME/repo) and Debian packages fetched with ``apt-get download``
 (run ``apt-get update`` first). Every kit's own licence file is read; a kit is used
 only when it says CC0, CC-BY, CC-BY-SA, GPL, BSD or MIT. One-shot collections without
-a mapping (Debian's) get a generated .sfz with General MIDI keys. Nothing here is
+a mapping (Debian's) get a generated .sfz with General MIDI keys; a kit whose own SFZ
+drumtx cannot play as it is gets one .sfz per microphone from tools/kit_wrappers.py
+(Gogodze: microphones and hi-hat states picked by controllers). Nothing here is
 committed to drumtx: the folder lives outside the repository.
 
 Usage: python tools/fetch_real_kits.py [--out /work/kits] [--mirror /work/.mirror]
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import soundfile as sf
+from kit_wrappers import WRAPPERS
 
 from drumtx.errors import ConfigError
 from drumtx.synth.sfz import SfzKit, mic_kind, read_sfz, sfz_files
@@ -47,6 +50,7 @@ class Source:
     held_out: bool = False
     why: str = ""
     layout: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
+    wrap: str = ""  # kit_wrappers.WRAPPERS: per-mic .sfz files written after the check
 
 
 # Debian one-shots: GM key -> (label, files as velocity layers, soft to hard)
@@ -95,6 +99,14 @@ SOURCES = [
            "Salamander Drumkit Trim.sfz",
            why="a real acoustic kit (birch shells, Paiste and Stagg cymbals) recorded "
            "with a stereo overhead pair, the whole kit with rides and crashes"),
+    Source("Gogodze", "repo", "sfzinstruments/karoryfer.gogodze-phu-vol-ii", "CC0",
+           "LICENSE", r"^CC0 1\.0 Universal",
+           "Karoryfer Lecolds (Gogodze Phu Vol II, 2018: samples and SFZ); CC0 1.0",
+           "mics", wrap="gogodze",
+           why="a real acoustic kit recorded with 7 microphones (kick, snare, 3 toms, "
+           "hi-hat in 6 states; no ride or crash): its own SFZ picks microphones and "
+           "hi-hat states by controllers, so tools/kit_wrappers.py writes one .sfz per "
+           "microphone"),
     Source("sonic-pi-drums", "deb", "sonic-pi-samples", "CC0",
            "usr/share/doc/sonic-pi-samples/copyright",
            r"Files: etc/samples/drum_snare_hard\.flac\n[^\n]*\n[^\n]*\nLicense: CC0",
@@ -118,10 +130,6 @@ LEFT_OUT = [
      "fetched, licence not read"),
     ("michaelwillis/tchimera-drum-kit (CC0 samples, CC-BY-SA-4.0 derivatives)",
      "snapshot 755 MB, over the limit; not fetched"),
-    ("sfzinstruments/karoryfer.gogodze-phu-vol-ii (CC0, 7 mics: kick, snare, 3 "
-     "toms, hi-hat in 6 states, no ride or crash)", "not read yet: its SFZ picks "
-     "microphones by controller thresholds from #include'd per-piece files and "
-     "labels no key, so it needs a per-microphone wrapper per piece"),
     ("avldrums.lv2 (AVL Drumkits: Black Pearl, Red Zeppelin)", "reserved for "
      "independent evaluation: never fetched, refused by name by drumtx"),
     ("lmms-common samples/drums (Debian: GPL-2+ under 'Files: *')", "licence "
@@ -263,6 +271,8 @@ def build_source(source: Source, args: argparse.Namespace) -> dict:
                 f"{source.licence} (or forbids commercial use)"}  # fmt: skip
     if source.kind == "deb":
         write_layout_sfz(kit_dir, unpacked, source.layout)
+    if source.wrap:
+        WRAPPERS[source.wrap](kit_dir)
     return _check_kit(entry, kit_dir / source.spec_path, source)
 
 
