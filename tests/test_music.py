@@ -4,6 +4,8 @@ and mixed under training crops at the asked level with the targets untouched."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -248,3 +250,30 @@ def test_builder_reads_each_files_licence_and_keeps_only_free_ones() -> None:
     assert not any(free.match(x) for x in ("CC-BY-NC-3.0", "CC-BY-ND-4.0", "",
                                            "proprietary"))  # fmt: skip
     assert tool.file_licence(paragraphs, "data/music/loop_nc.ogg")[0] == "CC-BY-NC-3.0"
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
+def test_unpack_makes_its_scratch_folders(tmp_path: Path) -> None:
+    """A first run into an empty scratch folder unpacks a downloaded package (dpkg-deb
+    -x makes no parent folders; it failed there), and a second run reuses it."""
+    tool = load_tool()
+    pkg = tmp_path / "build"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN").chmod(0o755)  # dpkg-deb refuses pytest's 0700 folders
+    (pkg / "DEBIAN" / "control").write_text(
+        "Package: fake-music\nVersion: 1.0-1\nArchitecture: all\n"
+        "Maintainer: nobody <nobody@example.org>\nDescription: test\n"
+    )
+    (pkg / "usr/share/fake").mkdir(parents=True)
+    (pkg / "usr/share/fake/song.txt").write_text("la")
+    scratch = tmp_path / "fresh" / "scratch"
+    (scratch / "debs").mkdir(parents=True)
+    deb = scratch / "debs" / "fake-music_1.0-1_all.deb"
+    subprocess.run(["dpkg-deb", "--build", str(pkg), str(deb)], check=True,
+                   capture_output=True)  # fmt: skip
+    root = tool.unpack("fake-music", scratch)
+    assert (root / "usr/share/fake/song.txt").read_text() == "la"
+    assert tool.package_version("fake-music", scratch) == "1.0-1"
+    (root / "usr/share/fake/song.txt").write_text("kept")  # unpacked once only
+    assert tool.unpack("fake-music", scratch) == root
+    assert (root / "usr/share/fake/song.txt").read_text() == "kept"

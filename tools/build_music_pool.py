@@ -135,6 +135,7 @@ def unpack(package: str, scratch: Path) -> Path:
         subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
     if not (root / ".unpacked").exists():
         deb = sorted(debs.glob(f"{package}_*.deb"))[-1]
+        root.mkdir(parents=True, exist_ok=True)  # dpkg-deb -x makes no parents
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
         (root / ".unpacked").touch()
     return root
