@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,18 +59,27 @@ def hash_unit(key: str) -> float:
 
 
 def assign_splits(
-    keys_by_source: dict[str, list[str]], test_share: float
+    keys_by_source: dict[str, list[str]],
+    test_share: float,
+    held_out: Collection[str] = (),
 ) -> dict[str, str]:
     """Split every source's files by hash; a source of two or more files always keeps
     one in each split (the file with the lowest hash goes to test, the highest to
-    train), so every source is both trained on and held out."""
+    train), so every source is both trained on and held out. Keys in ``held_out``
+    (e.g. an earlier pool's test files) are test whatever their hash, so a bigger
+    pool never trains on what an earlier one held out."""
     splits: dict[str, str] = {}
+    held = set(held_out)
     for keys in keys_by_source.values():
         ranked = sorted(keys, key=hash_unit)
         chosen = {k: split_of(k, test_share) for k in ranked}
         if len(ranked) >= 2:
             chosen[ranked[0]] = "test"
             chosen[ranked[-1]] = "train"
+        chosen.update({k: "test" for k in ranked if k in held})
+        free = [k for k in ranked if k not in held]
+        if len(ranked) >= 2 and free and "train" not in chosen.values():
+            chosen[free[-1]] = "train"
         splits.update(chosen)
     return splits
 

@@ -21,6 +21,7 @@ from drumtx.music import (
     PoolWriter,
     assign_splits,
     fixed_excerpt,
+    hash_unit,
     load_music_pool,
     mix_held_out,
     open_music_pool,
@@ -277,3 +278,25 @@ def test_unpack_makes_its_scratch_folders(tmp_path: Path) -> None:
     (root / "usr/share/fake/song.txt").write_text("kept")  # unpacked once only
     assert tool.unpack("fake-music", scratch) == root
     assert (root / "usr/share/fake/song.txt").read_text() == "kept"
+
+
+def test_a_bigger_pool_keeps_an_earlier_pools_test_files_held_out() -> None:
+    """With more files the lowest hash moves, so a file an earlier build sent to test
+    by that rule lands in train: held-out keys stay test (all of them, even when no
+    file is left to train on), and otherwise a source still keeps a train file."""
+    names = [f"wesnoth/music/{i}.ogg" for i in range(60)]
+    small = [k for k in names if hash_unit(k) > 0.3][:3]  # test only by the rule
+    before = assign_splits({"m": small}, test_share=0.2)
+    old_test = [k for k in small if before[k] == "test"]
+    bigger = names
+    plain = assign_splits({"m": bigger}, test_share=0.2)
+    assert any(plain[k] == "train" for k in old_test)  # the leak this prevents
+    kept = assign_splits({"m": bigger}, test_share=0.2, held_out=old_test)
+    assert all(kept[k] == "test" for k in old_test)
+    assert "train" in kept.values()
+    # Only the held-out keys move; without them the split is as before.
+    assert {k for k in bigger if kept[k] != plain[k]} <= set(old_test)
+    assert assign_splits({"m": bigger}, 0.2, held_out=()) == plain
+    assert set(assign_splits({"m": small}, 0.2, held_out=small).values()) == {"test"}
+    one_free = assign_splits({"m": small}, 0.2, held_out=small[:2])
+    assert [one_free[k] for k in small] == ["test", "test", "train"]

@@ -27,6 +27,7 @@ import sys
 import time
 import zipfile
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drumtx.audio import load_audio  # noqa: E402
 from drumtx.levels import mix_backing, rms_db  # noqa: E402
-from drumtx.music import SPLITS, PoolWriter, assign_splits, hash_unit  # noqa: E402
+from drumtx.music import (  # noqa: E402
+    SPLITS,
+    PoolWriter,
+    assign_splits,
+    hash_unit,
+    load_music_pool,
+)
 from drumtx.screen import (  # noqa: E402
     EXCERPT_SEC,
     ExcerptScore,
@@ -319,6 +326,7 @@ def build_source(
     writers: dict[str, PoolWriter],
     test_share: float,
     max_hours: float = 0.0,
+    held_out: Collection[str] = (),
 ) -> dict:
     """Unpack, licence-check, screen and write one source; its manifest entry.
 
@@ -338,7 +346,7 @@ def build_source(
             unclear.append({"file": rel, "licence": licence or holder})
     kept = screen_source(source, take_hours(source, files, max_hours), loaded, tally)
     keys = sorted({file_key(source, meta["file"]) for _, meta in kept})
-    splits = assign_splits({source.name: keys}, test_share)
+    splits = assign_splits({source.name: keys}, test_share, held_out)
     for key in keys:
         tally.files[splits[key]] += 1
     for audio, meta in kept:
@@ -515,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="screen with the spectral test alone")  # fmt: skip
     parser.add_argument("--max-hours", type=float, default=0.0,
                         help="hours taken from each source, in hash order; 0 = all")
+    parser.add_argument("--hold-out", type=Path, action="append", default=[],
+                        metavar="SPLIT_DIR",
+                        help="an earlier pool's split (e.g. OLD/test) whose "
+                        "files stay held out here, whatever their hash "
+                        "(repeatable)")  # fmt: skip
     parser.add_argument("--calibrate", type=int, default=0, metavar="N")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="calibrate the pool already in --out; build nothing")
@@ -544,6 +557,15 @@ def recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def held_out_keys(split_dirs: list[Path]) -> set[str]:
+    """The file keys of earlier pool splits (their index.json), to hold out again."""
+    keys = set()
+    for split_dir in split_dirs:
+        segments = load_music_pool(split_dir).segments  # checks it is a pool split
+        keys |= {f"{seg['package']}/{seg['file']}" for seg in segments}
+    return keys
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.time()
@@ -554,13 +576,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = [s for s in SOURCES
               if not args.sources or s.name in args.sources.split(",")]  # fmt: skip
+    held_out = held_out_keys(args.hold_out)
     loaded = None if args.no_model else load_screen_model(args.threads)
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
     for source in chosen:
         t0 = time.time()
         entries.append(build_source(source, args.scratch, loaded, writers,
-                                    args.test_share, args.max_hours))  # fmt: skip
+                                    args.test_share, args.max_hours,
+                                    held_out))  # fmt: skip
         print(f"{source.name}: {entries[-1]['hours_kept']} h kept, "
               f"{entries[-1]['hours_refused_drums']} h refused "
               f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
@@ -569,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {
         "built": time.strftime("%Y-%m-%d"), "sample_rate": SAMPLE_RATE,
         "test_share": args.test_share, "max_hours_per_source": args.max_hours,
+        "held_out_from": [str(p) for p in args.hold_out],
         "screen": "spectral" if args.no_model
         else "spectral + shipped model", "sources": entries,
         "attribution": attribution_lines(args.out), "left_out": LEFT_OUT,
