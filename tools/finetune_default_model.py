@@ -23,6 +23,12 @@
 6. ``--export`` writes the new weights to drumtx/models/default.pt (only do that when
    the held-out numbers say so: the script prints both).
 
+``--round 2`` continues round 1's model (its best.pt) on round 1's records plus GMD
+train rendered through two more real recorded kits (Salamander, stereo overheads;
+Gogodze, 7 microphones, no cymbals; 336 renders each), hearing the bigger real-music
+pool (``--music2``: build_music_pool.py --max-hours 2 --hold-out MUSIC/test, so the
+held-out music stays the same) under the drums; same evaluation and export.
+
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
 
@@ -49,6 +55,13 @@ OLD_KITS = [
     "Audiophob", "VariBreaks", "TR808EmulationKit", "synth:2", "synth:6",
     "sf:TimGM6mb:0", "sf:TimGM6mb:16", "sf:OPL-3_FM_128M:0", "virtual:3", "virtual:7",
 ]  # fmt: skip
+ROUND2_RUN = "finetune-real-2"
+ROUND2_KITS = (  # kit (inside --kits), render seed, suffix keeping file names unique
+    ("Salamander/Salamander Drumkit Trim.sfz", 21, "_33"),
+    ("Gogodze/mics", 22, "_34"),
+)
+ROUND2_RENDERS = 336  # GMD train performances per kit
+EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)
 SF2 = Path("/usr/share/sounds/sf2")
 TRAIN_SOUNDFONTS = [SF2 / "TimGM6mb.sf2", SF2 / "OPL-3_FM_128M.sf2"]
 
@@ -70,17 +83,90 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
     if args.pseudo_minutes > 0:
         print("$", " ".join(pseudo), flush=True)
         subprocess.run(pseudo, cwd=REPO, check=True)
-    fonts = ",".join(map(str, TRAIN_SOUNDFONTS))
-    songs = f"'{args.songs.resolve()}'" if args.songs else "''"
-    drumtx("preprocess", "--data-root", str(root), "--split", "train", "validation",
-           "--workers", "2", "--allow-skips", "--set", f"backing.soundfonts='{fonts}'",
-           "--set", f"backing.songs_dir={songs}")  # fmt: skip
+    preprocess_with_backing(args, root)
     drumtx("make-dataset", str(real_root), *gmd, "--kits",
            f"sfz:{args.kits / HELD_OUT_REAL_KIT}", "--splits", "test", "--max-sec",
            "60", "--seed", "13", "--studio-prob", "0")  # fmt: skip
     drumtx("preprocess", "--data-root", str(real_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", "backing.enabled=false")  # fmt: skip
+
+
+def preprocess_with_backing(args: argparse.Namespace, root: Path) -> None:
+    """The store of a training root, its backing tracks from the training banks and
+    songs only (never the held-out sf_GMbank that ``soundfonts = auto`` would add)."""
+    fonts = ",".join(map(str, TRAIN_SOUNDFONTS))
+    songs = f"'{args.songs.resolve()}'" if args.songs else "''"
+    drumtx("preprocess", "--data-root", str(root), "--split", "train", "validation",
+           "--workers", "2", "--allow-skips", "--set", f"backing.soundfonts='{fonts}'",
+           "--set", f"backing.songs_dir={songs}")  # fmt: skip
+
+
+def round2_data(args: argparse.Namespace, root: Path) -> Path:
+    """Round 2's root: the records round 1's store holds (train and validation) and
+    GMD train through each ROUND2_KITS kit, hard-linked; preprocessed like round 1."""
+    from dataclasses import replace
+
+    from drumtx import egmd
+
+    dst = args.work / "ft2-root"
+    linked = dst / "linked"
+    if not linked.exists():
+        src = root / EGMD_DIR
+        stored = {
+            rec["audio_path"]
+            for split in ("train", "validation")
+            for rec in json.loads(
+                (root / "processed_data" / split / "recordings.json").read_text()
+            )
+        }
+        rows = [r for r in egmd.read_egmd_csv(egmd.egmd_csv_path(src))
+                if r.audio_filename in stored]  # fmt: skip
+        links = [(src / r.audio_filename, r.audio_filename) for r in rows]
+        links += [(src / r.midi_filename, r.midi_filename) for r in rows]
+        for kit, seed, suffix in ROUND2_KITS:
+            out = args.work / f"render{suffix}"
+            drumtx("make-dataset", str(out), "--midi-dir", str(args.gmd), "--kits",
+                   f"sfz:{args.kits / kit}", "--splits", "train", "--limit",
+                   str(ROUND2_RENDERS), "--max-sec", "45", "--seed", str(seed),
+                   "--studio-prob", "0.4")  # fmt: skip
+            made = out / EGMD_DIR
+            for r in egmd.read_egmd_csv(egmd.egmd_csv_path(made)):
+                new = replace(
+                    r,
+                    audio_filename=r.audio_filename.replace("_1.wav", f"{suffix}.wav"),
+                    midi_filename=r.midi_filename.replace("_1.midi", f"{suffix}.midi"),
+                )
+                links += [(made / r.audio_filename, new.audio_filename),
+                          (made / r.midi_filename, new.midi_filename)]  # fmt: skip
+                rows.append(new)
+        for file, name in links:
+            target = dst / EGMD_DIR / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.hardlink_to(file)
+        egmd.write_egmd_csv(egmd.egmd_csv_path(dst / EGMD_DIR), rows)
+        linked.write_text(f"{len(rows)} records\n")
+    preprocess_with_backing(args, dst)
+    return dst
+
+
+def finetune_round2(args: argparse.Namespace, root: Path, first: Path) -> Path:
+    """Round 1's best weights trained on round 2's root with the bigger pool."""
+    run_dir = root / "checkpoints" / ROUND2_RUN
+    done = run_dir / "training-finished"
+    if not done.exists():
+        sets = train_settings(args) + [
+            x for s in (
+                f"train.init_from='{first}'", "train.lr=3e-4", "train.min_lr=1e-5",
+                "train.warmup_steps=50", "train.eval_every=500", "train.seed=777",
+                f"data.music_dir='{args.music2 / 'train'}'", "data.music_prob=0.3",
+            ) for x in ("--set", s)
+        ]  # fmt: skip
+        drumtx("train", "--data-root", str(root), "--run", ROUND2_RUN, "--resume",
+               "auto", *sets)  # fmt: skip
+        done.write_text("finished\n")
+    return run_dir / "best.pt"
 
 
 def finetune(args: argparse.Namespace, root: Path) -> Path:
@@ -151,7 +237,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--stage", default="all", choices=["data", "train", "all"])
     p.add_argument("--export", action="store_true", help="ship the new weights")
-    return p.parse_args()
+    p.add_argument("--round", type=int, default=1, choices=[1, 2],
+                   help="2: continue round 1 with more real kits and --music2")
+    p.add_argument("--music2", type=Path,
+                   help="round 2's real-music pool (--max-hours 2 --hold-out)")
+    args = p.parse_args()
+    if args.round == 2 and args.music2 is None:
+        p.error("--round 2 needs --music2 (the bigger real-music pool)")
+    return args
 
 
 def main() -> int:
@@ -162,6 +255,9 @@ def main() -> int:
     if args.stage == "data":
         return 0
     best = finetune(args, root)
+    if args.round == 2:
+        first, root = best, round2_data(args, root)
+        best = finetune_round2(args, root, first)
     if args.stage == "train":
         return 0
     drumtx("evaluate", "--data-root", str(root), "--checkpoint", str(best),
