@@ -300,3 +300,14 @@ def test_a_bigger_pool_keeps_an_earlier_pools_test_files_held_out() -> None:
     assert set(assign_splits({"m": small}, 0.2, held_out=small).values()) == {"test"}
     one_free = assign_splits({"m": small}, 0.2, held_out=small[:2])
     assert [one_free[k] for k in small] == ["test", "test", "train"]
+
+
+def test_build_refuses_a_hold_out_that_is_no_pool(tmp_path: Path, capsys) -> None:
+    """--hold-out naming something that is not a pool split stops the build before
+    any download, with an error and a hint."""
+    tool = load_tool()
+    out = tmp_path / "pool"
+    assert tool.main(["--out", str(out), "--hold-out", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "not a music pool split" in err and "hint:" in err
+    assert not out.exists()

@@ -36,6 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drumtx.audio import load_audio  # noqa: E402
+from drumtx.cli import print_error  # noqa: E402
+from drumtx.errors import DataError  # noqa: E402
 from drumtx.levels import mix_backing, rms_db  # noqa: E402
 from drumtx.music import (  # noqa: E402
     SPLITS,
@@ -576,7 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = [s for s in SOURCES
               if not args.sources or s.name in args.sources.split(",")]  # fmt: skip
-    held_out = held_out_keys(args.hold_out)
+    try:
+        held_out = held_out_keys(args.hold_out)  # before any download
+    except DataError as exc:
+        print_error(exc)
+        return 2
     loaded = None if args.no_model else load_screen_model(args.threads)
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
