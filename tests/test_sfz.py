@@ -186,6 +186,35 @@ def test_includes_defines_inheritance_and_note_names(tmp_path: Path) -> None:
     assert sfz.parse_key("c#4") == 61 and sfz.parse_key("Bb3") == 58
 
 
+def test_a_region_written_back_reads_the_same(tmp_path: Path) -> None:
+    """region_sfz: every field drumtx plays reads back from the written line, the
+    sample found from another folder, a label with spaces kept."""
+    tone(tmp_path / "kit" / "s" / "Ride Tip 3.wav", 0.2)
+    body = """<control> default_path=s/
+<global> global_volume=-2 amp_veltrack=80
+<group> group_label=Ride Tip lokey=50 hikey=52 pitch_keycenter=51 tune=-30
+<region> sample=Ride Tip 3.wav lovel=20 hivel=90 lorand=0.25 hirand=0.5
+ seq_length=3 seq_position=2 amplitude=50 pan=-40 transpose=1 pitch_keytrack=50
+ offset=100 end=5000 amp_velcurve_64=0.7"""
+    (tmp_path / "kit" / "k.sfz").write_text(body)
+    [region] = sfz.read_sfz(tmp_path / "kit" / "k.sfz")
+    out = tmp_path / "elsewhere" / "deeper"
+    out.mkdir(parents=True)
+    root = tmp_path / "kit"
+    (out / "copy.sfz").write_text(
+        "<control> default_path=../../kit/\n" + sfz.region_sfz(region, root) + "\n"
+    )
+    [back] = sfz.read_sfz(out / "copy.sfz")
+    assert back.sample.resolve() == region.sample.resolve()
+    assert back.gain == pytest.approx(region.gain, rel=1e-4)
+    assert region.gain == pytest.approx(0.5 * 10 ** (-2 / 20))
+    same = ("lokey", "hikey", "lovel", "hivel", "lorand", "hirand", "seq_length",
+            "seq_position", "pan", "tune_cents", "keycenter", "keytrack_cents",
+            "offset", "end", "velcurve", "veltrack", "label")  # fmt: skip
+    assert [getattr(back, f) for f in same] == [getattr(region, f) for f in same]
+    assert (back.lokey, back.tune_cents, back.label) == (50, 70.0, "Ride Tip")
+
+
 def test_regions_a_note_on_never_plays_are_left_out(tmp_path: Path) -> None:
     body = """<control> set_cc20=0 set_hdcc21=1
 <region> key=36 sample=k.wav

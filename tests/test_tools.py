@@ -265,18 +265,16 @@ def test_fetch_real_kits_reads_each_licence_as_written() -> None:
     assert [s.name for s in SOURCES if s.held_out] == ["SamsSonor"]
 
 
-def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> None:
-    """Gogodze's one controller-driven Kit.sfz becomes seven per-microphone files:
-    every drum on its own labelled key, each piece at the level and sample offset the
-    kit gives it at its default controllers, the transposed toms left out."""
+def _gogodze_shaped_kit(kit_dir: Path) -> None:
+    """Programs/Kit.sfz and mappings shaped like Gogodze's: every piece in every mic
+    under a <master> leveled by amplitude_cc100 (kick mic 100, the rest 50), constant
+    0.1 samples of 200 frames, and a transposed low-tom copy gated by locc114."""
     import soundfile as sf
 
     sys.path.insert(0, str(REPO / "tools"))
-    from kit_wrappers import GOGODZE_MICS, GOGODZE_PIECES, write_gogodze_mics
+    from kit_wrappers import GOGODZE_MICS, GOGODZE_PIECES
 
-    from drumtx.synth.sfz import SfzKit
-
-    programs = tmp_path / "Programs"
+    programs = kit_dir / "Programs"
     (programs / "mappings").mkdir(parents=True)
     kit = ["<control>", "set_cc100=100", "set_cc110=127", "<global>", "seq_length=4",
            "offset_curvecc110=11"]  # fmt: skip
@@ -291,7 +289,7 @@ def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> N
             groups = []
             for key in keys:
                 sample = f"Samples/{mic}_mic/{piece}_{key}.wav"
-                path = tmp_path / sample
+                path = kit_dir / sample
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(path, np.full(200, 0.1, np.float32), 44_100)
                 groups += [f"<group> lokey={key} hikey={key} // {piece}",
@@ -302,6 +300,17 @@ def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> N
     kit += ["<curve>", "curve_index=11", "v000=0", "v127=0.5"]
     (programs / "Kit.sfz").write_text("\n".join(kit) + "\n")
 
+
+def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> None:
+    """Gogodze's one controller-driven Kit.sfz becomes seven per-microphone files:
+    every drum on its own labelled key, each piece at the level and sample offset the
+    kit gives it at its default controllers, the transposed toms left out."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from kit_wrappers import GOGODZE_MICS, write_gogodze_mics
+
+    from drumtx.synth.sfz import SfzKit
+
+    _gogodze_shaped_kit(tmp_path)
     written = write_gogodze_mics(tmp_path)
     assert sorted(p.name for p in written) == sorted(
         f"{stem}.sfz" for stem in GOGODZE_MICS.values()
@@ -322,3 +331,56 @@ def test_kit_wrappers_write_one_playable_sfz_per_microphone(tmp_path: Path) -> N
     other = next(m for m in loaded.mics if m.name == "room_front")
     assert {round(r.gain, 4) for r in other.regions} == {round(0.5 * 100 / 127, 4)}
     assert {r.offset for r in kick_mic.regions} == {40}  # 80 x curve 11 at 127
+
+
+def test_graft_cymbals_gives_a_cymbal_less_kit_a_donors_ride_and_crash(
+    tmp_path: Path,
+) -> None:
+    """Each wrapper gets the donor's cymbal regions as the donor's matching mic heard
+    them, scaled so the donor's snare would match the kit's; nothing else changes."""
+    import soundfile as sf
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from kit_wrappers import MULDJORD_FOR_GOGODZE, graft_cymbals, write_gogodze_mics
+
+    from drumtx.synth.sfz import SfzKit
+
+    kit_dir, donor = tmp_path / "Gogodze", tmp_path / "Muldjord" / "Multi"
+    _gogodze_shaped_kit(kit_dir)
+    write_gogodze_mics(kit_dir)
+    donor.mkdir(parents=True)
+    pieces = {"kick": (36, 0.3, 0), "snare": (38, 0.2, 0),  # key, sample level, dB
+              "ride": (51, 0.3, -6), "crash": (49, 0.3, 0)}  # fmt: skip
+    for mic in set(MULDJORD_FOR_GOGODZE.values()):
+        lines = ["<control> default_path=../Samples/"]
+        for piece, (key, amp, db) in pieces.items():
+            sample = donor.parent / "Samples" / mic / f"{piece}.wav"
+            sample.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(sample, np.full(300, amp, np.float32), 44_100)
+            lines.append(f"<region> key={key} volume={db} sample={mic}/{piece}.wav")
+        (donor / f"{mic}.sfz").write_text("\n".join(lines) + "\n")
+
+    out = kit_dir / "mics-cymbals"
+    written = graft_cymbals(kit_dir / "mics", donor, MULDJORD_FOR_GOGODZE, out)
+    assert len(written) == 7
+    plain, grafted = SfzKit(kit_dir / "mics"), SfzKit(out)
+    assert "ride" not in plain.key_map
+    assert (grafted.key_map["ride"], grafted.key_map["crash1"]) == (51, 49)
+    scale = (0.1 * 0.5 * 100 / 127) / 0.2  # the kit's overhead snare / the donor's
+    for before, after in zip(plain.mics, grafted.mics):
+        assert after.name == before.name
+        n = len(before.regions)
+        assert [r.sample.resolve() for r in after.regions[:n]] == [
+            r.sample.resolve() for r in before.regions
+        ]
+        added = after.regions[n:]
+        assert [r.lokey for r in added] == [51, 49]  # cymbals only, not kick or snare
+        donor_mic = MULDJORD_FOR_GOGODZE[after.name]
+        assert all(r.sample.resolve().parent.name == donor_mic for r in added)
+        assert added[0].gain == pytest.approx(10 ** (-6 / 20) * scale, rel=1e-3)
+        assert added[1].gain == pytest.approx(scale, rel=1e-3)
+    hit = grafted.strike("ride", 1.0, 44_100, np.random.default_rng(0))
+    assert np.abs(hit.sound.audio).max() > 0
+
+    with pytest.raises(ValueError, match="already played"):  # the keys are taken
+        graft_cymbals(out, donor, MULDJORD_FOR_GOGODZE, tmp_path / "twice")

@@ -22,9 +22,22 @@ the wrappers of an extracted kit.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
+
+from drumtx.synth.sfz import (
+    SfzKit,
+    opcodes,
+    region_sfz,
+    render_region,
+    strip_comments,
+)
 
 # mic folder in the kit -> wrapper name (drumtx's mic_kind reads the kind from it)
 GOGODZE_MICS = {
@@ -53,14 +66,6 @@ GOGODZE_PIECES = {
 MICS_DIR = "mics"  # the wrappers' folder inside the kit (the --kits sfz: path)
 
 
-def _strip_comments(text: str) -> str:
-    return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL))
-
-
-def _opcodes(text: str) -> dict[str, str]:
-    return dict(re.findall(r"([\w$]+)=(\S+)", text))
-
-
 def _curve_at(points: dict[int, float], x: float) -> float:
     """A <curve> (points v000..v127) at x, linear between its points."""
     lo = max(p for p in points if p <= x)
@@ -73,14 +78,14 @@ def _curve_at(points: dict[int, float], x: float) -> float:
 def read_gogodze_kit(programs: Path) -> tuple[dict, dict[tuple[str, str], dict]]:
     """From Kit.sfz: per (piece, mic) the level (0..1) and sample offset a plain
     note-on gets at the default controllers, and the global opcodes."""
-    text = _strip_comments((programs / "Kit.sfz").read_text())
+    text = strip_comments((programs / "Kit.sfz").read_text())
     parts = re.split(r"<(\w+)>", text)
     cc: dict[int, float] = {}
     glob: dict[str, str] = {}
     curves: dict[int, dict[int, float]] = {}
     masters: dict[tuple[str, str], dict[str, str]] = {}
     for header, body in zip(parts[1::2], parts[2::2]):
-        ops = _opcodes(re.sub(r'#include\s+"[^"]*"', " ", body))
+        ops = opcodes(re.sub(r'#include\s+"[^"]*"', " ", body))
         if header == "control":
             cc = {int(k[6:]): float(v) for k, v in ops.items() if k[:6] == "set_cc"}
         elif header == "global":
@@ -115,7 +120,7 @@ def _mapping(programs: Path, piece: str, mic: str) -> str:
     """A piece's mapping for one mic: groups labelled, keys moved, sample paths made
     relative to the kit folder."""
     path = programs / "mappings" / f"{piece}_{mic}_mic.sfz"
-    text = _strip_comments(path.read_text())
+    text = strip_comments(path.read_text())
     out = []
     for part in re.split(r"(?=<group>)", text):
         part = "\n".join(line.strip() for line in part.splitlines() if line.strip())
@@ -162,9 +167,109 @@ def write_gogodze_mics(kit_dir: Path) -> list[Path]:
     return written
 
 
+# Gogodze mic -> the MuldjordKit microphone its grafted cymbals are taken from
+MULDJORD_FOR_GOGODZE = {
+    "close_kick": "Kickdrum left",
+    "close_snare": "Snare top",
+    "overhead_oh": "Overhead left",
+    "overhead_side": "Overhead right",
+    "room_front": "Ambience left",
+    "room_window": "Ambience right",
+    "room_retro": "Ambience left",
+}
+CYMBAL_VOICES = ("ride", "ride_edge", "ride_bell", "crash1", "crash2")
+GRAFT_DIR = "mics-cymbals"  # the grafted wrappers' folder inside the kit
+
+
+def _snare_level(kit: SfzKit, mic_name: str, sample_rate: int = 44_100) -> float:
+    """RMS over 0.3 s of the kit's hardest snare hit in one mic, its gain applied."""
+    mic = next(m for m in kit.mics if m.name == mic_name)
+    key = kit.key_map["snare"]
+    regions = [r for r in mic.regions if r.lokey <= key <= r.hikey]
+    top = max(r.hivel for r in regions)
+    levels = []
+    for r in regions:
+        if r.hivel == top:
+            audio = render_region(r, key, sample_rate)[: int(0.3 * sample_rate)]
+            rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+            levels.append(r.gain * rms)
+    return float(np.mean(levels))
+
+
+def graft_cymbals(
+    mics_dir: Path, donor_dir: Path, donor_mics: dict[str, str], out_dir: Path
+) -> list[Path]:
+    """Copies of a cymbal-less kit's per-mic files with a donor kit's ride and crash
+    regions added, each mic taking them from the donor's mic ``donor_mics`` names.
+
+    A kit without cymbals renders GMD's ride and crash notes as nothing, so its
+    renders never set a real hi-hat beside a real ride. The donor's regions keep their
+    own keys (they must be free in the kit), velocity layers and round robins; their
+    level is scaled by one factor, the two kits' hardest snare in the first overhead
+    pair of ``donor_mics``, so cymbals sit against the drums as in the donor.
+    """
+    kit, donor = SfzKit(mics_dir), SfzKit(donor_dir)
+    keys = sorted({donor.key_map[v] for v in CYMBAL_VOICES if v in donor.key_map})
+    taken = set(keys) & {k for m in kit.mics for r in m.regions
+                         for k in range(r.lokey, r.hikey + 1)}  # fmt: skip
+    if not keys or taken:
+        raise ValueError(f"donor cymbal keys {keys} missing or already played: {taken}")
+    ref = next(m.name for m in kit.mics if m.kind == "overhead")
+    scale = _snare_level(kit, ref) / _snare_level(donor, donor_mics[ref])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in sorted(mics_dir.glob("*.sfz")):
+        mic = next(m for m in donor.mics if m.name == donor_mics[file.stem])
+        root = Path(os.path.commonpath([r.sample for r in mic.regions])).parent
+        text = re.sub(  # the kit's own samples, found from out_dir
+            r"default_path=(\S*)",
+            lambda m: (
+                "default_path=" + os.path.relpath(mics_dir / m.group(1), out_dir) + "/"
+            ),
+            file.read_text(),
+        )
+        lines = [
+            text,
+            f"// grafted: cymbals of {donor_dir.name} ({mic.name} mic), level "
+            f"x{scale:.3f} (snare against snare)",
+            "<control>",
+            f"default_path={os.path.relpath(root, out_dir)}/",
+            "<master>",
+        ]  # no label: an unlabelled key maps by its GM number
+        for r in mic.regions:
+            if r.lokey == r.hikey and r.lokey in keys:
+                lines.append(region_sfz(replace(r, gain=r.gain * scale), root))
+        path = out_dir / file.name
+        path.write_text("\n".join(lines) + "\n")
+        written.append(path)
+    return written
+
+
 WRAPPERS = {"gogodze": write_gogodze_mics}
 
 
-if __name__ == "__main__":
-    for p in write_gogodze_mics(Path(sys.argv[1])):
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kit_dir", type=Path, help="the extracted Gogodze kit")
+    parser.add_argument(
+        "--graft-cymbals",
+        type=Path,
+        metavar="MULDJORD_MULTI",
+        help="also write KIT_DIR/mics-cymbals: the wrappers with MuldjordKit's "
+        "cymbals (its DrumGizmo/MuldjordKit/Multi folder)",
+    )
+    args = parser.parse_args(argv)
+    for p in write_gogodze_mics(args.kit_dir):
         print(f"wrote {p}")
+    if args.graft_cymbals:
+        for p in graft_cymbals(
+            args.kit_dir / MICS_DIR,
+            args.graft_cymbals,
+            MULDJORD_FOR_GOGODZE,
+            args.kit_dir / GRAFT_DIR,
+        ):
+            print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -19,6 +19,7 @@ key has no telling label.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -65,7 +66,8 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _strip_comments(text: str) -> str:
+def strip_comments(text: str) -> str:
+    """SFZ text without its /* block */ and // line comments."""
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
     return re.sub(r"//[^\n]*", "", text)
 
@@ -99,7 +101,7 @@ def expand_sfz(
             f"SFZ includes nest deeper than {MAX_INCLUDE_DEPTH} at {path}",
             hint="an #include probably includes itself",
         )
-    text = _strip_comments(_read_text(path))
+    text = strip_comments(_read_text(path))
     parts, pos = [], 0
     for m in _DIRECTIVE.finditer(text):
         parts.append(_substitute(text[pos : m.start()], defines))
@@ -119,7 +121,7 @@ def expand_sfz(
     return "\n".join(parts)
 
 
-def _opcodes(body: str) -> dict[str, str]:
+def opcodes(body: str) -> dict[str, str]:
     """``name=value`` pairs; a text value (a sample path, a label) may hold spaces."""
     found = list(_OPCODE.finditer(body))
     ops = {}
@@ -134,7 +136,7 @@ def split_headers(text: str) -> list[tuple[str, dict[str, str]]]:
     """(header, opcodes) in file order; opcodes before the first header are dropped."""
     pieces = _HEADER.split(text)  # [before, name, body, name, body, ...]
     return [
-        (pieces[i].lower(), _opcodes(pieces[i + 1])) for i in range(1, len(pieces), 2)
+        (pieces[i].lower(), opcodes(pieces[i + 1])) for i in range(1, len(pieces), 2)
     ]
 
 
@@ -322,6 +324,30 @@ def read_sfz(path: Path) -> list[Region]:
             f"{path} has no <region>: not an SFZ instrument", hint=SFZ_HINT
         )
     return build_regions(headers, path.parent)
+
+
+def region_sfz(region: Region, sample_root: Path) -> str:
+    """``region`` as one ``<region>`` line that ``read_sfz`` reads back the same, its
+    sample named relative to ``sample_root`` (the file's ``default_path`` folder).
+    Levels are written as ``volume``; choke groups (group, off_by) are left out, so
+    the region plays under the hi-hat rule only, and the label is the most specific."""
+    sample = Path(os.path.relpath(region.sample, sample_root)).as_posix()
+    ops = [f"sample={sample}", f"lokey={region.lokey}", f"hikey={region.hikey}",
+           f"pitch_keycenter={region.keycenter}", f"lovel={region.lovel}",
+           f"hivel={region.hivel}", f"lorand={region.lorand:g}",
+           f"hirand={region.hirand:g}", f"seq_length={region.seq_length}",
+           f"seq_position={region.seq_position}",
+           f"volume={20 * np.log10(max(region.gain, 1e-9)):.4f}",
+           f"pan={100 * region.pan:g}", f"tune={region.tune_cents:g}",
+           f"pitch_keytrack={region.keytrack_cents:g}", f"offset={region.offset}",
+           f"amp_veltrack={100 * region.veltrack:g}"]  # fmt: skip
+    if region.end is not None:
+        ops.append(f"end={region.end}")
+    ops += [f"amp_velcurve_{x}={y:g}" for x, y in region.velcurve]
+    label = region.label.split("|")[0]
+    if label:
+        ops.append(f"region_label={label}")  # a text opcode: last, it may hold spaces
+    return "<region> " + " ".join(ops)
 
 
 # ---------------------------------------------------------------- velocity and samples
