@@ -7,7 +7,8 @@ e.g. from the session's ``fetch github:sfzinstruments/SamsSonor`` under
 only when it says CC0, CC-BY, CC-BY-SA, GPL, BSD or MIT. One-shot collections without
 a mapping (Debian's) get a generated .sfz with General MIDI keys; a kit whose own SFZ
 drumtx cannot play as it is gets one .sfz per microphone from tools/kit_wrappers.py
-(Gogodze: microphones and hi-hat states picked by controllers). Nothing here is
+(Gogodze: microphones and hi-hat states picked by controllers), and a kit without
+cymbals a used kit's cymbals grafted on (Gogodze: MuldjordKit's). Nothing here is
 committed to drumtx: the folder lives outside the repository.
 
 Usage: python tools/fetch_real_kits.py [--out /work/kits] [--mirror /work/.mirror]
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import soundfile as sf
-from kit_wrappers import WRAPPERS
+from kit_wrappers import GRAFTS, WRAPPERS
 
 from drumtx.errors import ConfigError
 from drumtx.synth.sfz import SfzKit, mic_kind, read_sfz, sfz_files
@@ -51,6 +52,7 @@ class Source:
     why: str = ""
     layout: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
     wrap: str = ""  # kit_wrappers.WRAPPERS: per-mic .sfz files written after the check
+    graft: str = ""  # a used source whose cymbals kit_wrappers.GRAFTS adds
 
 
 # Debian one-shots: GM key -> (label, files as velocity layers, soft to hard)
@@ -102,11 +104,13 @@ SOURCES = [
     Source("Gogodze", "repo", "sfzinstruments/karoryfer.gogodze-phu-vol-ii", "CC0",
            "LICENSE", r"^CC0 1\.0 Universal",
            "Karoryfer Lecolds (Gogodze Phu Vol II, 2018: samples and SFZ); CC0 1.0",
-           "mics", wrap="gogodze",
+           "mics-cymbals", wrap="gogodze", graft="MuldjordKit",
            why="a real acoustic kit recorded with 7 microphones (kick, snare, 3 toms, "
            "hi-hat in 6 states; no ride or crash): its own SFZ picks microphones and "
            "hi-hat states by controllers, so tools/kit_wrappers.py writes one .sfz per "
-           "microphone"),
+           "microphone (mics/), and the same with MuldjordKit's rides and crashes as "
+           "its matching microphones heard them (mics-cymbals/, what training plays: "
+           "without cymbals its renders would drop GMD's ride and crash notes)"),
     Source("sonic-pi-drums", "deb", "sonic-pi-samples", "CC0",
            "usr/share/doc/sonic-pi-samples/copyright",
            r"Files: etc/samples/drum_snare_hard\.flac\n[^\n]*\n[^\n]*\nLicense: CC0",
@@ -273,6 +277,13 @@ def build_source(source: Source, args: argparse.Namespace) -> dict:
         write_layout_sfz(kit_dir, unpacked, source.layout)
     if source.wrap:
         WRAPPERS[source.wrap](kit_dir)
+    if source.graft:
+        donor = next(d for d in SOURCES if d.name == source.graft)
+        donor_spec = args.out / donor.name / donor.spec_path
+        if not donor_spec.is_dir():
+            return {**entry, "status": "left out", "why": f"its cymbals come from "
+                    f"{donor.name}, which is not at {donor_spec}"}  # fmt: skip
+        GRAFTS[source.wrap](kit_dir, donor_spec)
     return _check_kit(entry, kit_dir / source.spec_path, source)
 
 

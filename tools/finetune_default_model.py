@@ -25,7 +25,8 @@
 
 ``--round 2`` continues round 1's model (its best.pt) on round 1's records plus GMD
 train rendered through two more real recorded kits (Salamander, stereo overheads;
-Gogodze, 7 microphones, no cymbals; 336 renders each), hearing the bigger real-music
+Gogodze, 7 microphones, with MuldjordKit's cymbals grafted on by fetch_real_kits.py;
+336 renders each), hearing the bigger real-music
 pool (``--music2``: build_music_pool.py --max-hours 2 --hold-out MUSIC/test, so the
 held-out music stays the same) under the drums; same evaluation and export.
 
@@ -58,7 +59,7 @@ OLD_KITS = [
 ROUND2_RUN = "finetune-real-2"
 ROUND2_KITS = (  # kit (inside --kits), render seed, suffix keeping file names unique
     ("Salamander/Salamander Drumkit Trim.sfz", 21, "_33"),
-    ("Gogodze/mics", 22, "_34"),
+    ("Gogodze/mics-cymbals", 22, "_34"),  # with MuldjordKit's cymbals
 )
 ROUND2_RENDERS = 336  # GMD train performances per kit
 EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)

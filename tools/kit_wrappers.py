@@ -16,8 +16,15 @@ wants one .sfz per microphone with every drum on its own labelled key, so
   groups too (drumtx's hi-hat rule chokes the open hat). Not expressible in what
   drumtx reads: pan (the files are mono), the retro mic's high-pass filter.
 
-Used by tools/fetch_real_kits.py; ``python tools/kit_wrappers.py KIT_DIR`` rewrites
-the wrappers of an extracted kit.
+Gogodze has no cymbals, so its renders would drop GMD's ride and crash notes;
+``graft_cymbals`` writes KIT_DIR/mics-cymbals: the same wrappers with MuldjordKit's
+ride and crash regions, each Gogodze mic taking them from the MuldjordKit mic in the
+same place (``MULDJORD_FOR_GOGODZE``), at one level factor (the kits' hardest snare in
+the overheads).
+
+Used by tools/fetch_real_kits.py; ``python tools/kit_wrappers.py KIT_DIR
+[--graft-cymbals MULDJORD/DrumGizmo/MuldjordKit/Multi]`` rewrites the wrappers of an
+extracted kit.
 """
 
 from __future__ import annotations
@@ -245,7 +252,15 @@ def graft_cymbals(
     return written
 
 
+def graft_gogodze(kit_dir: Path, muldjord_multi: Path) -> list[Path]:
+    """KIT_DIR/mics-cymbals: Gogodze's wrappers with MuldjordKit's cymbals."""
+    return graft_cymbals(
+        kit_dir / MICS_DIR, muldjord_multi, MULDJORD_FOR_GOGODZE, kit_dir / GRAFT_DIR
+    )
+
+
 WRAPPERS = {"gogodze": write_gogodze_mics}
+GRAFTS = {"gogodze": graft_gogodze}  # after WRAPPERS: (kit folder, donor mic folder)
 
 
 def main(argv: list[str]) -> None:
@@ -262,12 +277,7 @@ def main(argv: list[str]) -> None:
     for p in write_gogodze_mics(args.kit_dir):
         print(f"wrote {p}")
     if args.graft_cymbals:
-        for p in graft_cymbals(
-            args.kit_dir / MICS_DIR,
-            args.graft_cymbals,
-            MULDJORD_FOR_GOGODZE,
-            args.kit_dir / GRAFT_DIR,
-        ):
+        for p in graft_gogodze(args.kit_dir, args.graft_cymbals):
             print(f"wrote {p}")
 
 
