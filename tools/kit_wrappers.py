@@ -212,8 +212,9 @@ def graft_cymbals(
     A kit without cymbals renders GMD's ride and crash notes as nothing, so its
     renders never set a real hi-hat beside a real ride. The donor's regions keep their
     own keys (they must be free in the kit), velocity layers and round robins; their
-    level is scaled by one factor, the two kits' hardest snare in the first overhead
-    pair of ``donor_mics``, so cymbals sit against the drums as in the donor.
+    level is scaled by one factor, the kit's hardest snare in its first overhead mic
+    over the donor's in the mic ``donor_mics`` pairs with it, so the cymbals sit
+    against the drums as they do in the donor.
     """
     kit, donor = SfzKit(mics_dir), SfzKit(donor_dir)
     keys = sorted({donor.key_map[v] for v in CYMBAL_VOICES if v in donor.key_map})
