@@ -382,5 +382,13 @@ def test_graft_cymbals_gives_a_cymbal_less_kit_a_donors_ride_and_crash(
     hit = grafted.strike("ride", 1.0, 44_100, np.random.default_rng(0))
     assert np.abs(hit.sound.audio).max() > 0
 
+    from fetch_real_kits import kit_stats
+
+    stats = kit_stats(out, kit_dir)  # the manifest counts the donor's samples apart
+    own = kit_stats(kit_dir / "mics", kit_dir)
+    assert (stats["n_samples"], stats["sample_hours"]) == (
+        own["n_samples"], own["sample_hours"]
+    )
+    assert (stats["n_borrowed_samples"], own["n_borrowed_samples"]) == (12, 0)
     with pytest.raises(ValueError, match="already played"):  # the keys are taken
         graft_cymbals(out, donor, MULDJORD_FOR_GOGODZE, tmp_path / "twice")

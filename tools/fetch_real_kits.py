@@ -227,14 +227,19 @@ def write_layout_sfz(kit_dir: Path, unpacked: Path, layout: dict) -> list[Path]:
     return used
 
 
-def kit_stats(spec_path: Path) -> dict:
-    """Samples, microphones, size and length of the audio an SFZ kit plays."""
+def kit_stats(spec_path: Path, kit_dir: Path) -> dict:
+    """Samples, microphones, size and length of the audio an SFZ kit plays from its
+    own folder; samples it borrows from another kit (grafted cymbals) are counted
+    apart, as that kit's manifest entry already holds their hours."""
     files = [f for f in sfz_files(spec_path) if mic_kind(f.stem) is not None]
-    samples = {r.sample for f in files for r in read_sfz(f)}
+    samples = {r.sample.resolve() for f in files for r in read_sfz(f)}
+    borrowed = {p for p in samples if not p.is_relative_to(kit_dir.resolve())}
+    samples -= borrowed
     present = sorted(p for p in samples if p.is_file())
     seconds = sum(sf.info(p).duration for p in present)
     return {
         "n_samples": len(present),
+        "n_borrowed_samples": len(borrowed),
         "missing_samples": sorted(str(p) for p in samples - set(present))[:20],
         "n_missing_samples": len(samples) - len(present),
         "mics": [f.stem for f in files] if len(files) > 1 else ["stereo/mono mix"],
@@ -284,16 +289,17 @@ def build_source(source: Source, args: argparse.Namespace) -> dict:
             return {**entry, "status": "left out", "why": f"its cymbals come from "
                     f"{donor.name}, which is not at {donor_spec}"}  # fmt: skip
         GRAFTS[source.wrap](kit_dir, donor_spec)
-    return _check_kit(entry, kit_dir / source.spec_path, source)
+    return _check_kit(entry, kit_dir, source)
 
 
-def _check_kit(entry: dict, spec_path: Path, source: Source) -> dict:
+def _check_kit(entry: dict, kit_dir: Path, source: Source) -> dict:
     """Load the kit as make-dataset would; record its spec, stats and layout."""
+    spec_path = kit_dir / source.spec_path
     try:
         kit = SfzKit(spec_path)
     except ConfigError as exc:
         return {**entry, "status": "left out", "why": f"does not load: {exc.message}"}
-    entry.update(kit_stats(spec_path))
+    entry.update(kit_stats(spec_path, kit_dir))
     entry["spec"] = kit.name
     entry["voices"] = {v: k for v, k in sorted(kit.key_map.items())}
     entry["status"] = "held out" if source.held_out else "used"
