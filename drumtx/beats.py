@@ -45,6 +45,7 @@ notes. Everything is numpy (no scipy): it runs on every ``transcribe``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Sequence
@@ -75,6 +76,13 @@ COMPOUND_TRIPLETS, COMPOUND_MAX_BPM = 0.6, 90.0
 PHRASE_RATIO = 0.75  # 6/8: crashes 8 beats apart at least this x 16 beats apart
 EXCERPT_SEC = 60.0  # a long file's candidate tempi compete on its busiest minute
 FINALISTS = 3  # and the best three of them through the whole file
+# a tempo at about twice or half the winner's whose hypothesis scores at most this
+# much lower is reported beside it (BeatGrid.rival_bpm). Chosen on GMD train and
+# validation renders through training kits (tools/bench_beats.py reports it): 1.0
+# names the right tempo for 13-17 % of the recordings whose tempo is wrong and adds
+# a needless one to 6-7 % of those whose tempo is right.
+OCTAVE_MARGIN = 1.0
+OCTAVE_RATIOS = (1.9, 2.1)  # "about twice": beat periods this many times apart
 
 # role of each class: (unaccented, accented); kick 0/1, snare 2/3, timekeeper 4/5
 ROLES = {"KD": (1, 0), "SD": (3, 2), "HH": (5, 4), "RD": (5, 4), "CY": (5, 4),
@@ -119,6 +127,14 @@ class BeatGrid:
     downbeats_sec: np.ndarray
     found: bool  # False: too few hits; the map is the default 120 BPM, 4/4
     duration_sec: float  # of the audio the grid covers
+    # the tempo (quarter notes per minute) at about twice or half ``bpm`` that the
+    # tracker nearly chose (within OCTAVE_MARGIN), or None: an octave to try by hand
+    rival_bpm: float | None = None
+
+    @property
+    def bpm(self) -> float:
+        """Median quarter notes per minute over the audio."""
+        return self.tempo_map.median_bpm(self.duration_sec)
 
     @property
     def meter(self) -> str:
@@ -358,11 +374,13 @@ def fill_steady(
 @dataclass(frozen=True)
 class Hypothesis:
     """A beat sequence (frames, counted beats), the index of its first downbeat and
-    the meter of its bars."""
+    the meter of its bars; ``rival``: the tempo ratio (about 2 or 1/2) of a close
+    runner-up at another octave (octave_rival), or None."""
 
     beats: np.ndarray
     phase: int
     meter: tuple[int, int] = FOUR_FOUR
+    rival: float | None = None
 
     @property
     def per_bar(self) -> int:
@@ -453,9 +471,11 @@ def best_hypothesis(
     strength = onset_strength(onset, codes)
     periods = finalists(strength, hits, fps) if bpm is None else None
     beat_bpm = None if bpm is None else bpm / counted_beats(*(meter or FOUR_FOUR))[1]
-    best = best_of(beat_sequences(strength, fps, beat_bpm, periods), hits, fps)
+    sequences = beat_sequences(strength, fps, beat_bpm, periods)
+    best = best_of(sequences, hits, fps)
     if best is None:
         return None
+    rival = None if bpm is not None else octave_rival(sequences, hits, fps, best)
     if bpm is None:
         best = follow_tempo(strength, hits, best, fps)
     if meter is None:
@@ -463,8 +483,34 @@ def best_hypothesis(
     else:
         beats = best.beats
     if not template:
-        return best_of([beats], hits, fps, meter)
-    return choose_phase(hits, beats, fps, meter)
+        chosen = best_of([beats], hits, fps, meter)
+    else:
+        chosen = choose_phase(hits, beats, fps, meter)
+    return None if chosen is None else dataclasses.replace(chosen, rival=rival)
+
+
+def octave_rival(
+    sequences: Sequence[np.ndarray], hits: Hits, fps: float, best: Hypothesis
+) -> float | None:
+    """The ratio of the best period to that of the highest-scoring sequence at about
+    twice or half the winner's tempo (OCTAVE_RATIOS), where that sequence's best bar
+    phase scores within OCTAVE_MARGIN of the winner; else None. The octave is what
+    the tracker gets wrong most (a slow groove's sixteenth hats read as eighths)."""
+    lo, hi = OCTAVE_RATIOS
+    period = float(np.median(np.diff(best.beats)))
+    winner = score_of(hits, best, fps)
+    rival, rival_score = None, winner - OCTAVE_MARGIN
+    for seq in sequences:
+        ratio = period / float(np.median(np.diff(seq)))
+        if not (lo <= ratio <= hi or lo <= 1.0 / ratio <= hi):
+            continue
+        score = max(
+            score_of(hits, Hypothesis(seq, phase), fps)
+            for phase in range(BEATS_PER_BAR)
+        )  # fmt: skip
+        if score >= rival_score:
+            rival, rival_score = ratio, score
+    return rival
 
 
 def finalists(strength: np.ndarray, hits: Hits, fps: float) -> list[float] | None:
@@ -824,10 +870,18 @@ def fitted_map(hyp: Hypothesis, fps: float, bpm: float | None) -> TempoMap:
     )
 
 
-def grid_of(tempo_map: TempoMap, duration_sec: float, found: bool) -> BeatGrid:
-    """Beats and downbeats a tempo map puts in [0, duration_sec]."""
+def grid_of(
+    tempo_map: TempoMap, duration_sec: float, found: bool, rival: float | None = None
+) -> BeatGrid:
+    """Beats and downbeats a tempo map puts in [0, duration_sec]; ``rival``: the
+    tempo ratio of a close runner-up at another octave (Hypothesis.rival)."""
     beats_sec, downbeats_sec = tempo_map.beats_and_downbeats(duration_sec)
-    return BeatGrid(tempo_map, beats_sec, downbeats_sec, found, duration_sec)
+    rival_bpm = None
+    if rival is not None:
+        rival_bpm = tempo_map.median_bpm(duration_sec) * rival or None
+    return BeatGrid(
+        tempo_map, beats_sec, downbeats_sec, found, duration_sec, rival_bpm
+    )
 
 
 def beat_grid(
@@ -861,4 +915,4 @@ def beat_grid(
     if hyp is None:
         fallback = TempoMap.constant(bpm or 120.0, *(forced or FOUR_FOUR))
         return grid_of(fallback, duration_sec, False)
-    return grid_of(fitted_map(hyp, fps, bpm), duration_sec, True)
+    return grid_of(fitted_map(hyp, fps, bpm), duration_sec, True, hyp.rival)

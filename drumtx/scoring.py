@@ -190,27 +190,38 @@ def beat_scores(
         with warnings.catch_warnings():  # an empty estimate scores 0, as it should
             warnings.simplefilter("ignore", UserWarning)
             scores[key] = float(mir_eval.beat.f_measure(ref, est)) if len(ref) else None
-    ref_bpm = quarter_bpm(reference, duration_sec)
-    est_bpm = quarter_bpm(grid.tempo_map, duration_sec)
-    scores.update(ref_bpm=ref_bpm, est_bpm=est_bpm)
-    scores["tempo_ok"] = bool(ref_bpm and abs(est_bpm / ref_bpm - 1.0) <= 0.04)
+    ref_bpm = reference.median_bpm(duration_sec)
+    est_bpm = grid.tempo_map.median_bpm(duration_sec)
+    scores.update(ref_bpm=ref_bpm, est_bpm=est_bpm, rival_bpm=grid.rival_bpm)
+    scores["tempo_ok"] = tempo_within(est_bpm, ref_bpm)
+    scores["rival_ok"] = tempo_within(grid.rival_bpm, ref_bpm)
     ref_meter = "{}/{}".format(*reference.meter_at(reference.pickup_beats))
     scores.update(ref_meter=ref_meter, est_meter=grid.meter)
     scores["meter_ok"] = ref_meter == grid.meter
     return scores
 
 
-def quarter_bpm(tempo_map: TempoMap, duration_sec: float) -> float:
-    """Median quarter notes per minute of a tempo map over [0, duration_sec]."""
-    last = float(np.floor(tempo_map.beats(duration_sec)))
-    quarters = tempo_map.seconds(np.arange(0.0, last + 1.0))
-    return 60.0 / float(np.median(np.diff(quarters))) if len(quarters) > 1 else 0.0
+def hint_text(entry: dict[str, Any]) -> str:
+    """The octave hint of a summarize_beats entry: ``rescued/wrong, noise``, e.g.
+    ``3/13, 0.032`` (3 of the 13 wrong tempi hinted right; 3.2 % of the right ones
+    given a needless hint)."""
+    wrong = entry["n_tempo_wrong"]
+    rescued = round((entry["rival_rescued"] or 0.0) * wrong)
+    noise = entry["rival_noise"]
+    return f"{rescued}/{wrong}, " + ("-" if noise is None else f"{noise:.3f}")
+
+
+def tempo_within(bpm: float | None, ref_bpm: float, tolerance: float = 0.04) -> bool:
+    """Whether ``bpm`` is within ``tolerance`` (4 %) of a nonzero reference."""
+    return bool(bpm and ref_bpm and abs(bpm / ref_bpm - 1.0) <= tolerance)
 
 
 def summarize_beats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per beat type ("beat", "fill"; "all" without types): recordings, tempo and
     meter accuracy (shares), median and mean beat and downbeat F over the scorable
-    ones."""
+    ones, and the octave hint (BeatGrid.rival_bpm): ``rival_rescued``, the share of
+    the recordings with the tempo wrong whose hint is right, and ``rival_noise``, the
+    share of those with the tempo right that get a hint."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row.get("beat_type") or "all", []).append(row)
@@ -219,6 +230,17 @@ def summarize_beats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         entry: dict[str, Any] = {"n_recordings": len(group)}
         entry["tempo_accuracy"] = float(np.mean([r["tempo_ok"] for r in group]))
         entry["meter_accuracy"] = float(np.mean([r["meter_ok"] for r in group]))
+        wrong = [r for r in group if not r["tempo_ok"]]
+        right = [r for r in group if r["tempo_ok"]]
+        entry["n_tempo_wrong"] = len(wrong)
+        entry["rival_rescued"] = (
+            float(np.mean([bool(r.get("rival_ok")) for r in wrong])) if wrong else None
+        )
+        entry["rival_noise"] = (
+            float(np.mean([r.get("rival_bpm") is not None for r in right]))
+            if right
+            else None
+        )
         for key in ("beat_f", "downbeat_f"):
             values = [r[key] for r in group if r[key] is not None]
             entry[f"n_{key}"] = len(values)

@@ -133,6 +133,12 @@ class TempoMap:
         seg = max(0, int(np.searchsorted(self.start_beats, beat, side="right")) - 1)
         return 60.0 / self.sec_per_beat[seg]
 
+    def median_bpm(self, end_sec: float) -> float:
+        """Median quarter notes per minute over [0, end_sec] (0 without two beats)."""
+        last = float(np.floor(self.beats(end_sec)))
+        quarters = self.seconds(np.arange(0.0, last + 1.0))
+        return 60.0 / float(np.median(np.diff(quarters))) if len(quarters) > 1 else 0.0
+
     def on_ticks(self, ticks_per_beat: int) -> TempoMap:
         """The map as a MIDI file can hold it: tempo changes and meters on whole
         ticks, tempi in whole microseconds per beat (so ticks read back exactly)."""

@@ -21,7 +21,7 @@ from drumtx import beats
 from drumtx.cli import main
 from drumtx.drums import ROLAND9
 from drumtx.midi import Note, read_notes
-from drumtx.scoring import beat_scores, summarize_beats
+from drumtx.scoring import beat_scores, hint_text, summarize_beats
 from drumtx.tempo import TempoMap, read_tempo_map
 
 FPS = 100.0
@@ -119,6 +119,39 @@ def test_forced_tempo_is_constant_and_keeps_the_bars() -> None:
     assert grid.downbeats_sec[:8] == pytest.approx(bar_sec, abs=1e-9)
 
 
+def test_octave_rival_names_a_close_tempo_twice_or_half_the_winner(
+    monkeypatch,
+) -> None:
+    """A steady rock beat wins clearly at its own tempo: no hint. With any margin
+    allowed, the hint is the best sequence at twice or half that tempo, and
+    transcribe's grid reports it in quarter notes per minute."""
+    notes, _, _, end = rock([(97.0, 12)], start_sec=1.3)
+    onset, velocity = activations(notes, end)
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS)
+    assert grid.rival_bpm is None
+    assert grid.bpm == pytest.approx(97.0, rel=0.005)
+    monkeypatch.setattr(beats, "OCTAVE_MARGIN", 1e9)
+    grid = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS)
+    assert grid.bpm == pytest.approx(97.0, rel=0.005)  # the choice is the same
+    ratio = grid.rival_bpm / grid.bpm
+    assert 1.9 <= ratio <= 2.1 or 1.9 <= 1 / ratio <= 2.1
+    forced = beats.beat_grid(onset, velocity, ROLAND9.codes, FPS, bpm=97.0)
+    assert forced.rival_bpm is None  # a forced tempo has no rival
+
+
+def test_octave_rival_ignores_tempi_that_are_not_an_octave(monkeypatch) -> None:
+    monkeypatch.setattr(beats, "OCTAVE_MARGIN", 1e9)
+    notes, _, _, end = rock([(100.0, 12)])
+    onset, velocity = activations(notes, end)
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    strength = beats.onset_strength(onset, ROLAND9.codes)
+    at = {bpm: beats.beat_sequences(strength, FPS, bpm=bpm) for bpm in (100, 150, 200)}
+    best = beats.best_of(at[100], hits, FPS)
+    assert beats.octave_rival(at[100] + at[150], hits, FPS, best) is None
+    ratio = beats.octave_rival(at[100] + at[150] + at[200], hits, FPS, best)
+    assert ratio == pytest.approx(2.0, rel=0.02)
+
+
 def test_too_few_hits_keep_the_old_120_bpm_map() -> None:
     onset = np.zeros((500, 9))
     grid = beats.beat_grid(onset, onset, ROLAND9.codes, FPS)
@@ -213,6 +246,17 @@ def test_beat_scores_against_a_reference_map() -> None:
     assert summary["beat"]["tempo_accuracy"] == 1.0
     assert summary["beat"]["downbeat_f_median"] == 0.5
     assert summary["fill"]["n_beat_f"] == 0 and summary["fill"]["beat_f_median"] is None
+    hinted = beats.grid_of(TempoMap.constant(200.0), 30, True, rival=0.5)
+    assert hinted.rival_bpm == pytest.approx(100.0)
+    rescued = beat_scores(reference, hinted, 30.0)
+    assert not rescued["tempo_ok"] and rescued["rival_ok"]
+    needless = beat_scores(reference, beats.grid_of(reference, 30, True, 2.0), 30)
+    assert needless["tempo_ok"] and not needless["rival_ok"]
+    rows = [{**r, "beat_type": "beat"} for r in (perfect, double, rescued, needless)]
+    summary = summarize_beats(rows)["beat"]
+    assert summary["n_tempo_wrong"] == 2
+    assert summary["rival_rescued"] == 0.5 and summary["rival_noise"] == 0.5
+    assert hint_text(summary) == "1/2, 0.500"
 
 
 def test_bench_beats_prints_its_table(made_store: Path, tmp_path: Path) -> None:

@@ -102,3 +102,13 @@ def test_file_without_tempo_or_meter_is_120_in_four(tmp_path) -> None:
     tm = read_tempo_map(path)
     assert tm.bpm_at(0.0) == pytest.approx(120.0)
     assert tm.meters == ((0.0, 4, 4),)
+
+
+def test_median_bpm_is_the_tempo_most_of_the_span_has() -> None:
+    steady = TempoMap.constant(97.0)
+    assert steady.median_bpm(30.0) == pytest.approx(97.0)
+    # 8 quarter notes at 120 (4 s), then 100 from 4 s on
+    changing = TempoMap((0.0, 8.0), (0.5, 0.6))
+    assert changing.median_bpm(6.0) == pytest.approx(120.0)  # 8 of 11 quarters
+    assert changing.median_bpm(20.0) == pytest.approx(100.0)
+    assert steady.median_bpm(0.3) == 0.0  # not two beats yet

@@ -109,9 +109,11 @@ def f_text(row: dict, key: str) -> str:
 
 
 def print_table(results: dict) -> None:
+    from drumtx.scoring import hint_text
+
     head = (
         f"{'audio':12s} {'type':5s} {'n':>4s} {'tempo':>6s} {'meter':>6s} "
-        f"{'beat F':>13s} {'downbeat F':>13s}   "
+        f"{'beat F':>13s} {'downbeat F':>13s} {'octave hint':>12s}   "
         "baseline (120 BPM from 0): tempo, beat F, down F"
     )
     print(head)
@@ -122,9 +124,11 @@ def print_table(results: dict) -> None:
             print(f"{name:12s} {kind:5s} {row['n_recordings']:4d} "
                   f"{row['tempo_accuracy']:6.3f} {row['meter_accuracy']:6.3f} "
                   f"{f_text(row, 'beat_f'):>13s} "
-                  f"{f_text(row, 'downbeat_f'):>13s}   {old['tempo_accuracy']:.3f}, "
+                  f"{f_text(row, 'downbeat_f'):>13s} {hint_text(row):>12s}   "
+                  f"{old['tempo_accuracy']:.3f}, "
                   f"{f_text(old, 'beat_f')}, {f_text(old, 'downbeat_f')}")  # fmt: skip
-    print("(beat and downbeat F: median/mean)")
+    print("(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
+          "is right / wrong tempi, share of right tempi given a hint)")
     print("onset timing error, hits matched within 50 ms:")
     for name, cond in results["conditions"].items():
         t = cond["timing"]

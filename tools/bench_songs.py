@@ -230,18 +230,19 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
                 print(f"{name:10s} {row['song']:40s} tempo {row['ref_bpm']:6.1f} -> "
                       f"{row['est_bpm']:6.1f} meter {row['ref_meter']} -> "
                       f"{row['est_meter']} beat F {row['beat_f'] or 0:.3f} downbeat F "
-                      f"{'-' if down is None else f'{down:.3f}'}",
+                      f"{'-' if down is None else f'{down:.3f}'}"
+                      + (f" (hint {row['rival_bpm']:.1f})" if row["rival_bpm"] else ""),
                       flush=True)  # fmt: skip
     return rows
 
 
 def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
     """Print the table; {condition: {"summary", "songs"}}."""
-    from drumtx.scoring import summarize_beats
+    from drumtx.scoring import hint_text, summarize_beats
 
     out = {}
     print(f"{'audio':12s} {'songs':>5s} {'tempo':>6s} {'meter':>6s} "
-          f"{'beat F':>13s} {'downbeat F':>13s}")  # fmt: skip
+          f"{'beat F':>13s} {'downbeat F':>13s}   octave hint")  # fmt: skip
     for name, cond_rows in rows.items():
         summary = summarize_beats(cond_rows)["song"]
         out[name] = {"summary": summary, "songs": cond_rows}
@@ -250,8 +251,10 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
              for k in ("beat_f", "downbeat_f")}  # fmt: skip
         print(f"{name:12s} {summary['n_recordings']:5d} "
               f"{summary['tempo_accuracy']:6.3f} {summary['meter_accuracy']:6.3f} "
-              f"{f['beat_f']:>13s} {f['downbeat_f']:>13s}")  # fmt: skip
-    print("(beat and downbeat F: median/mean)")
+              f"{f['beat_f']:>13s} {f['downbeat_f']:>13s}   "
+              f"{hint_text(summary)}")  # fmt: skip
+    print("(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
+          "is right / wrong tempi, share of right tempi given a hint)")
     return out
 
 
