@@ -102,6 +102,7 @@ class Job:
     reason: str = ""
     n_hits: int = 0
     outputs: list[Path] = field(default_factory=list)
+    grid: BeatGrid | None = None  # the tempo map written (done jobs)
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -204,10 +205,27 @@ def _model_line(loaded: LoadedModel) -> str:
 def _print_job(console: Console, job: Job) -> None:
     for path in job.outputs:
         console.print(f"wrote {escape(str(path))}")
+    if job.grid is not None:
+        console.print(f"  {escape(tempo_line(job.grid))}")
     if job.status == "failed":
         console.print(
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
         )
+
+
+def tempo_line(grid: BeatGrid) -> str:
+    """What the outputs' tempo map says, e.g. ``tempo 92.4 BPM, 4/4, first bar line
+    at 0.52 s (or 184.8 BPM? --tempo 184.8)``."""
+    if not grid.found:
+        return (
+            f"tempo: too few hits to find one; {grid.bpm:g} BPM in {grid.meter} "
+            "written (--tempo and --meter set them)"
+        )
+    first = float(grid.downbeats_sec[0]) if len(grid.downbeats_sec) else 0.0
+    line = f"tempo {grid.bpm:.1f} BPM, {grid.meter}, first bar line at {first:.2f} s"
+    if grid.rival_bpm is not None:
+        line += f" (or {grid.rival_bpm:.1f} BPM? --tempo {grid.rival_bpm:.1f})"
+    return line
 
 
 def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
@@ -388,7 +406,7 @@ def transcribe_job(
             fixed = rendering.velocity_fixed
             hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
         job.outputs = write_outputs(job, hits, loaded.vocab, rendering, grid)
-        job.status, job.n_hits = "done", len(hits)
+        job.status, job.n_hits, job.grid = "done", len(hits), grid
     except DrumtxError as exc:
         job.status, job.reason = "failed", exc.message
     except OSError as exc:
@@ -532,6 +550,26 @@ def write_outputs(
     return written
 
 
+def job_summary(job: Job) -> dict:
+    """One input's entry in the --json summary; done ones carry the tempo found."""
+    entry = {
+        "input": str(job.input_path),
+        "status": job.status,
+        "reason": job.reason,
+        "hits": job.n_hits,
+        "outputs": [str(p) for p in job.outputs],
+    }
+    if job.grid is not None:
+        rival = job.grid.rival_bpm
+        entry["tempo"] = {
+            "bpm": round(job.grid.bpm, 3),
+            "meter": job.grid.meter,
+            "found": job.grid.found,
+            "rival_bpm": None if rival is None else round(rival, 3),
+        }
+    return entry
+
+
 def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
     done = [j for j in jobs if j.status == "done"]
     skipped = [j for j in jobs if j.status == "skipped"]
@@ -550,16 +588,7 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
                     "transcribed": len(done),
                     "skipped": len(skipped),
                     "failed": len(failed),
-                    "inputs": [
-                        {
-                            "input": str(j.input_path),
-                            "status": j.status,
-                            "reason": j.reason,
-                            "hits": j.n_hits,
-                            "outputs": [str(p) for p in j.outputs],
-                        }
-                        for j in jobs
-                    ],
+                    "inputs": [job_summary(j) for j in jobs],
                 },
                 indent=1,
             )

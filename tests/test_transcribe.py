@@ -328,6 +328,28 @@ def test_quantize_and_tempo_shape_every_output(tmp_path, random_model):
     )
 
 
+def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, capsys):
+    """Each file's line says the tempo map written; --json carries it too."""
+    from drumtx.beats import grid_of
+    from drumtx.tempo import TempoMap
+    from drumtx.transcribe import tempo_line
+
+    song = _wav(tmp_path / "song.wav", seconds=6.0)
+    args = [str(song), "--checkpoint", str(random_model), "--threshold", "0.01"]
+    assert _run(*args, "--tempo", "97", "--json") == 0
+    out = capsys.readouterr()
+    assert "tempo 97.0 BPM, 4/4, first bar line at" in out.err
+    [entry] = json.loads(out.out)["inputs"]
+    assert entry["tempo"] == {"bpm": 97.0, "meter": "4/4", "found": True,
+                              "rival_bpm": None}  # fmt: skip
+    fallback = grid_of(TempoMap.constant(120.0), 5.0, False)
+    assert tempo_line(fallback).startswith("tempo: too few hits to find one; 120 BPM")
+    hinted = grid_of(TempoMap.constant(184.8, 6, 8), 30.0, True, rival=0.5)
+    assert tempo_line(hinted) == (
+        "tempo 184.8 BPM, 6/8, first bar line at 0.00 s (or 92.4 BPM? --tempo 92.4)"
+    )
+
+
 def test_bad_grid_or_tempo_is_a_usage_error(tmp_path, random_model, capsys):
     song = _wav(tmp_path / "song.wav")
     assert _run(str(song), "--checkpoint", str(random_model), "--quantize", "1/7") == 2
