@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from drumtx.drums import Hit
+from drumtx.harmony import Chroma, bar_change
 from drumtx.meter import SEARCH_BPM, TEMPO_LIMITS_BPM, counted_beats, parse_meter
 from drumtx.tempo import TempoMap, pickup_meter
 
@@ -98,6 +99,9 @@ N_POSITIONS = 7  # beat 1, beat 3, beats 2/4, eighth, sixteenth, triplet, off gr
 # the bar template that chooses the bar phase
 # (drumtx/models/, tools/fit_bar_template.py)
 BAR_TEMPLATE_FILE = "bar_template.json"
+# weight of the harmony's bar-line evidence (drumtx.harmony.bar_change) in the bar
+# phase's score (tools/bench_songs.py --harmony-weight tunes it)
+HARMONY_WEIGHT = 4.0
 
 # Fitted by tools/fit_beat_scorer.py (GMD train through synth:9-12, the shipped model,
 # l2 1e-3): per role, hits per bar on beat 1, beat 3, beats 2/4, eighths, sixteenths,
@@ -458,6 +462,7 @@ def best_hypothesis(
     bpm: float | None = None,
     meter: tuple[int, int] | None = None,
     template: bool = True,
+    chroma: Chroma | None = None,
 ) -> Hypothesis | None:
     """The highest-scoring hypothesis, or None when there is too little to go on.
     ``template=False`` chooses the bar phase by the linear score alone (as
@@ -485,7 +490,7 @@ def best_hypothesis(
     if not template:
         chosen = best_of([beats], hits, fps, meter)
     else:
-        chosen = choose_phase(hits, beats, fps, meter)
+        chosen = choose_phase(hits, beats, fps, meter, chroma)
     return None if chosen is None else dataclasses.replace(chosen, rival=rival)
 
 
@@ -563,13 +568,17 @@ def best_of(
 
 
 def choose_phase(
-    hits: Hits, beats: np.ndarray, fps: float, meter: tuple[int, int]
+    hits: Hits,
+    beats: np.ndarray,
+    fps: float,
+    meter: tuple[int, int],
+    chroma: Chroma | None = None,
 ) -> Hypothesis:
     """The bar phase of a beat sequence, and (where the meter has a bar template)
     whether the beats are the sequence or the same half a beat later: the highest
     ``phase_scores``."""
     options = phase_sequences(beats) if bar_template(meter) is not None else [beats]
-    scores = np.stack([phase_scores(hits, seq, fps, meter) for seq in options])
+    scores = np.stack([phase_scores(hits, seq, fps, meter, chroma) for seq in options])
     i, phase = np.unravel_index(int(np.argmax(scores)), scores.shape)  # first on a tie
     return Hypothesis(options[int(i)], int(phase), meter)
 
@@ -580,10 +589,16 @@ def phase_sequences(beats: np.ndarray) -> list[np.ndarray]:
 
 
 def phase_scores(
-    hits: Hits, beats: np.ndarray, fps: float, meter: tuple[int, int]
+    hits: Hits,
+    beats: np.ndarray,
+    fps: float,
+    meter: tuple[int, int],
+    chroma: Chroma | None = None,
 ) -> np.ndarray:
     """(counted beats per bar,) score of each bar phase: the linear score of the
-    hypothesis plus, where the meter has one, the fitted bar template's."""
+    hypothesis plus, where the meter has one, the fitted bar template's, plus
+    HARMONY_WEIGHT x where the harmony changes (``chroma`` of the audio; none: no
+    such evidence)."""
     per_bar = counted_beats(*meter)[0]
     hyps = [Hypothesis(beats, phase, meter) for phase in range(per_bar)]
     scores = np.array([score_of(hits, hyp, fps) for hyp in hyps])
@@ -594,6 +609,8 @@ def phase_scores(
             float(np.roll(counts, -phase, axis=1).ravel() @ template)
             for phase in range(per_bar)
         ])  # fmt: skip
+    if chroma is not None and HARMONY_WEIGHT:
+        scores += HARMONY_WEIGHT * bar_change(chroma, beats / fps, per_bar)
     return scores
 
 
@@ -893,6 +910,7 @@ def beat_grid(
     bpm: float | None = None,
     meter: str = "auto",
     hits: Sequence[Hit] | None = None,
+    chroma: Chroma | None = None,
 ) -> BeatGrid:
     """Tempo map, beats and downbeats of (T, C) activations (frame t at t / fps).
 
@@ -911,7 +929,7 @@ def beat_grid(
         tracked = find_hits(onset, velocity, codes)
     else:
         tracked = hits_of(hits, codes, fps)
-    hyp = best_hypothesis(onset, tracked, codes, fps, bpm, forced)
+    hyp = best_hypothesis(onset, tracked, codes, fps, bpm, forced, chroma=chroma)
     if hyp is None:
         fallback = TempoMap.constant(bpm or 120.0, *(forced or FOUR_FOUR))
         return grid_of(fallback, duration_sec, False)

@@ -16,6 +16,7 @@ import numpy as np
 
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.drums import Hit
+from drumtx.harmony import Chroma, chroma_of
 from drumtx.inference import (
     LoadedModel,
     array_chunks,
@@ -61,6 +62,15 @@ def recording_mix(store: Store, index: int, backing_db: float | None) -> np.ndar
     return drums_f if mixed is None else np.clip(mixed, -1.0, 1.0)
 
 
+def recording_chroma(
+    store: Store, index: int, backing_db: float | None, sample_rate: int
+) -> Chroma:
+    """The chroma transcribe would hear in recording_mix(store, index, backing_db)."""
+    audio = recording_mix(store, index, backing_db)
+    scale = 1 / 32768 if audio.dtype == np.int16 else 1.0
+    return chroma_of(np.asarray(audio, np.float32) * scale, sample_rate)
+
+
 def score_store(
     loaded: LoadedModel,
     store: Store,
@@ -89,9 +99,11 @@ def score_store(
         est = decode_hits(loaded, onset, velocity, thresholds)
         tally.add(ref, est, store.recordings[index].get("kit", "?"))
         if egmd_dir is not None:
-            beats.append(
-                recording_beats(store, index, egmd_dir, loaded, onset, velocity, est)
-            )
+            rate = loaded.cfg.audio.sample_rate
+            chroma = recording_chroma(store, index, backing_db, rate)
+            beats.append(recording_beats(
+                store, index, egmd_dir, loaded, onset, velocity, est, chroma
+            ))  # fmt: skip
         if picture and image is None:
             image = validation_picture(onset, ref, est, loaded.vocab.codes, fps)
     results = tally.summary()
@@ -150,17 +162,19 @@ def recording_beats(
     onset: np.ndarray,
     velocity: np.ndarray,
     hits: Sequence[Hit] | None = None,
+    chroma: Chroma | None = None,
 ) -> dict[str, Any] | None:
     """beat_scores of one recording against its MIDI's tempo map (played to a click
     from time 0), or None when the MIDI file is not there. ``hits``: the decoded
-    hits the tracker reads, as in transcribe."""
+    hits the tracker reads and ``chroma`` the harmony it hears, as in transcribe."""
     rec = store.recordings[index]
     midi_path = Path(egmd_dir) / rec.get("midi_path", "")
     if not midi_path.is_file():
         return None
     reference = read_tempo_map(midi_path)
     fps = loaded.cfg.frontend.fps
-    grid = beat_grid(onset, velocity, loaded.vocab.codes, fps, hits=hits)
+    codes = loaded.vocab.codes
+    grid = beat_grid(onset, velocity, codes, fps, hits=hits, chroma=chroma)
     scores = beat_scores(reference, grid, len(onset) / fps)
     return {**scores, "beat_type": rec.get("beat_type", "")}
 

@@ -35,6 +35,7 @@ from drumtx.config import Config
 from drumtx.console import Progress, make_console
 from drumtx.drums import Hit, Vocab, output_notes
 from drumtx.errors import ConfigError, DrumtxError, StorageError
+from drumtx.harmony import ChromaStream
 from drumtx.inference import (
     LoadedModel,
     class_thresholds,
@@ -387,19 +388,25 @@ def transcribe_job(
     """
     t = cfg.transcribe
     try:
-        n_samples, chunks = stream_file(job.input_path, loaded.cfg.audio.sample_rate)
+        rate = loaded.cfg.audio.sample_rate
+        n_samples, chunks = stream_file(job.input_path, rate)
+        harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
+        heard = harmony.wrap(chunks)
         onset, velocity = predict_activations(
             loaded,
-            chunks,
+            heard,
             n_samples,
             segment_sec=t.segment_sec,
             overlap_sec=t.overlap_sec,
             batch_size=t.batch_size,
         )
+        for _ in heard:  # whatever the segments did not need: its chroma too
+            pass
         hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
         codes, fps = loaded.vocab.codes, loaded.cfg.frontend.fps
         grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm,
-                         meter=rendering.meter, hits=hits)  # fmt: skip
+                         meter=rendering.meter, hits=hits,
+                         chroma=harmony.chroma())  # fmt: skip
         if rendering.quantize_beats is not None:
             hits = quantize_hits(hits, grid, rendering.quantize_beats)
         if rendering.velocity_fixed is not None:

@@ -43,6 +43,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="recordings (0 = all)")
     p.add_argument("--types", default="beat", help="beat_type values, comma-separated")
     p.add_argument("--mixes", default="0", help="backing levels in dB ('' = none)")
+    p.add_argument(
+        "--harmony-weight",
+        type=float,
+        help="weight of the harmony's bar-line evidence (default: beats')",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
@@ -71,7 +76,12 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
     from drumtx.decode import pick_onsets
     from drumtx.inference import class_thresholds
     from drumtx.processed import reference_hits
-    from drumtx.scoring import beat_scores, store_activations, summarize_beats
+    from drumtx.scoring import (
+        beat_scores,
+        recording_chroma,
+        store_activations,
+        summarize_beats,
+    )
     from drumtx.tempo import TempoMap, read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
@@ -82,7 +92,8 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
         reference = read_tempo_map(egmd_dir / rec["midi_path"])
         duration = len(onset) / fps
         decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
-        grid = beat_grid(onset, velocity, codes, fps, hits=decoded)  # as transcribe
+        chroma = recording_chroma(store, index, level, loaded.cfg.audio.sample_rate)
+        grid = beat_grid(onset, velocity, codes, fps, hits=decoded, chroma=chroma)
         kind = {"beat_type": rec.get("beat_type", "")}
         rows.append({**beat_scores(reference, grid, duration), **kind})
         old = grid_of(TempoMap.constant(120.0), duration, False)
@@ -148,6 +159,10 @@ def main(argv=None) -> int:
     from drumtx.processed import load_store, spread_indices
 
     torch.set_num_threads(args.threads)
+    if args.harmony_weight is not None:
+        import drumtx.beats
+
+        drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
     cfg = load_config(None, [])
     loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     store = load_store(args.data_root / "processed_data" / args.split, loaded.cfg)

@@ -64,6 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--mixes", default="0", help="drums-to-music levels in dB ('' = none)"
     )
+    p.add_argument(
+        "--harmony-weight",
+        type=float,
+        help="weight of the harmony's bar-line evidence (default: beats')",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -199,6 +204,7 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
     """Beat scores of every song in every condition: {condition: rows}."""
     from drumtx.beats import beat_grid
     from drumtx.decode import pick_onsets
+    from drumtx.harmony import chroma_of
     from drumtx.inference import class_thresholds
     from drumtx.scoring import beat_scores
     from drumtx.tempo import read_tempo_map
@@ -221,7 +227,8 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
             acts = args.work / "acts" / f"{path.stem}-{key}.npz"
             onset, velocity = cached_activations(loaded, audio, acts)
             decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
-            grid = beat_grid(onset, velocity, codes, fps, hits=decoded)
+            chroma = chroma_of(audio, rate)
+            grid = beat_grid(onset, velocity, codes, fps, hits=decoded, chroma=chroma)
             row = beat_scores(read_tempo_map(path), grid, len(onset) / fps)
             row.update(song=f"{path.parent.name}/{path.name}", beat_type="song")
             rows.setdefault(name, []).append(row)
@@ -253,9 +260,17 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
               f"{summary['tempo_accuracy']:6.3f} {summary['meter_accuracy']:6.3f} "
               f"{f['beat_f']:>13s} {f['downbeat_f']:>13s}   "
               f"{hint_text(summary)}")  # fmt: skip
-    print("(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
-          "is right / wrong tempi, share of right tempi given a hint)")
+    print(
+        "(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
+        "is right / wrong tempi, share of right tempi given a hint)"
+    )
     return out
+
+
+def drumtx_harmony_weight() -> float:
+    import drumtx.beats
+
+    return drumtx.beats.HARMONY_WEIGHT
 
 
 def main(argv=None) -> int:
@@ -266,6 +281,10 @@ def main(argv=None) -> int:
     from drumtx.inference import load_model
 
     torch.set_num_threads(args.threads)
+    if args.harmony_weight is not None:
+        import drumtx.beats
+
+        drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
     loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
     if not songs:
@@ -284,6 +303,7 @@ def main(argv=None) -> int:
         results = {"songs": len(songs), "split": args.split, "max_sec": args.max_sec,
                    "kits": args.kits.split(","), "soundfont": str(args.soundfont),
                    "checkpoint": str(args.checkpoint),
+                   "harmony_weight": drumtx_harmony_weight(),
                    "conditions": conditions}  # fmt: skip
         args.json.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
