@@ -16,7 +16,7 @@ import numpy as np
 
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.drums import Hit
-from drumtx.harmony import Chroma, chroma_of
+from drumtx.harmony import Chroma, ChromaStream
 from drumtx.inference import (
     LoadedModel,
     array_chunks,
@@ -43,12 +43,30 @@ def store_activations(
     says, on whole recordings: the drums alone, or (``backing_db``) mixed with their
     backing track at that drums-to-music level.
     """
+    for index, onset, velocity, _ in store_runs(loaded, store, indices, backing_db):
+        yield index, onset, velocity
+
+
+def store_runs(
+    loaded: LoadedModel,
+    store: Store,
+    indices: Sequence[int],
+    backing_db: float | None = None,
+    harmony: bool = False,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, Chroma | None]]:
+    """store_activations, and with ``harmony`` the chroma of the same audio as it
+    streams to the model (what transcribe's tracker hears; else None)."""
     for index in indices:
         audio = recording_mix(store, index, backing_db)
+        chunks = array_chunks(audio)
+        stream = ChromaStream(loaded.cfg.audio.sample_rate) if harmony else None
         onset, velocity = predict_activations(
-            loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
+            loaded,
+            chunks if stream is None else stream.wrap(chunks),
+            len(audio),
+            **segment_options(loaded.cfg),
         )
-        yield index, onset, velocity
+        yield index, onset, velocity, None if stream is None else stream.chroma()
 
 
 def recording_mix(store: Store, index: int, backing_db: float | None) -> np.ndarray:
@@ -60,15 +78,6 @@ def recording_mix(store: Store, index: int, backing_db: float | None) -> np.ndar
     drums_f = np.asarray(drums, np.float32) / 32768.0
     mixed = mix_backing(drums_f, np.asarray(music, np.float32) / 32768.0, backing_db)
     return drums_f if mixed is None else np.clip(mixed, -1.0, 1.0)
-
-
-def recording_chroma(
-    store: Store, index: int, backing_db: float | None, sample_rate: int
-) -> Chroma:
-    """The chroma transcribe would hear in recording_mix(store, index, backing_db)."""
-    audio = recording_mix(store, index, backing_db)
-    scale = 1 / 32768 if audio.dtype == np.int16 else 1.0
-    return chroma_of(np.asarray(audio, np.float32) * scale, sample_rate)
 
 
 def score_store(
@@ -94,13 +103,12 @@ def score_store(
     tally = Tally(loaded.vocab)
     image, beats = None, []
     fps = loaded.cfg.frontend.fps
-    for index, onset, velocity in store_activations(loaded, store, indices, backing_db):
+    runs = store_runs(loaded, store, indices, backing_db, harmony=egmd_dir is not None)
+    for index, onset, velocity, chroma in runs:
         ref = reference_hits(store, index)
         est = decode_hits(loaded, onset, velocity, thresholds)
         tally.add(ref, est, store.recordings[index].get("kit", "?"))
         if egmd_dir is not None:
-            rate = loaded.cfg.audio.sample_rate
-            chroma = recording_chroma(store, index, backing_db, rate)
             beats.append(recording_beats(
                 store, index, egmd_dir, loaded, onset, velocity, est, chroma
             ))  # fmt: skip

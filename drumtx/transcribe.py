@@ -391,17 +391,14 @@ def transcribe_job(
         rate = loaded.cfg.audio.sample_rate
         n_samples, chunks = stream_file(job.input_path, rate)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
-        heard = harmony.wrap(chunks)
         onset, velocity = predict_activations(
             loaded,
-            heard,
+            harmony.wrap(chunks),
             n_samples,
             segment_sec=t.segment_sec,
             overlap_sec=t.overlap_sec,
             batch_size=t.batch_size,
         )
-        for _ in heard:  # whatever the segments did not need: its chroma too
-            pass
         hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
         codes, fps = loaded.vocab.codes, loaded.cfg.frontend.fps
         grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm,

@@ -166,3 +166,30 @@ def test_chroma_leaves_no_threads_behind_that_hang_a_forked_worker() -> None:
     finally:
         torch.set_num_threads(threads)
     assert steps == len(chroma_of(audio, RATE).values) > 0
+
+
+@pytest.mark.parametrize("backing_db", [None, 0.0])
+def test_chroma_heard_on_the_way_to_the_model_is_the_whole_recordings(
+    made_store, random_model, backing_db
+) -> None:
+    """The tracker's chroma comes from the chunks the model reads: every one of them
+    must reach it (the model's segmenting reads the audio to its end)."""
+    import torch
+
+    from drumtx.config import load_config
+    from drumtx.inference import load_model
+    from drumtx.processed import load_store
+    from drumtx.scoring import recording_mix, store_runs
+
+    loaded = load_model(random_model, load_config(None, []), torch.device("cpu"))
+    store = load_store(made_store / "processed_data" / "validation", loaded.cfg)
+    [(index, onset, _, heard)] = store_runs(loaded, store, [0], backing_db, True)
+    audio = np.asarray(recording_mix(store, index, backing_db), np.float32)
+    if backing_db is None:
+        audio = audio / 32768.0  # the drums alone are stored as int16
+    whole = chroma_of(audio, loaded.cfg.audio.sample_rate)
+    assert len(heard.values) == len(whole.values) > 0
+    np.testing.assert_allclose(heard.values, whole.values, rtol=1e-4, atol=1e-6)
+    [(_, onset_again, _, none)] = store_runs(loaded, store, [0], backing_db)
+    assert none is None
+    np.testing.assert_allclose(onset_again, onset, atol=1e-6)

@@ -76,23 +76,18 @@ def condition(loaded, store, indices, level, egmd_dir) -> dict:
     from drumtx.decode import pick_onsets
     from drumtx.inference import class_thresholds
     from drumtx.processed import reference_hits
-    from drumtx.scoring import (
-        beat_scores,
-        recording_chroma,
-        store_activations,
-        summarize_beats,
-    )
+    from drumtx.scoring import beat_scores, store_runs, summarize_beats
     from drumtx.tempo import TempoMap, read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
     thresholds, gap = class_thresholds(loaded), loaded.cfg.decode.min_gap_sec
     rows, base, frame_err, fine_err = [], [], [], []
-    for index, onset, velocity in store_activations(loaded, store, indices, level):
+    runs = store_runs(loaded, store, indices, level, harmony=True)
+    for index, onset, velocity, chroma in runs:
         rec = store.recordings[index]
         reference = read_tempo_map(egmd_dir / rec["midi_path"])
         duration = len(onset) / fps
         decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
-        chroma = recording_chroma(store, index, level, loaded.cfg.audio.sample_rate)
         grid = beat_grid(onset, velocity, codes, fps, hits=decoded, chroma=chroma)
         kind = {"beat_type": rec.get("beat_type", "")}
         rows.append({**beat_scores(reference, grid, duration), **kind})

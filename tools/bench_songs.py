@@ -260,30 +260,21 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
               f"{summary['tempo_accuracy']:6.3f} {summary['meter_accuracy']:6.3f} "
               f"{f['beat_f']:>13s} {f['downbeat_f']:>13s}   "
               f"{hint_text(summary)}")  # fmt: skip
-    print(
-        "(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
-        "is right / wrong tempi, share of right tempi given a hint)"
-    )
+    print("(beat and downbeat F: median/mean; octave hint: wrong tempi whose hint "
+          "is right / wrong tempi, share of right tempi given a hint)")
     return out
-
-
-def drumtx_harmony_weight() -> float:
-    import drumtx.beats
-
-    return drumtx.beats.HARMONY_WEIGHT
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
+    import drumtx.beats
     from drumtx.config import load_config
     from drumtx.inference import load_model
 
     torch.set_num_threads(args.threads)
     if args.harmony_weight is not None:
-        import drumtx.beats
-
         drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
     loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
@@ -303,7 +294,7 @@ def main(argv=None) -> int:
         results = {"songs": len(songs), "split": args.split, "max_sec": args.max_sec,
                    "kits": args.kits.split(","), "soundfont": str(args.soundfont),
                    "checkpoint": str(args.checkpoint),
-                   "harmony_weight": drumtx_harmony_weight(),
+                   "harmony_weight": drumtx.beats.HARMONY_WEIGHT,
                    "conditions": conditions}  # fmt: skip
         args.json.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
