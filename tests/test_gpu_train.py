@@ -1,0 +1,127 @@
+"""tools/gpu_train.py: what travels to a lent GPU machine comes back out the same.
+
+The whole ``run`` (render, preprocess, train, tune) needs a GPU's minutes; here its
+pieces are checked on tiny inputs: Opus-packed renders keep their length and timing,
+the packed music pool unpacks to the same samples' length and level, and merging roots
+keeps every row, under prefixes that cannot collide.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import gpu_train  # noqa: E402
+
+from drumtx.audio import load_audio  # noqa: E402
+from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
+
+FIELDS = ["drummer", "session", "id", "style", "bpm", "beat_type",
+          "time_signature", "duration", "split", "midi_filename", "audio_filename",
+          "kit_name"]  # fmt: skip
+
+
+def clicks(n: int, rate: int, at: list[int]) -> np.ndarray:
+    """Decaying noise bursts starting at the sample indices ``at``."""
+    rng = np.random.default_rng(0)
+    x = np.zeros(n, np.float32)
+    burst = rng.standard_normal(rate // 20).astype(np.float32)
+    burst *= np.exp(-np.arange(len(burst)) / (rate / 200)) * 0.5
+    for i in at:
+        x[i : i + len(burst)] += burst[: n - i]
+    return x
+
+
+def fake_root(root: Path, kit: str, audio: np.ndarray, rate: int) -> Path:
+    """A make-dataset-shaped root with one recording."""
+    egmd = root / gpu_train.EGMD
+    rel = "drummer1/session1/1_rock_120_beat_4-4_1"
+    (egmd / rel).parent.mkdir(parents=True)
+    sf.write(str(egmd / f"{rel}.wav"), audio, rate, subtype="PCM_16")
+    (egmd / f"{rel}.midi").write_bytes(b"MThd")
+    row = dict.fromkeys(FIELDS, "")
+    row.update(split="train", id="drummer1/session1/1", kit_name=kit,
+               midi_filename=f"{rel}.midi", audio_filename=f"{rel}.wav")  # fmt: skip
+    gpu_train.write_csv(egmd / f"{gpu_train.EGMD}.csv", FIELDS, [row])
+    return egmd
+
+
+def test_packed_renders_keep_length_and_timing(tmp_path: Path) -> None:
+    rate = 44_100
+    hits = [rate // 2, rate, int(1.7 * rate)]
+    fake_root(tmp_path / "renders", "sfz:kit", clicks(2 * rate, rate, hits), rate)
+    info = gpu_train.pack_renders(tmp_path / "renders", tmp_path / "pack", 0.93)
+    assert info["recordings"] == 1 and info["kits"] == {"sfz:kit": 1}
+    egmd = tmp_path / "pack" / "renders" / gpu_train.EGMD
+    _, rows = gpu_train.read_csv(egmd / f"{gpu_train.EGMD}.csv")
+    assert rows[0]["audio_filename"].endswith(".ogg")
+    assert (egmd / rows[0]["midi_filename"]).read_bytes() == b"MThd"
+    coded, coded_rate = sf.read(str(egmd / rows[0]["audio_filename"]), dtype="float32")
+    assert coded_rate == gpu_train.SAMPLE_RATE
+    assert len(coded) == 2 * gpu_train.SAMPLE_RATE  # no codec padding left in
+    # no shift against the labels: the coded audio lines up with the uncoded
+    wav = next((tmp_path / "renders").rglob("*.wav"))
+    plain = load_audio(wav, gpu_train.SAMPLE_RATE)
+    lags = range(-48, 49)
+    xcorr = [float(np.dot(np.roll(coded, lag), plain)) for lag in lags]
+    assert lags[int(np.argmax(xcorr))] == 0
+    # a perceptual codec keeps each 10-ms frame's energy, not the noise's waveform
+    hop = gpu_train.SAMPLE_RATE // 100
+    frames = np.arange(0, len(plain), hop)
+    energy = [np.log(np.add.reduceat(x.astype(np.float64) ** 2, frames) + 1e-6)
+              for x in (coded, plain)]  # fmt: skip
+    assert np.corrcoef(*energy)[0, 1] > 0.95
+
+
+def test_music_pool_travels_and_unpacks_to_the_same_length(tmp_path: Path) -> None:
+    rate = gpu_train.SAMPLE_RATE
+    t = np.arange(3 * rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    writer = PoolWriter(tmp_path / "music" / "train", rate)
+    writer.add(tone, {"file": "a.ogg", "source": "game"})
+    writer.add(tone[:rate], {"file": "b.ogg", "source": "speech"})
+    writer.add(tone[:rate], {"file": "c.ogg", "source": "speech"})
+    writer.close()
+    # at most 2 s of each source: the game's 3 s file stays out, one speech file goes
+    info = gpu_train.pack_music(tmp_path / "music", tmp_path / "pack", 0.93, 2 / 3600)
+    assert info["sources"] == {"speech": round(2 / 3600, 3)}
+    out = gpu_train.unpack_music(tmp_path / "pack", tmp_path / "work")
+    pool = load_music_pool(out, rate)
+    assert [s["file"] for s in pool.segments] == ["b.ogg", "c.ogg"]
+    assert len(pool.audio) == 2 * rate
+    assert not (tmp_path / "pack" / "music" / "train" / "music.i16").exists()
+    gpu_train.pack_music(tmp_path / "music", tmp_path / "pack2", 0.93, 0.0)
+    pool = load_music_pool(
+        gpu_train.unpack_music(tmp_path / "pack2", tmp_path / "work2"), rate
+    )
+    original = load_music_pool(tmp_path / "music" / "train", rate)
+    assert len(pool.audio) == len(original.audio)
+    assert pool.segments == original.segments
+    a = pool.audio[rate : 2 * rate].astype(np.float64)
+    b = original.audio[rate : 2 * rate].astype(np.float64)
+    level_db = 10 * np.log10(np.mean(a**2) / np.mean(b**2))
+    assert abs(level_db) < 1.0
+    assert np.corrcoef(a, b)[0, 1] > 0.9
+
+
+def test_merge_prefixes_every_source_and_links_its_files(tmp_path: Path) -> None:
+    rate = gpu_train.SAMPLE_RATE
+    one = fake_root(tmp_path / "a", "synth:1", np.zeros(rate, np.float32), rate)
+    two = fake_root(tmp_path / "b", "sfz:kit", np.zeros(rate, np.float32), rate)
+    info = gpu_train.merge([("s0", one), ("real", two)], tmp_path / "root")
+    assert info == {"recordings": {"train": 2}}
+    egmd = tmp_path / "root" / gpu_train.EGMD
+    with open(egmd / f"{gpu_train.EGMD}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["kit_name"] for r in rows] == ["synth:1", "sfz:kit"]
+    assert len({r["audio_filename"] for r in rows}) == 2  # same names, apart
+    assert len({r["id"] for r in rows}) == 2
+    for row in rows:
+        assert sf.info(str(egmd / row["audio_filename"])).frames == rate

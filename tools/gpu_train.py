@@ -1,0 +1,478 @@
+"""Train a network on a lent GPU machine in one call: what only this machine can make
+travels compact, the rest is rendered there.
+
+A lent machine starts bare, reaches no package index and takes at most 64 MiB of working
+tree, so the training data cannot travel as a store (one hour of drums and backing is
+346 MB). ``pack`` (here, on the CPU) gathers what only this machine can make:
+
+- the renders through real recorded kits and SoundFont kits (their samples are hundreds
+  of MB; FluidSynth is not there), resampled to the model's rate and coded as Ogg Opus
+  (``--opus-level``; 0.93 is about 24 kbit/s: the shipped model's hits on 1.8 min of
+  MuldjordKit renders agree with its hits on the uncoded audio at F1 0.958, at 31 kbit/s
+  0.966, at 43 kbit/s 0.983);
+- the music pool's train split, coded the same way;
+- the GMD train and validation MIDI, the full-band songs and the small Debian Hydrogen
+  kits, as they are.
+
+``run`` (there) renders more performances through those Hydrogen kits and drumtx's
+synthesised and virtual kits in parallel shards, merges them with the packed renders
+into one E-GMD-shaped root, preprocesses it (backing tracks by drumtx's own
+instruments and the songs' parts), trains a short probe, sets the cosine schedule to
+the steps that fit the time left (``--resume auto`` with
+``train.resume_schedule='new'``), tunes thresholds on validation and writes to OUT:
+the weights without optimizer state (``gpu-run.pt``), the TensorBoard logs
+(``logs.tar.gz``) and ``gpu_train.json`` (every stage's seconds, the probe's rate, the
+data's hours). Evaluate the weights here on the held-out roots.
+
+    python tools/gpu_train.py pack --gmd ../shared/data/gmd/groove \\
+        --songs ../shared/data/songs --renders /work/gpu/real --music /work/music \\
+        --out .gpupack
+    # device: carry .gpupack and .whl, install the wheels, then
+    PYTHONUNBUFFERED=1 python3 tools/gpu_train.py run --pack .gpupack --work /tmp/gt \\
+        --out $OUT --minutes 9.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from drumtx.audio import load_audio, to_int16  # noqa: E402
+from drumtx.egmd import egmd_csv_path  # noqa: E402
+from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
+
+SAMPLE_RATE = 24_000  # the model's rate: packed audio is coded at it
+EGMD = "e-gmd-v1.0.0"
+HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
+# Debian hydrogen-drumkits kits small enough to travel (BJA_Pacific and ForzeeStereo are
+# 31 and 156 MB); ColomboAcousticDrumkit and The Black Pearl are held out.
+PACK_KITS = (
+    "Audiophob", "ElectricEmpireKit", "HardElectro1", "Millo-Drums_v.1",
+    "Millo_MultiLayered2", "Millo_MultiLayered3", "VariBreaks", "rumpf_kit_z01_h2",
+)  # fmt: skip
+SYNTH_KITS = tuple(f"synth:{i}" for i in range(8)) + tuple(
+    f"virtual:{i}" for i in range(10)
+)
+RUN = "gpu-run"
+
+
+def drumtx(*args: str, log: Path | None = None) -> None:
+    cmd = [sys.executable, "-m", "drumtx", *args]
+    print("$", " ".join(cmd), flush=True)
+    out = open(log, "a") if log else None
+    try:
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=out, stderr=out)
+    finally:
+        if out:
+            out.close()
+
+
+# --- pack (here) -------------------------------------------------------------------
+
+
+def write_opus(path: Path, audio: np.ndarray, level: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), to_int16(audio), SAMPLE_RATE, format="OGG", subtype="OPUS",
+             compression_level=level)  # fmt: skip
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def pack_renders(renders: Path, out: Path, level: float) -> dict:
+    """A make-dataset root's renders as Opus at the model's rate, beside their MIDI."""
+    src = renders / EGMD
+    fields, rows = read_csv(egmd_csv_path(src))
+    dest = out / "renders" / EGMD
+    seconds = 0.0
+    for row in rows:
+        audio = load_audio(src / row["audio_filename"], SAMPLE_RATE)
+        seconds += len(audio) / SAMPLE_RATE
+        ogg = str(Path(row["audio_filename"]).with_suffix(".ogg"))
+        write_opus(dest / ogg, audio, level)
+        (dest / row["midi_filename"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / row["midi_filename"], dest / row["midi_filename"])
+        row["audio_filename"] = ogg
+    write_csv(dest / f"{EGMD}.csv", fields, rows)
+    kits: dict[str, int] = {}
+    for row in rows:
+        kits[row["kit_name"]] = kits.get(row["kit_name"], 0) + 1
+    return {"recordings": len(rows), "hours": round(seconds / 3600, 3), "kits": kits}
+
+
+def pack_music(music: Path, out: Path, level: float, source_hours: float) -> dict:
+    """The pool's train split as Opus: of each source, its segments in the pool's order
+    up to ``source_hours`` (0: all), re-indexed."""
+    src, dest = music / "train", out / "music" / "train"
+    pool = load_music_pool(src)
+    cap = source_hours * 3600 * pool.sample_rate
+    taken: dict[str, int] = {}
+    writer = PoolWriter(dest, pool.sample_rate)
+    for seg in pool.segments:
+        source = seg.get("source", "")
+        if source_hours and taken.get(source, 0) + seg["length"] > cap:
+            continue
+        taken[source] = taken.get(source, 0) + seg["length"]
+        start, length = seg["start"], seg["length"]
+        meta = {k: v for k, v in seg.items() if k not in ("start", "length")}
+        writer.add(pool.audio[start : start + length] / 32768.0, meta)
+    writer.close()
+    pcm = np.fromfile(dest / "music.i16", dtype=np.int16)
+    write_opus(dest / "music.ogg", pcm.astype(np.float32) / 32768.0, level)
+    (dest / "music.i16").unlink()
+    hours = {k: round(v / pool.sample_rate / 3600, 3) for k, v in taken.items()}
+    return {"hours": round(len(pcm) / pool.sample_rate / 3600, 3), "sources": hours}
+
+
+def pack_gmd(gmd: Path, out: Path) -> dict:
+    """info.csv's train and validation rows and their MIDI (the test split stays)."""
+    fields, rows = read_csv(gmd / "info.csv")
+    rows = [r for r in rows if r["split"] in ("train", "validation")]
+    for row in rows:
+        dest = out / "gmd" / row["midi_filename"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(gmd / row["midi_filename"], dest)
+    write_csv(out / "gmd" / "info.csv", fields, rows)
+    return {"performances": len(rows)}
+
+
+def tree_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def pack(args: argparse.Namespace) -> int:
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    info = {"opus_level": args.opus_level}
+    info["gmd"] = pack_gmd(args.gmd, out)
+    shutil.copytree(args.songs, out / "songs")
+    for kit in PACK_KITS:
+        shutil.copytree(HYDROGEN / kit, out / "kits" / kit)
+    info["renders"] = pack_renders(args.renders, out, args.opus_level)
+    info["music"] = pack_music(
+        args.music, out, args.music_opus_level, args.music_source_hours
+    )
+    info["mb"] = {
+        p.name: round(tree_mb(p), 2) for p in sorted(out.iterdir()) if p.is_dir()
+    }
+    info["mb_total"] = round(tree_mb(out), 2)
+    (out / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps(info, indent=1))
+    if info["mb_total"] > args.max_mb:
+        print(f"error: the pack is {info['mb_total']} MiB, over --max-mb {args.max_mb}")
+        print("hint: a higher --opus-level or fewer renders")
+        return 1
+    return 0
+
+
+# --- run (there) -------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, minutes: float) -> None:
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + minutes * 60
+        self.stages: dict[str, float] = {}
+        self._mark = self.t0
+
+    def stage(self, name: str) -> None:
+        now = time.monotonic()
+        self.stages[name] = round(now - self._mark, 1)
+        self._mark = now
+        print(f"[{now - self.t0:6.1f} s] {name} done", flush=True)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def unpack_music(pack_dir: Path, work: Path) -> Path:
+    src, dest = pack_dir / "music" / "train", work / "music" / "train"
+    dest.mkdir(parents=True, exist_ok=True)
+    n = int(json.loads((src / "index.json").read_text())["n_samples"])
+    pcm, _ = sf.read(str(src / "music.ogg"), dtype="int16")
+    pcm = np.pad(pcm[:n], (0, max(0, n - len(pcm))))
+    pcm.astype("<i2").tofile(dest / "music.i16")
+    shutil.copy2(src / "index.json", dest / "index.json")
+    return dest
+
+
+def render_shards(args: argparse.Namespace, work: Path) -> list[Path]:
+    """``--shards`` make-dataset processes at once, one kit per performance each (the
+    first also renders the validation split)."""
+    kits = [str(p) for p in sorted((args.pack / "kits").iterdir())] + list(SYNTH_KITS)
+    procs, roots = [], []
+    for k in range(args.shards):
+        root = work / f"shard{k}"
+        root.mkdir(parents=True, exist_ok=True)
+        splits = ["train", "validation"] if k == 0 else ["train"]
+        cmd = [sys.executable, "-m", "drumtx", "make-dataset", str(root),
+               "--midi-dir", str(args.pack / "gmd"), "--kits", *kits,
+               "--kits-per-performance", "1", "--splits", *splits,
+               "--max-sec", str(args.max_sec), "--seed", str(100 + k),
+               "--studio-prob", "0.6"]  # fmt: skip
+        if args.limit:
+            cmd += ["--limit", str(args.limit)]
+        log = open(work / f"shard{k}.log", "w")
+        procs.append(subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log))
+        roots.append(root)
+    failed = [k for k, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        for k in failed:
+            print((work / f"shard{k}.log").read_text()[-3000:])
+        raise SystemExit(f"error: make-dataset shard(s) {failed} failed")
+    return roots
+
+
+def merge(sources: list[tuple[str, Path]], root: Path) -> dict:
+    """One E-GMD-shaped root from several: each source's files under its own prefix
+    (kit numbers repeat between sources), linked, and one CSV of all rows."""
+    dest = root / EGMD
+    dest.mkdir(parents=True, exist_ok=True)
+    fields: list[str] = []
+    rows: list[dict[str, str]] = []
+    for prefix, egmd_dir in sources:
+        src_fields, src_rows = read_csv(egmd_csv_path(egmd_dir))
+        fields = fields or src_fields
+        if src_fields != fields:
+            raise SystemExit(f"error: {egmd_dir}: CSV columns differ from the others")
+        for row in src_rows:
+            for key in ("audio_filename", "midi_filename"):
+                target = dest / prefix / row[key]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    os.symlink((egmd_dir / row[key]).resolve(), target)
+                row[key] = f"{prefix}/{row[key]}"
+            row["id"] = f"{prefix}/{row['id']}"
+            rows.append(row)
+    write_csv(dest / f"{EGMD}.csv", fields, rows)
+    splits: dict[str, int] = {}
+    for row in rows:
+        splits[row["split"]] = splits.get(row["split"], 0) + 1
+    return {"recordings": splits}
+
+
+def train_sets(args: argparse.Namespace, music_dir: Path) -> list[str]:
+    sets = [
+        f"model.preset='{args.preset}'",
+        "model.dropout=0.1",
+        "data.crop_sec=4.0",
+        f"data.num_workers={args.workers}",
+        "data.eq_prob=0.5",
+        "data.reverb_prob=0.3",
+        "data.noise_prob=0.3",
+        "data.mix_prob=0.1",
+        "data.gain_db_min=-18.0",
+        "data.gain_db_max=3.0",
+        "data.backing_prob=0.67",
+        "data.backing_db_min=-9.0",
+        "data.compress_prob=0.4",
+        "data.saturate_prob=0.2",
+        "data.codec_prob=0.1",
+        "data.rare_class_prob=0.25",
+        f"data.music_dir='{music_dir}'",
+        f"data.music_prob={args.music_prob}",
+        "train.device='auto'",
+        "train.amp='auto'",
+        f"train.batch_size={args.batch_size}",
+        f"train.lr={args.lr}",
+        "train.warmup_steps=300",
+        f"train.log_every={args.log_every}",
+        "train.val_max_recordings=64",
+        "train.keep_checkpoints=1",
+        f"train.seed={args.seed}",
+    ]
+    return [x for s in sets for x in ("--set", s)]
+
+
+def scalar_median(log_dir: Path, tag: str, after_step: int = 0) -> float | None:
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags().get("scalars", []):
+        return None
+    values = [e.value for e in acc.Scalars(tag) if e.step > after_step]
+    return float(np.median(values)) if values else None
+
+
+def run(args: argparse.Namespace) -> int:
+    clock = Clock(args.minutes)
+    work, out = args.work, args.out
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    report_path = out / "gpu_train.json"
+
+    def save_report() -> None:
+        report["stages_sec"] = clock.stages
+        report_path.write_text(json.dumps(report, indent=1) + "\n")
+
+    try:
+        import torch
+
+        report["device"] = (
+            torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        )
+        report["torch"] = torch.__version__
+        music_dir = unpack_music(args.pack, work)
+        clock.stage("unpack music")
+        shards = render_shards(args, work)
+        clock.stage("render shards")
+        root = work / "root"
+        sources = [(f"s{k}", p / EGMD) for k, p in enumerate(shards)]
+        sources.append(("real", args.pack / "renders" / EGMD))
+        report["data"] = merge(sources, root)
+        clock.stage("merge")
+        drumtx("preprocess", "--data-root", str(root), "--split", "train",
+               "validation", "--workers", str(args.workers), "--allow-skips",
+               "--set", "backing.soundfonts='none'",
+               "--set", f"backing.songs_dir='{(args.pack / 'songs').resolve()}'",
+               log=work / "preprocess.log")  # fmt: skip
+        clock.stage("preprocess")
+        for split in ("train", "validation"):
+            manifest = json.loads(
+                (root / "processed_data" / split / "manifest.json").read_text()
+            )
+            report["data"][f"{split}_hours"] = round(
+                manifest["n_samples"] / SAMPLE_RATE / 3600, 3
+            )
+        save_report()
+
+        sets = train_sets(args, music_dir)
+        common = ["train", "--data-root", str(root), "--run", RUN, *sets]
+        probe = args.probe_steps
+        drumtx(*common, "--set", f"train.max_steps={probe}",
+               "--set", f"train.eval_every={probe}")  # fmt: skip
+        clock.stage("probe")
+        log_dir = root / "logs" / RUN
+        settled = args.log_every  # the first interval holds the workers' start
+        rate = scalar_median(log_dir, "train/audio_hours_per_sec", after_step=settled)
+        wait = scalar_median(log_dir, "train/data_wait_fraction", after_step=settled)
+        hours_per_step = args.batch_size * 4.0 / 3600
+        if rate is None:  # too few logged steps: the probe's whole time, start included
+            rate = probe * hours_per_step / clock.stages["probe"]
+        steps_per_sec = rate / hours_per_step
+        budget = clock.left() - args.reserve_sec
+        # four validations of 64 recordings, a few seconds each, come out of the budget
+        steps = probe + int(steps_per_sec * budget * args.step_margin)
+        report["probe"] = {
+            "audio_hours_per_sec": rate,
+            "data_wait_fraction": wait,
+            "steps_per_sec": round(steps_per_sec, 2),
+            "budget_sec": round(budget, 1),
+            "max_steps": steps,
+        }
+        save_report()
+        minutes = max(0.5, budget / 60)
+        if steps > probe:
+            drumtx(*common, "--resume", "auto", "--set", f"train.max_steps={steps}",
+                   "--set", f"train.eval_every={max(probe, steps // 4)}",
+                   "--set", "train.resume_schedule='new'",
+                   "--set", f"train.time_limit_min={minutes}")  # fmt: skip
+        clock.stage("train")
+        best = root / "checkpoints" / RUN / "best.pt"
+        drumtx("evaluate", "--data-root", str(root), "--checkpoint", str(best),
+               "--split", "validation", "--tune-thresholds", "--limit", "64",
+               log=work / "tune.log")  # fmt: skip
+        clock.stage("tune thresholds")
+        report["export"] = export(best, out / f"{RUN}.pt")
+        tags = {"rate_after_probe": "train/audio_hours_per_sec",
+                "data_wait_after_probe": "train/data_wait_fraction"}  # fmt: skip
+        for key, tag in tags.items():
+            report[key] = scalar_median(log_dir, tag, after_step=probe + settled)
+    finally:
+        logs = root / "logs" if "root" in locals() else None
+        with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+            if logs is not None and logs.exists():
+                tar.add(logs, arcname="logs")
+            for log in sorted(work.glob("*.log")):
+                tar.add(log, arcname=f"work/{log.name}")
+        clock.stage("export")
+        save_report()
+    return 0
+
+
+def export(best: Path, dest: Path) -> dict:
+    """Weights, config, vocabulary and thresholds: what transcribe and evaluate load."""
+    from drumtx.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(best)
+    keep = ("config", "vocab", "model", "thresholds", "step", "best_score",
+            "history", "drumtx_version")  # fmt: skip
+    save_checkpoint(dest, {k: state[k] for k in keep if k in state})
+    return {
+        "step": state.get("step"),
+        "best_score": state.get("best_score"),
+        "thresholds": state.get("thresholds"),
+        "mb": round(dest.stat().st_size / 2**20, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack", help="here: gather the compact data set")
+    p.add_argument("--gmd", type=Path, required=True)
+    p.add_argument("--songs", type=Path, required=True)
+    p.add_argument("--renders", type=Path, required=True, help="a make-dataset root")
+    p.add_argument("--music", type=Path, required=True, help="build_music_pool --out")
+    p.add_argument("--out", type=Path, default=REPO / ".gpupack")
+    p.add_argument("--opus-level", type=float, default=0.93)
+    p.add_argument("--music-opus-level", type=float, default=0.93)
+    p.add_argument("--music-source-hours", type=float, default=0.0,
+                   help="hours of each music pool source at most; 0: all")  # fmt: skip
+    p.add_argument("--max-mb", type=float, default=56.0)
+    r = sub.add_parser("run", help="there: render, preprocess, train, export")
+    r.add_argument("--pack", type=Path, default=REPO / ".gpupack")
+    r.add_argument("--work", type=Path, default=Path("/tmp/gpu-train"))
+    r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-out")))
+    r.add_argument("--minutes", type=float, default=9.0, help="whole run, all stages")
+    r.add_argument("--reserve-sec", type=float, default=45.0,
+                   help="kept for tuning thresholds and writing OUT")  # fmt: skip
+    r.add_argument("--step-margin", type=float, default=0.85)
+    r.add_argument("--shards", type=int, default=2)
+    r.add_argument("--max-sec", type=float, default=30.0)
+    r.add_argument("--limit", type=int, default=0, help="performances per shard")
+    r.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    r.add_argument("--preset", default="base")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--lr", type=float, default=2e-3)
+    r.add_argument("--music-prob", type=float, default=0.4)
+    r.add_argument("--probe-steps", type=int, default=80)
+    r.add_argument("--log-every", type=int, default=20)
+    r.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    return pack(args) if args.command == "pack" else run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
