@@ -96,6 +96,23 @@ def song_midi(path: Path) -> Path:
     return path
 
 
+def test_song_parts_are_parsed_once_per_file_version(tmp_path: Path) -> None:
+    """Backing hundreds of recordings from the same songs parses each song once; the
+    caller gets its own list, and a rewritten file is read again."""
+    path = song_midi(tmp_path / "song.mid")
+    first, _ = backing.read_song_parts(path)
+    first.clear()  # the caller's list, not the cache's
+    again, n_beats = backing.read_song_parts(path)
+    assert len(again) == 1 and n_beats == 16
+    midi = mido.MidiFile(path)
+    midi.tracks[0].append(mido.Message("program_change", channel=2, program=0))
+    midi.tracks[0].append(mido.Message("note_on", channel=2, note=60, velocity=90))
+    midi.tracks[0].append(mido.Message("note_off", channel=2, note=60, time=960))
+    midi.save(path)
+    parts, n_beats = backing.read_song_parts(path)
+    assert [p.role for p in parts] == ["bass", "keys"] and n_beats == 26
+
+
 def test_song_parts_replay_on_the_performance_beats(tmp_path: Path) -> None:
     parts, n_beats = backing.read_song_parts(song_midi(tmp_path / "song.mid"))
     assert [p.role for p in parts] == ["bass"] and parts[0].program == 33

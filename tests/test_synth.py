@@ -393,3 +393,24 @@ if __name__ == "__main__":  # print the pinned values (see PINNED_SYNTH)
     ):
         samples, total = pin_render(kit)
         print(name, [float(f"{x:.8g}") for x in samples], f"{total:.11g}")
+
+
+@pytest.mark.parametrize("freq_hz", [30.0, 82.0, 440.0, 760.0, 1000.0, 4000.0])
+def test_karplus_strong_runs_the_comb_recurrence_exactly(freq_hz: float) -> None:
+    """Period-at-a-time (long delays) or lfilter (short ones), a plucked string is
+    y[k] = x[k] + g/2 (y[k-D] + y[k-D-1]) over its first-period noise burst."""
+    from drumtx.synth.instruments import karplus_strong
+
+    sr, n, damping = 24_000, 3_000, 0.995
+    got = karplus_strong(freq_hz, n, sr, np.random.default_rng(3), damping)
+    delay = max(2, int(round(sr / freq_hz)))
+    burst = np.random.default_rng(3).uniform(-1, 1, min(delay, n))
+    x = np.zeros(n)
+    x[: len(burst)] = burst - burst.mean()
+    y = np.zeros(n)
+    for k in range(n):
+        past = (y[k - delay] if k >= delay else 0.0) + (
+            y[k - delay - 1] if k > delay else 0.0
+        )
+        y[k] = x[k] + damping / 2 * past
+    np.testing.assert_allclose(got, y.astype(np.float32), rtol=1e-5, atol=1e-6)

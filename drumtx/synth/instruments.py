@@ -55,7 +55,11 @@ def _envelope(
 def _saw(
     freq_hz: np.ndarray | float, n: int, sr: int, rng: np.random.Generator
 ) -> np.ndarray:
-    phase = (rng.random() + np.cumsum(np.broadcast_to(freq_hz, (n,))) / sr) % 1.0
+    start = rng.random()
+    if np.ndim(freq_hz) == 0:  # a steady pitch: the phase is a ramp, no running sum
+        phase = (start + np.arange(1, n + 1) * (float(freq_hz) / sr)) % 1.0
+    else:
+        phase = (start + np.cumsum(np.broadcast_to(freq_hz, (n,))) / sr) % 1.0
     return (2.0 * phase - 1.0).astype(np.float32)
 
 
@@ -80,6 +84,9 @@ def _lowpass(x: np.ndarray, cutoff_hz: float, sr: int, order: int = 2) -> np.nda
     return signal.sosfilt(_butter(order, cutoff_hz, sr, "low"), x).astype(np.float32)
 
 
+KS_BLOCK_MIN_DELAY = 32  # shorter delay lines: lfilter is the faster of the two
+
+
 def karplus_strong(
     freq_hz: float, n: int, sr: int, rng: np.random.Generator, damping: float
 ) -> np.ndarray:
@@ -88,10 +95,23 @@ def karplus_strong(
     burst = np.zeros(n, dtype=np.float64)
     excitation = rng.uniform(-1, 1, min(delay, n))
     burst[: len(excitation)] = excitation - excitation.mean()
-    # y[k] = x[k] + g/2 * (y[k-D] + y[k-D-1]): an IIR comb, run by lfilter in C.
-    den = np.zeros(delay + 2)
-    den[0], den[delay], den[delay + 1] = 1.0, -damping / 2, -damping / 2
-    return signal.lfilter([1.0], den, burst).astype(np.float32)
+    # y[k] = x[k] + g/2 * (y[k-D] + y[k-D-1]): an IIR comb. lfilter runs it in C but
+    # spends D + 2 multiplies per sample on a mostly-zero denominator; a period at a
+    # time, each sample needs only the period before, so long delays (low notes) go
+    # faster as n / D vector steps.
+    if delay < KS_BLOCK_MIN_DELAY:
+        den = np.zeros(delay + 2)
+        den[0], den[delay], den[delay + 1] = 1.0, -damping / 2, -damping / 2
+        return signal.lfilter([1.0], den, burst).astype(np.float32)
+    y = np.zeros(n + 1)  # y[0] stands for the silence before the note
+    y[1:] = burst
+    g = damping / 2
+    for start in range(1 + delay, n + 1, delay):
+        stop = min(start + delay, n + 1)
+        past = y[start - delay : stop - delay]
+        before = y[start - delay - 1 : stop - delay - 1]
+        y[start:stop] += g * (past + before)
+    return y[1:].astype(np.float32)
 
 
 Voice = Callable[[PitchedNote, int, np.random.Generator, dict], np.ndarray]
