@@ -383,7 +383,10 @@ def run(args: argparse.Namespace) -> int:
         sets = train_sets(args, music_dir)
         common = ["train", "--data-root", str(root), "--run", RUN, *sets]
         probe = args.probe_steps
-        drumtx(*common, "--set", f"train.max_steps={probe}",
+        start = []  # a carried earlier run's weights, with its network shape
+        if args.init_from:
+            start = ["--set", f"train.init_from='{args.init_from.resolve()}'"]
+        drumtx(*common, *start, "--set", f"train.max_steps={probe}",
                "--set", f"train.eval_every={probe}")  # fmt: skip
         stage("probe")
         log_dir = root / "logs" / RUN
@@ -506,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--probe-steps", type=int, default=80)
     r.add_argument("--log-every", type=int, default=20)
     r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--init-from", type=Path,
+                   help="start from an earlier call's gpu-run.pt")  # fmt: skip
     args = parser.parse_args(argv)
     return pack(args) if args.command == "pack" else run(args)
 
