@@ -125,3 +125,14 @@ def test_merge_prefixes_every_source_and_links_its_files(tmp_path: Path) -> None
     assert len({r["id"] for r in rows}) == 2
     for row in rows:
         assert sf.info(str(egmd / row["audio_filename"])).frames == rate
+
+
+def test_pack_never_replaces_a_folder_unasked(tmp_path: Path) -> None:
+    out = tmp_path / "pack"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    nowhere = str(tmp_path / "nowhere")
+    argv = ["pack", "--gmd", nowhere, "--songs", nowhere, "--renders", nowhere,
+            "--music", nowhere, "--out", str(out)]  # fmt: skip
+    assert gpu_train.main(argv) == 2
+    assert (out / "mine.txt").read_text() == "keep"

@@ -21,9 +21,10 @@ instruments and the songs' parts), trains a short probe, sets the cosine schedul
 the steps that fit the time left (``--resume auto`` with
 ``train.resume_schedule='new'``), and writes to OUT the weights without optimizer state
 (``gpu-run.pt``) and the TensorBoard and stage logs (``logs.tar.gz``) before it tunes
-thresholds on validation into that file; ``gpu_train.json`` is rewritten after every
-stage (its seconds, the probe's rate, the data's hours). Evaluate the weights here on
-the held-out roots.
+thresholds on validation into that file; it starts from the pack's ``init.pt`` (``pack
+--weights``: an earlier call's weights) where there is one. ``gpu_train.json`` is
+rewritten after every stage (its seconds, the probe's rate, the data's hours).
+Evaluate the weights here on the held-out roots.
 
     python tools/gpu_train.py pack --gmd ../shared/data/gmd/groove \
         --songs ../shared/data/songs --renders REAL_RENDERS --music /work/music \
@@ -174,12 +175,22 @@ def tree_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
+INIT_NAME = "init.pt"  # weights in a pack: where run starts from
+
+
 def pack(args: argparse.Namespace) -> int:
     out = args.out
-    if out.exists():
+    if out.exists() and any(out.iterdir()):
+        if not args.overwrite:
+            print(f"error: {out} exists and is not empty")
+            print("hint: --overwrite replaces it, or --out another folder")
+            return 2
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     info = {"opus_level": args.opus_level}
+    if args.weights:
+        shutil.copy2(args.weights, out / INIT_NAME)
+        info["weights"] = str(args.weights)
     info["gmd"] = pack_gmd(args.gmd, out)
     shutil.copytree(args.songs, out / "songs")
     for kit in PACK_KITS:
@@ -196,7 +207,7 @@ def pack(args: argparse.Namespace) -> int:
     print(json.dumps(info, indent=1))
     if info["mb_total"] > args.max_mb:
         print(f"error: the pack is {info['mb_total']} MiB, over --max-mb {args.max_mb}")
-        print("hint: a higher --opus-level or fewer renders")
+        print("hint: a higher --opus-level, less --music-source-hours or fewer renders")
         return 1
     return 0
 
@@ -384,8 +395,12 @@ def run(args: argparse.Namespace) -> int:
         common = ["train", "--data-root", str(root), "--run", RUN, *sets]
         probe = args.probe_steps
         start = []  # a carried earlier run's weights, with its network shape
-        if args.init_from:
-            start = ["--set", f"train.init_from='{args.init_from.resolve()}'"]
+        init_from = args.init_from
+        if init_from is None and (args.pack / INIT_NAME).is_file():
+            init_from = args.pack / INIT_NAME
+        if init_from is not None:
+            report["init_from"] = str(init_from)
+            start = ["--set", f"train.init_from='{init_from.resolve()}'"]
         drumtx(*common, *start, "--set", f"train.max_steps={probe}",
                "--set", f"train.eval_every={probe}")  # fmt: skip
         stage("probe")
@@ -489,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--music-opus-level", type=float, default=0.93)
     p.add_argument("--music-source-hours", type=float, default=0.0,
                    help="hours of each music pool source at most; 0: all")  # fmt: skip
+    p.add_argument("--weights", type=Path,
+                   help="an earlier call's gpu-run.pt: run starts from it")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace --out")
     p.add_argument("--max-mb", type=float, default=56.0)
     r = sub.add_parser("run", help="there: render, preprocess, train, export")
     r.add_argument("--pack", type=Path, default=REPO / ".gpupack")
@@ -509,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--probe-steps", type=int, default=80)
     r.add_argument("--log-every", type=int, default=20)
     r.add_argument("--seed", type=int, default=1234)
-    r.add_argument("--init-from", type=Path,
-                   help="start from an earlier call's gpu-run.pt")  # fmt: skip
+    r.add_argument(
+        "--init-from", type=Path, help="weights to start from (default: pack's init.pt)"
+    )
     args = parser.parse_args(argv)
     return pack(args) if args.command == "pack" else run(args)
 
