@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,12 +128,34 @@ def test_merge_prefixes_every_source_and_links_its_files(tmp_path: Path) -> None
         assert sf.info(str(egmd / row["audio_filename"])).frames == rate
 
 
-def test_pack_never_replaces_a_folder_unasked(tmp_path: Path) -> None:
+def test_pack_says_what_is_missing_before_it_writes(tmp_path: Path, capsys) -> None:
+    nowhere = str(tmp_path / "nowhere")
+    argv = ["pack", "--gmd", nowhere, "--songs", nowhere, "--renders", nowhere,
+            "--music", nowhere, "--out", str(tmp_path / "pack")]  # fmt: skip
+    assert gpu_train.main(argv) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: {nowhere}/info.csv not found (and ")
+    assert "\nhint: --gmd names" in said
+    assert not (tmp_path / "pack").exists()
+
+
+@pytest.mark.skipif(
+    not all((gpu_train.HYDROGEN / kit).is_dir() for kit in gpu_train.PACK_KITS),
+    reason=f"Debian's hydrogen-drumkits not in {gpu_train.HYDROGEN}",
+)
+def test_pack_never_replaces_a_folder_unasked(tmp_path: Path, capsys) -> None:
+    gmd, songs, renders = tmp_path / "gmd", tmp_path / "songs", tmp_path / "renders"
+    gmd.mkdir(), songs.mkdir()
+    (gmd / "info.csv").write_text("split\n")
+    fake_root(renders, "kit", np.zeros(100, np.float32), gpu_train.SAMPLE_RATE)
+    PoolWriter(tmp_path / "music" / "train", gpu_train.SAMPLE_RATE).close()
     out = tmp_path / "pack"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    nowhere = str(tmp_path / "nowhere")
-    argv = ["pack", "--gmd", nowhere, "--songs", nowhere, "--renders", nowhere,
-            "--music", nowhere, "--out", str(out)]  # fmt: skip
+    music = tmp_path / "music"
+    argv = ["pack", "--gmd", str(gmd), "--songs", str(songs), "--renders",
+            str(renders), "--music", str(music), "--out", str(out)]  # fmt: skip
     assert gpu_train.main(argv) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: {out} exists") and "--overwrite" in said
     assert (out / "mine.txt").read_text() == "keep"

@@ -62,7 +62,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from drumtx.audio import load_audio, to_int16  # noqa: E402
+from drumtx.cli import print_error  # noqa: E402
 from drumtx.egmd import egmd_csv_path  # noqa: E402
+from drumtx.errors import ConfigError  # noqa: E402
 from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
 
 SAMPLE_RATE = 24_000  # the model's rate: packed audio is coded at it
@@ -178,13 +180,43 @@ def tree_mb(path: Path) -> float:
 INIT_NAME = "init.pt"  # weights in a pack: where run starts from
 
 
+def missing_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what is missing, how to make it) for every input ``pack`` reads."""
+    needs = [
+        (args.gmd / "info.csv", "--gmd names a Groove MIDI Dataset groove/ folder"),
+        (args.songs, "--songs names the full-band MIDI songs folder"),
+        (
+            egmd_csv_path(args.renders / EGMD),
+            "--renders names a make-dataset root "
+            "(README, On a GPU: the make-dataset command)",
+        ),
+        (
+            args.music / "train" / "index.json",
+            "python tools/build_music_pool.py --out MUSIC; --music MUSIC",
+        ),
+    ] + [(HYDROGEN / kit, "apt-get install hydrogen-drumkits") for kit in PACK_KITS]
+    if args.weights:
+        needs.append((args.weights, "--weights names an earlier call's gpu-run.pt"))
+    return [(str(path), hint) for path, hint in needs if not path.exists()]
+
+
+def fail(message: str, hint: str) -> int:
+    """``error:`` and ``hint:`` on stderr, as drumtx's commands say them; exit 2."""
+    print_error(ConfigError(message, hint=hint))
+    return 2
+
+
 def pack(args: argparse.Namespace) -> int:
+    missing = missing_inputs(args)
+    if missing:
+        path, hint = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        return fail(f"{path} not found{more}", hint)
     out = args.out
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
-            print(f"error: {out} exists and is not empty")
-            print("hint: --overwrite replaces it, or --out another folder")
-            return 2
+            return fail(f"{out} exists and is not empty",
+                        "--overwrite replaces it, or --out another folder")  # fmt: skip
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     info = {"opus_level": args.opus_level}
@@ -206,9 +238,10 @@ def pack(args: argparse.Namespace) -> int:
     (out / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))
     if info["mb_total"] > args.max_mb:
-        print(f"error: the pack is {info['mb_total']} MiB, over --max-mb {args.max_mb}")
-        print("hint: a higher --opus-level, less --music-source-hours or fewer renders")
-        return 1
+        return fail(
+            f"the pack is {info['mb_total']} MiB, over --max-mb {args.max_mb}",
+            "a higher --opus-level, less --music-source-hours or fewer renders",
+        )
     return 0
 
 
@@ -491,7 +524,7 @@ def export(best: Path, dest: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="here: gather the compact data set")
@@ -530,7 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--init-from", type=Path, help="weights to start from (default: pack's init.pt)"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     return pack(args) if args.command == "pack" else run(args)
 
 
