@@ -62,11 +62,32 @@ TRAIN_KITS = (
 RUN = "default"
 
 
-def drumtx(*args: str) -> None:
-    """Run one drumtx command as a user would; stop on failure."""
+def drumtx(*args: str, log: Path | None = None) -> None:
+    """Run one drumtx command as a user would; stop on failure. ``log``: its output is
+    appended there instead of to the terminal."""
     cmd = [sys.executable, "-m", "drumtx", *args]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
+    if log is None:
+        subprocess.run(cmd, cwd=REPO, check=True)
+        return
+    with open(log, "a") as out:
+        subprocess.run(cmd, cwd=REPO, check=True, stdout=out, stderr=out)
+
+
+# The recipe's augmentation ([data] keys), shared by every script that trains for it.
+AUGMENTATION = (
+    "data.eq_prob=0.5",
+    "data.reverb_prob=0.3",
+    "data.noise_prob=0.3",
+    "data.mix_prob=0.1",
+    "data.gain_db_min=-18.0",
+    "data.gain_db_max=3.0",
+    "data.backing_prob=0.67",
+    "data.compress_prob=0.4",
+    "data.saturate_prob=0.2",
+    "data.codec_prob=0.1",
+    "data.rare_class_prob=0.25",
+)
 
 
 def train_settings(args: argparse.Namespace) -> list[str]:
@@ -77,17 +98,7 @@ def train_settings(args: argparse.Namespace) -> list[str]:
         "data.num_workers=1",
         "data.block_mb=4.0",
         "data.shuffle_blocks=8",
-        "data.eq_prob=0.5",
-        "data.reverb_prob=0.3",
-        "data.noise_prob=0.3",
-        "data.mix_prob=0.1",
-        "data.gain_db_min=-18.0",
-        "data.gain_db_max=3.0",
-        "data.backing_prob=0.67",
-        "data.compress_prob=0.4",
-        "data.saturate_prob=0.2",
-        "data.codec_prob=0.1",
-        "data.rare_class_prob=0.25",
+        *AUGMENTATION,
         f"train.device='{args.device}'",
         f"train.amp='{args.amp}'",
         "train.batch_size=16",
