@@ -751,7 +751,8 @@ def choose_meter(
     COMPOUND_MAX_BPM and phrases (crashes) start every 8 beats rather than every 16:
     a slow 4/4 shuffle splits its beats in three too. 3/4 where the drum pattern
     repeats after 3 beats clearly better (REPEAT_RATIO) than after 2 or 4, at twice
-    the rate first (a fast waltz is often tracked a beat every two quarter notes).
+    the rate first (a fast waltz is often tracked a beat every two quarter notes;
+    only where the pattern at this rate repeats after 3 beats better than after 4).
     12/8 is never chosen: its bars are a slow 4/4's; --meter forces it."""
     if len(beats) < 4 * 3:
         return FOUR_FOUR, beats
@@ -760,7 +761,10 @@ def choose_meter(
     if compound and not fixed_tempo and f["phrase_8"] > PHRASE_RATIO * f["phrase_16"]:
         return (6, 8), beats
     doubled = np.sort(np.concatenate([beats, (beats[:-1] + beats[1:]) / 2]))
-    faster_ok = not fixed_tempo and 2 * f["bpm"] <= MAX_BPM
+    # a waltz tracked at half its rate repeats after 3 of these beats (two bars),
+    # not after 4: a slow 4/4 groove whose half-beats happen to repeat in three
+    # repeats best a bar (4 beats) later
+    faster_ok = not fixed_tempo and 2 * f["bpm"] <= MAX_BPM and f["lag_3"] < f["lag_4"]
     if faster_ok and repeats_in_three(hits, doubled, fps):
         return (3, 4), doubled
     if repeats_in_three(hits, beats, fps):

@@ -404,6 +404,34 @@ def test_waltz_is_three_four_and_a_meter_can_be_forced(tmp_path) -> None:
     assert b"<beats>6</beats>" in xml and b"<beat-type>8</beat-type>" in xml
 
 
+def test_slow_four_four_whose_half_beats_repeat_in_three_stays_four_four() -> None:
+    """A one-bar soul groove at 86 BPM (kick on 1 and 3, ghost snares and hats on
+    odd sixteenths): at twice the rate its half-beats repeat after 3 more clearly
+    than after 2 or 4, which once made it a 3/4 at 172. At its own rate it repeats
+    after 4 beats, not 3, so it is 4/4 at 86; a waltz tracked at half its rate
+    (a beat every two quarter notes) is still 3/4."""
+    spb = 60.0 / 86.0
+    pattern = {1: [0, 8], 3: [1, 7, 11, 13], 5: [0, 5, 8, 11, 14]}  # role: 16ths
+    frames, roles = [], []
+    for bar in range(16):
+        for role, places in pattern.items():
+            frames += [(1.0 + (4 * bar + k / 4) * spb) * FPS for k in places]
+            roles += [role] * len(places)
+    order = np.argsort(frames)
+    hits = beats.Hits(np.array(frames)[order], np.array(roles)[order])
+    quarters = (1.0 + np.arange(64) * spb) * FPS
+    doubled = np.sort(np.concatenate([quarters, (quarters[:-1] + quarters[1:]) / 2]))
+    assert beats.repeats_in_three(hits, doubled, FPS)  # the trap
+    meter, counted = beats.choose_meter(hits, quarters, FPS)
+    assert meter == (4, 4) and np.array_equal(counted, quarters)
+    notes, end = waltz(200.0, 24, start_sec=1.0)
+    onset, velocity = activations(notes, end)
+    fast = beats.find_hits(onset, velocity, ROLAND9.codes)
+    half_rate = (1.0 + np.arange(0, 72, 2) * 0.3) * FPS  # every other quarter
+    meter, counted = beats.choose_meter(fast, half_rate, FPS)
+    assert meter == (3, 4) and len(counted) == 2 * len(half_rate) - 1
+
+
 def test_decoded_hits_drive_the_tracker() -> None:
     """transcribe's own hits, not a fixed 0.5 threshold: no hits, no tempo map."""
     notes, _, _, end = rock([(100.0, 8)])
