@@ -29,7 +29,8 @@
    among that meter's phases (``choose_phase``) by the same linear score plus, where
    the meter has one (4/4), a learned bar template: weights of each role's hits per
    bar on each beat of the bar and each sixteenth or triplet after it, and of where
-   the file's first hit falls, fitted on GMD training performances
+   the file's first hit and each drum's first hit fall, fitted on GMD training
+   performances
    (``tools/fit_bar_template.py``, ``drumtx/models/bar_template.json``). With the
    template the beats may also move by half a beat (the tempo stays): kick on 1 and
    3 and snare on 2 and 4 look alike from beat 3 and from the off-beats to the
@@ -99,6 +100,12 @@ N_POSITIONS = 7  # beat 1, beat 3, beats 2/4, eighth, sixteenth, triplet, off gr
 # the bar template that chooses the bar phase
 # (drumtx/models/, tools/fit_bar_template.py)
 BAR_TEMPLATE_FILE = "bar_template.json"
+# after the roles' rows, the template weighs where the file's first hit falls and
+# where the first hit of each of these drums does (kick, snare, hat or ride, open
+# hat, crash, toms): a count-in on the hat or a pickup fill comes before the one,
+# the first kick or crash most often on it
+FIRST_HIT_GROUPS = ((0, 1), (2, 3), (4, 5), (6,), (7,), (8,))
+TEMPLATE_ROWS = N_ROLES + 1 + len(FIRST_HIT_GROUPS)
 # weight of the harmony's bar-line evidence (drumtx.harmony.bar_change) in the bar
 # phase's score (tools/bench_songs.py --harmony-weight tunes it)
 HARMONY_WEIGHT = 4.0
@@ -617,26 +624,33 @@ def phase_scores(
 def template_counts(
     hits: Hits, beats: np.ndarray, fps: float, per_bar: int
 ) -> np.ndarray:
-    """(N_ROLES + 1, per_bar, len(IN_BEAT) - 1) hits per bar of each role at each
+    """(TEMPLATE_ROWS, per_bar, len(IN_BEAT) - 1) hits per bar of each role at each
     place in a bar whose first beat is beat 0 of ``beats``: on the beat, or a
-    sixteenth, triplet or eighth after it (off-grid hits are left out); the last row
-    holds the file's first hit at its place (a count of one: drums most often come
-    in on a bar line; nothing where it is off the grid or over a beat before it).
-    Rolling axis 1 by -p gives the bars of phase p."""
-    counts = np.zeros((N_ROLES + 1, per_bar, len(IN_BEAT) - 1))
+    sixteenth, triplet or eighth after it (off-grid hits are left out); then the
+    file's first hit at its place, and the first hit of each FIRST_HIT_GROUPS drum
+    at its (a count of one each: drums most often come in on a bar line, perhaps
+    after a count-in or a pickup; nothing where it is off the grid or over a beat
+    before it). Rolling axis 1 by -p gives the bars of phase p."""
+    counts = np.zeros((TEMPLATE_ROWS, per_bar, len(IN_BEAT) - 1))
     beat, place, on_grid = grid_places(hits.frames, beats, fps)
     np.add.at(
         counts, (hits.roles[on_grid], beat[on_grid] % per_bar, place[on_grid]), 1.0
     )
     counts /= max(1.0, (len(beats) - 1) / per_bar)
-    if len(hits.frames) and len(beats) > 1:
-        before = beats[0] - (beats[1] - beats[0])  # the grid one beat earlier
-        first = np.array([float(np.min(hits.frames))])
-        beat, place, on_grid = grid_places(
-            first, np.concatenate([[before], beats]), fps
-        )
-        if on_grid[0]:
-            counts[N_ROLES, (beat[0] - 1) % per_bar, place[0]] = 1.0
+    if not len(hits.frames) or len(beats) < 2:
+        return counts
+    rows, firsts = [N_ROLES], [float(np.min(hits.frames))]
+    for row, roles in enumerate(FIRST_HIT_GROUPS, start=N_ROLES + 1):
+        mine = np.isin(hits.roles, roles)
+        if mine.any():
+            rows.append(row)
+            firsts.append(float(np.min(hits.frames[mine])))
+    before = beats[0] - (beats[1] - beats[0])  # the grid one beat earlier
+    beat, place, on_grid = grid_places(
+        np.array(firsts), np.concatenate([[before], beats]), fps
+    )
+    for k in np.flatnonzero(on_grid):
+        counts[rows[k], (beat[k] - 1) % per_bar, place[k]] = 1.0
     return counts
 
 
@@ -668,7 +682,7 @@ def _bar_templates() -> dict[str, np.ndarray]:
     templates = {}
     for meter, weights in data["weights"].items():
         per_bar = counted_beats(*parse_meter(meter))[0]
-        want = (N_ROLES + 1) * per_bar * (len(IN_BEAT) - 1)
+        want = TEMPLATE_ROWS * per_bar * (len(IN_BEAT) - 1)
         if len(weights) != want:
             raise ValueError(
                 f"{path}: the {meter} bar template has {len(weights)} weights, "

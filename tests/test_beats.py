@@ -462,7 +462,7 @@ def test_template_counts_put_each_drum_on_its_beat_of_the_bar() -> None:
     onset, velocity = activations(notes, end)
     hits = beats.find_hits(onset, velocity, ROLAND9.codes)
     counts = beats.template_counts(hits, beat_sec * FPS, FPS, 4)
-    assert counts.shape == (beats.N_ROLES + 1, 4, len(beats.IN_BEAT) - 1)
+    assert counts.shape == (beats.TEMPLATE_ROWS, 4, len(beats.IN_BEAT) - 1)
     on = counts[:, :, 0]  # on the beat
     kick = on[list(beats.ROLES["KD"])].sum(axis=0)
     snare = on[list(beats.ROLES["SD"])].sum(axis=0)
@@ -488,7 +488,7 @@ def test_bar_template_chooses_the_phase_it_weighs_most(monkeypatch) -> None:
     notes, beat_sec, _, end = rock([(100.0, 8)], start_sec=1.0)
     onset, velocity = activations(notes, end)
     hits = beats.find_hits(onset, velocity, ROLAND9.codes)
-    template = np.zeros((beats.N_ROLES + 1, 4, len(beats.IN_BEAT) - 1))
+    template = np.zeros((beats.TEMPLATE_ROWS, 4, len(beats.IN_BEAT) - 1))
     template[beats.ROLES["CR"][0], 1, 0] = 500.0
     monkeypatch.setattr(beats, "_bar_templates", lambda: {"4/4": template.ravel()})
     hyp = beats.choose_phase(hits, beat_sec * FPS, FPS, (4, 4))
@@ -517,10 +517,33 @@ def test_first_hit_is_placed_on_either_sequence() -> None:
     assert first_off[3, eighth] == 1.0 and first_off.sum() == 1.0
 
 
+def test_each_drums_first_hit_is_placed_after_a_count_in() -> None:
+    """A count-in on the hat (beats 3 and 4 of a bar before) puts the file's first
+    hit on beat 3, but each drum's first hit where it falls: the kick and the crash on
+    beat 1, the snare on 2, the hat on 3; drums that never play leave their rows
+    empty, and one hit counts once."""
+    notes, beat_sec, _, end = rock([(100.0, 4)], start_sec=2.0)
+    spb = 60.0 / 100.0
+    notes += [Note(2.0 - 2 * spb, 42, 90), Note(2.0 - spb, 42, 90)]
+    onset, velocity = activations(notes, end)
+    hits = beats.find_hits(onset, velocity, ROLAND9.codes)
+    frames = np.concatenate([[2.0 - 2 * spb, 2.0 - spb], beat_sec]) * FPS
+    counts = beats.template_counts(hits, frames, FPS, 4)
+    first = counts[beats.N_ROLES:]
+    assert first.sum(axis=(1, 2)).tolist() == [1, 1, 1, 1, 0, 1, 0]
+    on_beat = first[:, :, 0].argmax(axis=1)
+    overall, kick, snare, hat, crash = on_beat[[0, 1, 2, 3, 5]]
+    assert (overall, hat) == (0, 0)  # the count-in: beat 3 of the bar before
+    assert (kick, snare, crash) == (2, 3, 2)  # beats 1, 2 and 1 of the groove
+    # the groove's beat 1 is beat 2 of ``frames``: its phase puts them on 0, 1, 0
+    rolled = np.roll(counts, -2, axis=1)[beats.N_ROLES:, :, 0].argmax(axis=1)
+    assert rolled[[1, 2, 3, 5]].tolist() == [0, 1, 2, 0]
+
+
 def test_shipped_bar_template_matches_its_shape() -> None:
     path = REPO / "drumtx" / "models" / beats.BAR_TEMPLATE_FILE
     data = json.loads(path.read_text())
     for meter, shape in data["shape"].items():
         assert len(data["weights"][meter]) == int(np.prod(shape))
-        assert shape == [beats.N_ROLES + 1, int(meter[0]), len(beats.IN_BEAT) - 1]
+        assert shape == [beats.TEMPLATE_ROWS, int(meter[0]), len(beats.IN_BEAT) - 1]
         assert beats.bar_template(tuple(map(int, meter.split("/")))) is not None

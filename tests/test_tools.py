@@ -191,12 +191,12 @@ def test_bench_songs_scores_a_rendered_song(tmp_path: Path) -> None:
 
 def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:
     """The fit's loss gradient matches finite differences, and --no-first-hit keeps
-    exactly the first-hit row at 0."""
+    exactly the first hits' rows at 0."""
     sys.path.insert(0, str(REPO / "tools"))
     import fit_bar_template as fit
 
     rng = np.random.default_rng(0)
-    width = (fit.beats.N_ROLES + 1) * 4 * (len(fit.beats.IN_BEAT) - 1)
+    width = fit.beats.TEMPLATE_ROWS * 4 * (len(fit.beats.IN_BEAT) - 1)
     sets = [(rng.normal(size=8), rng.random((8, width)), int(rng.integers(8)))
             for _ in range(5)]  # fmt: skip
     w = rng.normal(scale=0.1, size=width)

@@ -9,7 +9,10 @@ snare on 2 and 4 look the same from beat 3. The bar template scores each bar pha
 by hits per bar of each role (kick, snare, hat or ride, accented or not, open hat,
 crash, toms) on each beat of the bar and each sixteenth or triplet after it, the
 places where grooves do tell beat 1 from beat 3 (the kick's pickups, the open hat
-before the one, the crash on it), and by where the file's first hit falls.
+before the one, the crash on it), and by where the file's first hit and the first
+hit of each drum (kick, snare, hat or ride, open hat, crash, toms) fall: a count-in
+on the hat or a pickup fill comes before the one, the first kick or crash most
+often on it.
 
 1. The data root's processed train and validation splits (GMD 4/4 performances of
    type beat, rendered through the training kits, e.g. by
@@ -109,7 +112,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--song-max-sec", type=float, default=120.0)
     p.add_argument("--l2", type=float, default=1e-2)
     p.add_argument("--no-first-hit", action="store_true",
-                   help="leave out where the file's first hit falls")  # fmt: skip
+                   help="leave out where the first hits fall")  # fmt: skip
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--out",
@@ -283,13 +286,14 @@ def features(args, split: str) -> tuple[int, list]:
 
 
 def fit(train: list, l2: float, first_hit: bool) -> np.ndarray:
-    """The template's weights (L-BFGS); without ``first_hit`` that row stays 0."""
+    """The template's weights (L-BFGS); without ``first_hit`` the first hits' rows
+    stay 0."""
     from scipy.optimize import minimize
 
     width = train[0][1].shape[1]
     bounds = [(None, None)] * width
-    if not first_hit:  # the last role's weights stay 0
-        first = width // (beats.N_ROLES + 1) * beats.N_ROLES
+    if not first_hit:  # the rows after the roles' stay 0
+        first = width // beats.TEMPLATE_ROWS * beats.N_ROLES
         bounds[first:] = [(0.0, 0.0)] * (width - first)
     result = minimize(loss, np.zeros(width), args=(train, l2), jac=True,
                       method="L-BFGS-B", bounds=bounds)  # fmt: skip
@@ -302,10 +306,11 @@ def write_template(args, weights: np.ndarray, results: dict) -> None:
     per_bar = counted_beats(*METER)[0]
     payload = {
         "about": "drumtx.beats bar template: weight of hits per bar of each role "
-        "(beats.ROLES order, then the file's first hit) on each counted beat of the "
+        "(beats.ROLES order), then of the file's first hit and of each "
+        "beats.FIRST_HIT_GROUPS drum's first hit, on each counted beat of the "
         "bar and each place in the beat (beats.IN_BEAT but the next beat), added to "
         "the linear score of each bar phase; made by tools/fit_bar_template.py",
-        "shape": {"4/4": [beats.N_ROLES + 1, per_bar, len(beats.IN_BEAT) - 1]},
+        "shape": {"4/4": [beats.TEMPLATE_ROWS, per_bar, len(beats.IN_BEAT) - 1]},
         "fitted_on": [args.data_root.name] + ([args.songs.name] if args.songs else []),
         "checkpoint": Path(args.checkpoint).name,
         "l2": args.l2,
