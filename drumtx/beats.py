@@ -109,6 +109,10 @@ TEMPLATE_ROWS = N_ROLES + 1 + len(FIRST_HIT_GROUPS)
 # weight of the harmony's bar-line evidence (drumtx.harmony.bar_change) in the bar
 # phase's score (tools/bench_songs.py --harmony-weight tunes it)
 HARMONY_WEIGHT = 4.0
+# ... and in the score that chooses the tempo: at the right tempo the chords change
+# on one bar phase; at twice or half it, on every other bar or on two phases
+# (tools/bench_songs.py --split fit and GMD train renders tune it)
+HARMONY_TEMPO_WEIGHT = 2.0
 
 # Fitted by tools/fit_beat_scorer.py (GMD train through synth:9-12, the shipped model,
 # l2 1e-3): per role, hits per bar on beat 1, beat 3, beats 2/4, eighths, sixteenths,
@@ -484,7 +488,7 @@ def best_hypothesis(
     periods = finalists(strength, hits, fps) if bpm is None else None
     beat_bpm = None if bpm is None else bpm / counted_beats(*(meter or FOUR_FOUR))[1]
     sequences = beat_sequences(strength, fps, beat_bpm, periods)
-    best = best_of(sequences, hits, fps)
+    best = best_of(sequences, hits, fps, chroma=chroma)
     if best is None:
         return None
     rival = None if bpm is not None else octave_rival(sequences, hits, fps, best)
@@ -565,13 +569,23 @@ def best_of(
     hits: Hits,
     fps: float,
     meter: tuple[int, int] = FOUR_FOUR,
+    chroma: Chroma | None = None,
 ) -> Hypothesis | None:
-    """The sequence and bar phase of highest score, in bars of ``meter``."""
+    """The sequence and bar phase of highest score, in bars of ``meter``: the
+    linear score plus HARMONY_TEMPO_WEIGHT x where the harmony changes (``chroma``
+    of the audio; none: no such evidence)."""
     per_bar = counted_beats(*meter)[0]
-    options = [
-        Hypothesis(b, phase, meter) for b in sequences for phase in range(per_bar)
-    ]
-    return max(options, key=lambda hyp: score_of(hits, hyp, fps), default=None)
+    best, top = None, -np.inf
+    for b in sequences:
+        harmony = np.zeros(per_bar)
+        if chroma is not None and HARMONY_TEMPO_WEIGHT:
+            harmony = HARMONY_TEMPO_WEIGHT * bar_change(chroma, b / fps, per_bar)
+        for phase in range(per_bar):
+            hyp = Hypothesis(b, phase, meter)
+            score = score_of(hits, hyp, fps) + harmony[phase]
+            if score > top:
+                best, top = hyp, score
+    return best
 
 
 def choose_phase(

@@ -143,6 +143,30 @@ def test_the_tracker_puts_bar_lines_where_the_band_changes_chord(monkeypatch) ->
     assert np.min(np.abs(plain.downbeats_sec - first_change) % bar) > 0.1
 
 
+def test_chords_that_change_every_four_beats_choose_the_tempo(monkeypatch) -> None:
+    """Kick and hat on every beat at 171 BPM read as 86 BPM to the drums alone (twice
+    as slow is nearer a usual tempo); a band changing chord every four beats of 171
+    changes on every other beat of 86, on two bar phases at once, and on one at 171:
+    with the audio's chroma the tracker takes 171, without it (or with no weight on
+    it) 86."""
+    monkeypatch.setattr(beats, "_bar_templates", lambda: {})  # the linear score only
+    spb = 0.35
+    onset, velocity = four_on_the_floor(68, spb)
+    chords = [[C, E, G], [A, C, E], [65, 69, 72], [G, 71, 74]] * 5
+    band, _ = progression(chords, spb, 4, 0)
+    audio = np.zeros(int(len(onset) / 100 * RATE), np.float32)
+    lead_in = int(0.5 * RATE)  # the drums start at 0.5 s: so does the band
+    audio[lead_in : lead_in + len(band)] = band[: len(audio) - lead_in]
+    chroma = chroma_of(audio, RATE)
+    with_band = beats.beat_grid(onset, velocity, ROLAND9.codes, 100.0, chroma=chroma)
+    assert with_band.bpm == pytest.approx(60 / spb, rel=0.01)
+    plain = beats.beat_grid(onset, velocity, ROLAND9.codes, 100.0)
+    assert plain.bpm == pytest.approx(30 / spb, rel=0.01)
+    monkeypatch.setattr(beats, "HARMONY_TEMPO_WEIGHT", 0.0)
+    unweighted = beats.beat_grid(onset, velocity, ROLAND9.codes, 100.0, chroma=chroma)
+    assert unweighted.bpm == pytest.approx(30 / spb, rel=0.01)
+
+
 def _chroma_steps(audio: np.ndarray) -> int:
     return len(chroma_of(audio, RATE).values)
 

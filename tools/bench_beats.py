@@ -48,6 +48,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         help="weight of the harmony's bar-line evidence (default: beats')",
     )
+    p.add_argument(
+        "--harmony-tempo-weight",
+        type=float,
+        help="weight of the same evidence in the tempo's choice (default: beats')",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
@@ -154,10 +159,12 @@ def main(argv=None) -> int:
     from drumtx.processed import load_store, spread_indices
 
     torch.set_num_threads(args.threads)
-    if args.harmony_weight is not None:
-        import drumtx.beats
+    import drumtx.beats
 
+    if args.harmony_weight is not None:
         drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
+    if args.harmony_tempo_weight is not None:
+        drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
     cfg = load_config(None, [])
     loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     store = load_store(args.data_root / "processed_data" / args.split, loaded.cfg)

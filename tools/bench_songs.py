@@ -69,6 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         help="weight of the harmony's bar-line evidence (default: beats')",
     )
+    p.add_argument(
+        "--harmony-tempo-weight",
+        type=float,
+        help="weight of the same evidence in the tempo's choice (default: beats')",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -276,6 +281,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.harmony_weight is not None:
         drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
+    if args.harmony_tempo_weight is not None:
+        drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
     loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
     if not songs:
@@ -295,6 +302,7 @@ def main(argv=None) -> int:
                    "kits": args.kits.split(","), "soundfont": str(args.soundfont),
                    "checkpoint": str(args.checkpoint),
                    "harmony_weight": drumtx.beats.HARMONY_WEIGHT,
+                   "harmony_tempo_weight": drumtx.beats.HARMONY_TEMPO_WEIGHT,
                    "conditions": conditions}  # fmt: skip
         args.json.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
