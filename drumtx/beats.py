@@ -19,7 +19,9 @@
    in its bars (beat 1, beat 3, beats 2 and 4, eighths, sixteenths, triplets, off the
    grid; per role, per bar) and its tempo are the features of a linear score whose
    weights (``SCORE_WEIGHTS``) were fitted on GMD training performances rendered
-   through synthesised kits (``tools/fit_beat_scorer.py``). The best hypothesis wins.
+   through synthesised kits (``tools/fit_beat_scorer.py``). In a mix, where the
+   chords change adds to it (``HARMONY_TEMPO_WEIGHT`` x ``harmony.bar_change``: at
+   the right tempo they change on one bar phase). The best hypothesis wins.
    Tempo changes: the winner's local period (windowed autocorrelation within 1.4x of
    it, smoothed by Viterbi); where it moves away for long enough, the beats are tracked
    again along it and the phases chosen again (kept if they score higher).
