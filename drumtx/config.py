@@ -291,6 +291,11 @@ class TranscribeConfig:
     # auto (4/4, 3/4 or 6/8 from the drums) | 4/4 | 3/4 | 6/8 | 12/8
     meter: str = "auto"
     cpu_precision: str = "auto"  # auto | fp32 | bf16: the CPU's convolution dtype
+    # The active levels (dB re full scale; drumtx.levels.active_level_db) the model
+    # hears: an input outside them is turned up or down to the nearer one, so a quiet
+    # stem and a loud master sound to it like what it trained on; -60 and 0 = as it is.
+    min_input_db: float = -36.0
+    max_input_db: float = -20.0
 
     def __post_init__(self) -> None:
         if not self.checkpoint.strip():
@@ -301,6 +306,14 @@ class TranscribeConfig:
         _check_choice("transcribe.device", self.device, DEVICES)
         _check_choice("transcribe.cpu_precision", self.cpu_precision, CPU_PRECISIONS)
         _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)
+        _check_range("transcribe.min_input_db", self.min_input_db, -60.0, 0.0)
+        _check_range("transcribe.max_input_db", self.max_input_db, -60.0, 0.0)
+        if self.min_input_db > self.max_input_db:
+            raise ConfigError(
+                f"transcribe.min_input_db = {self.min_input_db:g} is above "
+                f"transcribe.max_input_db = {self.max_input_db:g}",
+                hint="make min_input_db <= max_input_db (equal: one level for all)",
+            )
         if not MIN_OVERLAP_SEC <= self.overlap_sec <= 60.0:
             raise ConfigError(
                 f"transcribe.overlap_sec = {self.overlap_sec!r} is out of range; "

@@ -2,7 +2,10 @@
 in bounded memory.
 
 One path serves validation during training, ``evaluate`` and ``transcribe``, so the
-numbers a run reports are the numbers a user gets. Audio is resampled in chunks and cut
+numbers a run reports are the numbers a user gets. An input too quiet or too loud is
+first turned into the levels the network trained at (``transcribe.min_input_db`` and
+``max_input_db``, :func:`input_gain_db`): its accuracy falls off either side of them
+(README, *Input level*). Audio is resampled in chunks and cut
 into fixed-length segments with ``overlap`` seconds of context on each side; the context
 is cropped away, so memory does not grow with the file's length and a hit near a segment
 border decodes as in a whole-file pass.
@@ -11,7 +14,7 @@ border decodes as in a whole-file pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
+from drumtx.levels import SILENT_DB, active_level_db
 from drumtx.model import (
     CastConvs,
     build_model,
@@ -149,6 +153,17 @@ def stream_file(
     return total_out, chunks()
 
 
+def file_gain_db(path: Path, cfg: Config) -> float:
+    """input_gain_db of a file: one pass over its audio at the model's rate before
+    the pass that feeds the model (none where the window takes every level)."""
+    t = cfg.transcribe
+    if t.min_input_db <= SILENT_DB and t.max_input_db >= 0.0:
+        return 0.0
+    rate = cfg.audio.sample_rate
+    _, chunks = stream_file(path, rate)
+    return input_gain_db(cfg, active_level_db(chunks, rate))
+
+
 def array_chunks(
     audio: np.ndarray, chunk_samples: int = 1 << 20
 ) -> Iterator[np.ndarray]:
@@ -192,6 +207,21 @@ def iter_segments(
         buffer_start = next_start
 
 
+def input_gain_db(cfg: Config, level_db: float) -> float:
+    """The gain that brings an input whose active level is ``level_db`` into
+    [transcribe.min_input_db, max_input_db]: 0 inside, or for a silent input."""
+    t = cfg.transcribe
+    if level_db < SILENT_DB:
+        return 0.0
+    return float(np.clip(level_db, t.min_input_db, t.max_input_db) - level_db)
+
+
+def array_gain_db(cfg: Config, audio: np.ndarray) -> float:
+    """input_gain_db of an in-memory recording at the model's sample rate."""
+    level_db = active_level_db(array_chunks(audio), cfg.audio.sample_rate)
+    return input_gain_db(cfg, level_db)
+
+
 def predict_activations(
     loaded: LoadedModel,
     chunks: Iterable[np.ndarray],
@@ -200,8 +230,11 @@ def predict_activations(
     segment_sec: float,
     overlap_sec: float,
     batch_size: int,
+    gain_db: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Onset probabilities and velocities, each (T, C) float32, T = n_frames(n_samples).
+    """Onset probabilities and velocities, each (T, C) float32, T = n_frames(n_samples),
+    of the audio turned up by ``gain_db`` (:func:`input_gain_db`: every caller says
+    which level the network hears, so none forgets it).
     """
     cfg = loaded.cfg
     hop, fps = cfg.hop_length, cfg.frontend.fps
@@ -210,15 +243,16 @@ def predict_activations(
     total = n_frames(n_samples, hop)
     onset = np.zeros((total, loaded.vocab.n_classes), dtype=np.float32)
     velocity = np.zeros_like(onset)
+    gain = np.float32(10 ** (gain_db / 20))
     batch: list[tuple[int, np.ndarray]] = []
     segments = iter_segments(chunks, n_samples, hop, seg_frames, ctx_frames)
     for item in segments:
         batch.append(item)
         if len(batch) == batch_size:
-            _run_batch(loaded, batch, ctx_frames, seg_frames, onset, velocity)
+            _run_batch(loaded, batch, ctx_frames, seg_frames, onset, velocity, gain)
             batch = []
     if batch:
-        _run_batch(loaded, batch, ctx_frames, seg_frames, onset, velocity)
+        _run_batch(loaded, batch, ctx_frames, seg_frames, onset, velocity, gain)
     return onset, velocity
 
 
@@ -229,9 +263,12 @@ def _run_batch(
     seg_frames: int,
     onset: np.ndarray,
     velocity: np.ndarray,
+    gain: np.float32,
 ) -> None:
-    audio = torch.from_numpy(np.stack([samples for _, samples in batch]))  # (B, N)
-    audio = audio.to(loaded.device, non_blocking=True)
+    samples = np.stack([samples for _, samples in batch])  # (B, N)
+    if gain != 1:
+        samples *= gain
+    audio = torch.from_numpy(samples).to(loaded.device, non_blocking=True)
     dtype = amp_dtype(loaded.amp, loaded.device)
     with torch.inference_mode(), autocast(loaded.device, dtype):
         feats = loaded.frontend(audio)  # (B, T_seg, n_mels), fp32 inside
@@ -242,6 +279,27 @@ def _run_batch(
         n = min(seg_frames, len(onset) - first)
         onset[first : first + n] = p[ctx_frames : ctx_frames + n]
         velocity[first : first + n] = v[ctx_frames : ctx_frames + n]
+
+
+def array_activations(
+    loaded: LoadedModel,
+    audio: np.ndarray,
+    wrap: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]] | None = None,
+    **segmenting: float | int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """predict_activations of an in-memory recording at the model's rate (float, or
+    int16 from the store), brought to the input level as transcribe brings a file and
+    segmented as [transcribe] says (``segmenting`` overrides); ``wrap`` sees the chunks
+    on their way to the model (a ChromaStream's)."""
+    chunks = array_chunks(audio)
+    options = {**segment_options(loaded.cfg), **segmenting}
+    return predict_activations(
+        loaded,
+        chunks if wrap is None else wrap(chunks),
+        len(audio),
+        gain_db=array_gain_db(loaded.cfg, audio),
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def segment_options(cfg: Config) -> dict[str, float | int]:
@@ -267,10 +325,9 @@ def transcribe_array(
     """Hits of audio already at the model's sample rate
     (float, or int16 from the store).
     """
-    onset, velocity = predict_activations(
+    onset, velocity = array_activations(
         loaded,
-        array_chunks(audio),
-        len(audio),
+        audio,
         segment_sec=segment_sec,
         overlap_sec=overlap_sec,
         batch_size=batch_size,

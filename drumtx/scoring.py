@@ -19,11 +19,9 @@ from drumtx.drums import Hit
 from drumtx.harmony import Chroma, ChromaStream
 from drumtx.inference import (
     LoadedModel,
-    array_chunks,
+    array_activations,
     class_thresholds,
     decode_hits,
-    predict_activations,
-    segment_options,
 )
 from drumtx.levels import mix_backing
 from drumtx.metrics import Tally
@@ -58,14 +56,9 @@ def store_runs(
     streams to the model (what transcribe's tracker hears; else None)."""
     for index in indices:
         audio = recording_mix(store, index, backing_db)
-        chunks = array_chunks(audio)
         stream = ChromaStream(loaded.cfg.audio.sample_rate) if harmony else None
-        onset, velocity = predict_activations(
-            loaded,
-            chunks if stream is None else stream.wrap(chunks),
-            len(audio),
-            **segment_options(loaded.cfg),
-        )
+        wrap = None if stream is None else stream.wrap
+        onset, velocity = array_activations(loaded, audio, wrap)
         yield index, onset, velocity, None if stream is None else stream.chroma()
 
 

@@ -184,14 +184,13 @@ def model_onsets(
     loaded: LoadedModel, x: np.ndarray
 ) -> tuple[np.ndarray, tuple[str, ...], float]:
     """(T, C) onset probabilities of the whole file, the class codes, the frame rate."""
-    from drumtx.inference import array_chunks, predict_activations
+    from drumtx.inference import array_activations
 
     sample_rate = loaded.cfg.audio.sample_rate
     segment_sec = float(min(30, max(4, np.ceil(len(x) / sample_rate))))  # no padding
-    onset, _ = predict_activations(
-        loaded, array_chunks(x), len(x), segment_sec=segment_sec, overlap_sec=2.0,
-        batch_size=4,
-    )  # fmt: skip
+    onset, _ = array_activations(
+        loaded, x, segment_sec=segment_sec, overlap_sec=2.0, batch_size=4
+    )
     return onset, tuple(loaded.vocab.codes), float(loaded.cfg.frontend.fps)
 
 

@@ -40,6 +40,7 @@ from drumtx.inference import (
     LoadedModel,
     class_thresholds,
     decode_hits,
+    file_gain_db,
     load_model,
     precision_of,
     predict_activations,
@@ -104,6 +105,7 @@ class Job:
     n_hits: int = 0
     outputs: list[Path] = field(default_factory=list)
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
+    gain_db: float = 0.0  # what the input was turned by before the model heard it
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -208,6 +210,12 @@ def _print_job(console: Console, job: Job) -> None:
         console.print(f"wrote {escape(str(path))}")
     if job.grid is not None:
         console.print(f"  {escape(tempo_line(job.grid))}")
+    if job.status == "done" and abs(job.gain_db) >= 0.05:  # as printed
+        way = "up" if job.gain_db > 0 else "down"
+        console.print(
+            f"  input turned {way} {abs(job.gain_db):.1f} dB for the model "
+            "(transcribe.min_input_db, max_input_db)"
+        )
     if job.status == "failed":
         console.print(
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
@@ -389,6 +397,7 @@ def transcribe_job(
     t = cfg.transcribe
     try:
         rate = loaded.cfg.audio.sample_rate
+        gain_db = file_gain_db(job.input_path, loaded.cfg)
         n_samples, chunks = stream_file(job.input_path, rate)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
         onset, velocity = predict_activations(
@@ -398,6 +407,7 @@ def transcribe_job(
             segment_sec=t.segment_sec,
             overlap_sec=t.overlap_sec,
             batch_size=t.batch_size,
+            gain_db=gain_db,
         )
         hits = decode_hits(loaded, onset, velocity, rendering.thresholds)
         codes, fps = loaded.vocab.codes, loaded.cfg.frontend.fps
@@ -411,6 +421,7 @@ def transcribe_job(
             hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
         job.outputs = write_outputs(job, hits, loaded.vocab, rendering, grid)
         job.status, job.n_hits, job.grid = "done", len(hits), grid
+        job.gain_db = gain_db
     except DrumtxError as exc:
         job.status, job.reason = "failed", exc.message
     except OSError as exc:
@@ -571,6 +582,7 @@ def job_summary(job: Job) -> dict:
             "found": job.grid.found,
             "rival_bpm": None if rival is None else round(rival, 3),
         }
+        entry["input_gain_db"] = round(job.gain_db, 2)
     return entry
 
 

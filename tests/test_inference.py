@@ -24,11 +24,16 @@ from drumtx.drums import Hit, get_vocab
 from drumtx.frontend import LogMel, n_frames
 from drumtx.inference import (
     LoadedModel,
+    array_activations,
+    array_gain_db,
+    file_gain_db,
+    input_gain_db,
     iter_segments,
     predict_activations,
     resampled_length,
     stream_file,
 )
+from drumtx.levels import SILENT_DB, active_level_db, rms_db
 from drumtx.model import build_model
 
 MODEL_RATE = 24000  # Hz, audio.sample_rate of the default config
@@ -140,6 +145,7 @@ def test_activations_have_one_row_per_frame(n_samples: int):
         segment_sec=2.0,
         overlap_sec=0.5,
         batch_size=3,
+        gain_db=0.0,
     )
     assert onset.shape == velocity.shape == (n_frames(n_samples, 240), 9)
 
@@ -193,6 +199,7 @@ def _hits(loaded: LoadedModel, path: Path, segment_sec: float, batch_size: int):
         segment_sec=segment_sec,
         overlap_sec=0.5,
         batch_size=batch_size,
+        gain_db=0.0,
     )
     return onset, _pick(loaded, onset, velocity)
 
@@ -263,8 +270,9 @@ def test_crnn_activations_match_a_whole_file_pass(tmp_path: Path):
     assert_same_hits(_inner(seg_hits, 0.5, 9.0), _inner(whole_hits, 0.5, 9.0))
     n_samples, chunks = stream_file(path, MODEL_RATE)
     no_context, _ = predict_activations(
-        loaded, chunks, n_samples, segment_sec=2.0, overlap_sec=0.0, batch_size=4
-    )
+        loaded, chunks, n_samples, segment_sec=2.0, overlap_sec=0.0, batch_size=4,
+        gain_db=0.0,
+    )  # fmt: skip
     assert np.abs(no_context[199:201] - whole[199:201]).max() > 0.01  # at a border
 
 
@@ -312,8 +320,9 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
         assert isinstance(convs, CastConvs)
         assert convs.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
         onset, velocity = predict_activations(
-            loaded, [audio], len(audio), segment_sec=30.0, overlap_sec=2.0, batch_size=4
-        )
+            loaded, [audio], len(audio), segment_sec=30.0, overlap_sec=2.0,
+            batch_size=4, gain_db=0.0,
+        )  # fmt: skip
         thresholds = class_thresholds(loaded)
         hits = decode_hits(loaded, onset, velocity, thresholds)
         results[precision] = onset, hits
@@ -334,3 +343,92 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     same32 = [h for h in hits32 if key(h) not in only]
     # The same frame; sub-frame refinement may move a hit by up to a frame's width.
     assert_same_hits(same16, same32, tol_sec=0.011)
+
+
+# --- (d) input level -----------------------------------------------------------------
+
+
+def _burst_then_silence(loud_sec: float, quiet_sec: float, amplitude: float):
+    t_sec = np.arange(round(loud_sec * MODEL_RATE)) / MODEL_RATE
+    tone = amplitude * np.sin(2 * np.pi * 440.0 * t_sec)
+    return np.concatenate([tone, np.zeros(round(quiet_sec * MODEL_RATE))]).astype(
+        np.float32
+    )
+
+
+def test_active_level_is_the_loud_parts_level_in_any_chunking():
+    """A 6-s tone at amplitude 0.5 then 4 s of silence: its active level is the tone's
+    RMS (-9.03 dB), not the whole file's (-11.2 dB); chunked as a file streams, the
+    same to the last digit; silence has no level."""
+    audio = _burst_then_silence(6.0, 4.0, 0.5)
+    whole = active_level_db([audio], MODEL_RATE)
+    assert whole == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.01)
+    assert rms_db(audio) < whole - 2.0
+    for size in (1, 4799, 9600, 77_777):
+        chunks = [audio[i : i + size] for i in range(0, len(audio), size)]
+        assert active_level_db(chunks, MODEL_RATE) == pytest.approx(whole, abs=1e-9)
+    assert active_level_db([np.zeros(48_000, np.float32)], MODEL_RATE) < SILENT_DB
+    assert active_level_db([], MODEL_RATE) < SILENT_DB
+
+
+def test_input_gain_turns_only_levels_outside_the_window():
+    cfg = _default_cfg()  # the shipped window: -36 to -20 dB
+    assert (cfg.transcribe.min_input_db, cfg.transcribe.max_input_db) == (-36.0, -20.0)
+    assert input_gain_db(cfg, -28.0) == 0.0
+    assert input_gain_db(cfg, -8.0) == pytest.approx(-12.0)  # a loud master: down
+    assert input_gain_db(cfg, -50.0) == pytest.approx(14.0)  # a quiet stem: up
+    assert input_gain_db(cfg, SILENT_DB - 1) == 0.0  # silence stays silence
+    off = _window(-60.0, 0.0)
+    assert input_gain_db(off, -8.0) == input_gain_db(off, -50.0) == 0.0
+    assert input_gain_db(_window(-30.0, -30.0), -28.0) == pytest.approx(-2.0)
+
+
+def _window(low: float, high: float, *more: str) -> Config:
+    window = [f"transcribe.min_input_db={low}", f"transcribe.max_input_db={high}"]
+    return load_config(None, [*window, *more])
+
+
+def _level_sensitive_loaded(overrides: list[str]) -> LoadedModel:
+    cfg = load_config(None, ["model.preset='tiny'", *overrides])
+    torch.manual_seed(0)
+    model = build_model(cfg, 9)
+    with torch.no_grad():  # random weights give flat output; spread it over (0, 1)
+        model.onset_head.weight.mul_(30.0)
+        model.onset_head.bias.zero_()
+    return _loaded(cfg, model)
+
+
+def test_a_quiet_and_a_loud_copy_sound_alike_to_the_model(tmp_path: Path):
+    """The same audio 20 dB below the window and 15 dB above it gives the activations
+    it gives at the window's edges; with every level let through (the control) this
+    network's activations do move with the level, so the sameness is the gain's."""
+    path = _write_wav(tmp_path / "noise.wav", 6.0, MODEL_RATE)
+    audio = load_audio(path)
+    level = active_level_db([audio], MODEL_RATE)
+    at = {db: (audio * 10 ** ((db - level) / 20)).astype(np.float32) for db in
+          (-56.0, -36.0, -20.0, -5.0)}  # fmt: skip
+    windowed = _level_sensitive_loaded([])
+    acts = {db: array_activations(windowed, x)[0] for db, x in at.items()}
+    np.testing.assert_allclose(acts[-56.0], acts[-36.0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(acts[-5.0], acts[-20.0], atol=1e-4, rtol=0)
+    assert np.abs(acts[-36.0] - acts[-20.0]).max() > 0.01  # inside: as it came
+    as_is = _level_sensitive_loaded(
+        ["transcribe.min_input_db=-60.0", "transcribe.max_input_db=0.0"]
+    )  # every level as it came
+    raw = {db: array_activations(as_is, x)[0] for db, x in at.items()}
+    np.testing.assert_allclose(raw[-36.0], acts[-36.0], atol=1e-4, rtol=0)
+    assert np.abs(raw[-56.0] - raw[-36.0]).max() > 0.05
+    assert np.abs(raw[-5.0] - raw[-20.0]).max() > 0.05
+
+
+@pytest.mark.parametrize("file_rate", [44100, MODEL_RATE])
+def test_a_file_and_its_array_are_turned_by_the_same_gain(tmp_path: Path, file_rate):
+    """transcribe measures a file as it streams it at the model's rate; evaluate
+    measures the store's array: the same audio gets the same gain either way."""
+    path = tmp_path / "loud.wav"
+    audio = _burst_then_silence(3.0, 1.0, 0.9)
+    sf.write(path, resample(audio, MODEL_RATE, file_rate), file_rate, subtype="FLOAT")
+    cfg = _default_cfg()
+    from_file = file_gain_db(path, cfg)
+    assert from_file == pytest.approx(-20.0 - 20 * np.log10(0.9 / np.sqrt(2)), abs=0.05)
+    assert from_file == pytest.approx(array_gain_db(cfg, audio), abs=0.05)

@@ -455,3 +455,30 @@ def test_a_trained_run_is_used_only_when_named(tmp_path, random_model, capsys):
     listed = ["transcribe", "--list-models", "--data-root", str(root)]
     assert main([*listed, "--checkpoint", "newest"]) == 0
     assert f"transcribe uses: {run_best}" in capsys.readouterr().out
+
+
+def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
+    tmp_path, random_model, capsys
+):
+    """A file 20 dB below transcribe.min_input_db is turned up to it: the same hits
+    and velocities as the same recording at that level, and its line says so."""
+    from drumtx.audio import resample
+    from drumtx.levels import active_level_db
+
+    audio = sf.read(_wav(tmp_path / "src.wav", seconds=6.0), dtype="float32")[0]
+    level = active_level_db([resample(audio, 44100, 24000)], 24000)  # as the model's
+    for name, db in (("edge", -36.0), ("quiet", -56.0)):
+        scaled = audio * np.float32(10 ** ((db - level) / 20))
+        sf.write(tmp_path / f"{name}.wav", scaled, 44100, subtype="FLOAT")
+    args = ["--checkpoint", str(random_model), "--threshold", "0.01", "-f", "csv"]
+    assert _run(str(tmp_path / "edge.wav"), *args, "--json") == 0
+    edge = capsys.readouterr()
+    assert _run(str(tmp_path / "quiet.wav"), *args, "--json") == 0
+    quiet = capsys.readouterr()
+    assert "input turned up 20.0 dB" in quiet.err and "input turned" not in edge.err
+    [entry] = json.loads(quiet.out)["inputs"]
+    assert entry["input_gain_db"] == pytest.approx(20.0, abs=0.01)
+    rows = {n: (tmp_path / f"{n}.drums.csv").read_text().splitlines() for n in
+            ("edge", "quiet")}  # fmt: skip
+    assert len(rows["edge"]) > 5
+    assert rows["quiet"] == rows["edge"]

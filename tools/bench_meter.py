@@ -60,20 +60,18 @@ def grooves(seed: int, meters: list[str], per_meter: int) -> list:
 
 def activations(args, loaded, kits, index: int, n: int, groove):
     """(onset, velocity) of one groove, rendered and predicted once, cached."""
-    from drumtx.inference import array_chunks, predict_activations, segment_options
+    from drumtx.inference import array_activations
     from drumtx.make_dataset import quantize
 
-    path = args.work / f"{args.seed}-{index}.npz"
+    t = loaded.cfg.transcribe  # the input levels the model hears
+    path = args.work / f"{args.seed}-{index}-{t.min_input_db:g}_{t.max_input_db:g}.npz"
     if path.exists():
         data = np.load(path)
         return data["onset"], data["velocity"]
     notes = list(quantize(groove.notes, groove.bpm))
     rate = loaded.cfg.audio.sample_rate
     audio = kits[n % len(kits)].render(notes, notes[-1].time_sec + 1.5, rate)
-    onset, velocity = predict_activations(
-        loaded, array_chunks(audio.astype(np.float32)), len(audio),
-        **segment_options(loaded.cfg),
-    )  # fmt: skip
+    onset, velocity = array_activations(loaded, audio.astype(np.float32))
     np.savez_compressed(path, onset=onset, velocity=velocity)
     return onset, velocity
 

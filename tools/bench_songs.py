@@ -144,8 +144,13 @@ def cache_key(*parts: object) -> str:
 
 
 def model_id(checkpoint: Path) -> str:
-    """A short hash of a checkpoint's bytes: caches of its activations carry it."""
-    return hashlib.sha1(Path(checkpoint).read_bytes()).hexdigest()[:12]
+    """A short hash of a checkpoint's bytes and the input levels the model hears
+    (transcribe.min_input_db, max_input_db): caches of its activations carry it."""
+    from drumtx.config import load_config
+
+    t = load_config(None, []).transcribe  # what these tools load the model with
+    heard = f"{t.min_input_db:g}:{t.max_input_db:g}".encode()
+    return hashlib.sha1(Path(checkpoint).read_bytes() + heard).hexdigest()[:12]
 
 
 def render(
@@ -188,14 +193,12 @@ def condition_audio(drums, band, level):
 
 def cached_activations(loaded, audio: np.ndarray, path: Path):
     """(onset, velocity) of ``audio`` through the model, kept in the .npz ``path``."""
-    from drumtx.inference import array_chunks, predict_activations, segment_options
+    from drumtx.inference import array_activations
 
     if path.exists():
         data = np.load(path)
         return data["onset"], data["velocity"]
-    onset, velocity = predict_activations(
-        loaded, array_chunks(audio), len(audio), **segment_options(loaded.cfg)
-    )
+    onset, velocity = array_activations(loaded, audio)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, onset=onset, velocity=velocity)
     return onset, velocity

@@ -59,11 +59,12 @@ def activations(
     import torch
 
     from drumtx.config import load_config
-    from drumtx.inference import array_chunks, load_model, predict_activations
+    from drumtx.inference import array_activations, load_model
     from drumtx.synth import load_kit
 
     torch.set_num_threads(args.threads)
-    cache = args.work / "acts" / split
+    t = load_config(None, []).transcribe  # the input levels the model hears
+    cache = args.work / "acts" / f"{split}-{t.min_input_db:g}_{t.max_input_db:g}"
     cache.mkdir(parents=True, exist_ok=True)
     loaded, kits, out = None, None, []
     for n, row in enumerate(rows):
@@ -78,10 +79,9 @@ def activations(
             notes = [x for x in read_notes(midi) if x.time_sec < seconds]
             rate = loaded.cfg.audio.sample_rate
             audio = kits[n % len(kits)].render(notes, seconds, rate)
-            onset, velocity = predict_activations(
-                loaded, array_chunks(audio), len(audio),
-                segment_sec=30.0, overlap_sec=2.0, batch_size=4,
-            )  # fmt: skip
+            onset, velocity = array_activations(
+                loaded, audio, segment_sec=30.0, overlap_sec=2.0, batch_size=4
+            )
             np.savez_compressed(path, onset=onset.astype(np.float16),
                                 velocity=velocity.astype(np.float16))  # fmt: skip
         data = np.load(path)

@@ -47,11 +47,9 @@ from drumtx.config import load_config  # noqa: E402
 from drumtx.drums import Hit  # noqa: E402
 from drumtx.errors import DataError  # noqa: E402
 from drumtx.inference import (  # noqa: E402
-    array_chunks,
+    array_activations,
     class_thresholds,
     load_model,
-    predict_activations,
-    segment_options,
 )
 from drumtx.music import load_music_pool  # noqa: E402
 from drumtx.pseudo import (  # noqa: E402
@@ -113,9 +111,8 @@ class Teacher:
 
     def labels(self, audio: np.ndarray):
         """The teacher's labels of a whole track (model rate), views averaged."""
-        opts = segment_options(self.loaded.cfg)
         acts = [
-            predict_activations(self.loaded, array_chunks(view), len(view), **opts)
+            array_activations(self.loaded, view)
             for view in tilt_views(audio, SAMPLE_RATE)[: self.n_views]
         ]
         onset, velocity = ensemble(acts)
