@@ -357,8 +357,9 @@ def _start_method() -> str:
     """fork on Linux: a spawned worker spends ~1.5 s importing scipy before its first
     recording, longer than a small split takes. Forking is safe here because the pool
     is made before the progress thread starts, and workers run only numpy, scipy,
-    soundfile and mido code (never torch/OpenMP, whose thread pools do not survive a
-    fork). Elsewhere spawn, the only safe choice on macOS and Windows.
+    soundfile, mido and FluidSynth code, never torch; FluidSynth's OpenMP regions run
+    on one thread (recording_part.init_worker), as OpenMP's thread pool does not
+    survive a fork. Elsewhere spawn, the only safe choice on macOS and Windows.
     """
     if sys.platform.startswith("linux"):
         return "fork"

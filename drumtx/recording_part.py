@@ -26,6 +26,7 @@ import ctypes
 import json
 import os
 import signal
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -223,8 +224,9 @@ def _write_part(job: Job, tracks: Sequence[np.ndarray], hits: Sequence[Hit]) -> 
 
 
 def init_worker(parent_pid: int) -> None:
-    """Workers die with the parent and leave Ctrl-C to it."""
+    """Workers die with the parent, leave Ctrl-C to it, and run OpenMP on one thread."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _one_openmp_thread()
     global _PARENT_PID
     _PARENT_PID = parent_pid
     try:  # Linux: SIGKILL this worker when the parent dies, even by SIGKILL
@@ -236,6 +238,18 @@ def init_worker(parent_pid: int) -> None:
 
 
 _PARENT_PID: int | None = None
+
+
+def _one_openmp_thread() -> None:
+    """FluidSynth loads a SoundFont's samples in OpenMP regions, through the libgomp
+    torch loaded (one library per process, by its soname). Where the parent had run
+    torch on several threads, a forked worker inherits that library's thread pool
+    without its threads, and its first parallel region waited for them forever (a
+    preprocess called after a transcribe in one process hung). One thread runs the
+    regions inline; a worker renders on one core anyway."""
+    torch = sys.modules.get("torch")  # only a parent that imported it can have run it
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _exit_if_orphaned() -> None:

@@ -103,6 +103,37 @@ def test_soundfont_drum_kit_alignment_and_velocity() -> None:
         assert np.abs(loud).max() > np.abs(soft).max(), pitch
 
 
+def _soundfont_has_a_piano(path: Path) -> bool:
+    return soundfont.SoundfontSynth(path, 24_000).has_preset(0, 0)
+
+
+@needs_fluidsynth
+def test_a_worker_forked_after_torch_ran_on_threads_loads_a_soundfont() -> None:
+    """FluidSynth loads samples in OpenMP regions, through the libgomp torch loaded; a
+    worker forked after torch ran on several threads inherited that library's pool
+    without its threads and hung in sfload forever (preprocess after transcribe).
+    The preprocess workers' initializer runs OpenMP on one thread."""
+    import multiprocessing
+    import os
+
+    import torch
+
+    from drumtx.recording_part import init_worker
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.randn(256, 256) @ torch.randn(256, 256)  # starts the OpenMP pool
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1, initializer=init_worker, initargs=(os.getpid(),)) as pool:
+            loaded = pool.apply_async(
+                _soundfont_has_a_piano, (INSTALLED_FONTS[0],)
+            ).get(timeout=60)
+    finally:
+        torch.set_num_threads(threads)
+    assert loaded
+
+
 # --- reserved SoundFonts ---------------------------------------------------------
 
 
