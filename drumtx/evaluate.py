@@ -84,6 +84,8 @@ def run_evaluate(
     indices = _indices(store, limit)
     results = evaluate_store(loaded, store, indices, backing_db, egmd_dir=egmd_dir)
     results.update(checkpoint=str(path), split=split, precision=precision_of(loaded))
+    t = loaded.cfg.transcribe  # the active levels inputs were brought into, dBFS
+    results["input_levels_db"] = [t.min_input_db, t.max_input_db]
     if pool is not None:
         results["music"] = f"real music pool {pool.split_dir} ({pool.hours:.2f} h)"
     if as_json:
@@ -238,10 +240,16 @@ def store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
     )
 
 
+def _levels_note(results: dict[str, Any]) -> str:
+    low, high = results.get("input_levels_db", (-60.0, 0.0))
+    return "" if low <= -60 and high >= 0 else f", input levels {low:g}..{high:g} dBFS"
+
+
 def print_results(results: dict[str, Any], console: Console) -> None:
     table = Table(
         title=f"onset F1 (+-50 ms), {results['split']} split, "
         f"{results['n_recordings']} recordings, {results.get('precision', 'fp32')}"
+        + _levels_note(results)
     )
     for column in (
         "class",

@@ -153,15 +153,23 @@ def stream_file(
     return total_out, chunks()
 
 
-def file_gain_db(path: Path, cfg: Config) -> float:
-    """input_gain_db of a file: one pass over its audio at the model's rate before
-    the pass that feeds the model (none where the window takes every level)."""
-    t = cfg.transcribe
-    if t.min_input_db <= SILENT_DB and t.max_input_db >= 0.0:
-        return 0.0
-    rate = cfg.audio.sample_rate
-    _, chunks = stream_file(path, rate)
-    return input_gain_db(cfg, active_level_db(chunks, rate))
+def leveled_stream(path: Path, cfg: Config) -> tuple[int, Iterator[np.ndarray], float]:
+    """(output length, chunks, gain_db): stream_file's chunks of a file and the gain
+    that brings it into the model's levels (:func:`input_gain_db`).
+
+    The level needs the whole file before the model hears any of it: a file up to
+    KEEP_DECODED_SEC long is decoded once and its chunks kept for the model's pass (29
+    MB at 24 kHz), a longer one is decoded twice, so memory stays flat.
+    """
+    rate, t = cfg.audio.sample_rate, cfg.transcribe
+    n_samples, chunks = stream_file(path, rate)
+    if t.min_input_db <= SILENT_DB and t.max_input_db >= 0.0:  # every level as it is
+        return n_samples, chunks, 0.0
+    if n_samples <= KEEP_DECODED_SEC * rate:
+        kept = list(chunks)
+        return n_samples, iter(kept), input_gain_db(cfg, active_level_db(kept, rate))
+    level_db = active_level_db(chunks, rate)
+    return n_samples, stream_file(path, rate)[1], input_gain_db(cfg, level_db)
 
 
 def array_chunks(
@@ -205,6 +213,9 @@ def iter_segments(
         next_start = start + seg_frames * hop
         buffer = buffer[next_start - buffer_start :]
         buffer_start = next_start
+
+
+KEEP_DECODED_SEC = 300.0  # leveled_stream keeps a file this short decoded in memory
 
 
 def input_gain_db(cfg: Config, level_db: float) -> float:

@@ -40,12 +40,11 @@ from drumtx.inference import (
     LoadedModel,
     class_thresholds,
     decode_hits,
-    file_gain_db,
+    leveled_stream,
     load_model,
     precision_of,
     predict_activations,
     resolve_device,
-    stream_file,
 )
 from drumtx.midi import Note, write_midi
 from drumtx.storage import (
@@ -397,8 +396,7 @@ def transcribe_job(
     t = cfg.transcribe
     try:
         rate = loaded.cfg.audio.sample_rate
-        gain_db = file_gain_db(job.input_path, loaded.cfg)
-        n_samples, chunks = stream_file(job.input_path, rate)
+        n_samples, chunks, gain_db = leveled_stream(job.input_path, loaded.cfg)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
         onset, velocity = predict_activations(
             loaded,

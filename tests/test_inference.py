@@ -26,9 +26,9 @@ from drumtx.inference import (
     LoadedModel,
     array_activations,
     array_gain_db,
-    file_gain_db,
     input_gain_db,
     iter_segments,
+    leveled_stream,
     predict_activations,
     resampled_length,
     stream_file,
@@ -422,13 +422,23 @@ def test_a_quiet_and_a_loud_copy_sound_alike_to_the_model(tmp_path: Path):
 
 
 @pytest.mark.parametrize("file_rate", [44100, MODEL_RATE])
-def test_a_file_and_its_array_are_turned_by_the_same_gain(tmp_path: Path, file_rate):
-    """transcribe measures a file as it streams it at the model's rate; evaluate
-    measures the store's array: the same audio gets the same gain either way."""
+@pytest.mark.parametrize("keep_sec", [300.0, 1.0])
+def test_a_file_and_its_array_are_turned_by_the_same_gain(
+    tmp_path: Path, file_rate, keep_sec, monkeypatch
+):
+    """transcribe measures a file as it streams it at the model's rate (a short file
+    decoded once and kept, a long one decoded twice); evaluate measures the store's
+    array: the same audio gets the same gain, and the model the same samples."""
+    import drumtx.inference as inference
+
+    monkeypatch.setattr(inference, "KEEP_DECODED_SEC", keep_sec)
     path = tmp_path / "loud.wav"
     audio = _burst_then_silence(3.0, 1.0, 0.9)
     sf.write(path, resample(audio, MODEL_RATE, file_rate), file_rate, subtype="FLOAT")
     cfg = _default_cfg()
-    from_file = file_gain_db(path, cfg)
-    assert from_file == pytest.approx(-20.0 - 20 * np.log10(0.9 / np.sqrt(2)), abs=0.05)
-    assert from_file == pytest.approx(array_gain_db(cfg, audio), abs=0.05)
+    n_samples, chunks, gain_db = leveled_stream(path, cfg)
+    assert gain_db == pytest.approx(-20.0 - 20 * np.log10(0.9 / np.sqrt(2)), abs=0.05)
+    assert gain_db == pytest.approx(array_gain_db(cfg, audio), abs=0.05)
+    streamed = np.concatenate(list(chunks))
+    assert len(streamed) == n_samples == len(_stream(path, 30.0)[1])
+    np.testing.assert_array_equal(streamed, _stream(path, 30.0)[1])
