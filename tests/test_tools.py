@@ -392,3 +392,25 @@ def test_graft_cymbals_gives_a_cymbal_less_kit_a_donors_ride_and_crash(
     assert (stats["n_borrowed_samples"], own["n_borrowed_samples"]) == (12, 0)
     with pytest.raises(ValueError, match="already played"):  # the keys are taken
         graft_cymbals(out, donor, MULDJORD_FOR_GOGODZE, tmp_path / "twice")
+
+
+def test_bench_levels_turns_loud_inputs_to_the_windows_edge(
+    made_store: Path, tmp_path: Path
+) -> None:
+    """Played 30 and 40 dB louder, both are brought down to max_input_db: with the
+    window the two score the same; the table names both ways of hearing."""
+    out = tmp_path / "levels.json"
+    result = run_tool(
+        "tools/bench_levels.py", "--data-root", str(made_store), "--split",
+        "validation", "--limit", "2", "--gains=0,30,40", "--mixes", "0",
+        "--threads", "1", "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "window -36..-20 dBFS vs every level as is" in result.stdout
+    results = json.loads(out.read_text())
+    assert results["n_recordings"] == 2
+    assert set(results["conditions"]) == {"drums only", "0 dB"}
+    for rows in results["conditions"].items():
+        window, as_is = rows[1]["window"], rows[1]["as is"]
+        assert window["+30"] == pytest.approx(window["+40"], abs=1e-9), rows[0]
+        assert window["+0"] > 0.3 and all(0 <= f <= 1 for f in as_is.values())
