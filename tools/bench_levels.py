@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-AS_IS = ["transcribe.min_input_db=-60.0", "transcribe.max_input_db=0.0"]
+from bench_songs import condition_name  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,14 +46,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def condition_name(level: float | None) -> str:
-    return "drums only" if level is None else f"{level:+g} dB" if level else "0 dB"
-
-
 def score(loaded, store, indices, level, gains) -> dict[str, dict[str, float]]:
     """{way: {gain: micro F1}} of one condition; the model runs once per distinct
     level it hears (inside the window both ways hear the same audio)."""
-    from drumtx.inference import array_activations, class_thresholds, decode_hits
+    from drumtx.inference import (
+        array_activations,
+        class_thresholds,
+        decode_hits,
+        input_gain_db,
+    )
     from drumtx.levels import active_level_db
     from drumtx.metrics import Tally
     from drumtx.processed import reference_hits
@@ -71,8 +72,8 @@ def score(loaded, store, indices, level, gains) -> dict[str, dict[str, float]]:
         ref, heard = reference_hits(store, index), {}
         for gain in gains:
             turned = audio * np.float32(10 ** (gain / 20))
-            for way, model in ways.items():
-                key = round(gain + _gain_of(model, turned), 3)  # what the model hears
+            for way, model in ways.items():  # the level the model hears, as the key:
+                key = round(gain + input_gain_db(model.cfg, levels[-1] + gain), 3)
                 if key not in heard:
                     onset, velocity = array_activations(model, turned)
                     heard[key] = decode_hits(model, onset, velocity, thresholds)
@@ -85,20 +86,10 @@ def score(loaded, store, indices, level, gains) -> dict[str, dict[str, float]]:
     return out
 
 
-def _gain_of(loaded, audio: np.ndarray) -> float:
-    from drumtx.inference import array_gain_db
-
-    return array_gain_db(loaded.cfg, audio)
-
-
 def loaded_as_is(loaded):
     """The same model with every input level let through."""
-    from drumtx.config import load_config
-
-    t = load_config(None, AS_IS).transcribe
-    table = dataclasses.replace(
-        loaded.cfg.transcribe, min_input_db=t.min_input_db, max_input_db=t.max_input_db
-    )
+    every_level = {"min_input_db": -60.0, "max_input_db": 0.0}
+    table = dataclasses.replace(loaded.cfg.transcribe, **every_level)
     cfg = dataclasses.replace(loaded.cfg, transcribe=table)
     return dataclasses.replace(loaded, cfg=cfg)
 
