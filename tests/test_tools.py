@@ -414,3 +414,73 @@ def test_bench_levels_turns_loud_inputs_to_the_windows_edge(
         window, as_is = rows[1]["window"], rows[1]["as is"]
         assert window["+30"] == pytest.approx(window["+40"], abs=1e-9), rows[0]
         assert window["+0"] > 0.3 and all(0 <= f <= 1 for f in as_is.values())
+
+
+def test_build_eval_roots_names_what_is_missing_and_renders_nothing(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "eval"
+    proc = run_tool("tools/build_eval_roots.py", "--gmd", str(tmp_path / "gmd"),
+                    "--kits", str(tmp_path / "kits"), "--music",
+                    str(tmp_path / "music"), "--out", str(out))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    hints = [x for x in proc.stderr.splitlines() if x.startswith("hint:")]
+    # GMD, SamsSonor, the two validation kits, the pool's two splits
+    assert len(errors) == len(hints) == 6
+    assert any("SamsSonor" in x for x in errors)
+    assert any("fetch_real_kits" in x for x in hints)
+    assert not out.exists()
+
+
+def test_build_eval_roots_keeps_the_held_out_recipes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held-out roots are the ones the card was measured on (kits, seeds, lengths,
+    the held-out SoundFont as the only backing) and the validation root uses neither a
+    held-out kit nor the test split."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import build_eval_roots
+    import finetune_default_model
+    import train_default_model
+
+    calls: list[tuple[str, ...]] = []
+    for module in (build_eval_roots, finetune_default_model, train_default_model):
+        monkeypatch.setattr(module, "drumtx", lambda *a, **_: calls.append(a))
+    (tmp_path / "gmd").mkdir()
+    (tmp_path / "gmd" / "info.csv").write_text("x\n")
+    kits = tmp_path / "kits"
+    for kit in ("SamsSonor/SamsSonor.sfz", *build_eval_roots.VALIDATION_KITS):
+        (kits / kit).parent.mkdir(parents=True, exist_ok=True)
+        (kits / kit).write_text("")
+    for split in ("train", "test"):
+        (tmp_path / "music" / split).mkdir(parents=True)
+    out = tmp_path / "eval"
+    assert build_eval_roots.main(["--gmd", str(tmp_path / "gmd"), "--kits", str(kits),
+                                  "--music", str(tmp_path / "music"),
+                                  "--out", str(out)]) == 0  # fmt: skip
+
+    def option(call: tuple[str, ...], name: str) -> str:
+        return call[call.index(name) + 1]
+
+    renders = {c[1]: c for c in calls if c[0] == "make-dataset"}
+    preprocesses = {option(c, "--data-root"): c for c in calls if c[0] == "preprocess"}
+    assert set(renders) == set(preprocesses) == {
+        str(out / n) for n in ("real-test", "card-test", "real-validation")
+    }
+    real, card = renders[str(out / "real-test")], renders[str(out / "card-test")]
+    assert f"sfz:{kits / 'SamsSonor/SamsSonor.sfz'}" in real
+    assert (option(real, "--seed"), option(real, "--splits")) == ("13", "test")
+    assert option(real, "--max-sec") == "60" and option(real, "--studio-prob") == "0"
+    assert "backing.enabled=false" in preprocesses[str(out / "real-test")]
+    assert [k for k in train_default_model.HELD_OUT_KITS if k in card] == list(
+        train_default_model.HELD_OUT_KITS
+    )
+    assert (option(card, "--seed"), option(card, "--studio-prob")) == ("11", "0.5")
+    assert f"backing.soundfonts='{train_default_model.HELD_OUT_SOUNDFONT}'" in (
+        preprocesses[str(out / "card-test")]
+    )
+    val = renders[str(out / "real-validation")]
+    assert option(val, "--splits") == "validation"
+    held_out = train_default_model.HELD_OUT_KITS
+    assert not any("SamsSonor" in x or x in held_out for x in val)

@@ -85,9 +85,15 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
         print("$", " ".join(pseudo), flush=True)
         subprocess.run(pseudo, cwd=REPO, check=True)
     preprocess_with_backing(args, root)
-    drumtx("make-dataset", str(real_root), *gmd, "--kits",
-           f"sfz:{args.kits / HELD_OUT_REAL_KIT}", "--splits", "test", "--max-sec",
-           "60", "--seed", "13", "--studio-prob", "0")  # fmt: skip
+    make_real_root(args.gmd, args.kits, real_root)
+
+
+def make_real_root(gmd: Path, kits: Path, real_root: Path) -> None:
+    """The held-out real root: GMD test (60 s) through SamsSonor, drums only (evaluate
+    mixes in the real-music pool's held-out split)."""
+    drumtx("make-dataset", str(real_root), "--midi-dir", str(gmd), "--kits",
+           f"sfz:{kits / HELD_OUT_REAL_KIT}", "--splits", "test", "--max-sec", "60",
+           "--seed", "13", "--studio-prob", "0")  # fmt: skip
     drumtx("preprocess", "--data-root", str(real_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", "backing.enabled=false")  # fmt: skip

@@ -172,9 +172,6 @@ def make_data(args: argparse.Namespace, train_root: Path, test_root: Path) -> No
         "--studio-prob",
         "0.6",
     )
-    drumtx("make-dataset", str(test_root), *gmd, "--kits", *HELD_OUT_KITS,
-           "--splits", "test", "--max-sec", "60", "--seed", "11",
-           "--studio-prob", "0.5")  # fmt: skip
     fonts = ",".join(map(str, TRAIN_SOUNDFONTS))
     songs = f"'{args.songs.resolve()}'" if args.songs else "''"
     drumtx(
@@ -192,6 +189,15 @@ def make_data(args: argparse.Namespace, train_root: Path, test_root: Path) -> No
         "--set",
         f"backing.songs_dir={songs}",
     )
+    make_card_root(args.gmd, test_root)
+
+
+def make_card_root(gmd: Path, test_root: Path) -> None:
+    """The model card's held-out root: GMD test (60 s) through the held-out kits, half
+    in a random studio, with backing tracks played only by the held-out SoundFont."""
+    drumtx("make-dataset", str(test_root), "--midi-dir", str(gmd), "--kits",
+           *HELD_OUT_KITS, "--splits", "test", "--max-sec", "60", "--seed", "11",
+           "--studio-prob", "0.5")  # fmt: skip
     drumtx("preprocess", "--data-root", str(test_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", f"backing.soundfonts='{HELD_OUT_SOUNDFONT}'",

@@ -1,0 +1,102 @@
+"""Rebuild, in one command, the roots the model card is measured on and a validation
+root for choosing between models, on a fresh machine.
+
+    python tools/fetch_real_kits.py --out /data/kits
+    python tools/build_music_pool.py --out /data/music --scratch /data/music-debs \
+        --max-hours 0.5
+    python tools/build_eval_roots.py --gmd ../shared/data/gmd/groove --kits /data/kits \
+        --music /data/music --out /data/eval
+
+- ``OUT/real-test``: the held-out real set (GMD *test* through SamsSonor, a real kit
+  never trained on), the same renders as ``tools/finetune_default_model.py`` makes;
+  ``evaluate --split test --music-dir MUSIC/test`` mixes in the held-out real music.
+- ``OUT/card-test``: the previous card's held-out set (GMD *test* through the held-out
+  Hydrogen kits and sf_GMbank, backing by sf_GMbank only), as
+  ``tools/train_default_model.py`` makes it.
+- ``OUT/real-validation``: GMD *validation* through two real recorded kits the shipped
+  model never trained on (Salamander; Gogodze with MuldjordKit's cymbals, which it
+  did train on), one kit per performance, drums only: a set for choices between
+  models that is neither a training kit nor the held-out kit;
+  ``evaluate --split validation --music-dir MUSIC/train`` (the pool's *train* music:
+  the held-out music stays for the held-out set). A model trained on either kit
+  (``finetune_default_model.py --round 2``) cannot be chosen on it.
+
+The renders are deterministic (fixed seeds): rebuilt on 2026-12-04, the shipped model
+scored the card set exactly as its card says. Rerunning reuses what is built
+(make-dataset keeps its renders, preprocess says "up to date"). Prints the evaluate
+commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from finetune_default_model import HELD_OUT_REAL_KIT, make_real_root  # noqa: E402
+from train_default_model import drumtx, make_card_root  # noqa: E402
+
+VALIDATION_KITS = ("Salamander/Salamander Drumkit Trim.sfz", "Gogodze/mics-cymbals")
+
+
+def make_validation_root(gmd: Path, kits: Path, root: Path) -> None:
+    """GMD validation (45 s) through each VALIDATION_KITS kit in turn, no studio."""
+    drumtx("make-dataset", str(root), "--midi-dir", str(gmd), "--kits",
+           *(f"sfz:{kits / k}" for k in VALIDATION_KITS), "--kits-per-performance",
+           "1", "--splits", "validation", "--max-sec", "45", "--seed", "9",
+           "--studio-prob", "0")  # fmt: skip
+    drumtx("preprocess", "--data-root", str(root), "--split", "validation",
+           "--workers", "2", "--allow-skips",
+           "--set", "backing.enabled=false")  # fmt: skip
+
+
+def missing(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(what is missing, how to get it) for each input the roots need."""
+    out = []
+    if not (args.gmd / "info.csv").is_file():
+        out.append((f"{args.gmd / 'info.csv'}", "--gmd is the Groove MIDI Dataset's "
+                    "groove/ folder (info.csv beside the drummerN/ folders)"))
+    for kit in (HELD_OUT_REAL_KIT, *VALIDATION_KITS):
+        if not (args.kits / kit).exists():
+            out.append((f"{args.kits / kit}", "run tools/fetch_real_kits.py --out "
+                        f"{args.kits} after fetching the sfzinstruments snapshots"))
+    for split in ("train", "test"):
+        if not (args.music / split).is_dir():
+            out.append((f"{args.music / split}", "run tools/build_music_pool.py --out "
+                        f"{args.music}"))
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gmd", type=Path, required=True, help="GMD groove/ folder")
+    p.add_argument("--kits", type=Path, required=True, help="fetch_real_kits.py --out")
+    p.add_argument("--music", type=Path, required=True, help="build_music_pool --out")
+    p.add_argument("--out", type=Path, required=True, help="folder for the roots")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    gaps = missing(args)
+    for what, hint in gaps:
+        print(f"error: {what} is missing\nhint: {hint}", file=sys.stderr)
+    if gaps:
+        return 2
+    make_real_root(args.gmd, args.kits, args.out / "real-test")
+    make_card_root(args.gmd, args.out / "card-test")
+    make_validation_root(args.gmd, args.kits, args.out / "real-validation")
+    ev = "python -m drumtx evaluate --checkpoint MODEL --json --data-root"
+    print("\nevaluate with:")
+    print(f"  {ev} {args.out / 'real-test'} --split test "
+          f"--music-dir {args.music / 'test'}")
+    print(f"  {ev} {args.out / 'card-test'} --split test")
+    print(f"  {ev} {args.out / 'real-validation'} --split validation "
+          f"--music-dir {args.music / 'train'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
