@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("tiny", "small", "medium", "base")
 VOCAB_NAMES = ("roland9", "adtof5", "basic3")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 RESUME_SCHEDULES = ("keep", "new")

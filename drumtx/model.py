@@ -46,6 +46,8 @@ PRESETS = {
     # The shipped CPU model: 0.42 M parameters; a 10-minute file takes 4.5 s on 2
     # cores (README, CPU speed).
     "small": Preset(16, ((32,), (48, 48), (64,)), 192, 128, 1),
+    # small widened 1.5x (drumtx/widen.py grows a trained small model into it).
+    "medium": Preset(24, ((48,), (72, 72), (96,)), 256, 192, 1),
     # GPU training: 2.7 M parameters.
     "base": Preset(32, ((64, 64), (96, 96), (128, 128)), 256, 256, 2),
 }

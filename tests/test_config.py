@@ -49,7 +49,7 @@ def test_override_parses_toml_values_and_bare_strings():
         ("train.lrr=1", ["unknown key train.lrr", "did you mean 'lr'"]),
         ("train.batch_size='big'", ["train.batch_size", "int", "'big'"]),
         ("train.batch_size=0", ["train.batch_size", "out of range"]),
-        ("model.preset='huge'", ["model.preset", "tiny, small, base"]),
+        ("model.preset='huge'", ["model.preset", "tiny, small, medium, base"]),
         ("transcribe.max_input_db=6.0", ["transcribe.max_input_db", "out of range"]),
         ("transcribe.min_input_db=-10.0", ["min_input_db = -10 is above", "-20"]),
         ("train.lr", ["table.key=value"]),

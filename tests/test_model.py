@@ -38,7 +38,7 @@ def test_forward_shapes_and_ranges(preset: str) -> None:
 def test_preset_sizes() -> None:
     sizes = {p: count_parameters(CRNN(N_MELS, N_CLASSES, preset=p)) for p in PRESETS}
     assert 50_000 <= sizes["tiny"] <= 150_000
-    assert sizes["tiny"] < sizes["small"] < sizes["base"]
+    assert sizes["tiny"] < sizes["small"] < sizes["medium"] < sizes["base"]
     assert 2_000_000 <= sizes["base"] <= 3_000_000
 
 

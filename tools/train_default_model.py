@@ -123,7 +123,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--work", type=Path, required=True, help="working folder")
     parser.add_argument("--minutes", type=float, default=150.0, help="training budget")
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "base"])
+    parser.add_argument(
+        "--preset", default="small", choices=["tiny", "small", "medium", "base"]
+    )
     parser.add_argument("--n-mels", type=int, default=128, help="log-mel bands")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
