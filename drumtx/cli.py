@@ -254,6 +254,13 @@ def _add_evaluate(
         "and store them in the model",
     )
     p.add_argument(
+        "--tune-objective",
+        default="micro",
+        choices=["micro", "class"],
+        help="what --tune-thresholds maximises: micro F1 over all classes "
+        "(default), or each class's own F1 (favours rare classes, costs micro F1)",
+    )
+    p.add_argument(
         "--backing-db",
         default="6,0",
         metavar="DB,...|none",
@@ -481,6 +488,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         as_json=args.json,
         tune_thresholds=args.tune_thresholds,
+        tune_objective=args.tune_objective,
         limit=args.limit,
         device=args.device,
         backing_db=parse_levels(args.backing_db),

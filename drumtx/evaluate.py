@@ -8,7 +8,9 @@ validation split (never on the split being reported) and stores them in the chec
 
 Where the store holds backing tracks, the same recordings are also scored mixed into
 their backing at each ``backing_db`` drums-to-music level (default +6 and 0 dB), side by
-side with the drums alone; tuning then pools the drums alone and every mix.
+side with the drums alone; tuning then pools the drums alone and every mix. With
+``--music-dir`` the mixes hear real music instead, in tuning too (tune on validation
+with the pool's *train* split, report on test with its held-out *test* split).
 
 Where the recordings' MIDI files are at hand (the E-GMD root), the tempo map transcribe
 would write is scored against each MIDI's (GMD is played to a click from time 0): beat
@@ -41,7 +43,7 @@ from drumtx.inference import (
     precision_of,
     resolve_device,
 )
-from drumtx.metrics import match_onsets
+from drumtx.metrics import ClassCounts, match_onsets
 from drumtx.music import MusicPool, fixed_excerpt, load_music_pool
 from drumtx.processed import Store, load_store, reference_hits, spread_indices
 from drumtx.scoring import score_store, store_activations
@@ -61,6 +63,7 @@ def run_evaluate(
     device: str | None,
     backing_db: Sequence[float] = (6.0, 0.0),
     music_dir: Path | None = None,
+    tune_objective: str = "micro",
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
@@ -70,7 +73,9 @@ def run_evaluate(
     console = make_console(stderr=True)
     if tune_thresholds:
         val_dir = roots.processed_dir / "validation"
-        tune_and_store(loaded, path, val_dir, limit, console, backing_db)
+        tune_and_store(
+            loaded, path, val_dir, limit, console, backing_db, pool, tune_objective
+        )
         if split == "validation":
             console.print(
                 "[yellow]warning:[/] thresholds were tuned on the split being "
@@ -163,23 +168,32 @@ def tune_and_store(
     limit: int | None,
     console: Console,
     backing_db: Sequence[float] = (),
+    pool: MusicPool | None = None,
+    objective: str = "micro",
 ) -> None:
-    """Tune thresholds on the validation split and write them into the checkpoint."""
+    """Tune thresholds on the validation split and write them into the checkpoint;
+    with a music ``pool``, the mixes are heard under its real music (as reported)."""
     if is_shipped(path):
         raise ConfigError(
             "refusing to write tuned thresholds into the model shipped with drumtx",
             hint="copy it first and pass --checkpoint COPY.pt",
         )
     val = load_store(val_dir, loaded.cfg)
+    if pool is not None:
+        val = with_music_from(val, pool)
     levels = [None, *backing_db] if val.backing is not None else [None]
-    tuned = tune(loaded, val, _indices(val, limit), levels)
+    tuned = tune(loaded, val, _indices(val, limit), levels, objective)
     store_thresholds(path, tuned)
     loaded.thresholds = tuned
-    console.print(f"tuned thresholds on validation, stored in {path}: {tuned}")
+    console.print(
+        f"tuned thresholds ({objective} F1) on validation, stored in {path}: {tuned}"
+    )
 
 
 MIN_TUNING_HITS = 20  # fewer reference hits than this: keep the configured threshold
 F1_TOLERANCE = 0.005  # F1 differences below this are noise; prefer the default then
+MICRO_TOLERANCE = 0.0005  # the same for micro F1, which one class moves much less
+TUNE_OBJECTIVES = ("micro", "class")
 
 
 def tune(
@@ -187,48 +201,95 @@ def tune(
     store,
     indices: Sequence[int],
     levels: Sequence[float | None] = (None,),
+    objective: str = "micro",
 ) -> dict[str, float]:
-    """Per-class threshold maximising that class's F1 over the given recordings, each
-    heard at every level (None: drums alone; a number: mixed with its backing).
+    """Per-class thresholds over the given recordings, each heard at every level
+    (None: drums alone; a number: mixed with its backing).
 
+    ``objective`` "class" maximises each class's own F1; "micro" maximises micro F1 over
+    all classes (coordinate ascent, one class at a time). They differ: lowering a weak
+    class's threshold can raise its F1 while its new hits, half of them wrong, lower
+    the micro F1 every class shares.
     A small validation set overfits: a class with few reference hits keeps its
-    configured threshold, and among near-equal F1s the one nearest the default wins.
+    configured threshold, and among near-equal scores the one nearest the default wins.
     """
-    vocab = loaded.vocab
+    if objective not in TUNE_OBJECTIVES:
+        raise ValueError(f"unknown tuning objective {objective!r}")
     defaults = class_thresholds(dataclasses.replace(loaded, thresholds={}))
     cached = [
         (onset, velocity, reference_hits(store, index))
         for level in levels
         for index, onset, velocity in store_activations(loaded, store, indices, level)
     ]
-    best: dict[str, float] = {}
-    for c, code in enumerate(vocab.codes):
-        n_ref = sum(1 for *_, ref in cached for h in ref if h.cls == c)
-        if n_ref < MIN_TUNING_HITS:
-            continue  # untuned: the config's threshold keeps applying
-        scores = np.array([_class_f1(loaded, cached, c, t) for t in THRESHOLD_GRID])
-        near_best = np.flatnonzero(scores >= scores.max() - F1_TOLERANCE)
-        pick = near_best[np.argmin(np.abs(THRESHOLD_GRID[near_best] - defaults[c]))]
-        best[code] = float(THRESHOLD_GRID[pick])
-    return best
+    codes = loaded.vocab.codes
+    tunable = [
+        c
+        for c in range(len(codes))
+        if sum(1 for *_, ref in cached for h in ref if h.cls == c) >= MIN_TUNING_HITS
+    ]  # the rest keep the config's threshold
+    grid = {
+        c: [_class_counts(loaded, cached, c, t) for t in THRESHOLD_GRID]
+        for c in tunable
+    }
+    if objective == "class":
+        picks = {c: _nearest_best([n.f1 for n in grid[c]], defaults[c], F1_TOLERANCE)
+                 for c in tunable}  # fmt: skip
+    else:
+        fixed = [
+            _class_counts(loaded, cached, c, defaults[c])
+            for c in range(len(codes))
+            if c not in grid
+        ]
+        picks = _micro_ascent(grid, fixed, defaults)
+    return {codes[c]: float(THRESHOLD_GRID[i]) for c, i in picks.items()}
 
 
-def _class_f1(
+def _nearest_best(scores: Sequence[float], default: float, tolerance: float) -> int:
+    """The grid index scoring within ``tolerance`` of the best, nearest ``default``."""
+    scores = np.asarray(scores)
+    near_best = np.flatnonzero(scores >= scores.max() - tolerance)
+    return int(near_best[np.argmin(np.abs(THRESHOLD_GRID[near_best] - default))])
+
+
+def _micro_ascent(
+    grid: dict[int, list[ClassCounts]],
+    fixed: Sequence[ClassCounts],
+    defaults: Sequence[float],
+    max_rounds: int = 4,
+) -> dict[int, int]:
+    """Grid indices maximising micro F1, one class at a time from the defaults, until
+    a whole round changes nothing. Counts add across classes, so no decoding here."""
+    picks = {c: int(np.argmin(np.abs(THRESHOLD_GRID - defaults[c]))) for c in grid}
+    for _ in range(max_rounds):
+        changed = False
+        for c in grid:
+            others = sum(
+                (grid[o][picks[o]] for o in grid if o != c), sum(fixed, ClassCounts())
+            )
+            scores = [(others + counts).f1 for counts in grid[c]]
+            pick = _nearest_best(scores, defaults[c], MICRO_TOLERANCE)
+            changed |= pick != picks[c]
+            picks[c] = pick
+        if not changed:
+            break
+    return picks
+
+
+def _class_counts(
     loaded: LoadedModel,
     cached: Sequence[tuple[np.ndarray, np.ndarray, list[Hit]]],
     c: int,
     threshold: float,
-) -> float:
-    """F1 of class ``c`` alone at ``threshold`` over the cached activations."""
+) -> ClassCounts:
+    """Counts of class ``c`` alone at ``threshold`` over the cached activations."""
     n_classes = loaded.vocab.n_classes
     thresholds = [1.01] * n_classes  # above any probability: other classes stay silent
     thresholds[c] = float(threshold)
-    total = None
+    total = ClassCounts()
     for onset, velocity, ref in cached:
         est = decode_hits(loaded, onset, velocity, thresholds)
-        counts = match_onsets(ref, est, n_classes)[c]
-        total = counts if total is None else total + counts
-    return total.f1 if total is not None else 0.0
+        total = total + match_onsets(ref, est, n_classes)[c]
+    return total
 
 
 def store_thresholds(path: Path, thresholds: dict[str, float]) -> None:

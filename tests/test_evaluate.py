@@ -278,7 +278,7 @@ def test_tuned_thresholds_are_stored_and_used_by_transcribe(
     code, out, err = _evaluate(
         capsys, root, checkpoint, "--tune-thresholds", "--json", "--limit", "2"
     )
-    assert code == 0 and "tuned thresholds on validation" in err
+    assert code == 0 and "tuned thresholds (micro F1) on validation" in err
     after = load_checkpoint(checkpoint)
     tuned = after["thresholds"]
     # Only classes with enough reference hits are tuned; the rest keep the config's.
@@ -424,6 +424,71 @@ def test_music_dir_scores_the_drums_under_real_music(
     code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir",
                              str(tmp_path / "music16k" / "test"))  # fmt: skip
     assert code == 1 and "16000 Hz" in err
+
+
+def test_tuning_hears_the_music_dir_too(
+    root, fitted_checkpoint, tmp_path, capsys, monkeypatch
+):
+    """With --music-dir, thresholds are tuned on the validation mixes under that
+    real music (the conditions they are reported in), not the rendered backing."""
+    import drumtx.evaluate as evaluate_module
+    from drumtx.music import PoolWriter, load_music_pool
+
+    t = np.arange(24_000 * 5) / 24_000
+    writer = PoolWriter(tmp_path / "music" / "train", 24_000)
+    tone = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    writer.add(tone, {"file": "a.ogg", "source": "t", "licence": "CC0"})
+    writer.close()
+    heard = []
+
+    def spy(loaded, store, indices, levels=(None,), objective="micro"):
+        heard.append((store, list(levels)))
+        return {"SD": 0.45}
+
+    monkeypatch.setattr(evaluate_module, "tune", spy)
+    checkpoint = _copy(fitted_checkpoint, tmp_path / "run" / "best.pt")
+    pool_dir = tmp_path / "music" / "train"
+    args = ("--tune-thresholds", "--split", "validation", "--limit", "1")
+    code, _, _ = _evaluate(
+        capsys, root, checkpoint, *args, "--music-dir", str(pool_dir)
+    )
+    assert code == 0 and load_checkpoint(checkpoint)["thresholds"] == {"SD": 0.45}
+    code, _, _ = _evaluate(capsys, root, checkpoint, *args)
+    assert code == 0
+    (with_music, levels), (rendered, _) = heard
+    assert levels == [None, 6.0, 0.0]
+    expected = evaluate_module.with_music_from(rendered, load_music_pool(pool_dir))
+    assert np.array_equal(np.asarray(with_music.backing), np.asarray(expected.backing))
+    assert not np.array_equal(
+        np.asarray(with_music.backing), np.asarray(rendered.backing)
+    )
+
+
+def test_micro_objective_trades_a_weak_class_for_the_total() -> None:
+    """A weak class whose F1 peaks at a low threshold by adding hits that are mostly
+    wrong: per-class tuning takes a lower threshold than micro tuning, and the
+    micro F1 of micro tuning's picks is the best any single change reaches."""
+    from drumtx.evaluate import THRESHOLD_GRID, _micro_ascent, _nearest_best
+    from drumtx.metrics import ClassCounts
+
+    n = len(THRESHOLD_GRID)
+    strong = [ClassCounts(tp=900, n_ref=1000, n_est=950)] * n  # flat: threshold-free
+    # The weak class: as its threshold falls it finds more of its hits, and ever more
+    # false ones (its own F1 peaks at 0.6, where the total's is still rising).
+    weak = []
+    for t in THRESHOLD_GRID:
+        tp, fp = round(90 * (1 - t) ** 0.5), round(250 * (1 - t) ** 2)
+        weak.append(ClassCounts(tp=tp, n_ref=100, n_est=tp + fp))
+    grid = {0: strong, 1: weak}
+    by_class = _nearest_best([c.f1 for c in weak], 0.5, 0.005)
+    micro = _micro_ascent(grid, [], [0.5, 0.5])
+
+    def total(i):
+        return (strong[micro[0]] + weak[i]).f1
+
+    assert THRESHOLD_GRID[by_class] == 0.6 and THRESHOLD_GRID[micro[1]] == 0.75
+    assert total(micro[1]) > total(by_class) + 0.003
+    assert total(micro[1]) >= max(total(i) for i in range(n)) - 0.0005
 
 
 def test_evaluate_runs_the_same_precision_on_every_cpu(monkeypatch) -> None:
