@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import mido
@@ -151,6 +151,17 @@ def config_for() -> Callable[..., object]:
 def _no_data_root_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A DRUMTX_DATA_ROOT in the developer's shell must not leak into tests."""
     monkeypatch.delenv("DRUMTX_DATA_ROOT", raising=False)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny ops run fastest on one thread, and 2 OpenMP threads stall on a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
