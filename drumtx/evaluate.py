@@ -260,12 +260,11 @@ def _micro_ascent(
     """Grid indices maximising micro F1, one class at a time from the defaults, until
     a whole round changes nothing. Counts add across classes, so no decoding here."""
     picks = {c: int(np.argmin(np.abs(THRESHOLD_GRID - defaults[c]))) for c in grid}
+    untuned = sum(fixed, ClassCounts())
     for _ in range(max_rounds):
         changed = False
         for c in grid:
-            others = sum(
-                (grid[o][picks[o]] for o in grid if o != c), sum(fixed, ClassCounts())
-            )
+            others = sum((grid[o][picks[o]] for o in grid if o != c), untuned)
             scores = [(others + counts).f1 for counts in grid[c]]
             pick = _nearest_best(scores, defaults[c], MICRO_TOLERANCE)
             changed |= pick != picks[c]

@@ -56,9 +56,7 @@ class Mapping:
         bins entering the embedding)."""
         mapping = Mapping.__new__(Mapping)
         mapping.old, mapping.new = self.old * inner, self.new * inner
-        mapping.source = (self.source[:, None] * inner + torch.arange(inner)).reshape(
-            -1
-        )
+        mapping.source = (self.source[:, None] * inner + torch.arange(inner)).flatten()
         mapping.share = self.share.repeat_interleave(inner)
         return mapping
 

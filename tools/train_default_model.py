@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from drumtx.config import PRESETS
+
 REPO = Path(__file__).resolve().parents[1]
 SF2 = Path("/usr/share/sounds/sf2")
 HELD_OUT_KITS = ["ColomboAcousticDrumkit", "The Black Pearl 1.0", "sf:sf_GMbank:0"]
@@ -123,9 +125,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--work", type=Path, required=True, help="working folder")
     parser.add_argument("--minutes", type=float, default=150.0, help="training budget")
-    parser.add_argument(
-        "--preset", default="small", choices=["tiny", "small", "medium", "base"]
-    )
+    parser.add_argument("--preset", default="small", choices=list(PRESETS))
     parser.add_argument("--n-mels", type=int, default=128, help="log-mel bands")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(

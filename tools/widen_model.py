@@ -17,9 +17,16 @@ from pathlib import Path
 
 import torch
 
-from drumtx.checkpoint import SHIPPED_MODELS_DIR, load_checkpoint, save_checkpoint
+from drumtx.checkpoint import (
+    SHIPPED_MODELS_DIR,
+    load_checkpoint,
+    model_config,
+    save_checkpoint,
+)
+from drumtx.config import load_config
+from drumtx.drums import get_vocab
 from drumtx.errors import DrumtxError
-from drumtx.model import CRNN, PRESETS, count_parameters
+from drumtx.model import PRESETS, build_model, count_parameters
 from drumtx.widen import widen
 
 
@@ -48,11 +55,8 @@ def widen_checkpoint(args: argparse.Namespace) -> dict:
     """The widened checkpoint's state; raises DrumtxError/ValueError on bad input."""
     state = load_checkpoint(args.checkpoint)
     config = state["config"]
-    narrow = CRNN(
-        config["frontend"]["n_mels"],
-        state["model"]["onset_head.bias"].numel(),
-        preset=config["model"]["preset"],
-    )
+    cfg = model_config(load_config(None, []), state)
+    narrow = build_model(cfg, get_vocab(state["vocab"]).n_classes)
     narrow.load_state_dict(state["model"])
     narrow.eval()
     wide = widen(narrow, args.preset, noise=args.noise, seed=args.seed).eval()
