@@ -163,6 +163,15 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         help="record this share of renders in a random studio: room, close, overhead "
         "and room microphones, tuning and balance (default 0: dry kits)",
     )
+    p.add_argument(
+        "--dynamics-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="play this share of renders with the kit's velocity response reshaped: "
+        "soft hits up to 19 dB softer (or 4 dB louder) than the kit plays them, "
+        "full hits as they are (default 0)",
+    )
 
 
 def _add_preprocess(
@@ -454,6 +463,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         splits=args.splits,
         kits_per_performance=args.kits_per_performance,
         studio_prob=args.studio_prob,
+        dynamics_prob=args.dynamics_prob,
     )
     return 0
 

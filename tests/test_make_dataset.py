@@ -317,3 +317,31 @@ def test_split_filter_and_kits_per_performance(tmp_path: Path) -> None:
 if __name__ == "__main__":  # print PINNED_PERFORMANCES
     for perf in generate_performances(3, seed=11):
         print(performance_summary(perf))
+
+
+def test_dynamics_prob_reshapes_a_share_of_renders_and_keeps_the_rest(
+    tmp_path: Path, capsys
+) -> None:
+    plain = build(tmp_path / "plain", limit=3)
+    shaped = build(tmp_path / "shaped", limit=3, dynamics_prob=0.5)
+    a, b = digests(plain), digests(shaped)
+    wavs = [name for name in a if name.endswith(".wav")]
+    same = [name for name in wavs if a[name] == b[name]]
+    assert 0 < len(same) < len(wavs)  # a share reshaped, the rest the same bytes
+    assert all(a[n] == b[n] for n in a if n.endswith(".midi"))  # labels unchanged
+    for name in set(wavs) - set(same):
+        x, _ = sf.read(plain / name)
+        y, _ = sf.read(shaped / name)
+        assert np.std(y) != pytest.approx(np.std(x), rel=1e-3)
+    capsys.readouterr()
+    build(tmp_path / "shaped", limit=3, dynamics_prob=0.5)
+    assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
+    build(tmp_path / "plain", limit=3, dynamics_prob=0.5)  # only the reshaped re-render
+    assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="dynamics-prob"):
+        build(tmp_path / "x", dynamics_prob=1.5)
+    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
+                 "--limit", "3", "--max-sec", "5", "--dynamics-prob", "1"])  # fmt: skip
+    assert code == 0
+    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
+    assert all(c[n] != a[n] for n in wavs)  # every render reshaped

@@ -414,3 +414,18 @@ def test_karplus_strong_runs_the_comb_recurrence_exactly(freq_hz: float) -> None
         )
         y[k] = x[k] + damping / 2 * past
     np.testing.assert_allclose(got, y.astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_dynamics_reshapes_soft_hits_and_keeps_full_ones() -> None:
+    kit = synth.SynthKit(3)
+    soft, full = [Note(0.01, 38, 32)], [Note(0.01, 38, 127)]
+    as_played = kit.render(soft, 1.0, SR)
+    assert np.array_equal(as_played, kit.render(soft, 1.0, SR, dynamics=1))
+    for dynamics in (2.0, 0.7):
+        reshaped = rms(kit.render(soft, 1.0, SR, dynamics=dynamics))
+        ratio = reshaped / rms(as_played)
+        assert ratio == pytest.approx((32 / 127) ** (dynamics - 1), rel=1e-3)
+        loud = kit.render(full, 1.0, SR, dynamics=dynamics)
+        assert np.allclose(loud, kit.render(full, 1.0, SR), atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        kit.render(soft, 1.0, SR, dynamics=0.0)

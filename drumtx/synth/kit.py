@@ -89,14 +89,26 @@ class Kit(ABC):
         sample_rate: int,
         *,
         seed: int = 0,
+        dynamics: float = 1.0,
     ) -> np.ndarray:
-        """Mono float32 audio (n,) of ``duration_sec``; hits beyond it are cut."""
+        """Mono float32 audio (n,) of ``duration_sec``; hits beyond it are cut.
+
+        ``dynamics`` reshapes the kit's velocity response: each hit's level is scaled
+        by velocity ** (dynamics - 1) (velocity in (0, 1]), so above 1 soft hits sound
+        softer than the kit plays them (a drummer's quiet ghost notes, a kit sampled
+        with a wide dynamic range) and below 1 louder; full-velocity hits keep their
+        level, and 1 changes nothing.
+        """
+        if not dynamics > 0:
+            raise ValueError(f"dynamics must be positive, got {dynamics}")
         rng = note_rng(notes, self.fingerprint, seed)
         events = []
         for note in self.playable(notes):
             velocity = min(max(note.velocity, 1), 127) / 127
             hit = self.strike(VOICE_OF_PITCH[note.pitch], velocity, sample_rate, rng)
             gain = hit.gain * 10 ** (rng.normal(0, 0.5) / 20)  # per-hit, ~0.5 dB
+            if dynamics != 1.0:
+                gain *= velocity ** (dynamics - 1.0)
             events.append(Event(note.time_sec, hit.sound, gain, hit.instrument,
                                 hit.group, hit.chokes))  # fmt: skip
         n_samples = round(duration_sec * sample_rate)

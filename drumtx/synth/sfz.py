@@ -626,9 +626,10 @@ class SfzKit(Kit):
         sample_rate: int,
         *,
         seed: int = 0,
+        dynamics: float = 1.0,
     ) -> np.ndarray:
-        """The shared render, with round robins restarted and the microphones at a
-        balance drawn from the notes and the seed."""
+        """The shared render (``dynamics`` as there), with round robins restarted
+        and the microphones at a balance drawn from the notes and the seed."""
         self._seq.clear()
         if len(self.mics) > 1:
             balance = draw_balance(
@@ -637,7 +638,9 @@ class SfzKit(Kit):
             if balance != self._balance:
                 self._balance = balance
                 self._mixes.clear()  # sounds at the old balance are not heard again
-        return super().render(notes, duration_sec, sample_rate, seed=seed)
+        return super().render(
+            notes, duration_sec, sample_rate, seed=seed, dynamics=dynamics
+        )
 
     def _playing(
         self, key: int, velocity: int, rand: float
