@@ -348,6 +348,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     if results.get("mixes"):
         print_mixes(results, console)
     print_confusion(results, console)
+    print_velocity_recall(results, console)
     if results.get("beats"):
         print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
@@ -400,6 +401,30 @@ def print_confusion(results: dict[str, Any], console: Console) -> None:
                 top_errors(misses),
             )
         console.print(table)
+
+
+def print_velocity_recall(results: dict[str, Any], console: Console) -> None:
+    """Recall of each played class by the reference hits' velocity, drums alone (the
+    mixes' are in --json): are the misses ghost notes or accents?"""
+    rows = results.get("recall_by_velocity", {})
+    played = {code: bins for code, bins in rows.items() if any(
+        b["n_ref"] for b in bins.values())}  # fmt: skip
+    if not played:
+        return
+    table = Table(
+        title="recall by reference velocity, drums only",
+        caption="recall (reference hits) of the hits in each MIDI velocity range",
+    )
+    table.add_column("class")
+    for name in next(iter(played.values())):
+        table.add_column(name, justify="right")
+    for code, bins in played.items():
+        cells = [
+            f"{b['recall']:.2f} ({b['n_ref']})" if b["n_ref"] else "-"
+            for b in bins.values()
+        ]
+        table.add_row(code, *cells)
+    console.print(table)
 
 
 def top_errors(row: dict[str, int], n_top: int = TOP_ERRORS) -> str:

@@ -17,6 +17,8 @@ Every number means what it means in the drum transcription literature:
 Where the errors sit (:func:`confusion_counts`): after that matching, every false
 positive of class P is put in the column of the reference it most likely answered, and
 every miss of class R in the column of what was predicted over it (see :func:`blame`).
+Recall by reference velocity (:func:`velocity_recall_counts`) says whether the misses
+are ghost notes or accents.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ ONSET_WINDOW_SEC = 0.05
 NOTE_SEC = 0.05  # nominal note length for mir_eval's interval format; offsets ignored
 VELOCITY_TOLERANCE = 0.1  # mir_eval and Onsets & Frames default
 NO_HIT = "none"  # confusion column: no hit of any class within the window
+# Recall by reference velocity: 1-31 (ghost notes), 32-63, 64-95, 96-127.
+VELOCITY_BINS = (1, 32, 64, 96, 128)
 
 
 @dataclass
@@ -186,6 +190,39 @@ def blame(
         found = np.isfinite(gaps[np.arange(len(rows)), nearest])
         column[rows[found]] = nearest[found]
     return column
+
+
+def velocity_recall_counts(
+    ref: Sequence[Hit], matches: Sequence[ClassMatch]
+) -> np.ndarray:
+    """(C, B, 2) int: per class and VELOCITY_BINS bin, the reference hits of one
+    recording that found a partner and all of them (velocities outside 1..127 are
+    clipped into it)."""
+    n_bins = len(VELOCITY_BINS) - 1
+    counts = np.zeros((len(matches), n_bins, 2), dtype=np.int64)
+    for cls, match in enumerate(matches):
+        hits = [h for h in ref if h.cls == cls]
+        order = np.argsort([h.time_sec for h in hits], kind="stable")  # as ref_sec
+        velocity = np.clip([hits[i].velocity for i in order], 1, 127).astype(int)
+        bins = np.searchsorted(VELOCITY_BINS, velocity, side="right") - 1
+        np.add.at(counts[cls, :, 0], bins, match.ref_matched.astype(np.int64))
+        np.add.at(counts[cls, :, 1], bins, 1)
+    return counts
+
+
+def velocity_recall_table(
+    counts: np.ndarray, codes: Sequence[str]
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """{code: {"1-31": {"recall", "n_ref"}, ...}} from summed velocity_recall_counts;
+    a bin without reference hits has recall 0."""
+    names = [f"{lo}-{hi - 1}" for lo, hi in zip(VELOCITY_BINS, VELOCITY_BINS[1:])]
+    return {
+        code: {
+            name: {"recall": float(hit / n) if n else 0.0, "n_ref": int(n)}
+            for name, (hit, n) in zip(names, counts[c])
+        }
+        for c, code in enumerate(codes)
+    }
 
 
 def confusion_counts(
@@ -383,6 +420,7 @@ class Tally:
     ests: list[Sequence[Hit]] = field(default_factory=list)
     false_positives: np.ndarray | None = None  # (C, C + 1), see confusion_counts
     misses: np.ndarray | None = None  # (C, C + 1)
+    by_velocity: np.ndarray | None = None  # (C, B, 2), see velocity_recall_counts
 
     def add(self, ref: Sequence[Hit], est: Sequence[Hit], kit: str) -> None:
         matches = match_classes(ref, est, self.vocab.n_classes)
@@ -394,6 +432,11 @@ class Tally:
         else:
             self.false_positives = self.false_positives + false_positives
             self.misses = self.misses + misses
+        by_velocity = velocity_recall_counts(ref, matches)
+        if self.by_velocity is None:
+            self.by_velocity = by_velocity
+        else:
+            self.by_velocity = self.by_velocity + by_velocity
         self.per_kit[kit] = _summed(self.per_kit[kit], counts)
         if self.vocab.name == "roland9":
             reduced = match_onsets(
@@ -409,7 +452,8 @@ class Tally:
         """summarize() of the totals, plus ``adtof5``, ``velocity_f1``, ``per_kit``
         (micro F1 of each kit) and ``confusion``: ``false_positives`` (rows predicted
         class, columns reference class or "none") and ``misses`` (rows reference class,
-        columns predicted class or "none"), counts summed over recordings."""
+        columns predicted class or "none"), counts summed over recordings, and
+        ``recall_by_velocity`` (:func:`velocity_recall_table`)."""
         codes = self.vocab.codes
         results = summarize(self.counts, codes)
         empty = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
@@ -418,6 +462,11 @@ class Tally:
             name: confusion_table(empty if table is None else table, codes)
             for name, table in tables.items()
         }
+        n_bins = len(VELOCITY_BINS) - 1
+        by_velocity = self.by_velocity
+        if by_velocity is None:
+            by_velocity = np.zeros((len(codes), n_bins, 2), dtype=np.int64)
+        results["recall_by_velocity"] = velocity_recall_table(by_velocity, codes)
         if self.reduced:
             results["adtof5"] = summarize(self.reduced, get_vocab("adtof5").codes)
         results["velocity_f1"] = velocity_f1(self.refs, self.ests, self.vocab.n_classes)

@@ -161,6 +161,10 @@ def test_json_report_has_every_score(
     for condition in [report, *report.get("mixes", {}).values()]:
         _check_confusion(condition, ROLAND9.codes)
     assert set(report["velocity_f1"]) == {"precision", "recall", "f1", "f1_mean"}
+    for condition in [report, *report.get("mixes", {}).values()]:
+        by_velocity = condition["recall_by_velocity"]
+        for code, row in condition["classes"].items():
+            assert sum(b["n_ref"] for b in by_velocity[code].values()) == row["n_ref"]
     assert report["velocity_f1"]["f1"] <= report["micro_f1"] + 1e-9
     store = load_store(root / "processed_data" / "test")
     picked = spread_indices(len(store.recordings), 2)
@@ -179,6 +183,7 @@ def test_table_report(root, random_checkpoint, capsys):
     assert code == 0
     assert "onset F1" in out and "micro F1" in out and "adtof5" in out and "KD" in out
     assert "where the errors sit, drums only" in out and "predicted there" in out
+    assert "recall by reference velocity, drums only" in out and "96-127" in out
 
 
 def _mir_eval_counts(

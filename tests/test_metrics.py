@@ -18,6 +18,7 @@ from drumtx.metrics import (
     reduce_hits,
     summarize,
     velocity_f1,
+    velocity_recall_counts,
 )
 
 
@@ -308,3 +309,39 @@ def test_tally_sums_confusion_over_recordings() -> None:
             assert sum(row.values()) == errors
     empty = Tally(ROLAND9).summary()["confusion"]["misses"]
     assert all(n == 0 for row in empty.values() for n in row.values())
+
+
+# --- recall by reference velocity ----------------------------------------------------
+
+
+def test_recall_by_velocity_puts_each_reference_hit_in_its_bin() -> None:
+    sd, hh = ROLAND9.index("SD"), ROLAND9.index("HH")
+    ref = [
+        Hit(1.0, sd, 20), Hit(2.0, sd, 31), Hit(3.0, sd, 32), Hit(0.5, sd, 127),
+        Hit(1.0, hh, 90), Hit(4.0, hh, 0),  # 0 counts as 1
+    ]  # fmt: skip
+    est = [Hit(1.01, sd, 50), Hit(0.5, sd, 100), Hit(4.02, hh, 30)]
+    tally = Tally(ROLAND9)
+    tally.add(ref, est, "kit")
+    tally.add([Hit(1.0, sd, 10)], [], "kit")  # summed over recordings
+    table = tally.summary()["recall_by_velocity"]
+    assert table["SD"] == {
+        "1-31": {"recall": pytest.approx(1 / 3), "n_ref": 3},
+        "32-63": {"recall": 0.0, "n_ref": 1},
+        "64-95": {"recall": 0.0, "n_ref": 0},
+        "96-127": {"recall": 1.0, "n_ref": 1},
+    }
+    assert table["HH"]["1-31"] == {"recall": 1.0, "n_ref": 1}
+    assert table["HH"]["64-95"] == {"recall": 0.0, "n_ref": 1}
+    assert all(b["n_ref"] == 0 for b in table["KD"].values())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_recall_by_velocity_sums_to_each_class_recall(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = random_hits(rng, 120, 9)
+    est = jittered(rng, ref, keep=0.7)
+    counts = velocity_recall_counts(ref, match_classes(ref, est, 9))
+    for cls, item in enumerate(match_onsets(ref, est, 9)):
+        assert counts[cls, :, 0].sum() == item.tp
+        assert counts[cls, :, 1].sum() == item.n_ref
