@@ -407,8 +407,11 @@ def print_velocity_recall(results: dict[str, Any], console: Console) -> None:
     """Recall of each played class by the reference hits' velocity, drums alone (the
     mixes' are in --json): are the misses ghost notes or accents?"""
     rows = results.get("recall_by_velocity", {})
-    played = {code: bins for code, bins in rows.items() if any(
-        b["n_ref"] for b in bins.values())}  # fmt: skip
+    played = {
+        code: bins
+        for code, bins in rows.items()
+        if any(b["n_ref"] for b in bins.values())
+    }
     if not played:
         return
     table = Table(

@@ -102,7 +102,7 @@ def make_dataset(
     microphones, tuning and balance: ``synth.studio``); ``dynamics_prob`` plays that
     share of renders with the kit's velocity response reshaped (:data:`DYNAMICS_RANGE`,
     ``Kit.render``'s ``dynamics``): how loud a ghost note sounds against an accent
-    differs by 20 dB between real kits and drummers.
+    differs by up to 28 dB between kits (DYNAMICS_RANGE's comment).
     """
     console = make_console()  # paths stay on one line
     _check_args(kits, limit, max_sec, kits_per_performance, studio_prob, dynamics_prob)
