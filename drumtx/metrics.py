@@ -80,25 +80,40 @@ class ClassCounts:
         }
 
 
-def class_times(hits: Sequence[Hit], n_classes: int) -> list[np.ndarray]:
-    """Sorted onset times (seconds) of each class; an out-of-range class raises."""
-    times: list[list[float]] = [[] for _ in range(n_classes)]
+def class_onsets(
+    hits: Sequence[Hit], n_classes: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(sorted onset times in seconds, their velocities in the same order) of each
+    class; an out-of-range class raises."""
+    rows: list[list[tuple[float, int]]] = [[] for _ in range(n_classes)]
     for hit in hits:
         if not 0 <= hit.cls < n_classes:
             raise ValueError(f"hit class {hit.cls} outside 0..{n_classes - 1}: {hit}")
-        times[hit.cls].append(hit.time_sec)
-    return [np.sort(np.asarray(t, dtype=np.float64)) for t in times]
+        rows[hit.cls].append((hit.time_sec, hit.velocity))
+    onsets = []
+    for row in rows:
+        times = np.asarray([t for t, _ in row], dtype=np.float64)
+        velocities = np.asarray([v for _, v in row], dtype=np.int64)
+        order = np.argsort(times, kind="stable")
+        onsets.append((times[order], velocities[order]))
+    return onsets
+
+
+def class_times(hits: Sequence[Hit], n_classes: int) -> list[np.ndarray]:
+    """Sorted onset times (seconds) of each class; an out-of-range class raises."""
+    return [times for times, _ in class_onsets(hits, n_classes)]
 
 
 @dataclass
 class ClassMatch:
-    """One class of one recording after matching: sorted onset times (seconds) and
-    which of them found a partner."""
+    """One class of one recording after matching: sorted onset times (seconds),
+    which of them found a partner and the reference hits' velocities."""
 
     ref_sec: np.ndarray
     est_sec: np.ndarray
     ref_matched: np.ndarray  # bool, one per ref_sec
     est_matched: np.ndarray  # bool, one per est_sec
+    ref_velocity: np.ndarray  # int, one per ref_sec
 
     def counts(self) -> ClassCounts:
         return ClassCounts(
@@ -114,15 +129,17 @@ def match_classes(
 ) -> list[ClassMatch]:
     """Per-class one-to-one matches of one recording within +-window_sec (mir_eval)."""
     matches = []
-    ref_times, est_times = class_times(ref, n_classes), class_times(est, n_classes)
-    for ref_sec, est_sec in zip(ref_times, est_times):
+    ref_onsets, est_times = class_onsets(ref, n_classes), class_times(est, n_classes)
+    for (ref_sec, ref_velocity), est_sec in zip(ref_onsets, est_times):
         pairs = mir_eval.util.match_events(ref_sec, est_sec, window_sec)
         ref_matched = np.zeros(len(ref_sec), dtype=bool)
         est_matched = np.zeros(len(est_sec), dtype=bool)
         if pairs:
             ref_idx, est_idx = np.asarray(pairs).T  # (2, n_pairs)
             ref_matched[ref_idx] = est_matched[est_idx] = True
-        matches.append(ClassMatch(ref_sec, est_sec, ref_matched, est_matched))
+        matches.append(
+            ClassMatch(ref_sec, est_sec, ref_matched, est_matched, ref_velocity)
+        )
     return matches
 
 
@@ -192,18 +209,14 @@ def blame(
     return column
 
 
-def velocity_recall_counts(
-    ref: Sequence[Hit], matches: Sequence[ClassMatch]
-) -> np.ndarray:
+def velocity_recall_counts(matches: Sequence[ClassMatch]) -> np.ndarray:
     """(C, B, 2) int: per class and VELOCITY_BINS bin, the reference hits of one
     recording that found a partner and all of them (velocities outside 1..127 are
     clipped into it)."""
     n_bins = len(VELOCITY_BINS) - 1
     counts = np.zeros((len(matches), n_bins, 2), dtype=np.int64)
     for cls, match in enumerate(matches):
-        hits = [h for h in ref if h.cls == cls]
-        order = np.argsort([h.time_sec for h in hits], kind="stable")  # as ref_sec
-        velocity = np.clip([hits[i].velocity for i in order], 1, 127).astype(int)
+        velocity = np.clip(match.ref_velocity, 1, 127)
         bins = np.searchsorted(VELOCITY_BINS, velocity, side="right") - 1
         np.add.at(counts[cls, :, 0], bins, match.ref_matched.astype(np.int64))
         np.add.at(counts[cls, :, 1], bins, 1)
@@ -432,7 +445,7 @@ class Tally:
         else:
             self.false_positives = self.false_positives + false_positives
             self.misses = self.misses + misses
-        by_velocity = velocity_recall_counts(ref, matches)
+        by_velocity = velocity_recall_counts(matches)
         if self.by_velocity is None:
             self.by_velocity = by_velocity
         else:

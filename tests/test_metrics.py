@@ -341,7 +341,7 @@ def test_recall_by_velocity_sums_to_each_class_recall(seed: int) -> None:
     rng = np.random.default_rng(seed)
     ref = random_hits(rng, 120, 9)
     est = jittered(rng, ref, keep=0.7)
-    counts = velocity_recall_counts(ref, match_classes(ref, est, 9))
+    counts = velocity_recall_counts(match_classes(ref, est, 9))
     for cls, item in enumerate(match_onsets(ref, est, 9)):
         assert counts[cls, :, 0].sum() == item.tp
         assert counts[cls, :, 1].sum() == item.n_ref
