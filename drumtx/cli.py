@@ -172,6 +172,15 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         "soft hits up to 19 dB softer (or 4 dB louder) than the kit plays them, "
         "full hits as they are (default 0)",
     )
+    p.add_argument(
+        "--buzz-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="play this share of renders with the snare's wires buzzing after each "
+        "tom (and in half of them each kick), 12-30 dB under the hit, as on a real "
+        "kit (default 0)",
+    )
 
 
 def _add_preprocess(
@@ -464,6 +473,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         kits_per_performance=args.kits_per_performance,
         studio_prob=args.studio_prob,
         dynamics_prob=args.dynamics_prob,
+        buzz_prob=args.buzz_prob,
     )
     return 0
 

@@ -34,6 +34,7 @@ from drumtx.errors import ConfigError, DataError, StorageError
 from drumtx.meter import parse_meter
 from drumtx.midi import Note
 from drumtx.storage import atomic_write_bytes
+from drumtx.synth.buzz import SnareBuzz
 from drumtx.synth.grooves import generate_groove
 from drumtx.synth.studio import StudioKit
 from drumtx.tempo import TempoMap
@@ -91,6 +92,7 @@ def make_dataset(
     kits_per_performance: int | None = None,
     studio_prob: float = 0.0,
     dynamics_prob: float = 0.0,
+    buzz_prob: float = 0.0,
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
@@ -102,10 +104,13 @@ def make_dataset(
     microphones, tuning and balance: ``synth.studio``); ``dynamics_prob`` plays that
     share of renders with the kit's velocity response reshaped (:data:`DYNAMICS_RANGE`,
     ``Kit.render``'s ``dynamics``): how loud a ghost note sounds against an accent
-    differs by up to 28 dB between kits (DYNAMICS_RANGE's comment).
+    differs by up to 28 dB between kits (DYNAMICS_RANGE's comment); ``buzz_prob``
+    plays that share with the snare's wires answering the toms and maybe the kick
+    (``synth.buzz``), as on a real kit.
     """
     console = make_console()  # paths stay on one line
-    _check_args(kits, limit, max_sec, kits_per_performance, studio_prob, dynamics_prob)
+    probs = (studio_prob, dynamics_prob, buzz_prob)
+    _check_args(kits, limit, max_sec, kits_per_performance, *probs)
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
         performances = load_gmd(Path(midi_dir), limit=limit, seed=seed, splits=splits)
@@ -117,7 +122,11 @@ def make_dataset(
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
     plan = RenderPlan(
-        seed, kits_per_performance or len(kit_objs), studio_prob, dynamics_prob
+        seed,
+        kits_per_performance or len(kit_objs),
+        studio_prob,
+        dynamics_prob,
+        buzz_prob,
     )
     records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
@@ -137,6 +146,7 @@ def _check_args(
     kits_per_performance: int | None,
     studio_prob: float = 0.0,
     dynamics_prob: float = 0.0,
+    buzz_prob: float = 0.0,
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -153,6 +163,8 @@ def _check_args(
         raise ConfigError(f"--studio-prob must be 0..1, got {studio_prob}")
     if not 0.0 <= dynamics_prob <= 1.0:
         raise ConfigError(f"--dynamics-prob must be 0..1, got {dynamics_prob}")
+    if not 0.0 <= buzz_prob <= 1.0:
+        raise ConfigError(f"--buzz-prob must be 0..1, got {buzz_prob}")
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -184,6 +196,7 @@ class RenderPlan:
     kits_per_performance: int
     studio_prob: float
     dynamics_prob: float = 0.0
+    buzz_prob: float = 0.0
 
 
 def _render_all(
@@ -210,8 +223,9 @@ def _render_all(
                     continue
                 kit = _maybe_in_studio(kit, plan, index, number)
                 dynamics = _draw_dynamics(plan, index, number)
+                buzz = _draw_buzz(plan, index, number)
                 record, reused = render_one(
-                    egmd_dir, perf, kit, number, plan.seed, dynamics
+                    egmd_dir, perf, kit, number, plan.seed, dynamics, buzz
                 )
                 records.append(record)
                 n_reused += reused
@@ -244,15 +258,29 @@ def _draw_dynamics(plan: RenderPlan, index: int, number: int) -> float:
     return round(float(np.exp(rng.uniform(low, high))), 4)
 
 
+def _draw_buzz(plan: RenderPlan, index: int, number: int) -> SnareBuzz | None:
+    """None, or for ``buzz_prob`` of renders a snare buzz (``SnareBuzz.draw``); its
+    own generator, so renders without it stay what they were."""
+    if plan.buzz_prob <= 0:
+        return None
+    rng = np.random.default_rng([plan.seed, index, number, 0xB2])
+    if rng.random() >= plan.buzz_prob:
+        return None
+    return SnareBuzz.draw(rng)
+
+
 def render_key(
     perf: Performance,
     notes: Sequence[Note],
     kit: synth.Kit,
     seed: int,
     dynamics: float = 1.0,
+    buzz: SnareBuzz | None = None,
 ) -> str:
     """A digest of everything a recording's audio depends on."""
     reshaped = "" if dynamics == 1.0 else f"dynamics {dynamics:.4f}|"
+    if buzz is not None:
+        reshaped += buzz.key() + "|"
     h = hashlib.sha256(
         f"v{FORMAT_VERSION}|{kit.fingerprint}|{SAMPLE_RATE}|{seed}|"
         f"{perf.duration_sec:.6f}|{reshaped}".encode()
@@ -269,20 +297,26 @@ def render_one(
     kit_number: int,
     seed: int,
     dynamics: float = 1.0,
+    buzz: SnareBuzz | None = None,
 ) -> tuple[egmd.EgmdRecord, bool]:
     """Write one kit's WAV and MIDI of a performance unless already there; (record,
-    reused). ``dynamics`` reshapes the kit's velocity response (Kit.render)."""
+    reused). ``dynamics`` and ``buzz`` are Kit.render's."""
     stem = f"{perf.session}/{perf.stem}_{kit_number}"
     wav_path, midi_path = egmd_dir / f"{stem}.wav", egmd_dir / f"{stem}.midi"
     notes = kit.playable(perf.notes)  # label only what the kit can sound
-    key = render_key(perf, notes, kit, seed, dynamics)
+    key = render_key(perf, notes, kit, seed, dynamics, buzz)
     midi_data = midi.midi_bytes(
         notes, tempo_map=perf.tempo_map(), ticks_per_beat=TICKS_PER_BEAT
     )
     reused = _wav_key(wav_path) == key
     if not reused:
         audio = kit.render(
-            notes, perf.duration_sec, SAMPLE_RATE, seed=seed, dynamics=dynamics
+            notes,
+            perf.duration_sec,
+            SAMPLE_RATE,
+            seed=seed,
+            dynamics=dynamics,
+            buzz=buzz,
         )
         atomic_write_bytes(wav_path, wav_bytes(audio, comment=key))
     if not (midi_path.is_file() and midi_path.read_bytes() == midi_data):

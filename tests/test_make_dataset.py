@@ -345,3 +345,34 @@ def test_dynamics_prob_reshapes_a_share_of_renders_and_keeps_the_rest(
     assert code == 0
     c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
     assert all(c[n] != a[n] for n in wavs)  # every render reshaped
+
+
+def test_buzz_prob_plays_a_share_of_renders_with_snare_buzz_and_keeps_the_rest(
+    tmp_path: Path, capsys
+) -> None:
+    plain = build(tmp_path / "plain", limit=3)
+    buzzed = build(tmp_path / "buzzed", limit=3, buzz_prob=0.5)
+    a, b = digests(plain), digests(buzzed)
+    wavs = [name for name in a if name.endswith(".wav")]
+    same = [name for name in wavs if a[name] == b[name]]
+    assert 0 < len(same) < len(wavs)  # a share buzzes, the rest the same bytes
+    assert all(a[n] == b[n] for n in a if n.endswith(".midi"))  # labels unchanged
+    changed = 0  # a buzzing render without toms (and a still kick) sounds the same
+    for name in set(wavs) - set(same):  # more hiss, the same drums below it
+        x, _ = sf.read(plain / name)
+        y, _ = sf.read(buzzed / name)
+        changed += not np.array_equal(x, y)
+        assert np.corrcoef(x, y)[0, 1] > 0.9
+    assert changed > 0
+    capsys.readouterr()
+    build(tmp_path / "buzzed", limit=3, buzz_prob=0.5)
+    assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
+    build(tmp_path / "plain", limit=3, buzz_prob=0.5)  # only the buzzed re-render
+    assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="buzz-prob"):
+        build(tmp_path / "x", buzz_prob=-0.1)
+    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
+                 "--limit", "3", "--max-sec", "5", "--buzz-prob", "1"])  # fmt: skip
+    assert code == 0
+    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
+    assert all(c[n] != a[n] for n in wavs)  # every render buzzes

@@ -429,3 +429,65 @@ def test_dynamics_reshapes_soft_hits_and_keeps_full_ones() -> None:
         assert np.allclose(loud, kit.render(full, 1.0, SR), atol=1e-6)
     with pytest.raises(ValueError, match="positive"):
         kit.render(soft, 1.0, SR, dynamics=0.0)
+
+
+def band_energy(audio: np.ndarray, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(audio.size, 1 / SR)
+    return float(spectrum[(freqs >= low_hz) & (freqs < high_hz)].sum())
+
+
+def test_snare_buzz_hisses_after_toms_and_leaves_other_drums_alone() -> None:
+    from drumtx.synth.buzz import SnareBuzz
+
+    kit = synth.SynthKit(3)
+    buzz = SnareBuzz(tom_db=-15.0, kick_db=None, low_hz=2500, high_hz=8000,
+                     decay_power=1.0)  # fmt: skip
+    others = [Note(0.01, 38, 100), Note(0.3, 42, 90), Note(0.6, 36, 110)]
+    assert np.array_equal(kit.render(others, 1.0, SR),
+                          kit.render(others, 1.0, SR, buzz=buzz))  # fmt: skip
+    toms = [Note(0.01, 48, 110), Note(0.5, 43, 110)]
+    plain, buzzed = kit.render(toms, 1.0, SR), kit.render(toms, 1.0, SR, buzz=buzz)
+    wires = buzzed.astype(np.float64) - plain
+    assert rms(wires) > 0
+    # the added sound is the wires' hiss: its own band, nothing of the toms' body
+    assert band_energy(wires, 2000, 10000) > 0.8 * band_energy(wires, 0, SR / 2)
+    assert band_energy(wires, 0, 500) < 1e-3 * band_energy(plain, 0, 500)
+    # a kick buzzes the wires only where the render says so
+    kick = [Note(0.01, 36, 110)]
+    assert np.array_equal(kit.render(kick, 1.0, SR),
+                          kit.render(kick, 1.0, SR, buzz=buzz))  # fmt: skip
+    with_kick = SnareBuzz(-15.0, -20.0, 2500, 8000, 1.0)
+    assert not np.array_equal(kit.render(kick, 1.0, SR),
+                              kit.render(kick, 1.0, SR, buzz=with_kick))  # fmt: skip
+
+
+def test_snare_buzz_sound_sits_at_its_level_and_follows_the_hit() -> None:
+    from drumtx.synth.buzz import LEVEL_SEC, SnareBuzz
+
+    kit = synth.SynthKit(3)
+    hit = kit.strike("tom_low", 0.9, SR, np.random.default_rng(0)).sound
+    buzz = SnareBuzz(-20.0, None, 2000, 9000, 1.5)
+    wires = buzz.sound(hit, -20.0, SR, np.random.default_rng(1))
+    assert wires.onset == hit.onset and wires.audio.size == hit.audio.size
+    window = slice(hit.onset, hit.onset + round(LEVEL_SEC * SR))
+    ratio = rms(wires.audio[window]) / rms(hit.audio[window])
+    assert 20 * np.log10(ratio) == pytest.approx(-20.0, abs=0.01)
+    # it dies with the drum: the second half-second is far quieter than the first
+    early = rms(wires.audio[hit.onset : hit.onset + SR // 10])
+    late = rms(wires.audio[hit.onset + SR // 2 : hit.onset + SR])
+    assert late < 0.3 * early
+
+
+def test_snare_buzz_draws_within_its_ranges_and_its_key_names_it() -> None:
+    from drumtx.synth import buzz as b
+
+    drawn = [b.SnareBuzz.draw(np.random.default_rng(s)) for s in range(200)]
+    assert all(b.TOM_DB[0] <= d.tom_db <= b.TOM_DB[1] for d in drawn)
+    assert all(b.LOW_HZ[0] <= d.low_hz <= b.LOW_HZ[1] for d in drawn)
+    assert all(b.HIGH_HZ[0] <= d.high_hz <= b.HIGH_HZ[1] for d in drawn)
+    kicks = [d for d in drawn if d.kick_db is not None]
+    assert 60 < len(kicks) < 140  # about KICK_PROB of renders
+    assert all(d.kick_db <= d.tom_db for d in kicks)
+    assert b.SnareBuzz.draw(np.random.default_rng(7)) == drawn[7]
+    assert len({d.key() for d in drawn}) == len(drawn)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from drumtx.synth.buzz import HIT_SPREAD_DB as BUZZ_HIT_SPREAD_DB
+from drumtx.synth.buzz import SnareBuzz
 from drumtx.synth.dsp import Event, Sound, limit, mix_events
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class Kit(ABC):
         *,
         seed: int = 0,
         dynamics: float = 1.0,
+        buzz: SnareBuzz | None = None,
     ) -> np.ndarray:
         """Mono float32 audio (n,) of ``duration_sec``; hits beyond it are cut.
 
@@ -98,10 +101,14 @@ class Kit(ABC):
         softer than the kit plays them (a drummer's quiet ghost notes, a kit sampled
         with a wide dynamic range) and below 1 louder; full-velocity hits keep their
         level, and 1 changes nothing.
+
+        ``buzz`` adds the snare wires' answer to each tom (and maybe kick) hit
+        (``synth.buzz``), from a generator of its own: every other sound stays the same.
         """
         if not dynamics > 0:
             raise ValueError(f"dynamics must be positive, got {dynamics}")
         rng = note_rng(notes, self.fingerprint, seed)
+        buzz_rng = note_rng(notes, self.fingerprint + "|buzz", seed) if buzz else None
         events = []
         for note in self.playable(notes):
             velocity = min(max(note.velocity, 1), 127) / 127
@@ -111,5 +118,11 @@ class Kit(ABC):
                 gain *= velocity ** (dynamics - 1.0)
             events.append(Event(note.time_sec, hit.sound, gain, hit.instrument,
                                 hit.group, hit.chokes))  # fmt: skip
+            level_db = buzz.level_db(VOICE_OF_PITCH[note.pitch]) if buzz else None
+            if level_db is not None and buzz_rng is not None:
+                level_db += buzz_rng.normal(0.0, BUZZ_HIT_SPREAD_DB)
+                wires = buzz.sound(hit.sound, level_db, sample_rate, buzz_rng)
+                events.append(Event(note.time_sec, wires, gain, "snare wires",
+                                    None, False))  # fmt: skip
         n_samples = round(duration_sec * sample_rate)
         return limit(mix_events(events, n_samples, sample_rate, self.fade_sec))

@@ -40,6 +40,7 @@ from drumtx.synth.soundfont import GM_DRUM_NOTE, check_not_reserved_kit
 
 if TYPE_CHECKING:
     from drumtx.midi import Note
+    from drumtx.synth.buzz import SnareBuzz
 
 SFZ_HINT = "an SFZ kit is a .sfz file, or a folder of .sfz files (one per microphone)"
 MAX_INCLUDE_DEPTH = 32
@@ -627,9 +628,10 @@ class SfzKit(Kit):
         *,
         seed: int = 0,
         dynamics: float = 1.0,
+        buzz: SnareBuzz | None = None,
     ) -> np.ndarray:
-        """The shared render (``dynamics`` as there), with round robins restarted
-        and the microphones at a balance drawn from the notes and the seed."""
+        """The shared render (``dynamics`` and ``buzz`` as there), with round robins
+        restarted and the microphones at a balance drawn from the notes and the seed."""
         self._seq.clear()
         if len(self.mics) > 1:
             balance = draw_balance(
@@ -639,7 +641,7 @@ class SfzKit(Kit):
                 self._balance = balance
                 self._mixes.clear()  # sounds at the old balance are not heard again
         return super().render(
-            notes, duration_sec, sample_rate, seed=seed, dynamics=dynamics
+            notes, duration_sec, sample_rate, seed=seed, dynamics=dynamics, buzz=buzz
         )
 
     def _playing(
