@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -319,60 +320,59 @@ if __name__ == "__main__":  # print PINNED_PERFORMANCES
         print(performance_summary(perf))
 
 
+def check_played_share(
+    tmp_path: Path, capsys, option: str, check: Callable[[Path, Path, str], None]
+) -> None:
+    """What a per-render option (``dynamics``, ``buzz``) promises: at P = 0.5 a share of
+    renders changes (``check(plain, played, name)`` each) and the rest keep their
+    bytes, labels never change, reruns reuse and a plain root re-renders only that
+    share; a bad P is refused, and at P = 1 on the command line every render changes."""
+    prob = {f"{option}_prob": 0.5}
+    plain = build(tmp_path / "plain", limit=3)
+    played = build(tmp_path / "played", limit=3, **prob)
+    a, b = digests(plain), digests(played)
+    wavs = [name for name in a if name.endswith(".wav")]
+    same = [name for name in wavs if a[name] == b[name]]
+    assert 0 < len(same) < len(wavs)  # a share changed, the rest the same bytes
+    assert all(a[n] == b[n] for n in a if n.endswith(".midi"))  # labels unchanged
+    for name in set(wavs) - set(same):
+        check(plain, played, name)
+    capsys.readouterr()
+    build(tmp_path / "played", limit=3, **prob)
+    assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
+    build(tmp_path / "plain", limit=3, **prob)  # only the changed share re-renders
+    assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=f"{option}-prob"):
+        build(tmp_path / "x", **{f"{option}_prob": 1.5})
+    flag = f"--{option}-prob"
+    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
+                 "--limit", "3", "--max-sec", "5", flag, "1"])  # fmt: skip
+    assert code == 0
+    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
+    assert all(c[n] != a[n] for n in wavs)  # every render changed
+
+
 def test_dynamics_prob_reshapes_a_share_of_renders_and_keeps_the_rest(
     tmp_path: Path, capsys
 ) -> None:
-    plain = build(tmp_path / "plain", limit=3)
-    shaped = build(tmp_path / "shaped", limit=3, dynamics_prob=0.5)
-    a, b = digests(plain), digests(shaped)
-    wavs = [name for name in a if name.endswith(".wav")]
-    same = [name for name in wavs if a[name] == b[name]]
-    assert 0 < len(same) < len(wavs)  # a share reshaped, the rest the same bytes
-    assert all(a[n] == b[n] for n in a if n.endswith(".midi"))  # labels unchanged
-    for name in set(wavs) - set(same):
+    def louder_or_softer(plain: Path, shaped: Path, name: str) -> None:
         x, _ = sf.read(plain / name)
         y, _ = sf.read(shaped / name)
         assert np.std(y) != pytest.approx(np.std(x), rel=1e-3)
-    capsys.readouterr()
-    build(tmp_path / "shaped", limit=3, dynamics_prob=0.5)
-    assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
-    build(tmp_path / "plain", limit=3, dynamics_prob=0.5)  # only the reshaped re-render
-    assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="dynamics-prob"):
-        build(tmp_path / "x", dynamics_prob=1.5)
-    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
-                 "--limit", "3", "--max-sec", "5", "--dynamics-prob", "1"])  # fmt: skip
-    assert code == 0
-    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
-    assert all(c[n] != a[n] for n in wavs)  # every render reshaped
+
+    check_played_share(tmp_path, capsys, "dynamics", louder_or_softer)
 
 
 def test_buzz_prob_plays_a_share_of_renders_with_snare_buzz_and_keeps_the_rest(
     tmp_path: Path, capsys
 ) -> None:
-    plain = build(tmp_path / "plain", limit=3)
-    buzzed = build(tmp_path / "buzzed", limit=3, buzz_prob=0.5)
-    a, b = digests(plain), digests(buzzed)
-    wavs = [name for name in a if name.endswith(".wav")]
-    same = [name for name in wavs if a[name] == b[name]]
-    assert 0 < len(same) < len(wavs)  # a share buzzes, the rest the same bytes
-    assert all(a[n] == b[n] for n in a if n.endswith(".midi"))  # labels unchanged
-    changed = 0  # a buzzing render without toms (and a still kick) sounds the same
-    for name in set(wavs) - set(same):  # more hiss, the same drums below it
+    changed = []  # a buzzing render without toms (and a still kick) sounds the same
+
+    def hiss_over_the_same_drums(plain: Path, buzzed: Path, name: str) -> None:
         x, _ = sf.read(plain / name)
         y, _ = sf.read(buzzed / name)
-        changed += not np.array_equal(x, y)
+        changed.append(not np.array_equal(x, y))
         assert np.corrcoef(x, y)[0, 1] > 0.9
-    assert changed > 0
-    capsys.readouterr()
-    build(tmp_path / "buzzed", limit=3, buzz_prob=0.5)
-    assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
-    build(tmp_path / "plain", limit=3, buzz_prob=0.5)  # only the buzzed re-render
-    assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="buzz-prob"):
-        build(tmp_path / "x", buzz_prob=-0.1)
-    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
-                 "--limit", "3", "--max-sec", "5", "--buzz-prob", "1"])  # fmt: skip
-    assert code == 0
-    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
-    assert all(c[n] != a[n] for n in wavs)  # every render buzzes
+
+    check_played_share(tmp_path, capsys, "buzz", hiss_over_the_same_drums)
+    assert any(changed)
