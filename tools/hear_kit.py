@@ -24,6 +24,7 @@ import numpy as np
 from scipy import signal
 
 from drumtx.checkpoint import SHIPPED_MODELS_DIR
+from drumtx.cli import print_error
 from drumtx.config import load_config
 from drumtx.errors import DrumtxError
 from drumtx.inference import (
@@ -165,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = run(args)
     except DrumtxError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        print_error(exc)
         return 1
     print_table(rows)
     if args.json:
