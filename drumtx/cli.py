@@ -181,6 +181,15 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         "tom (and in half of them each kick), 12-30 dB under the hit, as on a real "
         "kit (default 0)",
     )
+    p.add_argument(
+        "--drop-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="leave out, in this share of train-split renders, a share of each drum's "
+        "notes (up to half, drawn per drum) from audio and labels, so a model "
+        "listens instead of guessing the groove (default 0)",
+    )
 
 
 def _add_preprocess(
@@ -474,6 +483,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         studio_prob=args.studio_prob,
         dynamics_prob=args.dynamics_prob,
         buzz_prob=args.buzz_prob,
+        drop_prob=args.drop_prob,
     )
     return 0
 

@@ -36,6 +36,7 @@ from drumtx.midi import Note
 from drumtx.storage import atomic_write_bytes
 from drumtx.synth.buzz import SnareBuzz
 from drumtx.synth.grooves import generate_groove
+from drumtx.synth.kit import VOICE_OF_PITCH
 from drumtx.synth.studio import StudioKit
 from drumtx.tempo import TempoMap
 
@@ -50,6 +51,15 @@ TAIL_SEC = 1.5  # audio kept after the last note so cymbals can ring out
 # velocity-30 hit sounds 19 dB softer than the kit plays it, at 0.7 4 dB louder. The
 # kits differ as much: a velocity-30 snare sits 11 to 39 dB under a full hit.
 DYNAMICS_RANGE = (0.7, 2.5)
+# --drop-prob: in that share of *train* renders each drum family loses a share of its
+# notes, from the audio and the labels alike, the share drawn per family and render
+# uniformly from 0..DROP_MAX_RATE. GMD's grooves are so regular that a model learns
+# where the next hit "should" be: after a hi-hat half a beat before, a real snare alone
+# fires the hi-hat too (the shipped model's hi-hat probability at a recorded snare:
+# 0.49-0.84 after that context, 0.18-0.39 without it). Gaps where a groove would have
+# a hit teach it to listen instead. Validation and test renders keep every note.
+DROP_MAX_RATE = 0.5
+DROP_FAMILIES = ("kick", "snare", "hihat", "tom", "crash", "ride")
 # Splits by position, so that any three consecutive performances cover all three.
 SPLIT_PATTERN = ("train", "validation", "test") + ("train",) * 7
 
@@ -93,6 +103,7 @@ def make_dataset(
     studio_prob: float = 0.0,
     dynamics_prob: float = 0.0,
     buzz_prob: float = 0.0,
+    drop_prob: float = 0.0,
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
@@ -106,10 +117,11 @@ def make_dataset(
     ``Kit.render``'s ``dynamics``): how loud a ghost note sounds against an accent
     differs by up to 28 dB between kits (DYNAMICS_RANGE's comment); ``buzz_prob``
     plays that share with the snare's wires answering the toms and maybe the kick
-    (``synth.buzz``), as on a real kit.
+    (``synth.buzz``), as on a real kit; ``drop_prob`` leaves out a share of each drum's
+    notes in that share of *train* renders (:class:`NoteDropout`).
     """
     console = make_console()  # paths stay on one line
-    probs = (studio_prob, dynamics_prob, buzz_prob)
+    probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob)
     _check_args(kits, limit, max_sec, kits_per_performance, *probs)
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
@@ -127,6 +139,7 @@ def make_dataset(
         studio_prob,
         dynamics_prob,
         buzz_prob,
+        drop_prob,
     )
     records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
@@ -147,6 +160,7 @@ def _check_args(
     studio_prob: float = 0.0,
     dynamics_prob: float = 0.0,
     buzz_prob: float = 0.0,
+    drop_prob: float = 0.0,
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -165,6 +179,8 @@ def _check_args(
         raise ConfigError(f"--dynamics-prob must be 0..1, got {dynamics_prob}")
     if not 0.0 <= buzz_prob <= 1.0:
         raise ConfigError(f"--buzz-prob must be 0..1, got {buzz_prob}")
+    if not 0.0 <= drop_prob <= 1.0:
+        raise ConfigError(f"--drop-prob must be 0..1, got {drop_prob}")
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -197,6 +213,7 @@ class RenderPlan:
     studio_prob: float
     dynamics_prob: float = 0.0
     buzz_prob: float = 0.0
+    drop_prob: float = 0.0
 
 
 def _render_all(
@@ -224,8 +241,9 @@ def _render_all(
                 kit = _maybe_in_studio(kit, plan, index, number)
                 dynamics = _draw_dynamics(plan, index, number)
                 buzz = _draw_buzz(plan, index, number)
+                dropout = _draw_dropout(plan, perf, index, number)
                 record, reused = render_one(
-                    egmd_dir, perf, kit, number, plan.seed, dynamics, buzz
+                    egmd_dir, perf, kit, number, plan.seed, dynamics, buzz, dropout
                 )
                 records.append(record)
                 n_reused += reused
@@ -269,6 +287,50 @@ def _draw_buzz(plan: RenderPlan, index: int, number: int) -> SnareBuzz | None:
     return SnareBuzz.draw(rng)
 
 
+@dataclass(frozen=True)
+class NoteDropout:
+    """Which notes a render leaves out: each of a drum family's notes with its rate."""
+
+    rates: tuple[float, ...]  # per DROP_FAMILIES
+    seed: int  # of the per-note draw
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> NoteDropout:
+        rates = rng.uniform(0.0, DROP_MAX_RATE, len(DROP_FAMILIES))
+        return cls(tuple(round(float(r), 3) for r in rates), int(rng.integers(2**31)))
+
+    def apply(self, notes: Sequence[Note]) -> tuple[Note, ...]:
+        """The notes kept (those of pitches outside VOICE_OF_PITCH all are)."""
+        rng = np.random.default_rng(self.seed)
+        rate = {f: r for f, r in zip(DROP_FAMILIES, self.rates)}
+        draws = rng.random(len(notes))
+        return tuple(
+            n for n, x in zip(notes, draws)
+            if x >= rate.get(drum_family(VOICE_OF_PITCH.get(n.pitch, "")), 0.0)
+        )  # fmt: skip
+
+
+def drum_family(voice: str) -> str | None:
+    """The DROP_FAMILIES member a kit voice belongs to (None: none)."""
+    if voice in ("snare", "cross_stick", "rimshot"):
+        return "snare"
+    prefix = voice.split("_")[0].rstrip("12")
+    return {"hh": "hihat"}.get(prefix, prefix) if voice else None
+
+
+def _draw_dropout(
+    plan: RenderPlan, perf: Performance, index: int, number: int
+) -> NoteDropout | None:
+    """None, or for ``drop_prob`` of the train split's renders a NoteDropout; its own
+    generator, so renders without it stay what they were."""
+    if plan.drop_prob <= 0 or perf.split != "train":
+        return None
+    rng = np.random.default_rng([plan.seed, index, number, 0xD0])
+    if rng.random() >= plan.drop_prob:
+        return None
+    return NoteDropout.draw(rng)
+
+
 def render_key(
     perf: Performance,
     notes: Sequence[Note],
@@ -298,12 +360,16 @@ def render_one(
     seed: int,
     dynamics: float = 1.0,
     buzz: SnareBuzz | None = None,
+    dropout: NoteDropout | None = None,
 ) -> tuple[egmd.EgmdRecord, bool]:
     """Write one kit's WAV and MIDI of a performance unless already there; (record,
-    reused). ``dynamics`` and ``buzz`` are Kit.render's."""
+    reused). ``dynamics`` and ``buzz`` are Kit.render's; ``dropout`` leaves notes out
+    of both (the render key holds the notes played)."""
     stem = f"{perf.session}/{perf.stem}_{kit_number}"
     wav_path, midi_path = egmd_dir / f"{stem}.wav", egmd_dir / f"{stem}.midi"
     notes = kit.playable(perf.notes)  # label only what the kit can sound
+    if dropout is not None:
+        notes = list(dropout.apply(notes))
     key = render_key(perf, notes, kit, seed, dynamics, buzz)
     midi_data = midi.midi_bytes(
         notes, tempo_map=perf.tempo_map(), ticks_per_beat=TICKS_PER_BEAT

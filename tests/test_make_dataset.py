@@ -376,3 +376,52 @@ def test_buzz_prob_plays_a_share_of_renders_with_snare_buzz_and_keeps_the_rest(
 
     check_played_share(tmp_path, capsys, "buzz", hiss_over_the_same_drums)
     assert any(changed)
+
+
+def test_drop_prob_leaves_out_notes_of_train_renders_from_audio_and_labels(
+    tmp_path: Path, capsys
+) -> None:
+    plain = build(tmp_path / "plain", limit=6)
+    dropped = build(tmp_path / "dropped", limit=6, drop_prob=1.0)
+    rows = {r.midi_filename: r for r in egmd.read_egmd_csv(plain / "e-gmd-v1.0.0.csv")}
+    assert {r.split for r in rows.values()} == {"train", "validation", "test"}
+    a, b = digests(plain), digests(dropped)
+    lost, kept = 0, 0
+    for name, row in rows.items():
+        wav = row.audio_filename
+        if row.split != "train":  # validation and test renders keep every note
+            assert a[name] == b[name] and a[wav] == b[wav]
+            continue
+        full = midi.read_notes(plain / name)
+        left = midi.read_notes(dropped / name)
+        assert set(left) <= set(full)  # only left out, never moved or added
+        lost, kept = lost + len(full) - len(left), kept + len(left)
+        # the audio plays the notes its labels hold: a render of those notes alone
+        x, _ = sf.read(dropped / wav)
+        kit = synth.load_kit(row.kit_name)
+        y = kit.render(kit.playable(left), row.duration, 44_100, seed=0)
+        assert np.max(np.abs(x - y[: x.size])) < 2 / 32767
+    assert 0.05 < lost / (lost + kept) < 0.5
+    capsys.readouterr()
+    build(tmp_path / "dropped", limit=6, drop_prob=1.0)  # reruns reuse
+    assert "0 rendered" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="drop-prob"):
+        build(tmp_path / "x", drop_prob=-0.1)
+    code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
+                 "--limit", "6", "--max-sec", "5", "--drop-prob", "1"])  # fmt: skip
+    assert code == 0
+    c = digests(tmp_path / "cli" / "e-gmd-v1.0.0")
+    assert {n for n in c if c[n] != a[n]} == {n for n in b if b[n] != a[n]}
+
+
+def test_note_dropout_draws_rates_per_drum_and_keeps_unknown_pitches() -> None:
+    from drumtx.make_dataset import DROP_FAMILIES, DROP_MAX_RATE, NoteDropout
+
+    drop = NoteDropout.draw(np.random.default_rng(3))
+    assert len(drop.rates) == len(DROP_FAMILIES)
+    assert all(0 <= r <= DROP_MAX_RATE for r in drop.rates)
+    hats = tuple(1.0 if f == "hihat" else 0.0 for f in DROP_FAMILIES)
+    only_hats = NoteDropout(hats, 0)
+    notes = [Note(0.1 * i, p, 90) for i, p in enumerate([42, 44, 46, 26, 38, 36, 99])]
+    assert [n.pitch for n in only_hats.apply(notes)] == [38, 36, 99]
+    assert NoteDropout((0.0,) * len(DROP_FAMILIES), 0).apply(notes) == tuple(notes)
