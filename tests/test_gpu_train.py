@@ -159,3 +159,33 @@ def test_pack_never_replaces_a_folder_unasked(tmp_path: Path, capsys) -> None:
     said = capsys.readouterr().err
     assert said.startswith(f"error: {out} exists") and "--overwrite" in said
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_render_shards_render_as_the_shipped_recipe(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Each shard is one make-dataset over the packed kits and drumtx's own, in a
+    random studio and with the snare buzz the shipped model's fine-tune learned."""
+    commands = []
+
+    class Done:
+        def __init__(self, cmd, **kw) -> None:
+            commands.append(cmd)
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(gpu_train.subprocess, "Popen", Done)
+    (tmp_path / "pack" / "kits" / "GMRockKit").mkdir(parents=True)
+    pack = str(tmp_path / "pack")
+    args = gpu_train.parse_args(["run", "--pack", pack, "--shards", "2"])
+    roots = gpu_train.render_shards(args, tmp_path / "work")
+    assert roots == [tmp_path / "work" / "shard0", tmp_path / "work" / "shard1"]
+    for k, cmd in enumerate(commands):
+        assert cmd[1:4] == ["-m", "drumtx", "make-dataset"]
+        opts = dict(zip(cmd, cmd[1:]))  # each option to its value
+        assert opts["--buzz-prob"] == "0.5" and opts["--studio-prob"] == "0.6"
+        assert opts["--seed"] == str(100 + k)
+        assert str(tmp_path / "pack" / "kits" / "GMRockKit") in cmd
+    first = commands[0]  # the first shard also renders the validation split
+    assert first[first.index("--splits") + 1 :][:2] == ["train", "validation"]

@@ -78,6 +78,10 @@ from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
 SAMPLE_RATE = 24_000  # the model's rate: packed audio is coded at it
 EGMD = "e-gmd-v1.0.0"
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
+# How the shards render: a random studio for 60 %, and the snare's wires buzzing after
+# toms and kicks in half the renders, as in the shipped model's last fine-tune (README,
+# Snare buzz); pack's --renders should be made with --buzz-prob 0.5 too.
+SHARD_RENDER_OPTIONS = ("--studio-prob", "0.6", "--buzz-prob", "0.5")
 # Debian hydrogen-drumkits kits small enough to travel (BJA_Pacific and ForzeeStereo are
 # 31 and 156 MB); ColomboAcousticDrumkit and The Black Pearl are held out.
 PACK_KITS = (
@@ -284,7 +288,7 @@ def render_shards(args: argparse.Namespace, work: Path) -> list[Path]:
                "--midi-dir", str(args.pack / "gmd"), "--kits", *kits,
                "--kits-per-performance", "1", "--splits", *splits,
                "--max-sec", str(args.max_sec), "--seed", str(100 + k),
-               "--studio-prob", "0.6"]  # fmt: skip
+               *SHARD_RENDER_OPTIONS]  # fmt: skip
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         log = open(work / f"shard{k}.log", "w")
