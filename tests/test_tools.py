@@ -526,3 +526,70 @@ def test_hear_kit_cuts_only_the_highs_of_the_tail() -> None:
 
     tail = slice(keep + SAMPLE_RATE // 100, None)
     assert highs(cut.audio[tail]) < 1e-3 * highs(audio[tail])
+
+
+def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--round 3 is the recipe the shipped weights came from: round 1 from --init, then
+    2000 steps from round 1's best on new renders (seed 8) of round 1's kits, half with
+    the snare buzz, 1200 of them preprocessed, round 1's thresholds kept."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import finetune_default_model as ft
+
+    import drumtx.checkpoint
+    import drumtx.evaluate
+
+    calls: list[tuple[str, ...]] = []
+
+    def fake_drumtx(*args: str, **_: object) -> None:
+        calls.append(args)
+        if args[0] == "train":  # what a finished run leaves
+            root = Path(args[args.index("--data-root") + 1])
+            (root / "checkpoints" / args[args.index("--run") + 1]).mkdir(parents=True)
+
+    stored: list[tuple[Path, dict]] = []
+    monkeypatch.setattr(ft, "drumtx", fake_drumtx)
+    monkeypatch.setattr(drumtx.checkpoint, "load_checkpoint",
+                        lambda path: {"thresholds": {"SD": 0.55, "from": str(path)}})
+    monkeypatch.setattr(drumtx.evaluate, "store_thresholds",
+                        lambda path, t: stored.append((path, t)))  # fmt: skip
+    work, kits, music = tmp_path / "work", tmp_path / "kits", tmp_path / "music"
+    monkeypatch.setattr(sys, "argv", [
+        "finetune_default_model.py", "--gmd", str(tmp_path / "gmd"),
+        "--kits", str(kits), "--music", str(music), "--scratch", str(tmp_path / "s"),
+        "--work", str(work),
+        "--pseudo-minutes", "0", "--max-steps", "1000", "--init", "base.pt",
+        "--round", "3", "--stage", "train"])  # fmt: skip
+    assert ft.main() == 0
+
+    def option(call: tuple[str, ...], name: str) -> str:
+        return call[call.index(name) + 1]
+
+    def sets(call: tuple[str, ...]) -> dict[str, str]:  # the last --set of a key wins
+        pairs = [option(call[i:], "--set") for i, x in enumerate(call) if x == "--set"]
+        return dict(p.split("=", 1) for p in pairs)
+
+    round1 = work / "ft-root"
+    round3 = work / "ft3-root"
+    renders = {c[1]: c for c in calls if c[0] == "make-dataset"}
+    assert option(renders[str(round3)], "--seed") == "8"
+    assert option(renders[str(round3)], "--buzz-prob") == "0.5"
+    assert option(renders[str(round3)], "--studio-prob") == "0.4"
+    kit_list = renders[str(round3)][renders[str(round3)].index("--kits") + 1 :]
+    assert list(kit_list[: len(ft.train_kits(kits))]) == ft.train_kits(kits)
+    preprocess = {option(c, "--data-root"): c for c in calls if c[0] == "preprocess"}
+    assert option(preprocess[str(round3)], "--limit") == "1200"
+    trains = {option(c, "--run"): sets(c) for c in calls if c[0] == "train"}
+    assert trains[ft.RUN]["train.init_from"] == "'base.pt'"
+    assert trains[ft.RUN]["train.max_steps"] == "1000"
+    first = round1 / "checkpoints" / ft.RUN / "best.pt"
+    third = trains[ft.ROUND3_RUN]
+    assert third["train.init_from"] == f"'{first}'"
+    assert (third["train.max_steps"], third["train.lr"], third["train.seed"]) == (
+        "2000", "3e-4", "4242")  # fmt: skip
+    assert third["data.music_dir"] == f"'{music / 'train'}'"
+    tuned = [option(c, "--checkpoint") for c in calls if "--tune-thresholds" in c]
+    assert tuned == [str(first)]  # round 1's thresholds tuned, then kept
+    best3 = round3 / "checkpoints" / ft.ROUND3_RUN / "best.pt"
+    assert stored == [(best3, {"SD": 0.55, "from": str(first)})]

@@ -30,6 +30,12 @@ Gogodze, 7 microphones, with MuldjordKit's cymbals grafted on by fetch_real_kits
 pool (``--music2``: build_music_pool.py --max-hours 2 --hold-out MUSIC/test, so the
 held-out music stays the same) under the drums; same evaluation and export.
 
+``--round 3`` is how the shipped model was made from round 1's model (its best.pt,
+thresholds kept): 2000 more steps (lr 3e-4, seed 4242) on new renders of round 1's
+performances and kits (``make-dataset --seed 8``), half of them with the snare's wires
+buzzing after toms and kicks (``--buzz-prob 0.5``: README, Snare buzz); an even 1200
+of them preprocessed; the same real music; same evaluation and export.
+
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
 
@@ -62,6 +68,13 @@ ROUND2_KITS = (  # kit (inside --kits), render seed, suffix keeping file names u
     ("Gogodze/mics-cymbals", 22, "_34"),  # with MuldjordKit's cymbals
 )
 ROUND2_RENDERS = 336  # GMD train performances per kit
+ROUND3_RUN = "finetune-buzz"
+ROUND3_RENDER = ("--kits-per-performance", "3", "--splits", "train", "validation",
+                 "--max-sec", "45", "--seed", "8", "--studio-prob", "0.4",
+                 "--buzz-prob", "0.5")  # fmt: skip
+ROUND3_TRAIN = ("train.max_steps=2000", "train.lr=3e-4", "train.min_lr=1e-5",
+                "train.warmup_steps=100", "train.eval_every=500", "train.seed=4242",
+                "train.time_limit_min=0")  # fmt: skip
 EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)
 SF2 = Path("/usr/share/sounds/sf2")
 TRAIN_SOUNDFONTS = [SF2 / "TimGM6mb.sf2", SF2 / "OPL-3_FM_128M.sf2"]
@@ -101,12 +114,15 @@ def make_real_root(gmd: Path, kits: Path, real_root: Path) -> None:
 
 def preprocess_with_backing(args: argparse.Namespace, root: Path) -> None:
     """The store of a training root, its backing tracks from the training banks and
-    songs only (never the held-out sf_GMbank that ``soundfonts = auto`` would add)."""
+    songs only (never the held-out sf_GMbank that ``soundfonts = auto`` would add);
+    an even spread of ``--preprocess-limit`` renders where that is set."""
     fonts = ",".join(map(str, TRAIN_SOUNDFONTS))
     songs = f"'{args.songs.resolve()}'" if args.songs else "''"
+    limit = ["--limit", str(args.preprocess_limit)] if args.preprocess_limit else []
     drumtx("preprocess", "--data-root", str(root), "--split", "train", "validation",
-           "--workers", "2", "--allow-skips", "--set", f"backing.soundfonts='{fonts}'",
-           "--set", f"backing.songs_dir={songs}")  # fmt: skip
+           "--workers", "2", "--allow-skips", *limit, "--set",
+           f"backing.soundfonts='{fonts}'", "--set",
+           f"backing.songs_dir={songs}")  # fmt: skip
 
 
 def round2_data(args: argparse.Namespace, root: Path) -> Path:
@@ -176,13 +192,51 @@ def finetune_round2(args: argparse.Namespace, root: Path, first: Path) -> Path:
     return run_dir / "best.pt"
 
 
+def round3_data(args: argparse.Namespace) -> Path:
+    """Round 3's root: round 1's performances and kits rendered anew, half of them with
+    the snare buzz; preprocessed like round 1's."""
+    root = args.work / "ft3-root"
+    drumtx("make-dataset", str(root), "--midi-dir", str(args.gmd), "--kits",
+           *train_kits(args.kits), *ROUND3_RENDER)  # fmt: skip
+    preprocess_with_backing(args, root)
+    return root
+
+
+def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
+    """Round 1's best weights, 2000 steps more on round 3's root; round 1's thresholds
+    kept (the shipped model's were)."""
+    from drumtx.checkpoint import load_checkpoint
+    from drumtx.evaluate import store_thresholds
+
+    run_dir = root / "checkpoints" / ROUND3_RUN
+    done = run_dir / "training-finished"
+    if not done.exists():
+        sets = train_settings(args) + [
+            x for s in (
+                f"train.init_from='{first}'", *ROUND3_TRAIN,
+                f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3",
+            ) for x in ("--set", s)
+        ]  # fmt: skip
+        drumtx("train", "--data-root", str(root), "--run", ROUND3_RUN, "--resume",
+               "auto", *sets)  # fmt: skip
+        store_thresholds(run_dir / "best.pt", load_checkpoint(first)["thresholds"])
+        done.write_text("finished\n")
+    return run_dir / "best.pt"
+
+
+def tune_thresholds(root: Path, checkpoint: Path) -> None:
+    drumtx("evaluate", "--data-root", str(root), "--checkpoint", str(checkpoint),
+           "--split", "validation", "--tune-thresholds", "--limit", "64")  # fmt: skip
+
+
 def finetune(args: argparse.Namespace, root: Path) -> Path:
     run_dir = root / "checkpoints" / RUN
     done = run_dir / "training-finished"
     if not done.exists():
         sets = train_settings(args) + [
             x for s in (
-                "train.init_from='shipped'", f"train.lr={args.lr}", "train.min_lr=1e-5",
+                f"train.init_from='{args.init or 'shipped'}'", f"train.lr={args.lr}",
+                "train.min_lr=1e-5",
                 "train.warmup_steps=100", "train.eval_every=500",
                 f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3",
             ) for x in ("--set", s)
@@ -244,8 +298,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--stage", default="all", choices=["data", "train", "all"])
     p.add_argument("--export", action="store_true", help="ship the new weights")
-    p.add_argument("--round", type=int, default=1, choices=[1, 2],
-                   help="2: continue round 1 with more real kits and --music2")
+    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3],
+                   help="2: continue round 1 with more real kits and --music2; 3: "
+                   "continue round 1 with the snare buzz (the shipped model)")
+    p.add_argument("--init", type=Path,
+                   help="weights round 1 starts from (default: the shipped ones; the "
+                   "shipped chain started from the base model of commit 44a2414)")
+    p.add_argument("--preprocess-limit", type=int, default=1200,
+                   help="an even spread of this many renders per root, as the "
+                   "shipped runs; 0: all")
     p.add_argument("--music2", type=Path,
                    help="round 2's real-music pool (--max-hours 2 --hold-out)")
     args = p.parse_args()
@@ -265,10 +326,14 @@ def main() -> int:
     if args.round == 2:
         first, root = best, round2_data(args, root)
         best = finetune_round2(args, root, first)
+    if args.round == 3:
+        tune_thresholds(root, best)  # round 1's, which round 3 keeps
+        first, root = best, round3_data(args)
+        best = finetune_round3(args, root, first)
     if args.stage == "train":
         return 0
-    drumtx("evaluate", "--data-root", str(root), "--checkpoint", str(best),
-           "--split", "validation", "--tune-thresholds", "--limit", "64")  # fmt: skip
+    if args.round != 3:
+        tune_thresholds(root, best)
     compare(args, best, real_root)
     if args.export:
         from train_default_model import export
