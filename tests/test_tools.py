@@ -489,22 +489,37 @@ def test_build_eval_roots_keeps_the_held_out_recipes(
 def test_hear_kit_prints_what_the_model_hears_per_voice(tmp_path: Path) -> None:
     out = tmp_path / "heard.json"
     proc = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--voices", "snare",
-                    "tom_low", "--hits", "3", "--cut-highs",
+                    "tom_low", "--hits", "3", "--cut-highs", "--bare",
                     "--json", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "also fired" in proc.stdout
+    assert "also fired" in proc.stdout and "highs cut, bare" in proc.stdout
     rows = json.loads(out.read_text())
-    assert [(r["voice"], r["highs_cut"]) for r in rows] == [
-        ("snare", False), ("snare", True), ("tom_low", False), ("tom_low", True)
+    assert [(r["voice"], r["highs_cut"], r["groove"]) for r in rows] == [
+        (v, cut, groove) for v in ("snare", "tom_low") for cut in (False, True)
+        for groove in (True, False)
     ]  # fmt: skip
-    assert [r["class"] for r in rows] == ["SD", "SD", "LT", "LT"]
+    assert [r["class"] for r in rows] == ["SD"] * 4 + ["LT"] * 4
     for r in rows:
         assert r["hits"] == 3 and 0.0 <= r["own_peak_prob"] <= 1.0
+        own = r["peak_probs"][r["class"]]
+        assert r["own_peak_prob"] == pytest.approx(own, abs=1e-4)
         assert all(0.0 < share <= 1.0 for share in r["fired"].values())
     # a synthesised kit the shipped model trained on: its snare is heard as one
     assert rows[0]["fired"].get("SD") == 1.0 and rows[0]["own_peak_prob"] > 0.5
     bad = run_tool("tools/hear_kit.py", "--kits", "no-such-kit-anywhere")
     assert bad.returncode == 1 and "error:" in bad.stderr and "hint:" in bad.stderr
+
+
+def test_hear_kit_bare_probe_plays_only_the_probed_hits() -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    from hear_kit import CONTEXT_HAT, CONTEXT_KICK, probe_notes
+
+    groove, times, length = probe_notes(38, 4)
+    bare, bare_times, bare_length = probe_notes(38, 4, groove=False)
+    assert (bare_times, bare_length) == (times, length)
+    assert sorted(n.time_sec for n in bare) == times and {n.pitch for n in bare} == {38}
+    assert {n.pitch for n in groove} == {38, CONTEXT_HAT, CONTEXT_KICK}
+    assert [n for n in groove if n.pitch == 38] == bare
 
 
 def test_hear_kit_cuts_only_the_highs_of_the_tail() -> None:

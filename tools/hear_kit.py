@@ -6,10 +6,14 @@ class fired within 50 ms of the hits (at the model's thresholds, as transcribe d
 and the mean peak probability of the voice's own class there. ``--cut-highs`` plays each
 kit a second time with the probed hits' highs (above 2 kHz) removed after their first
 15 ms: what the tail's hiss adds (a recorded tom's snare buzz; a cymbal's wash).
+``--bare`` plays each voice a second time alone, without the groove between the hits:
+what the model expects from the groove rather than hears (after a hi-hat half a beat
+before, a recorded snare fires the hi-hat far more often than alone). The JSON rows
+also hold each class's mean peak probability at the hits (``peak_probs``).
 
 Usage: python tools/hear_kit.py --kits sfz:/work/kits/SamsSonor/SamsSonor.sfz GMRockKit
            [--checkpoint drumtx/models/default.pt] [--voices tom_high tom_low snare]
-           [--cut-highs] [--hits 8] [--json out.json]
+           [--cut-highs] [--bare] [--hits 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,15 +54,19 @@ TOLERANCE_SEC = 0.05  # a class "fired" at a hit within this much of it
 CUT_HZ, CUT_AFTER_SEC, CUT_FADE_SEC = 2000.0, 0.015, 0.005
 
 
-def probe_notes(pitch: int, hits: int) -> tuple[list[Note], list[float], float]:
-    """(notes, times of the probed hits, duration): a hit a second, a closed hi-hat
-    half-way between two hits and a kick 0.25 s before each."""
+def probe_notes(
+    pitch: int, hits: int, groove: bool = True
+) -> tuple[list[Note], list[float], float]:
+    """(notes, times of the probed hits, duration): a hit a second and, with
+    ``groove``, a closed hi-hat half-way between two hits and a kick 0.25 s before
+    each."""
     notes, times = [], []
     for k in range(hits):
         t = 1.0 + k
         times.append(t)
-        notes += [Note(t, pitch, 100), Note(t - 0.5, CONTEXT_HAT, 60),
-                  Note(t - 0.25, CONTEXT_KICK, 90)]  # fmt: skip
+        notes.append(Note(t, pitch, 100))
+        if groove:
+            notes += [Note(t - 0.5, CONTEXT_HAT, 60), Note(t - 0.25, CONTEXT_KICK, 90)]
     return notes, times, hits + 1.5
 
 
@@ -87,12 +95,14 @@ def with_highs_cut(kit: Kit, voice: str) -> Kit:
     return kit
 
 
-def hear(loaded: LoadedModel, kit: Kit, voice: str, hits: int) -> dict:
-    """How often each class fired at ``voice``'s hits, and the mean peak probability
-    of the voice's own class there."""
+def hear(
+    loaded: LoadedModel, kit: Kit, voice: str, hits: int, groove: bool = True
+) -> dict:
+    """How often each class fired at ``voice``'s hits, and each class's mean peak
+    probability there."""
     pitch = PITCH_OF_VOICE[voice]
     own = loaded.vocab.class_of_pitch(pitch)
-    notes, times, duration = probe_notes(pitch, hits)
+    notes, times, duration = probe_notes(pitch, hits, groove)
     audio = kit.render(notes, duration, SAMPLE_RATE, seed=1)
     onset, velocity = array_activations(loaded, audio)
     found = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
@@ -104,14 +114,15 @@ def hear(loaded: LoadedModel, kit: Kit, voice: str, hits: int) -> dict:
         fired[list(near)] += 1
         frames = slice(max(0, round((t - TOLERANCE_SEC) * fps)),
                        round((t + TOLERANCE_SEC) * fps) + 1)  # fmt: skip
-        if own is not None:
-            peaks.append(float(onset[frames, own].max()))
+        peaks.append(onset[frames].max(axis=0))
     codes = loaded.vocab.codes
+    peak = np.mean(peaks, axis=0)
     return {
         "class": None if own is None else codes[own],
         "hits": hits,
         "fired": {codes[c]: float(fired[c] / hits) for c in np.flatnonzero(fired)},
-        "own_peak_prob": float(np.mean(peaks)) if peaks else None,
+        "own_peak_prob": None if own is None else float(peak[own]),
+        "peak_probs": {code: round(float(p), 4) for code, p in zip(codes, peak)},
     }
 
 
@@ -123,16 +134,18 @@ def run(args: argparse.Namespace) -> list[dict]:
         voices = [v for v in args.voices if v in load_kit(spec).voices]
         for voice in voices:
             for cut in (False, True) if args.cut_highs else (False,):
-                kit = load_kit(spec)  # fresh: round robins, caches, strike
-                if cut:
-                    kit = with_highs_cut(kit, voice)
-                row = hear(loaded, kit, voice, args.hits)
-                rows.append({"kit": spec, "voice": voice, "highs_cut": cut, **row})
+                for groove in (True, False) if args.bare else (True,):
+                    kit = load_kit(spec)  # fresh: round robins, caches, strike
+                    if cut:
+                        kit = with_highs_cut(kit, voice)
+                    row = hear(loaded, kit, voice, args.hits, groove)
+                    rows.append({"kit": spec, "voice": voice, "highs_cut": cut,
+                                 "groove": groove, **row})  # fmt: skip
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'kit':<32} {'voice':<10} {'played':<10} {'class':>5} {'found':>6} "
+    print(f"{'kit':<32} {'voice':<10} {'played':<16} {'class':>5} {'found':>6} "
           f"{'p(own)':>7}  also fired (share of hits)")  # fmt: skip
     for r in rows:
         own = r["class"] or "-"
@@ -142,7 +155,8 @@ def print_table(rows: list[dict]) -> None:
                            if c != own)  # fmt: skip
         prob = "-" if r["own_peak_prob"] is None else f"{r['own_peak_prob']:.2f}"
         played = "highs cut" if r["highs_cut"] else "as is"
-        print(f"{r['kit'][-32:]:<32} {r['voice']:<10} {played:<10} {own:>5} "
+        played += "" if r["groove"] else ", bare"
+        print(f"{r['kit'][-32:]:<32} {r['voice']:<10} {played:<16} {own:>5} "
               f"{found:>6.2f} {prob:>7}  {others or '-'}")  # fmt: skip
 
 
@@ -158,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hits", type=int, default=8, help="hits per voice")
     parser.add_argument("--cut-highs", action="store_true",
                         help="also play each voice with its highs cut after 15 ms")
+    parser.add_argument("--bare", action="store_true",
+                        help="also play each voice alone, without the groove between "
+                        "its hits")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows")
     args = parser.parse_args(argv)
