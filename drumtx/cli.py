@@ -186,9 +186,9 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         metavar="P",
-        help="leave out, in this share of train-split renders, a share of each drum's "
-        "notes (up to half, drawn per drum) from audio and labels, so a model "
-        "listens instead of guessing the groove (default 0)",
+        help="leave out, in this share of train-split renders, notes of each drum "
+        "(a fifth of the drums all of theirs, the others up to half) from audio and "
+        "labels, so a model listens instead of guessing from the groove (default 0)",
     )
 
 
