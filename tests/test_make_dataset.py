@@ -420,7 +420,9 @@ def test_note_dropout_draws_rates_per_drum_and_keeps_unknown_pitches() -> None:
         DROP_FAMILIES,
         DROP_MAX_RATE,
         NoteDropout,
+        drum_family,
     )
+    from drumtx.synth.kit import VOICE_OF_PITCH
 
     rng = np.random.default_rng(3)
     rates = np.array([NoteDropout.draw(rng).rates for _ in range(400)])
@@ -429,6 +431,8 @@ def test_note_dropout_draws_rates_per_drum_and_keeps_unknown_pitches() -> None:
     assert np.all(whole | ((rates >= 0) & (rates <= DROP_MAX_RATE)))
     assert abs(whole.mean() - DROP_ALL_PROB) < 0.03
     assert rates[~whole].mean() == pytest.approx(DROP_MAX_RATE / 2, abs=0.02)
+    # every voice a kit can play belongs to a drum that can be left out
+    assert {drum_family(v) for v in VOICE_OF_PITCH.values()} == set(DROP_FAMILIES)
     hats = tuple(1.0 if f == "hihat" else 0.0 for f in DROP_FAMILIES)
     only_hats = NoteDropout(hats, 0)
     notes = [Note(0.1 * i, p, 90) for i, p in enumerate([42, 44, 46, 26, 38, 36, 99])]
