@@ -3,6 +3,7 @@ and mixed under training crops at the asked level with the targets untouched."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -311,3 +312,42 @@ def test_build_refuses_a_hold_out_that_is_no_pool(tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err
     assert "error:" in err and "not a music pool split" in err and "hint:" in err
     assert not out.exists()
+
+
+def test_build_screens_with_the_named_model_and_says_which(tmp_path: Path, capsys,
+                                                           monkeypatch) -> None:
+    """--checkpoint picks the screening model (a newer shipped model keeps other
+    excerpts, so a pool is rebuilt exactly only with the weights that screened it);
+    the manifest names them by sha256; a missing file stops the build before any
+    download."""
+    tool = load_tool()
+    weights = tmp_path / "screen.pt"
+    weights.write_bytes(b"not really weights")
+    loaded_from, screened_with = [], []
+    monkeypatch.setattr(tool, "load_screen_model",
+                        lambda threads, path: loaded_from.append(path) or "model")
+    source = tool.SOURCES[0]
+    monkeypatch.setattr(tool, "SOURCES", [source])
+
+    def build_source(src, scratch, loaded, writers, *rest):
+        screened_with.append(loaded)
+        return {"source": src.name, "package": src.package, "version": "1",
+                "licences": [], "hours_kept": {}, "hours_refused_drums": 0.0,
+                "files": {}}
+
+    monkeypatch.setattr(tool, "build_source", build_source)
+    out = tmp_path / "pool"
+    assert tool.main(["--out", str(out), "--checkpoint", str(weights)]) == 0
+    assert loaded_from == [weights] and screened_with == ["model"]
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["screen"] == f"spectral + model screen.pt (sha256 {digest})"
+    assert f"screened by spectral + model screen.pt (sha256 {digest})" in (
+        out / "manifest.md").read_text()  # fmt: skip
+
+    fresh = tmp_path / "other"
+    missing = ["--out", str(fresh), "--checkpoint", str(tmp_path / "no.pt")]
+    assert tool.main(missing) == 2
+    err = capsys.readouterr().err
+    assert "error: no screening model" in err and "hint:" in err
+    assert not fresh.exists() and loaded_from == [weights]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import json
 import re
 import subprocess
@@ -480,7 +481,7 @@ def write_manifest(out_dir: Path, manifest: dict) -> list[Path]:
     lines = ["# drumtx real-music pool", "",
              f"Built {manifest['built']} in {manifest['build_minutes']} min; "
              f"{manifest['sample_rate']} Hz mono; held-out share "
-             f"{manifest['test_share']}.",
+             f"{manifest['test_share']}; screened by {manifest['screen']}.",
              "", "| source | package | licence | train h | test h | refused h | files "
              "train/test |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in manifest["sources"]:
@@ -535,24 +536,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="calibrate the pool already in --out; build nothing")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED,
+                        help="the model that screens for drums (default: the shipped "
+                        "one); a pool is rebuilt exactly only by the model that "
+                        "screened it, named in its manifest")  # fmt: skip
     return parser
 
 
-def load_screen_model(threads: int):
+SHIPPED = Path(__file__).resolve().parents[1] / "drumtx/models/default.pt"
+
+
+def load_screen_model(threads: int, weights: Path = SHIPPED):
     import torch
 
     from drumtx.config import load_config
     from drumtx.inference import load_model
 
     torch.set_num_threads(threads)
-    weights = Path(__file__).resolve().parents[1] / "drumtx/models/default.pt"
     return load_model(weights, load_config(None), torch.device("cpu"))
+
+
+def screen_name(args: argparse.Namespace) -> str:
+    """How the pool was screened, for its manifest: the model by its file's sha256, so
+    a rebuild can pick the same weights (a newer shipped model keeps other excerpts)."""
+    if args.no_model:
+        return "spectral"
+    digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
+    return f"spectral + model {args.checkpoint.name} (sha256 {digest[:16]})"
 
 
 def recalibrate(args: argparse.Namespace) -> int:
     """Run the calibration on the pool in args.out and rewrite its manifest."""
     manifest = json.loads((args.out / "manifest.json").read_text())
-    loaded = None if args.no_model else load_screen_model(args.threads)
+    loaded = None if args.no_model else load_screen_model(args.threads, args.checkpoint)
     manifest["calibration"] = calibrate(args.out, args.calibrate or 20, loaded)
     for path in write_manifest(args.out, manifest):
         print(path)
@@ -583,7 +599,12 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print_error(exc)
         return 2
-    loaded = None if args.no_model else load_screen_model(args.threads)
+    if not args.no_model and not args.checkpoint.is_file():
+        print(f"error: no screening model at {args.checkpoint}\nhint: pass the weights "
+              "that screened the pool (its manifest names their sha256), or leave "
+              "--checkpoint out for the shipped model", file=sys.stderr)  # fmt: skip
+        return 2
+    loaded = None if args.no_model else load_screen_model(args.threads, args.checkpoint)
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
     for source in chosen:
@@ -600,8 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "built": time.strftime("%Y-%m-%d"), "sample_rate": SAMPLE_RATE,
         "test_share": args.test_share, "max_hours_per_source": args.max_hours,
         "held_out_from": [str(p) for p in args.hold_out],
-        "screen": "spectral" if args.no_model
-        else "spectral + shipped model", "sources": entries,
+        "screen": screen_name(args), "sources": entries,
         "attribution": attribution_lines(args.out), "left_out": LEFT_OUT,
         "rebuild": REBUILD, "build_minutes": round((time.time() - started) / 60, 1),
     }  # fmt: skip
