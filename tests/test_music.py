@@ -318,11 +318,18 @@ def test_build_screens_with_the_named_model_and_says_which(tmp_path: Path, capsy
                                                            monkeypatch) -> None:
     """--checkpoint picks the screening model (a newer shipped model keeps other
     excerpts, so a pool is rebuilt exactly only with the weights that screened it);
-    the manifest names them by sha256; a missing file stops the build before any
-    download."""
+    the manifest names them by sha256; a missing or unreadable file stops the build
+    before any download."""
     tool = load_tool()
     weights = tmp_path / "screen.pt"
     weights.write_bytes(b"not really weights")
+    for bad, why in ((tmp_path / "no.pt", "does not exist"), (weights, "screen.pt")):
+        fresh = tmp_path / "other"
+        assert tool.main(["--out", str(fresh), "--checkpoint", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and why in err and "hint:" in err
+        assert not fresh.exists()
+
     loaded_from, screened_with = [], []
     monkeypatch.setattr(tool, "load_screen_model",
                         lambda threads, path: loaded_from.append(path) or "model")
@@ -344,10 +351,3 @@ def test_build_screens_with_the_named_model_and_says_which(tmp_path: Path, capsy
     assert manifest["screen"] == f"spectral + model screen.pt (sha256 {digest})"
     assert f"screened by spectral + model screen.pt (sha256 {digest})" in (
         out / "manifest.md").read_text()  # fmt: skip
-
-    fresh = tmp_path / "other"
-    missing = ["--out", str(fresh), "--checkpoint", str(tmp_path / "no.pt")]
-    assert tool.main(missing) == 2
-    err = capsys.readouterr().err
-    assert "error: no screening model" in err and "hint:" in err
-    assert not fresh.exists() and loaded_from == [weights]

@@ -37,8 +37,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drumtx.audio import load_audio  # noqa: E402
+from drumtx.checkpoint import SHIPPED_MODELS_DIR  # noqa: E402
 from drumtx.cli import print_error  # noqa: E402
-from drumtx.errors import DataError  # noqa: E402
+from drumtx.errors import DataError, DrumtxError  # noqa: E402
 from drumtx.levels import mix_backing, rms_db  # noqa: E402
 from drumtx.music import (  # noqa: E402
     SPLITS,
@@ -56,6 +57,7 @@ from drumtx.screen import (  # noqa: E402
 )
 
 SAMPLE_RATE = 24000
+SHIPPED = SHIPPED_MODELS_DIR / "default.pt"  # the default screening model
 SILENT_DB = -50.0  # excerpts quieter than this hold nothing to mix
 BATCH_SEC = 30.0  # files shorter than this are screened end to end in batches
 PEAK = 0.9  # every kept file is peak-normalised (mixing sets the level anyway)
@@ -543,9 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "drumtx/models/default.pt"
-
-
 def load_screen_model(threads: int, weights: Path = SHIPPED):
     import torch
 
@@ -599,12 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print_error(exc)
         return 2
-    if not args.no_model and not args.checkpoint.is_file():
-        print(f"error: no screening model at {args.checkpoint}\nhint: pass the weights "
-              "that screened the pool (its manifest names their sha256), or leave "
-              "--checkpoint out for the shipped model", file=sys.stderr)  # fmt: skip
+    try:  # a missing or unreadable --checkpoint stops the build before any download
+        loaded = None if args.no_model else load_screen_model(args.threads,
+                                                              args.checkpoint)
+    except DrumtxError as exc:
+        print_error(exc)
         return 2
-    loaded = None if args.no_model else load_screen_model(args.threads, args.checkpoint)
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
     for source in chosen:
