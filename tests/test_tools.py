@@ -78,9 +78,15 @@ def test_bench_transcribe_cold_smoke(tmp_path: Path) -> None:
     cold = json.loads(json_path.read_text())["cold"]
     names = [row["file"] for row in cold["rows"]]
     assert names == ["import torch", "cold-1s.wav", "cold-3s.wav"]
+    # Structure and arithmetic only: which of two single timings on a loaded machine is
+    # faster is noise (a 2 s transcription once came in under a 2.04 s bare import), and
+    # speed is judged from the benchmark's medians, never from a unit test.
+    torch_sec = cold["rows"][0]["wall_sec"]
+    assert torch_sec > 0 and cold["runs"]["import torch"] == [torch_sec]
     for row in cold["rows"][1:]:
-        # A transcription imports torch and more: it cannot beat the bare import.
-        assert row["wall_sec"] > 0 and row["vs_import_torch"] > 1.0
+        assert cold["runs"][row["file"]] == [row["wall_sec"]]
+        assert row["wall_sec"] > 0
+        assert row["vs_import_torch"] == pytest.approx(row["wall_sec"] / torch_sec)
 
 
 def _results(f1: float) -> dict:
