@@ -516,6 +516,34 @@ def test_hear_kit_prints_what_the_model_hears_per_voice(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "error:" in bad.stderr and "hint:" in bad.stderr
 
 
+def test_hear_kit_plays_the_probed_hits_at_each_velocity(tmp_path: Path) -> None:
+    out = tmp_path / "heard.json"
+    proc = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--voices", "snare",
+                    "--hits", "2", "--velocities", "15", "100",
+                    "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [r["velocity"] for r in rows] == [15, 100]
+    # the kit plays a ghost note quieter than an accent, and nothing above velocity 127
+    soft, loud = (r["level_db"] for r in rows)
+    assert soft < loud - 6 and loud <= 0.0
+    bad = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--velocities", "0")
+    assert bad.returncode == 2 and "--velocities must be 1..127" in bad.stderr
+
+
+def test_hear_kit_level_follows_the_kits_velocity_response() -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    from hear_kit import probe_notes, strike_level_db
+
+    from drumtx.synth.load import load_kit
+
+    levels = [strike_level_db(load_kit("synth:3"), "snare", v) for v in (10, 40, 127)]
+    assert levels == sorted(levels) and levels[0] < levels[2] - 10
+    notes, times, _ = probe_notes(38, 3, velocity=25)
+    assert [n.velocity for n in notes if n.pitch == 38] == [25] * 3
+    assert {n.velocity for n in notes if n.pitch != 38} == {60, 90}  # the groove as is
+
+
 def test_hear_kit_bare_probe_plays_only_the_probed_hits() -> None:
     sys.path.insert(0, str(REPO / "tools"))
     from hear_kit import CONTEXT_HAT, CONTEXT_KICK, probe_notes

@@ -8,12 +8,17 @@ kit a second time with the probed hits' highs (above 2 kHz) removed after their 
 15 ms: what the tail's hiss adds (a recorded tom's snare buzz; a cymbal's wash).
 ``--bare`` plays each voice a second time alone, without the groove between the hits:
 what the model expects from the groove rather than hears (after a hi-hat half a beat
-before, a recorded snare fires the hi-hat far more often than alone). The JSON rows
-also hold each class's mean peak probability at the hits (``peak_probs``).
+before, a recorded snare fires the hi-hat far more often than alone). ``--velocities``
+plays the probed hits at each of those velocities instead of 100 (the groove stays as
+it is) and prints how loud the kit plays the voice there against velocity 127
+(``level_db``): where a kit's ghost notes stop being heard, and whether that is the
+model or the kit's own velocity response. The JSON rows also hold each class's mean
+peak probability at the hits (``peak_probs``).
 
 Usage: python tools/hear_kit.py --kits sfz:/work/kits/SamsSonor/SamsSonor.sfz GMRockKit
            [--checkpoint drumtx/models/default.pt] [--voices tom_high tom_low snare]
-           [--cut-highs] [--bare] [--hits 8] [--json out.json]
+           [--cut-highs] [--bare] [--velocities 20 40 100] [--hits 8]
+           [--json out.json]
 """
 
 from __future__ import annotations
@@ -52,19 +57,21 @@ PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
 CONTEXT_HAT, CONTEXT_KICK = 42, 36  # the groove under the probed hits
 TOLERANCE_SEC = 0.05  # a class "fired" at a hit within this much of it
 CUT_HZ, CUT_AFTER_SEC, CUT_FADE_SEC = 2000.0, 0.015, 0.005
+LEVEL_WINDOW_SEC = 0.01  # a hit's level: its loudest RMS over windows this long
+LEVEL_DRAWS = 8  # strikes averaged per velocity (round robins, per-hit spread)
 
 
 def probe_notes(
-    pitch: int, hits: int, groove: bool = True
+    pitch: int, hits: int, groove: bool = True, velocity: int = 100
 ) -> tuple[list[Note], list[float], float]:
-    """(notes, times of the probed hits, duration): a hit a second and, with
-    ``groove``, a closed hi-hat half-way between two hits and a kick 0.25 s before
-    each."""
+    """(notes, times of the probed hits, duration): a hit a second at ``velocity``
+    and, with ``groove``, a closed hi-hat half-way between two hits and a kick 0.25 s
+    before each."""
     notes, times = [], []
     for k in range(hits):
         t = 1.0 + k
         times.append(t)
-        notes.append(Note(t, pitch, 100))
+        notes.append(Note(t, pitch, velocity))
         if groove:
             notes += [Note(t - 0.5, CONTEXT_HAT, 60), Note(t - 0.25, CONTEXT_KICK, 90)]
     return notes, times, hits + 1.5
@@ -95,14 +102,36 @@ def with_highs_cut(kit: Kit, voice: str) -> Kit:
     return kit
 
 
+def strike_level_db(kit: Kit, voice: str, velocity: int) -> float:
+    """How loud the kit plays ``voice`` at ``velocity`` (dBFS of the loudest
+    LEVEL_WINDOW_SEC RMS of the strike's sound at its gain; mean power of LEVEL_DRAWS
+    strikes from a fixed generator)."""
+    rng = np.random.default_rng(0)
+    window = round(LEVEL_WINDOW_SEC * SAMPLE_RATE)
+    powers = []
+    for _ in range(LEVEL_DRAWS):
+        hit = kit.strike(voice, min(max(velocity, 1), 127) / 127, SAMPLE_RATE, rng)
+        audio = hit.sound.audio.astype(np.float64) * hit.gain
+        if audio.size < window:
+            audio = np.pad(audio, (0, window - audio.size))
+        power = np.convolve(audio**2, np.ones(window) / window, mode="valid")
+        powers.append(power.max())
+    return float(10 * np.log10(max(np.mean(powers), 1e-20)))
+
+
 def hear(
-    loaded: LoadedModel, kit: Kit, voice: str, hits: int, groove: bool = True
+    loaded: LoadedModel,
+    kit: Kit,
+    voice: str,
+    hits: int,
+    groove: bool = True,
+    velocity: int = 100,
 ) -> dict:
     """How often each class fired at ``voice``'s hits, and each class's mean peak
     probability there."""
     pitch = PITCH_OF_VOICE[voice]
     own = loaded.vocab.class_of_pitch(pitch)
-    notes, times, duration = probe_notes(pitch, hits, groove)
+    notes, times, duration = probe_notes(pitch, hits, groove, velocity)
     audio = kit.render(notes, duration, SAMPLE_RATE, seed=1)
     onset, velocity = array_activations(loaded, audio)
     found = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
@@ -133,20 +162,25 @@ def run(args: argparse.Namespace) -> list[dict]:
     for spec in args.kits:
         voices = [v for v in args.voices if v in load_kit(spec).voices]
         for voice in voices:
-            for cut in (False, True) if args.cut_highs else (False,):
-                for groove in (True, False) if args.bare else (True,):
-                    kit = load_kit(spec)  # fresh: round robins, caches, strike
-                    if cut:
-                        kit = with_highs_cut(kit, voice)
-                    row = hear(loaded, kit, voice, args.hits, groove)
-                    rows.append({"kit": spec, "voice": voice, "highs_cut": cut,
-                                 "groove": groove, **row})  # fmt: skip
+            full_db = strike_level_db(load_kit(spec), voice, 127)
+            for velocity in args.velocities:
+                level_db = strike_level_db(load_kit(spec), voice, velocity) - full_db
+                for cut in (False, True) if args.cut_highs else (False,):
+                    for groove in (True, False) if args.bare else (True,):
+                        kit = load_kit(spec)  # fresh: round robins, caches, strike
+                        if cut:
+                            kit = with_highs_cut(kit, voice)
+                        row = hear(loaded, kit, voice, args.hits, groove, velocity)
+                        rows.append({"kit": spec, "voice": voice, "velocity": velocity,
+                                     "level_db": round(level_db, 2), "highs_cut": cut,
+                                     "groove": groove, **row})  # fmt: skip
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'kit':<32} {'voice':<10} {'played':<16} {'class':>5} {'found':>6} "
-          f"{'p(own)':>7}  also fired (share of hits)")  # fmt: skip
+    print(f"{'kit':<32} {'voice':<10} {'vel':>3} {'dB':>6} {'played':<16} "
+          f"{'class':>5} {'found':>6} {'p(own)':>7}  "
+          "also fired (share of hits)")  # fmt: skip
     for r in rows:
         own = r["class"] or "-"
         found = r["fired"].get(own, 0.0)
@@ -156,8 +190,9 @@ def print_table(rows: list[dict]) -> None:
         prob = "-" if r["own_peak_prob"] is None else f"{r['own_peak_prob']:.2f}"
         played = "highs cut" if r["highs_cut"] else "as is"
         played += "" if r["groove"] else ", bare"
-        print(f"{r['kit'][-32:]:<32} {r['voice']:<10} {played:<16} {own:>5} "
-              f"{found:>6.2f} {prob:>7}  {others or '-'}")  # fmt: skip
+        print(f"{r['kit'][-32:]:<32} {r['voice']:<10} {r['velocity']:>3} "
+              f"{r['level_db']:>6.1f} {played:<16} {own:>5} {found:>6.2f} {prob:>7}  "
+              f"{others or '-'}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,11 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare", action="store_true",
                         help="also play each voice alone, without the groove between "
                         "its hits")  # fmt: skip
+    parser.add_argument("--velocities", nargs="+", type=int, default=[100],
+                        metavar="V", help="velocities (1-127) the probed hits are "
+                        "played at, one pass each (default: 100)")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows")
     args = parser.parse_args(argv)
     if args.hits < 1:
         parser.error("--hits must be at least 1")
+    if not all(1 <= v <= 127 for v in args.velocities):
+        parser.error("--velocities must be 1..127 (MIDI velocities)")
     try:
         rows = run(args)
     except DrumtxError as exc:
