@@ -96,6 +96,48 @@ def _results(f1: float) -> dict:
     return {**view, "per_kit": {"k": f1}, "mixes": {"+6 dB": view, "0 dB": view}}
 
 
+def _scored(f1: float, hh_on_sd: int, n_sd: int = 10) -> dict:
+    """evaluate --json's shape, as much of it as compare_models reads."""
+    classes = {"SD": {"f1": f1, "n_ref": n_sd}, "HH": {"f1": f1 - 0.1, "n_ref": 5},
+               "OH": {"f1": 0.0, "n_ref": 0}}  # fmt: skip
+    bands = {"1-63": {"recall": f1 / 2, "n_ref": 4},
+             "64-127": {"recall": f1, "n_ref": 6}}  # fmt: skip
+    confusion = {"false_positives": {"HH": {"SD": hh_on_sd}},
+                 "misses": {"SD": {"none": 3}}}  # fmt: skip
+    view = {"classes": classes, "micro_f1": f1, "macro_f1": f1 - 0.2}
+    return {**view, "confusion": confusion, "recall_by_velocity": {"SD": bands},
+            "mixes": {"0 dB": {**view, "micro_f1": f1 - 0.05}}}  # fmt: skip
+
+
+def test_compare_models_puts_models_side_by_side(tmp_path: Path) -> None:
+    paths = {}
+    for name, result in {"old": _scored(0.8, 7), "new": _scored(0.9, 4),
+                         "other": _scored(0.9, 4, n_sd=11)}.items():  # fmt: skip
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(result))
+    proc = run_tool("tools/compare_models.py", f"shipped={paths['old']}",
+                    str(paths["new"]), "--velocity", "SD",
+                    "--pairs", "HH/SD", "SD<none", "SD/HH")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        "| model | micro F1 alone / 0 dB | macro F1 | SD F1 | HH F1 | "
+        "SD recall by velocity (1-63 / 64-127) | HH/SD | SD<none | SD/HH |"
+    )  # a class nobody played (OH) has no column
+    assert lines[2] == (
+        "| shipped | 0.800 / 0.750 | 0.600 | 0.800 | 0.700 | 0.40 / 0.80 | 7 | 3 | 0 |"
+    )
+    assert lines[3].startswith("| new | 0.900 / 0.850 |") and len(lines) == 4
+    # scored on other recordings (another reference count): refused, not compared
+    other = run_tool("tools/compare_models.py", str(paths["old"]), str(paths["other"]))
+    assert other.returncode == 2 and "other recordings" in other.stderr
+    assert "hint:" in other.stderr and other.stdout == ""
+    for bad in (["--pairs", "HH-SD"], ["--pairs", "ZZ/SD"], ["--velocity", "XX"]):
+        proc = run_tool("tools/compare_models.py", str(paths["old"]), *bad)
+        assert proc.returncode != 0 and "error:" in proc.stderr, bad
+        assert "hint:" in proc.stderr and proc.stdout == "", bad
+
+
 def test_model_card_tables(tmp_path: Path) -> None:
     new, old = tmp_path / "new.json", tmp_path / "old.json"
     new.write_text(json.dumps(_results(0.9)))

@@ -1,0 +1,131 @@
+"""Models side by side on one evaluation set, from `drumtx evaluate --json` results.
+
+    python tools/compare_models.py shipped=real-shipped.json arm=real-arm.json \\
+        [--velocity SD HH] [--pairs HH/SD SD/HH HH<SD SD<none]
+
+Prints a markdown table, one row per model: micro F1 drums alone and in each mix the
+results hold, macro F1, each class's F1 drums alone, recall by velocity band of the
+``--velocity`` classes, and confusion counts drums alone: ``A/B`` is A fired where B
+was played (a false positive of A with a reference B within 50 ms; B ``none``: nothing
+there) and ``A<B`` is A missed where B was predicted. Every model must have been
+scored on the same recordings (the same root, split, limit and music); the tool checks
+that their reference counts agree, so an arm is never compared on other audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PAIRS = ["HH/SD", "SD/HH", "HH<SD", "SD<none", "SD/KD", "SD/LT", "HH/RD"]
+PAIR = re.compile(r"^([A-Z]+)([/<])([A-Za-z]+)$")
+
+
+def load(spec: str) -> tuple[str, dict[str, Any]]:
+    """NAME=PATH (or PATH, named by its stem) -> (name, results)."""
+    name, sep, path = spec.partition("=")
+    if not sep:
+        name, path = Path(spec).stem, spec
+    try:
+        return name, json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"error: cannot read evaluate results {path!r}: {exc}\n"
+            "hint: write them with `python -m drumtx evaluate ... --json > FILE`"
+        ) from exc
+
+
+def ref_counts(results: dict[str, Any]) -> dict[str, int]:
+    return {code: row["n_ref"] for code, row in results["classes"].items()}
+
+
+def confusion(results: dict[str, Any], pair: str) -> int:
+    match = PAIR.match(pair)
+    if match is None:
+        raise SystemExit(
+            f"error: bad confusion pair {pair!r}\n"
+            "hint: CLASS/CLASS (fired where the other was played) or CLASS<CLASS "
+            "(missed where the other was predicted), e.g. HH/SD SD<none"
+        )
+    first, kind, second = match.groups()
+    table = results["confusion"]["false_positives" if kind == "/" else "misses"]
+    return int(table.get(first, {}).get(second, 0))
+
+
+def velocity_cell(results: dict[str, Any], code: str) -> str:
+    bands = results.get("recall_by_velocity", {}).get(code, {})
+    return " / ".join(f"{b['recall']:.2f}" for b in bands.values()) or "-"
+
+
+def table(
+    models: list[tuple[str, dict[str, Any]]], velocity: list[str], pairs: list[str]
+) -> str:
+    first = models[0][1]
+    mixes = list(first.get("mixes", {}))
+    codes = [c for c, row in first["classes"].items() if row["n_ref"] > 0]
+    head = ["model", "micro F1 " + " / ".join(["alone", *mixes]), "macro F1"]
+    head += [f"{c} F1" for c in codes]
+    for code in velocity:
+        bands = " / ".join(first.get("recall_by_velocity", {}).get(code, {}))
+        head.append(f"{code} recall by velocity ({bands})")
+    head += pairs
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in models:
+        micro = [r["micro_f1"], *(r["mixes"][m]["micro_f1"] for m in mixes)]
+        cells = [name, " / ".join(f"{x:.3f}" for x in micro), f"{r['macro_f1']:.3f}"]
+        cells += [f"{r['classes'][c]['f1']:.3f}" for c in codes]
+        cells += [velocity_cell(r, c) for c in velocity]
+        cells += [str(confusion(r, p)) for p in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "results", nargs="+", metavar="NAME=JSON",
+        help="evaluate --json output of each model, all on one set",
+    )  # fmt: skip
+    parser.add_argument(
+        "--velocity", nargs="*", default=["SD", "HH"], metavar="CODE",
+        help="classes whose recall by velocity band is shown",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pairs", nargs="*", default=DEFAULT_PAIRS, metavar="PAIR",
+        help="confusion counts shown (default: %(default)s)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    models = [load(spec) for spec in args.results]
+    base_name, base = models[0]
+    for name, results in models[1:]:
+        if ref_counts(results) != ref_counts(base) or results.get(
+            "mixes", {}
+        ).keys() != base.get("mixes", {}).keys():
+            print(
+                f"error: {name} was scored on other recordings than {base_name} "
+                "(their reference hits or mixes differ)\n"
+                "hint: evaluate every model on the same --data-root, --split, "
+                "--limit and --music-dir",
+                file=sys.stderr,
+            )
+            return 2
+    codes = set(base["classes"])
+    unknown = [c for c in args.velocity if c not in codes]
+    for pair in args.pairs:
+        match = PAIR.match(pair)
+        if match is not None:  # a malformed pair is refused with its own hint below
+            unknown += [c for c in match.group(1, 3) if c not in codes | {"none"}]
+    if unknown:
+        print(f"error: no class {', '.join(unknown)} in these results\n"
+              f"hint: one of {' '.join(base['classes'])}", file=sys.stderr)  # fmt: skip
+        return 2
+    print(table(models, args.velocity, args.pairs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
