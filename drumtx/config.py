@@ -216,6 +216,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     channels_last: bool = False
     onset_pos_weight: float = 4.0  # BCE weight of onset frames (they are rare)
+    # An onset frame's BCE is further weighted by 1 + this x (1 - its velocity target):
+    # soft hits (ghost notes, a quiet hi-hat under a snare) count for more. 0 = off.
+    soft_onset_weight: float = 0.0
     velocity_weight: float = 0.5
     log_every: int = 50  # steps
     eval_every: int = 2000  # steps; also checkpoints
@@ -242,6 +245,7 @@ class TrainConfig:
         _check_range("train.grad_clip", self.grad_clip, 0.0, 1e6)
         _check_range("train.onset_pos_weight", self.onset_pos_weight, 0.0, 1000.0)
         _check_range("train.velocity_weight", self.velocity_weight, 0.0, 100.0)
+        _check_range("train.soft_onset_weight", self.soft_onset_weight, 0.0, 100.0)
         _check_range("train.log_every", self.log_every, 1, 10**9)
         _check_range("train.eval_every", self.eval_every, 1, 10**9)
         _check_range("train.keep_checkpoints", self.keep_checkpoints, 0, 1000)

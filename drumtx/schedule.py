@@ -33,6 +33,7 @@ APPLIED_ON_RESUME = (
     "grad_clip",
     "amp",
     "onset_pos_weight",
+    "soft_onset_weight",
     "velocity_weight",
 )
 

@@ -116,12 +116,15 @@ def compute_loss(
 ) -> Tensor:
     """Class-weighted onset BCE plus velocity MSE on onset frames only. Onset targets
     of IGNORE_TARGET (a teacher's unsure peak, drumtx.pseudo) count for nothing; the
-    BCE is the mean over the frames that count."""
+    BCE is the mean over the frames that count. With ``train.soft_onset_weight`` w, an
+    onset frame's BCE is weighted by 1 + w (1 - velocity): soft hits count for more."""
     counts = (onset != IGNORE_TARGET).float()  # (B, T, C)
+    soft = cfg.train.soft_onset_weight
+    weights = counts if soft == 0 else counts * (1.0 + soft * (1.0 - velocity) * mask)
     onset_bce = F.binary_cross_entropy_with_logits(
         logits.float(), onset.clamp(min=0.0), pos_weight=pos_weight, reduction="none"
     )
-    onset_loss = (onset_bce * counts).sum() / counts.sum().clamp(min=1.0)
+    onset_loss = (onset_bce * weights).sum() / counts.sum().clamp(min=1.0)
     vel_err = (vel_pred.float() - velocity) ** 2 * mask
     vel_loss = vel_err.sum() / mask.sum().clamp(min=1.0)
     return onset_loss + cfg.train.velocity_weight * vel_loss

@@ -573,3 +573,40 @@ def test_a_worker_ended_mid_step_after_a_stop_still_saves(
     assert run_train(cfg, run_name="w", resume=None) == 130
     state = load_checkpoint(data_root / "checkpoints" / "w" / "last.pt")
     assert state["step"] == 2 and _adam_steps(state) == {2.0}
+
+
+def test_soft_onset_weight_makes_a_missed_soft_hit_cost_more() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from drumtx.config import load_config
+    from drumtx.train_step import compute_loss
+
+    onset = torch.zeros(1, 4, 2)
+    onset[0, 1, 0] = onset[0, 2, 1] = 1.0
+    mask = onset.clone()
+    velocity = torch.zeros_like(onset)
+    velocity[0, 1, 0], velocity[0, 2, 1] = 0.1, 0.9  # a ghost note, an accent
+    logits = torch.full_like(onset, -3.0)  # both hits missed alike
+    pos_weight = torch.ones(2)
+
+    def loss(weight: float, logits: torch.Tensor) -> float:
+        cfg = load_config(None, ["train.velocity_weight=0.0",
+                                 f"train.soft_onset_weight={weight}"])  # fmt: skip
+        out = compute_loss(logits, logits, onset, velocity, mask, pos_weight, cfg)
+        return out.item()
+
+    # off: the plain mean BCE, as before the option
+    plain = F.binary_cross_entropy_with_logits(logits, onset).item()
+    assert loss(0.0, logits) == pytest.approx(plain, rel=1e-6)
+    # on: each onset frame's term grows by 1 + w (1 - velocity), silence untouched
+    bce = F.binary_cross_entropy_with_logits(logits, onset, reduction="none")
+    weights = torch.ones_like(onset)
+    weights[0, 1, 0], weights[0, 2, 1] = 1 + 2.0 * 0.9, 1 + 2.0 * 0.1
+    weighted = (bce * weights).sum().item() / onset.numel()
+    assert loss(2.0, logits) == pytest.approx(weighted, rel=1e-6)
+    # finding the ghost note now lowers the loss more than finding the accent
+    ghost_found, accent_found = logits.clone(), logits.clone()
+    ghost_found[0, 1, 0] = accent_found[0, 2, 1] = 3.0
+    assert loss(2.0, ghost_found) < loss(2.0, accent_found)
+    assert loss(0.0, ghost_found) == pytest.approx(loss(0.0, accent_found), rel=1e-6)
