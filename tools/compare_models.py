@@ -43,7 +43,8 @@ def ref_counts(results: dict[str, Any]) -> dict[str, int]:
     return {code: row["n_ref"] for code, row in results["classes"].items()}
 
 
-def confusion(results: dict[str, Any], pair: str) -> int:
+def parse_pair(pair: str) -> tuple[str, str, str]:
+    """"A/B" or "A<B" -> (A, kind, B); a malformed pair exits with a hint."""
     match = PAIR.match(pair)
     if match is None:
         raise SystemExit(
@@ -52,6 +53,11 @@ def confusion(results: dict[str, Any], pair: str) -> int:
             "(missed where the other was predicted), e.g. HH/SD SD<none"
         )
     first, kind, second = match.groups()
+    return first, kind, second
+
+
+def confusion(results: dict[str, Any], pair: str) -> int:
+    first, kind, second = parse_pair(pair)
     table = results["confusion"]["false_positives" if kind == "/" else "misses"]
     return int(table.get(first, {}).get(second, 0))
 
@@ -102,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [load(spec) for spec in args.results]
     base_name, base = models[0]
     for name, results in models[1:]:
-        if ref_counts(results) != ref_counts(base) or results.get(
-            "mixes", {}
-        ).keys() != base.get("mixes", {}).keys():
+        same_mixes = results.get("mixes", {}).keys() == base.get("mixes", {}).keys()
+        if ref_counts(results) != ref_counts(base) or not same_mixes:
             print(
                 f"error: {name} was scored on other recordings than {base_name} "
                 "(their reference hits or mixes differ)\n"
@@ -115,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     codes = set(base["classes"])
     unknown = [c for c in args.velocity if c not in codes]
-    for pair in args.pairs:
-        match = PAIR.match(pair)
-        if match is not None:  # a malformed pair is refused with its own hint below
-            unknown += [c for c in match.group(1, 3) if c not in codes | {"none"}]
+    for first, _, second in map(parse_pair, args.pairs):
+        unknown += [c for c in (first, second) if c not in codes | {"none"}]
     if unknown:
         print(f"error: no class {', '.join(unknown)} in these results\n"
               f"hint: one of {' '.join(base['classes'])}", file=sys.stderr)  # fmt: skip

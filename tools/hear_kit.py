@@ -133,8 +133,8 @@ def hear(
     own = loaded.vocab.class_of_pitch(pitch)
     notes, times, duration = probe_notes(pitch, hits, groove, velocity)
     audio = kit.render(notes, duration, SAMPLE_RATE, seed=1)
-    onset, velocity = array_activations(loaded, audio)
-    found = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
+    onset, heard_velocity = array_activations(loaded, audio)
+    found = decode_hits(loaded, onset, heard_velocity, class_thresholds(loaded))
     fired = np.zeros(loaded.vocab.n_classes)
     peaks = []
     fps = loaded.cfg.frontend.fps
