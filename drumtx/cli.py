@@ -576,9 +576,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(cfg, demo_dir=args.dir, minutes=args.minutes)
 
 
+# Options whose value may start with a minus sign: argparse takes "-6,0" for an option
+# (only a bare number like "-6" passes as a value), so such a value is joined to its
+# option as "--backing-db=-6,0" before parsing.
+SIGNED_VALUE_OPTIONS = ("--backing-db",)
+
+
+def join_signed_values(argv: Sequence[str]) -> list[str]:
+    """``[..., "--backing-db", "-6,0"]`` -> ``[..., "--backing-db=-6,0"]``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        signed = len(value) > 1 and value[0] == "-" and value[1] in "0123456789."
+        if argv[i] in SIGNED_VALUE_OPTIONS and signed:
+            out.append(f"{argv[i]}={value}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else argv))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -507,3 +507,21 @@ def test_evaluate_runs_the_same_precision_on_every_cpu(monkeypatch) -> None:
     assert auto.transcribe.cpu_precision == "fp32"
     asked = load_config(None, ["transcribe.cpu_precision='bf16'"])
     assert comparable_precision(asked).transcribe.cpu_precision == "bf16"
+
+
+def test_backing_db_takes_negative_levels():
+    """--backing-db -6,0 (music louder than the drums) parses as a value, as
+    --backing-db=-6,0 does; argparse alone would take "-6,0" for an option."""
+    from drumtx.cli import build_parser, join_signed_values, parse_levels
+
+    parser = build_parser()
+    for given in (["--backing-db", "-6,0"], ["--backing-db=-6,0"]):
+        args = parser.parse_args(join_signed_values(["evaluate", *given]))
+        assert parse_levels(args.backing_db) == (-6.0, 0.0)
+    args = parser.parse_args(join_signed_values(["evaluate", "--backing-db", "6,0"]))
+    assert parse_levels(args.backing_db) == (6.0, 0.0)
+    # only that option's value is joined: other arguments pass through unchanged
+    argv = ["evaluate", "--limit", "2", "--set", "a.b=-1", "--backing-db", "-.5"]
+    assert join_signed_values(argv) == argv[:-2] + ["--backing-db=-.5"]
+    last = ["evaluate", "--backing-db"]  # no value: left for argparse to refuse
+    assert join_signed_values(last) == last
