@@ -138,6 +138,33 @@ def test_compare_models_puts_models_side_by_side(tmp_path: Path) -> None:
         assert "hint:" in proc.stderr and proc.stdout == "", bad
 
 
+def test_compare_models_reads_one_mix(tmp_path: Path) -> None:
+    """--mix NAME: the columns after micro F1 come from that mix, named so in the
+    header; a mix the results lack is refused with a hint."""
+    result = _scored(0.9, 4)
+    loud = {**result["mixes"]["0 dB"], "macro_f1": 0.123,
+            "classes": {"SD": {"f1": 0.5, "n_ref": 10}, "HH": {"f1": 0.4, "n_ref": 5},
+                        "OH": {"f1": 0.0, "n_ref": 0}},
+            "confusion": {"false_positives": {"HH": {"SD": 40}}, "misses": {}},
+            "recall_by_velocity": {}}  # fmt: skip
+    result["mixes"]["0 dB"] = loud
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    proc = run_tool("tools/compare_models.py", f"a={path}", "--mix", "0 dB",
+                    "--velocity", "SD", "--pairs", "HH/SD", "SD<none")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    head, _, row = proc.stdout.splitlines()
+    assert head == (
+        "| model | micro F1 alone / 0 dB | macro F1 (0 dB) | SD F1 (0 dB) | "
+        "HH F1 (0 dB) | SD recall by velocity () (0 dB) | HH/SD (0 dB) | "
+        "SD<none (0 dB) |"
+    )  # the mix's own velocity bands: none in these results
+    assert row == "| a | 0.900 / 0.850 | 0.123 | 0.500 | 0.400 | - | 40 | 0 |"
+    proc = run_tool("tools/compare_models.py", str(path), "--mix", "-6 dB")
+    assert proc.returncode == 2 and "no mix '-6 dB'" in proc.stderr
+    assert "'0 dB'" in proc.stderr and "hint:" in proc.stderr and proc.stdout == ""
+
+
 def test_model_card_tables(tmp_path: Path) -> None:
     new, old = tmp_path / "new.json", tmp_path / "old.json"
     new.write_text(json.dumps(_results(0.9)))

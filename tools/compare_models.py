@@ -1,15 +1,16 @@
 """Models side by side on one evaluation set, from `drumtx evaluate --json` results.
 
     python tools/compare_models.py shipped=real-shipped.json arm=real-arm.json \\
-        [--velocity SD HH] [--pairs HH/SD SD/HH HH<SD SD<none]
+        [--velocity SD HH] [--pairs HH/SD SD/HH HH<SD SD<none] [--mix "0 dB"]
 
 Prints a markdown table, one row per model: micro F1 drums alone and in each mix the
-results hold, macro F1, each class's F1 drums alone, recall by velocity band of the
-``--velocity`` classes, and confusion counts drums alone: ``A/B`` is A fired where B
-was played (a false positive of A with a reference B within 50 ms; B ``none``: nothing
-there) and ``A<B`` is A missed where B was predicted. Every model must have been
-scored on the same recordings (the same root, split, limit and music); the tool checks
-that their reference counts agree, so an arm is never compared on other audio.
+results hold, then drums alone (or in the ``--mix`` named, e.g. "-6 dB") macro F1, each
+class's F1, recall by velocity band of the ``--velocity`` classes, and confusion
+counts: ``A/B`` is A fired where B was played (a false positive of A with a reference B
+within 50 ms; B ``none``: nothing there) and ``A<B`` is A missed where B was predicted.
+Every model must have been scored on the same recordings (the same root, split, limit
+and music); the tool checks that their reference counts agree, so an arm is never
+compared on other audio.
 """
 
 from __future__ import annotations
@@ -68,24 +69,33 @@ def velocity_cell(results: dict[str, Any], code: str) -> str:
 
 
 def table(
-    models: list[tuple[str, dict[str, Any]]], velocity: list[str], pairs: list[str]
+    models: list[tuple[str, dict[str, Any]]],
+    velocity: list[str],
+    pairs: list[str],
+    mix: str | None = None,
 ) -> str:
+    """The markdown table; the columns after micro F1 read ``mix``'s results (drums
+    alone where None) and are headed with its name."""
     first = models[0][1]
     mixes = list(first.get("mixes", {}))
     codes = [c for c, row in first["classes"].items() if row["n_ref"] > 0]
-    head = ["model", "micro F1 " + " / ".join(["alone", *mixes]), "macro F1"]
-    head += [f"{c} F1" for c in codes]
+    at = f" ({mix})" if mix else ""
+    head = ["model", "micro F1 " + " / ".join(["alone", *mixes]), f"macro F1{at}"]
+    head += [f"{c} F1{at}" for c in codes]
     for code in velocity:
-        bands = " / ".join(first.get("recall_by_velocity", {}).get(code, {}))
-        head.append(f"{code} recall by velocity ({bands})")
-    head += pairs
+        view = first["mixes"][mix] if mix else first
+        bands = " / ".join(view.get("recall_by_velocity", {}).get(code, {}))
+        head.append(f"{code} recall by velocity ({bands}){at}")
+    head += [f"{p}{at}" for p in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in models:
         micro = [r["micro_f1"], *(r["mixes"][m]["micro_f1"] for m in mixes)]
-        cells = [name, " / ".join(f"{x:.3f}" for x in micro), f"{r['macro_f1']:.3f}"]
-        cells += [f"{r['classes'][c]['f1']:.3f}" for c in codes]
-        cells += [velocity_cell(r, c) for c in velocity]
-        cells += [str(confusion(r, p)) for p in pairs]
+        view = r["mixes"][mix] if mix else r
+        cells = [name, " / ".join(f"{x:.3f}" for x in micro)]
+        cells += [f"{view['macro_f1']:.3f}"]
+        cells += [f"{view['classes'][c]['f1']:.3f}" for c in codes]
+        cells += [velocity_cell(view, c) for c in velocity]
+        cells += [str(confusion(view, p)) for p in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -104,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs", nargs="*", default=DEFAULT_PAIRS, metavar="PAIR",
         help="confusion counts shown (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--mix", metavar="NAME",
+        help='read the per-class, velocity and confusion columns in this mix of the '
+        'results (e.g. "0 dB", "-6 dB") instead of the drums alone',
+    )  # fmt: skip
     args = parser.parse_args(argv)
     models = [load(spec) for spec in args.results]
     base_name, base = models[0]
@@ -118,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.mix is not None and args.mix not in base.get("mixes", {}):
+        mixes = ", ".join(repr(m) for m in base.get("mixes", {})) or "none"
+        print(f"error: no mix {args.mix!r} in these results (they hold: {mixes})\n"
+              "hint: evaluate with --backing-db (and --music-dir) to score that "
+              "drums-to-music level", file=sys.stderr)  # fmt: skip
+        return 2
     codes = set(base["classes"])
     unknown = [c for c in args.velocity if c not in codes]
     for first, _, second in map(parse_pair, args.pairs):
@@ -126,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no class {', '.join(unknown)} in these results\n"
               f"hint: one of {' '.join(base['classes'])}", file=sys.stderr)  # fmt: skip
         return 2
-    print(table(models, args.velocity, args.pairs))
+    print(table(models, args.velocity, args.pairs, args.mix))
     return 0
 
 
