@@ -76,6 +76,9 @@ def table(
 ) -> str:
     """The markdown table; the columns after micro F1 read ``mix``'s results (drums
     alone where None) and are headed with its name."""
+    def view(results: dict[str, Any]) -> dict[str, Any]:
+        return results["mixes"][mix] if mix else results
+
     first = models[0][1]
     mixes = list(first.get("mixes", {}))
     codes = [c for c, row in first["classes"].items() if row["n_ref"] > 0]
@@ -83,19 +86,18 @@ def table(
     head = ["model", "micro F1 " + " / ".join(["alone", *mixes]), f"macro F1{at}"]
     head += [f"{c} F1{at}" for c in codes]
     for code in velocity:
-        view = first["mixes"][mix] if mix else first
-        bands = " / ".join(view.get("recall_by_velocity", {}).get(code, {}))
+        bands = " / ".join(view(first).get("recall_by_velocity", {}).get(code, {}))
         head.append(f"{code} recall by velocity ({bands}){at}")
     head += [f"{p}{at}" for p in pairs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in models:
         micro = [r["micro_f1"], *(r["mixes"][m]["micro_f1"] for m in mixes)]
-        view = r["mixes"][mix] if mix else r
+        at_mix = view(r)
         cells = [name, " / ".join(f"{x:.3f}" for x in micro)]
-        cells += [f"{view['macro_f1']:.3f}"]
-        cells += [f"{view['classes'][c]['f1']:.3f}" for c in codes]
-        cells += [velocity_cell(view, c) for c in velocity]
-        cells += [str(confusion(view, p)) for p in pairs]
+        cells += [f"{at_mix['macro_f1']:.3f}"]
+        cells += [f"{at_mix['classes'][c]['f1']:.3f}" for c in codes]
+        cells += [velocity_cell(at_mix, c) for c in velocity]
+        cells += [str(confusion(at_mix, p)) for p in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
