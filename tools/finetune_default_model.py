@@ -33,8 +33,9 @@ held-out music stays the same) under the drums; same evaluation and export.
 ``--round 3`` is how the shipped model was made from round 1's model (its best.pt,
 thresholds kept): 2000 more steps (lr 3e-4, seed 4242) on new renders of round 1's
 performances and kits (``make-dataset --seed 8``), half of them with the snare's wires
-buzzing after toms and kicks (``--buzz-prob 0.5``: README, Snare buzz); an even 1200
-of them preprocessed; the same real music; same evaluation and export.
+buzzing after toms and kicks (``--buzz-prob 0.5``: docs/model-history.md, Snare
+buzz); an even 1200 of them preprocessed; the same real music; same evaluation and
+export.
 
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
