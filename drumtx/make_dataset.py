@@ -58,9 +58,9 @@ DYNAMICS_RANGE = (0.7, 2.5)
 # hi-hat too (the shipped model's hi-hat probability at it 0.33-0.69 after that
 # context, 0.12-0.33 without), and a kick with nothing around it also fires the low
 # tom. Gaps where a groove would have a hit, and drums playing without the others,
-# weaken that prior; at P = 0.5 they cost 0.002-0.009 held-out micro F1 (README,
-# Listening, not guessing), so the shipped recipe leaves it off. Validation and test
-# renders keep every note.
+# weaken that prior; at P = 0.5 they cost 0.002-0.009 held-out micro F1
+# (docs/model-history.md, Listening, not guessing), so the shipped recipe leaves it
+# off. Validation and test renders keep every note.
 DROP_MAX_RATE = 0.5
 DROP_ALL_PROB = 0.2
 DROP_FAMILIES = ("kick", "snare", "hihat", "tom", "crash", "ride")

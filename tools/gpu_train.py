@@ -79,8 +79,9 @@ SAMPLE_RATE = 24_000  # the model's rate: packed audio is coded at it
 EGMD = "e-gmd-v1.0.0"
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 # How the shards render: a random studio for 60 %, and the snare's wires buzzing after
-# toms and kicks in half the renders, as in the shipped model's last fine-tune (README,
-# Snare buzz); pack's --renders should be made with --buzz-prob 0.5 too.
+# toms and kicks in half the renders, as in the shipped model's last fine-tune
+# (docs/model-history.md, Snare buzz); pack's --renders should be made with
+# --buzz-prob 0.5 too.
 SHARD_RENDER_OPTIONS = ("--studio-prob", "0.6", "--buzz-prob", "0.5")
 # Debian hydrogen-drumkits kits small enough to travel (BJA_Pacific and ForzeeStereo are
 # 31 and 156 MB); ColomboAcousticDrumkit and The Black Pearl are held out.
