@@ -193,7 +193,6 @@ def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "train.log_every=50",
         "train.lr=4e-3",
         "train.warmup_steps=20",
-        "data.crop_sec=4.0",
         "data.eq_prob=0.0",
         "data.reverb_prob=0.0",
         "data.noise_prob=0.0",

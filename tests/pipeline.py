@@ -12,8 +12,9 @@ from drumtx.config import Config, load_config
 
 TEST_KITS = ["synth:1", "synth:2", "synth:3", "synth:4"]
 # Enough for the tiny model to reach about 0.9 micro F1 on held-out synth kits: the
-# held-out test's pooled F1 after 500 steps was 0.895 / 0.904 / 0.900 (train.seed
-# default / 1 / 2), after 700 0.894 / - / 0.907; after 350, seed 2 fell to 0.866.
+# held-out test's pooled F1 after 500 steps on 3-s crops was 0.893 / 0.910 / 0.896
+# (train.seed default / 1 / 2; on 4-s crops 0.895 / 0.904 / 0.900 at 1.2x the time),
+# after 700 on 4-s crops 0.894 / - / 0.907; after 350, seed 2 fell to 0.866.
 TRAINED_STEPS = 500
 
 
