@@ -7,6 +7,11 @@ master (room reverb, EQ, saturation or clipping, compression), a lossy codec, so
 noise, and a playback level (a random gain, or loudness normalisation to a random
 target). Onsets never move: every effect is causal and keeps the direct sound at lag 0.
 
+In ``break_prob`` of the crops with a band the drums stop for a stretch of the crop (a
+break, an intro, a fill's rest) while the band plays on, and the onsets there leave the
+targets: a model that never heard music without drums fires toms on bass notes and
+kicks on guitar chugs wherever a song's drums pause.
+
 Velocity targets follow the audio: where a compressor turns a hit down relative to the
 rest of the crop, that hit's target velocity goes down by the same number of decibels
 (on MIDI's 40 dB velocity scale); a second kit mixed in quieter gets quieter targets.
@@ -27,6 +32,11 @@ from drumtx.levels import SILENT_DB, mix_backing, rms_db, scale_velocity
 from drumtx.music import MusicPool, random_excerpt
 
 HIT_BODY_SEC = 0.03  # the part of a hit whose level its velocity target follows
+# A break: the drums stop for a share of the crop while the band plays on. The kit
+# fades out over BREAK_FADE_SEC (a cymbal choked, a tail dying) and is back at once.
+BREAK_SHARE = (0.25, 1.0)
+BREAK_FADE_SEC = (0.02, 0.2)
+BREAK_RETURN_SEC = 0.005
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class AugmentConfig:
     backing_db_min: float = -6.0
     backing_db_max: float = 12.0
     music_prob: float = 0.0  # of the crops with a band, those hearing real music
+    break_prob: float = 0.0  # of the crops with a band, those where the drums pause
     compress_prob: float = 0.4
     saturate_prob: float = 0.2
     codec_prob: float = 0.1
@@ -160,6 +171,22 @@ def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def drum_break(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) float32 gain for the drums of a crop with a break: 1, fading to 0 over a
+    random stretch (BREAK_SHARE of the crop, anywhere in it), back to 1 after it."""
+    length = int(rng.uniform(*BREAK_SHARE) * n)
+    start = int(rng.integers(0, n - length + 1))
+    stop = start + length
+    kept = np.ones(n, np.float32)
+    kept[start:stop] = 0.0
+    fade = min(int(rng.uniform(*BREAK_FADE_SEC) * sr), length)
+    kept[start : start + fade] = np.linspace(1.0, 0.0, fade, endpoint=False)
+    back = min(int(BREAK_RETURN_SEC * sr), length - fade)
+    if stop < n and back > 0:
+        kept[stop - back : stop] = np.linspace(0.0, 1.0, back, endpoint=False)
+    return kept
+
+
 class Augmenter:
     """The whole chain for one crop: drum bus, band, master, codec, level."""
 
@@ -183,9 +210,22 @@ class Augmenter:
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(N,) drums, (N,) music or None, (T, C) velocity targets -> audio, targets."""
+        audio, velocity, _ = self.run(drums, music, velocity, rng)
+        return audio, velocity
+
+    def run(
+        self,
+        drums: np.ndarray,
+        music: np.ndarray | None,
+        velocity: np.ndarray,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """As ``__call__``, and the frames (T,) bool where a break silenced the drums
+        (None without one): their onset targets are 0, whatever the score says."""
         cfg, sr = self.cfg, self.sr
         gain_db = np.zeros(len(drums))  # what compressors did, per sample
         x = drums
+        silenced = None
         if rng.random() < cfg.eq_prob / 2:
             x = random_eq(x, sr, rng)
         if rng.random() < cfg.compress_prob / 2:
@@ -196,13 +236,21 @@ class Augmenter:
             music = self._band(music, len(x), rng)
             level = rng.uniform(cfg.backing_db_min, cfg.backing_db_max)
             mixed = None if music is None else mix_backing(x, music, level)
+            breaks = cfg.break_prob > 0 and rng.random() < cfg.break_prob
+            if mixed is not None and breaks:
+                kept = drum_break(len(x), sr, rng)
+                mixed -= x * (1 - kept)  # the level was set with the drums playing
+                at = np.minimum(np.arange(len(velocity)) * self.hop, len(x) - 1)
+                silenced = kept[at] < 0.5
+                velocity = velocity * ~silenced[:, None]
             x = x if mixed is None else mixed
         x, g = self._master(x, rng)
         gain_db += g
         x = x * np.float32(10 ** (self._level_db(x, rng) / 20))
         if not np.isfinite(x).all():  # never seen; a poisoned batch would cost a step
-            return np.clip(drums, -1.0, 1.0).astype(np.float32), velocity
-        return np.clip(x, -1.0, 1.0).astype(np.float32), self._follow(velocity, gain_db)
+            return np.clip(drums, -1.0, 1.0).astype(np.float32), velocity, silenced
+        audio = np.clip(x, -1.0, 1.0).astype(np.float32)
+        return audio, self._follow(velocity, gain_db), silenced
 
     def _band(
         self, rendered: np.ndarray | None, n: int, rng: np.random.Generator

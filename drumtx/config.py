@@ -121,6 +121,9 @@ class DataConfig:
     # rendered backing track (the rest keep theirs).
     music_dir: str = ""
     music_prob: float = 0.0
+    # Of the crops mixed with a band, those where the drums stop for a while (a break,
+    # an intro) and the band plays on: no onsets there, so music alone fires nothing.
+    break_prob: float = 0.0
     compress_prob: float = 0.4  # drum-bus and master compression
     saturate_prob: float = 0.2  # tape-like saturation or hard clipping
     codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
@@ -147,6 +150,7 @@ class DataConfig:
             "mix_prob",
             "backing_prob",
             "music_prob",
+            "break_prob",
             "compress_prob",
             "saturate_prob",
             "codec_prob",

@@ -107,8 +107,14 @@ class CropDataset(torch.utils.data.IterableDataset):
                 if self.data_cfg.mix_prob and rng.random() < self.data_cfg.mix_prob:
                     other = buffer[int(rng.integers(len(buffer)))]
                     crop = mix_crops(crop, other, rng.uniform(*MIX_LEVEL_DB))
-                audio, velocity = augment(crop.audio, crop.music, crop.velocity, rng)
-                yield audio, crop.onset, velocity, crop.mask
+                audio, velocity, silenced = augment.run(
+                    crop.audio, crop.music, crop.velocity, rng
+                )
+                onset, mask = crop.onset, crop.mask
+                if silenced is not None:  # a break: nothing to hear, nothing to find
+                    onset = np.where(silenced[:, None], 0.0, onset).astype(np.float32)
+                    mask = mask * ~silenced[:, None]
+                yield audio, onset, velocity, mask
 
 
 class BlockSampler:
