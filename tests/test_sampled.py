@@ -1,0 +1,155 @@
+"""Recorded melodic SFZ instruments (drumtx.synth.sampled) and tools/music_alone.py, the
+probe of what a model fires on music without drums. Instruments, songs and the music
+pool are written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumtx.errors import ConfigError
+from drumtx.music import PoolWriter
+from drumtx.synth.instruments import PitchedNote
+from drumtx.synth.sampled import RELEASE_SEC, SampledInstrument
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 24_000
+FILE_SR = 48_000
+
+
+def sine(path: Path, freq_hz: float, amp: float, seconds: float = 2.0) -> None:
+    t = np.arange(int(seconds * FILE_SR)) / FILE_SR
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32), FILE_SR)
+
+
+def write_bass(folder: Path) -> Path:
+    """A bass sampled at A2 (110 Hz), soft and loud layers, two round robins each."""
+    for layer, amp in (("soft", 0.1), ("loud", 0.5)):
+        for rr in (1, 2):
+            sine(folder / "s" / f"{layer}_{rr}.wav", 110.0, amp)
+    body = "<control> default_path=s/\n<group> lokey=33 hikey=57 pitch_keycenter=45\n"
+    for layer, lo, hi in (("soft", 1, 63), ("loud", 64, 127)):
+        body += f"<region> lovel={lo} hivel={hi} hirand=0.5 sample={layer}_1.wav\n"
+        body += f"<region> lovel={lo} hivel={hi} lorand=0.5 sample={layer}_2.wav\n"
+    path = folder / "bass.sfz"
+    path.write_text(body)
+    return path
+
+
+def peak_hz(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio))
+    return float(np.argmax(spectrum) * SR / len(audio))
+
+
+def test_notes_play_at_their_pitch_layer_and_length(tmp_path: Path) -> None:
+    bass = SampledInstrument(write_bass(tmp_path))
+    rng = np.random.default_rng(0)
+    n = 2 * SR
+    octave_up = bass.render([PitchedNote(0.0, 1.0, 57, 100)], n, SR, rng)
+    assert peak_hz(octave_up[: SR // 2]) == pytest.approx(220.0, abs=3)
+    soft = bass.render([PitchedNote(0.0, 1.0, 45, 30)], n, SR, rng)
+    loud = bass.render([PitchedNote(0.0, 1.0, 45, 120)], n, SR, rng)
+    assert peak_hz(loud[: SR // 2]) == pytest.approx(110.0, abs=3)
+    # the loud layer's sample is 14 dB louder; the velocity curve adds the rest
+    assert np.abs(loud).max() > 4 * np.abs(soft).max()
+    # a note sounds from its start to its end plus the release, then stops
+    short = bass.render([PitchedNote(0.5, 0.25, 45, 100)], n, SR, rng)
+    sounding = np.flatnonzero(np.abs(short) > 1e-4)
+    assert sounding[0] == pytest.approx(0.5 * SR, abs=2)
+    assert sounding[-1] <= (0.75 + RELEASE_SEC) * SR
+
+
+def test_notes_outside_the_range_move_by_octaves_and_round_robins_alternate(
+    tmp_path: Path,
+) -> None:
+    bass = SampledInstrument(write_bass(tmp_path))
+    assert (bass.in_range(21), bass.in_range(45), bass.in_range(69)) == (33, 45, 57)
+    rng = np.random.default_rng(1)
+    picks = {tuple(bass.chosen(45, 100, rng)) for _ in range(40)}
+    assert picks == {(2,), (3,)}  # both loud round robins, never a soft one
+    low = bass.render([PitchedNote(0.0, 1.0, 21, 100)], SR, SR, rng)
+    assert peak_hz(low[: SR // 2]) == pytest.approx(55.0, abs=3)
+
+
+def test_an_instrument_without_samples_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty.sfz").write_text("<region> key=40 sample=missing.wav\n")
+    with pytest.raises(ConfigError, match="no playable regions"):
+        SampledInstrument(tmp_path / "empty.sfz")
+
+
+def song(path: Path) -> Path:
+    """Bass (program 33) on every eighth note for 32 beats, and a drum track."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=96)
+    bass, drums = mido.MidiTrack(), mido.MidiTrack()
+    bass.append(mido.Message("program_change", channel=1, program=33))
+    for step in range(64):
+        bass.append(mido.Message("note_on", channel=1, note=40 + step % 7, velocity=90))
+        bass.append(mido.Message("note_off", channel=1, note=40 + step % 7, time=48))
+    for _ in range(32):
+        drums.append(mido.Message("note_on", channel=9, note=36, velocity=90))
+        drums.append(mido.Message("note_off", channel=9, note=36, time=96))
+    midi.tracks += [bass, drums]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.save(path)
+    return path
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    tool = REPO / "tools" / "music_alone.py"
+    return subprocess.run([sys.executable, str(tool), *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)  # fmt: skip
+
+
+def test_music_alone_counts_hits_per_source_and_model(tmp_path: Path) -> None:
+    song(tmp_path / "songs" / "a.mid")
+    writer = PoolWriter(tmp_path / "pool" / "test", SR)
+    t = np.arange(10 * SR) / SR
+    drone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    writer.add(drone, {"file": "drone.ogg", "source": "drone", "licence": "CC0-1.0"})
+    writer.close()
+    out = tmp_path / "alone.json"
+    shipped = REPO / "drumtx" / "models" / "default.pt"
+    proc = run_tool("--checkpoint", f"a={shipped}", f"b={shipped}",
+                    "--pool", str(tmp_path / "pool" / "test"),
+                    "--songs", str(tmp_path / "songs"),
+                    "--instrument", f"mybass={write_bass(tmp_path / 'inst')}",
+                    "--seconds", "8", "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "hits per minute on music without drums (a, b)" in proc.stdout
+    table = json.loads(out.read_text())
+    assert set(table) == {"a", "b"} and table["a"] == table["b"]  # one model, one audio
+    assert set(table["a"]) == {"pool:drone", "bass mybass", "bass own:bass"}
+    assert table["a"]["pool:drone"]["minutes"] == pytest.approx(10 / 60)
+    assert table["a"]["bass mybass"]["minutes"] == pytest.approx(8 / 60)
+    # a steady tone is no drum: at most its start
+    assert sum(table["a"]["pool:drone"]["hits"].values()) <= 1
+    counts = [n for row in table["a"].values() for n in row["hits"].values()]
+    assert all(isinstance(n, int) and n > 0 for n in counts)
+
+
+def test_music_alone_refuses_what_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    from music_alone import main
+
+    for args, message in ((["--seconds", "5"], "give --pool"),
+                          (["--instrument", "b=x.sfz"], "--instrument needs --songs")):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    song(tmp_path / "songs" / "a.mid")
+    (tmp_path / "empty.sfz").write_text("<region> key=40 sample=missing.wav\n")
+    sfz = tmp_path / "empty.sfz"
+    args = ["--songs", str(tmp_path / "songs"), "--instrument", f"b={sfz}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "no playable regions" in err and "hint:" in err
