@@ -10,7 +10,9 @@ Where the store holds backing tracks, the same recordings are also scored mixed 
 their backing at each ``backing_db`` drums-to-music level (default +6 and 0 dB), side by
 side with the drums alone; tuning then pools the drums alone and every mix. With
 ``--music-dir`` the mixes hear real music instead, in tuning too (tune on validation
-with the pool's *train* split, report on test with its held-out *test* split).
+with the pool's *train* split, report on test with its held-out *test* split), and the
+pool's music is also heard alone: every hit found there is a false one (``music_alone``:
+hits per minute by class, what a song's intro or break would get).
 
 Where the recordings' MIDI files are at hand (the E-GMD root), the tempo map transcribe
 would write is scored against each MIDI's (GMD is played to a click from time 0): beat
@@ -37,6 +39,7 @@ from drumtx.drums import Hit
 from drumtx.errors import ConfigError, DataError
 from drumtx.inference import (
     LoadedModel,
+    array_activations,
     class_thresholds,
     decode_hits,
     load_model,
@@ -93,6 +96,7 @@ def run_evaluate(
     results["input_levels_db"] = [t.min_input_db, t.max_input_db]
     if pool is not None:
         results["music"] = f"real music pool {pool.split_dir} ({pool.hours:.2f} h)"
+        results["music_alone"] = music_alone(loaded, pool)
     if as_json:
         print(json.dumps(results, indent=1))
     else:
@@ -127,6 +131,24 @@ def with_music_from(store: Store, pool: MusicPool) -> Store:
         lo = int(rec["offset"])
         backing[lo : lo + len(music)] = to_int16(music)
     return dataclasses.replace(store, backing=backing)
+
+
+def music_alone(loaded: LoadedModel, pool: MusicPool) -> dict[str, Any]:
+    """What the model finds in the pool's music without drums, each stretch heard as
+    a file: {"minutes", "hits" (per class), "per_minute" (all classes)}."""
+    thresholds = class_thresholds(loaded)
+    counts = dict.fromkeys(loaded.vocab.codes, 0)
+    n_samples = 0
+    for segment in pool.segments:
+        start, length = int(segment["start"]), int(segment["length"])
+        audio = np.asarray(pool.audio[start : start + length])
+        onset, velocity = array_activations(loaded, audio)
+        for hit in decode_hits(loaded, onset, velocity, thresholds):
+            counts[loaded.vocab.codes[hit.cls]] += 1
+        n_samples += length
+    minutes = n_samples / pool.sample_rate / 60
+    per_minute = sum(counts.values()) / minutes if minutes else 0.0
+    return {"minutes": minutes, "hits": counts, "per_minute": per_minute}
 
 
 def _indices(store: Store, limit: int | None) -> list[int]:
@@ -347,11 +369,24 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     console.print(f"micro F1 per kit: {kits}")
     if results.get("mixes"):
         print_mixes(results, console)
+    if results.get("music_alone"):
+        print_music_alone(results["music_alone"], console)
     print_confusion(results, console)
     print_velocity_recall(results, console)
     if results.get("beats"):
         print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
+
+
+def print_music_alone(alone: dict[str, Any], console: Console) -> None:
+    """One line: the false hits a minute on the music pool without drums."""
+    minutes = max(alone["minutes"], 1e-9)
+    top = sorted(((n, c) for c, n in alone["hits"].items() if n), reverse=True)[:5]
+    classes = "  ".join(f"{c} {n / minutes:.1f}" for n, c in top)
+    console.print(
+        f"music alone ({alone['minutes']:.1f} min, no drums): "
+        f"{alone['per_minute']:.1f} false hits a minute   {classes}"
+    )
 
 
 def print_mixes(results: dict[str, Any], console: Console) -> None:

@@ -421,6 +421,14 @@ def test_music_dir_scores_the_drums_under_real_music(
     assert real["micro_f1"] == plain["micro_f1"]  # the drums alone: untouched
     assert real["mixes"]["0 dB"] != plain["mixes"]["0 dB"]
     assert real["mixes"] == again["mixes"] and "real music pool" in real["music"]
+    # the pool's music heard alone: whatever is found there is false
+    alone = real["music_alone"]
+    assert alone["minutes"] == pytest.approx(7 / 60) and "music_alone" not in plain
+    assert set(alone["hits"]) == set(real["classes"]) and alone == again["music_alone"]
+    total = sum(alone["hits"].values())
+    assert alone["per_minute"] == pytest.approx(total / alone["minutes"])
+    text = _evaluate(capsys, root, fitted_checkpoint, "--limit", "1", *music)[1]
+    assert "music alone (0.1 min, no drums)" in text and "false hits a minute" in text
     code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir", "/nope")
     assert code == 1 and "error:" in err and "hint:" in err  # before any scoring
     slow = PoolWriter(tmp_path / "music16k" / "test", 16_000)  # not the store's rate
@@ -429,6 +437,31 @@ def test_music_dir_scores_the_drums_under_real_music(
     code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--music-dir",
                              str(tmp_path / "music16k" / "test"))  # fmt: skip
     assert code == 1 and "16000 Hz" in err
+
+
+def test_music_alone_counts_what_the_model_finds_in_each_stretch(
+    root, fitted_checkpoint, tmp_path
+):
+    """A stretch of drums fires what the model hears in it; silence fires nothing."""
+    from drumtx.evaluate import music_alone
+    from drumtx.music import PoolWriter, load_music_pool
+
+    loaded = load_model(fitted_checkpoint, load_config(None), torch.device("cpu"))
+    store = load_store(root / "processed_data" / "train", loaded.cfg)
+    drums = recording_audio(store, 0).astype(np.float32) / 32768
+    silent = PoolWriter(tmp_path / "silent", 24_000)
+    silent.add(np.zeros(24_000 * 5, np.float32), {"file": "s.ogg", "source": "s"})
+    silent.close()
+    quiet = music_alone(loaded, load_music_pool(tmp_path / "silent"))
+    assert sum(quiet["hits"].values()) == 0 and quiet["per_minute"] == 0.0
+    pool = PoolWriter(tmp_path / "drums", 24_000)
+    pool.add(drums, {"file": "d.ogg", "source": "d"})
+    pool.add(np.zeros(24_000 * 5, np.float32), {"file": "s.ogg", "source": "s"})
+    pool.close()
+    heard = music_alone(loaded, load_music_pool(tmp_path / "drums"))
+    found = transcribe_array(loaded, drums, class_thresholds(loaded))
+    assert sum(heard["hits"].values()) == len(found) > 0
+    assert heard["minutes"] == pytest.approx((len(drums) + 24_000 * 5) / 24_000 / 60)
 
 
 def test_tuning_hears_the_music_dir_too(
