@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_augment import backing_store
+from test_music import OFF  # every effect off but the band
 
 from drumtx.augment import BREAK_SHARE, AugmentConfig, Augmenter, drum_break
 from drumtx.config import DataConfig, load_config
@@ -17,10 +18,6 @@ from drumtx.levels import rms_db
 
 SR = 24000
 HOP = 240
-OFF = dict(
-    eq_prob=0.0, noise_prob=0.0, reverb_prob=0.0, gain_db_min=0.0, gain_db_max=0.0,
-    compress_prob=0.0, saturate_prob=0.0, codec_prob=0.0,
-)  # fmt: skip
 
 
 def clicks_and_tone(n: int = 2 * SR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
