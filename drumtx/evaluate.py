@@ -136,19 +136,28 @@ def with_music_from(store: Store, pool: MusicPool) -> Store:
 def music_alone(loaded: LoadedModel, pool: MusicPool) -> dict[str, Any]:
     """What the model finds in the pool's music without drums, each stretch heard as
     a file: {"minutes", "hits" (per class), "per_minute" (all classes)}."""
-    thresholds = class_thresholds(loaded)
     counts = dict.fromkeys(loaded.vocab.codes, 0)
     n_samples = 0
     for segment in pool.segments:
         start, length = int(segment["start"]), int(segment["length"])
-        audio = np.asarray(pool.audio[start : start + length])
-        onset, velocity = array_activations(loaded, audio)
-        for hit in decode_hits(loaded, onset, velocity, thresholds):
-            counts[loaded.vocab.codes[hit.cls]] += 1
+        found = hits_by_class(loaded, np.asarray(pool.audio[start : start + length]))
+        for code, n in found.items():
+            counts[code] += n
         n_samples += length
     minutes = n_samples / pool.sample_rate / 60
     per_minute = sum(counts.values()) / minutes if minutes else 0.0
     return {"minutes": minutes, "hits": counts, "per_minute": per_minute}
+
+
+def hits_by_class(loaded: LoadedModel, audio: np.ndarray) -> dict[str, int]:
+    """How many hits of each class transcribe would find in ``audio`` (as heard at
+    the model's rate, brought to its input level), only the classes found."""
+    onset, velocity = array_activations(loaded, audio)
+    counts: dict[str, int] = {}
+    for hit in decode_hits(loaded, onset, velocity, class_thresholds(loaded)):
+        code = loaded.vocab.codes[hit.cls]
+        counts[code] = counts.get(code, 0) + 1
+    return counts
 
 
 def _indices(store: Store, limit: int | None) -> list[int]:

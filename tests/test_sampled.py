@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 import soundfile as sf
+from test_backing import song_midi  # bass on every beat for 16 beats
 
 from drumtx.errors import ConfigError
 from drumtx.music import PoolWriter
@@ -85,23 +85,6 @@ def test_an_instrument_without_samples_is_refused(tmp_path: Path) -> None:
         SampledInstrument(tmp_path / "empty.sfz")
 
 
-def song(path: Path) -> Path:
-    """Bass (program 33) on every eighth note for 32 beats, and a drum track."""
-    midi = mido.MidiFile(type=1, ticks_per_beat=96)
-    bass, drums = mido.MidiTrack(), mido.MidiTrack()
-    bass.append(mido.Message("program_change", channel=1, program=33))
-    for step in range(64):
-        bass.append(mido.Message("note_on", channel=1, note=40 + step % 7, velocity=90))
-        bass.append(mido.Message("note_off", channel=1, note=40 + step % 7, time=48))
-    for _ in range(32):
-        drums.append(mido.Message("note_on", channel=9, note=36, velocity=90))
-        drums.append(mido.Message("note_off", channel=9, note=36, time=96))
-    midi.tracks += [bass, drums]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    midi.save(path)
-    return path
-
-
 def run_tool(*args: str) -> subprocess.CompletedProcess:
     tool = REPO / "tools" / "music_alone.py"
     return subprocess.run([sys.executable, str(tool), *args], capture_output=True,
@@ -109,7 +92,8 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_music_alone_counts_hits_per_source_and_model(tmp_path: Path) -> None:
-    song(tmp_path / "songs" / "a.mid")
+    (tmp_path / "songs").mkdir()
+    song_midi(tmp_path / "songs" / "a.mid")
     writer = PoolWriter(tmp_path / "pool" / "test", SR)
     t = np.arange(10 * SR) / SR
     drone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
@@ -146,7 +130,8 @@ def test_music_alone_refuses_what_it_cannot_use(
         with pytest.raises(SystemExit) as stop:
             main(args)
         assert stop.value.code == 2 and message in capsys.readouterr().err
-    song(tmp_path / "songs" / "a.mid")
+    (tmp_path / "songs").mkdir()
+    song_midi(tmp_path / "songs" / "a.mid")
     (tmp_path / "empty.sfz").write_text("<region> key=40 sample=missing.wav\n")
     sfz = tmp_path / "empty.sfz"
     args = ["--songs", str(tmp_path / "songs"), "--instrument", f"b={sfz}"]

@@ -36,14 +36,8 @@ from drumtx.checkpoint import SHIPPED_MODELS_DIR
 from drumtx.cli import print_error
 from drumtx.config import load_config
 from drumtx.errors import ConfigError, DrumtxError
-from drumtx.inference import (
-    LoadedModel,
-    array_activations,
-    class_thresholds,
-    decode_hits,
-    load_model,
-    resolve_device,
-)
+from drumtx.evaluate import hits_by_class
+from drumtx.inference import load_model, resolve_device
 from drumtx.levels import rms_db
 from drumtx.music import load_music_pool
 from drumtx.synth import instruments as inst
@@ -95,15 +89,6 @@ def instrument_sources(
             yield f"{family} own:{voice}", own
 
 
-def count_hits(loaded: LoadedModel, audio: np.ndarray) -> dict[str, int]:
-    onset, velocity = array_activations(loaded, audio)
-    counts: dict[str, int] = {}
-    for hit in decode_hits(loaded, onset, velocity, class_thresholds(loaded)):
-        code = loaded.vocab.codes[hit.cls]
-        counts[code] = counts.get(code, 0) + 1
-    return counts
-
-
 def run(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
     """{model: {source: {"minutes": m, "hits": {class: n}}}}."""
     cfg = load_config(args.config) if args.config else load_config()
@@ -135,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
             for name, loaded in models.items():
                 row = table[name].setdefault(source, {"minutes": 0.0, "hits": {}})
                 row["minutes"] += len(audio) / SAMPLE_RATE / 60
-                for code, n in count_hits(loaded, audio).items():
+                for code, n in hits_by_class(loaded, audio).items():
                     row["hits"][code] = row["hits"].get(code, 0) + n
     return table
 
