@@ -138,3 +138,79 @@ def test_music_alone_refuses_what_it_cannot_use(
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "no playable regions" in err and "hint:" in err
+
+
+def run_parts(*args: str) -> subprocess.CompletedProcess:
+    tool = REPO / "tools" / "recorded_parts.py"
+    return subprocess.run([sys.executable, str(tool), *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)  # fmt: skip
+
+
+def test_recorded_parts_append_songs_parts_to_a_copy_of_the_base_split(
+    tmp_path: Path,
+) -> None:
+    from drumtx.music import load_music_pool
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in "abcd":  # the probe (one song) takes a.mid
+        song_midi(songs / f"{name}.mid")
+    writer = PoolWriter(tmp_path / "pool" / "train", SR)
+    speech = (0.1 * np.sin(2 * np.pi * 200 * np.arange(3 * SR) / SR)).astype(np.float32)
+    writer.add(speech, {"file": "s.ogg", "source": "speech", "licence": "CC0-1.0"})
+    writer.close()
+    bass = write_bass(tmp_path / "inst")
+    common = ["--songs", str(songs), "--instrument", f"mybass={bass}", "--licence",
+              "CC0-1.0", "--seconds", "8", "--passes", "3", "--probe-songs", "1"]
+    out = tmp_path / "parts" / "train"
+    base_split = tmp_path / "pool" / "train"
+    proc = run_parts(*common, "--base", str(base_split), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    pool = load_music_pool(out, SR)
+    base, parts = pool.segments[0], pool.segments[1:]
+    assert base["source"] == "speech" and base["length"] == len(speech)
+    copied = np.asarray(pool.audio[: len(speech)], np.float32) / 32768
+    np.testing.assert_allclose(copied, speech, atol=1e-4)
+    assert parts and all(s["source"] == "recorded-parts" for s in parts)
+    assert {s["file"].split("#")[0] for s in parts} <= {"b.mid", "c.mid", "d.mid"}
+    for seg in parts:  # only a bass part in these songs: bass lineups, through mybass
+        assert seg["lineup"] in ("bass", "both") and seg["parts"] == ["bass:mybass"]
+        assert seg["licence"] == "CC0-1.0" and seg["length"] == 8 * SR
+        audio = np.asarray(pool.audio[seg["start"] : seg["start"] + seg["length"]],
+                           np.float32) / 32768  # fmt: skip
+        assert 20 * np.log10(np.sqrt(np.mean(audio**2))) == pytest.approx(-20, abs=0.2)
+        assert 25 < peak_hz(audio) < 120  # the bass line, in the sample's range
+    held = tmp_path / "held" / "test"
+    proc = run_parts(*common, "--held-out", "--out", str(held))
+    assert proc.returncode == 0, proc.stderr
+    files = {s["file"].split("#")[0] for s in load_music_pool(held, SR).segments}
+    assert files == {"a.mid"}
+
+
+def test_recorded_parts_refuse_to_overwrite_or_misuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    from recorded_parts import main
+
+    (tmp_path / "songs").mkdir()
+    song_midi(tmp_path / "songs" / "a.mid")
+    bass = write_bass(tmp_path / "inst")
+    args = ["--songs", str(tmp_path / "songs"), "--instrument", f"b={bass}",
+            "--licence", "CC0-1.0", "--seconds", "8", "--probe-songs", "0"]  # fmt: skip
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 0
+    before = (out / "music.i16").read_bytes()
+    for extra, message in (([], "already holds a pool split"),
+                           (["--base", str(out)], "is the --base split itself")):
+        assert main([*args, "--out", str(out), *extra]) == 1
+        err = capsys.readouterr().err
+        assert "error:" in err and message in err and "hint:" in err
+    assert (out / "music.i16").read_bytes() == before  # nothing the user had is lost
+    (tmp_path / "empty.sfz").write_text("<region> key=40 sample=missing.wav\n")
+    bad = [*args[:2], "--instrument", f"b={tmp_path / 'empty.sfz'}", *args[4:]]
+    assert main([*bad, "--out", str(tmp_path / "o2")]) == 1
+    assert "no playable regions" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--held-out", "--out", str(tmp_path / "o3")])
+    assert stop.value.code == 2 and "--held-out" in capsys.readouterr().err

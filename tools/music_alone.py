@@ -65,6 +65,13 @@ def family_of(name: str) -> str:
     return "bass" if "bass" in name.lower() else "guitar"
 
 
+def probe_songs(songs: list[Path], max_songs: int) -> list[Path]:
+    """The songs the probe plays: up to ``max_songs`` spread evenly over the sorted list
+    (tools/recorded_parts.py leaves these out of training)."""
+    step = max(1, len(songs) // max_songs)
+    return songs[::step][:max_songs]
+
+
 def instrument_sources(
     songs: list[Path], instruments: dict[str, SampledInstrument], seconds: float
 ) -> Iterator[tuple[str, np.ndarray]]:
@@ -105,10 +112,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
         if not songs:
             raise ConfigError(f"--songs: no MIDI songs under {args.songs}",
                               hint="point --songs at a folder of full-band .mid files")
-        step = max(1, len(songs) // args.max_songs)
         instruments = {name: SampledInstrument(path) for name, path in args.instrument}
-        sources.append(instrument_sources(songs[::step][: args.max_songs], instruments,
-                                          args.seconds))  # fmt: skip
+        sources.append(instrument_sources(probe_songs(songs, args.max_songs),
+                                          instruments, args.seconds))  # fmt: skip
     table: dict[str, dict[str, dict]] = {name: {} for name in models}
     for source_iter in sources:
         for source, audio in source_iter:
