@@ -646,12 +646,14 @@ def test_hear_kit_cuts_only_the_highs_of_the_tail() -> None:
     assert highs(cut.audio[tail]) < 1e-3 * highs(audio[tail])
 
 
+@pytest.mark.parametrize("round_", [3, 4])
 def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_: int
 ) -> None:
     """--round 3 is the recipe the shipped weights came from: round 1 from --init, then
     2000 steps from round 1's best on new renders (seed 8) of round 1's kits, half with
-    the snare buzz, 1200 of them preprocessed, round 1's thresholds kept."""
+    the snare buzz, 1200 of them preprocessed, round 1's thresholds kept. --round 4 is
+    the same with drum breaks and the recorded-parts pool (--parts) in more crops."""
     sys.path.insert(0, str(REPO / "tools"))
     import finetune_default_model as ft
 
@@ -678,7 +680,8 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         "--kits", str(kits), "--music", str(music), "--scratch", str(tmp_path / "s"),
         "--work", str(work),
         "--pseudo-minutes", "0", "--max-steps", "1000", "--init", "base.pt",
-        "--round", "3", "--stage", "train"])  # fmt: skip
+        "--round", str(round_), "--stage", "train",
+        *(["--parts", str(tmp_path / "parts" / "train")] if round_ == 4 else [])])
     assert ft.main() == 0
 
     def option(call: tuple[str, ...], name: str) -> str:
@@ -702,12 +705,33 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     assert trains[ft.RUN]["train.init_from"] == "'base.pt'"
     assert trains[ft.RUN]["train.max_steps"] == "1000"
     first = round1 / "checkpoints" / ft.RUN / "best.pt"
-    third = trains[ft.ROUND3_RUN]
+    run = ft.ROUND4_RUN if round_ == 4 else ft.ROUND3_RUN
+    assert set(trains) == {ft.RUN, run}
+    third = trains[run]
     assert third["train.init_from"] == f"'{first}'"
     assert (third["train.max_steps"], third["train.lr"], third["train.seed"]) == (
         "2000", "3e-4", "4242")  # fmt: skip
-    assert third["data.music_dir"] == f"'{music / 'train'}'"
+    if round_ == 3:
+        assert third["data.music_dir"] == f"'{music / 'train'}'"
+        assert third["data.music_prob"] == "0.3" and "data.break_prob" not in third
+    else:
+        assert third["data.music_dir"] == f"'{tmp_path / 'parts' / 'train'}'"
+        assert (third["data.music_prob"], third["data.break_prob"]) == ("0.45", "0.3")
     tuned = [option(c, "--checkpoint") for c in calls if "--tune-thresholds" in c]
     assert tuned == [str(first)]  # round 1's thresholds tuned, then kept
-    best3 = round3 / "checkpoints" / ft.ROUND3_RUN / "best.pt"
+    best3 = round3 / "checkpoints" / run / "best.pt"
     assert stored == [(best3, {"SD": 0.55, "from": str(first)})]
+
+
+def test_finetune_round4_needs_the_parts_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(REPO / "tools"))
+    import finetune_default_model as ft
+
+    monkeypatch.setattr(sys, "argv", [
+        "finetune_default_model.py", "--gmd", "g", "--kits", "k", "--music", "m",
+        "--scratch", "s", "--work", str(tmp_path), "--round", "4"])  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        ft.parse_args()
+    assert stop.value.code == 2 and "--round 4 needs --parts" in capsys.readouterr().err

@@ -37,6 +37,14 @@ buzzing after toms and kicks (``--buzz-prob 0.5``: docs/model-history.md, Snare
 buzz); an even 1200 of them preprocessed; the same real music; same evaluation and
 export.
 
+``--round 4`` is round 3 with the band heard the way songs play it: drum breaks in 30 %
+of banded crops (``data.break_prob``: the drums fade out, the band plays on, those
+onsets leave the targets) and, in 45 % of banded crops, the pool ``--parts`` names
+instead of the rendered backing: the real-music pool's train split followed by the
+shared songs' bass and guitar parts played through recorded CC0 instruments
+(tools/recorded_parts.py --base MUSIC/train; docs/model-history.md, Recorded bass and
+guitar). Same root, start, steps and seed as round 3.
+
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
 
@@ -76,6 +84,8 @@ ROUND3_RENDER = ("--kits-per-performance", "3", "--splits", "train", "validation
 ROUND3_TRAIN = ("train.max_steps=2000", "train.lr=3e-4", "train.min_lr=1e-5",
                 "train.warmup_steps=100", "train.eval_every=500", "train.seed=4242",
                 "train.time_limit_min=0")  # fmt: skip
+ROUND4_RUN = "finetune-parts"
+ROUND4_TRAIN = ("data.music_prob=0.45", "data.break_prob=0.3")
 EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)
 SF2 = Path("/usr/share/sounds/sf2")
 TRAIN_SOUNDFONTS = [SF2 / "TimGM6mb.sf2", SF2 / "OPL-3_FM_128M.sf2"]
@@ -205,20 +215,22 @@ def round3_data(args: argparse.Namespace) -> Path:
 
 def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
     """Round 1's best weights, 2000 steps more on round 3's root; round 1's thresholds
-    kept (the shipped model's were)."""
+    kept (the shipped model's were). Round 4: the same with breaks and ``--parts``."""
     from drumtx.checkpoint import load_checkpoint
     from drumtx.evaluate import store_thresholds
 
-    run_dir = root / "checkpoints" / ROUND3_RUN
+    run = ROUND4_RUN if args.round == 4 else ROUND3_RUN
+    run_dir = root / "checkpoints" / run
     done = run_dir / "training-finished"
     if not done.exists():
+        band = (f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3")
+        if args.round == 4:
+            band = (f"data.music_dir='{args.parts}'", *ROUND4_TRAIN)
         sets = train_settings(args) + [
-            x for s in (
-                f"train.init_from='{first}'", *ROUND3_TRAIN,
-                f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3",
-            ) for x in ("--set", s)
+            x for s in (f"train.init_from='{first}'", *ROUND3_TRAIN, *band)
+            for x in ("--set", s)
         ]  # fmt: skip
-        drumtx("train", "--data-root", str(root), "--run", ROUND3_RUN, "--resume",
+        drumtx("train", "--data-root", str(root), "--run", run, "--resume",
                "auto", *sets)  # fmt: skip
         store_thresholds(run_dir / "best.pt", load_checkpoint(first)["thresholds"])
         done.write_text("finished\n")
@@ -299,9 +311,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--stage", default="all", choices=["data", "train", "all"])
     p.add_argument("--export", action="store_true", help="ship the new weights")
-    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3],
+    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3, 4],
                    help="2: continue round 1 with more real kits and --music2; 3: "
-                   "continue round 1 with the snare buzz (the shipped model)")
+                   "continue round 1 with the snare buzz (the shipped model); 4: "
+                   "round 3 with drum breaks and --parts")
     p.add_argument("--init", type=Path,
                    help="weights round 1 starts from (default: the shipped ones; the "
                    "shipped chain started from the base model of commit 44a2414)")
@@ -310,9 +323,13 @@ def parse_args() -> argparse.Namespace:
                    "shipped runs; 0: all")
     p.add_argument("--music2", type=Path,
                    help="round 2's real-music pool (--max-hours 2 --hold-out)")
+    p.add_argument("--parts", type=Path,
+                   help="round 4's pool split: recorded_parts.py --base MUSIC/train")
     args = p.parse_args()
     if args.round == 2 and args.music2 is None:
         p.error("--round 2 needs --music2 (the bigger real-music pool)")
+    if args.round == 4 and args.parts is None:
+        p.error("--round 4 needs --parts (tools/recorded_parts.py's split)")
     return args
 
 
@@ -327,13 +344,13 @@ def main() -> int:
     if args.round == 2:
         first, root = best, round2_data(args, root)
         best = finetune_round2(args, root, first)
-    if args.round == 3:
-        tune_thresholds(root, best)  # round 1's, which round 3 keeps
+    if args.round in (3, 4):
+        tune_thresholds(root, best)  # round 1's, which rounds 3 and 4 keep
         first, root = best, round3_data(args)
         best = finetune_round3(args, root, first)
     if args.stage == "train":
         return 0
-    if args.round != 3:
+    if args.round < 3:
         tune_thresholds(root, best)
     compare(args, best, real_root)
     if args.export:
