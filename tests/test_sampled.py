@@ -207,6 +207,12 @@ def test_recorded_parts_refuse_to_overwrite_or_misuse(
         err = capsys.readouterr().err
         assert "error:" in err and message in err and "hint:" in err
     assert (out / "music.i16").read_bytes() == before  # nothing the user had is lost
+    (out / "notes.txt").write_text("mine")
+    assert main([*args, "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # only the split is replaced
+    assert main([*args, "--out", str(tmp_path / "o1"), "--base", str(tmp_path)]) == 1
+    assert "not a music pool split" in capsys.readouterr().err
+    assert not (tmp_path / "o1").exists()  # refused before anything was written
     (tmp_path / "empty.sfz").write_text("<region> key=40 sample=missing.wav\n")
     bad = [*args[:2], "--instrument", f"b={tmp_path / 'empty.sfz'}", *args[4:]]
     assert main([*bad, "--out", str(tmp_path / "o2")]) == 1

@@ -27,7 +27,6 @@ Usage: python tools/recorded_parts.py --songs ../shared/data/songs
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -41,7 +40,13 @@ from music_alone import FAMILY, MIN_NOTES, family_of, named_path, probe_songs  #
 from drumtx.cli import print_error  # noqa: E402
 from drumtx.errors import ConfigError, DrumtxError  # noqa: E402
 from drumtx.levels import rms_db  # noqa: E402
-from drumtx.music import AUDIO_NAME, INDEX_NAME, PoolWriter, load_music_pool  # noqa: E402
+from drumtx.music import (  # noqa: E402
+    AUDIO_NAME,
+    INDEX_NAME,
+    MusicPool,
+    PoolWriter,
+    load_music_pool,
+)
 from drumtx.synth import instruments as inst  # noqa: E402
 from drumtx.synth.backing import notes_in_seconds, song_arrangement  # noqa: E402
 from drumtx.synth.sampled import SampledInstrument  # noqa: E402
@@ -108,9 +113,8 @@ def render_stretch(
     return mix, {"lineup": lineup, "parts": played, "bpm": bpm}
 
 
-def copy_base(base: Path, writer: PoolWriter) -> int:
+def copy_base(pool: MusicPool, writer: PoolWriter) -> int:
     """Append every segment of an existing split to ``writer``; returns its samples."""
-    pool = load_music_pool(base, SAMPLE_RATE)
     for seg in pool.segments:
         start, length = int(seg["start"]), int(seg["length"])
         audio = np.asarray(pool.audio[start : start + length], np.float32) / 32768.0
@@ -127,9 +131,10 @@ def run(args: argparse.Namespace) -> dict:
     else:
         songs = [s for s in songs if s not in held]
     instruments = {name: SampledInstrument(path) for name, path in args.instrument}
-    writer = PoolWriter(args.out, SAMPLE_RATE)
+    base = load_music_pool(args.base, SAMPLE_RATE) if args.base else None
+    writer = PoolWriter(args.out, SAMPLE_RATE)  # only once every input has been read
     try:
-        base_samples = copy_base(args.base, writer) if args.base else 0
+        base_samples = copy_base(base, writer) if base else 0
         rng = np.random.default_rng(args.seed)
         kept = 0
         for repeat in range(args.passes):
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.overwrite:
                 raise ConfigError(f"{out} already holds a pool split",
                                   hint="pass --overwrite, or a new --out")  # fmt: skip
-            shutil.rmtree(out)
+            for name in (INDEX_NAME, AUDIO_NAME):  # the split only, not the folder
+                (out / name).unlink(missing_ok=True)
         summary = run(args)
     except DrumtxError as exc:
         print_error(exc)
