@@ -65,6 +65,18 @@ def family_of(name: str) -> str:
     return "bass" if "bass" in name.lower() else "guitar"
 
 
+def find_songs(folder: Path) -> list[Path]:
+    """The .mid/.midi files under ``folder``, sorted; refuses a folder without any."""
+    midi = (".mid", ".midi")
+    songs = sorted(p for p in folder.rglob("*") if p.suffix.lower() in midi)
+    if not songs:
+        raise ConfigError(
+            f"--songs: no MIDI songs under {folder}",
+            hint="point --songs at a folder of full-band .mid files",
+        )
+    return songs
+
+
 def probe_songs(songs: list[Path], max_songs: int) -> list[Path]:
     """The songs the probe plays: up to ``max_songs`` spread evenly over the sorted list
     (tools/recorded_parts.py leaves these out of training)."""
@@ -107,11 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
     if args.pool:
         sources.append(pool_sources(args.pool))
     if args.instrument:
-        songs = sorted(p for p in args.songs.rglob("*") if p.suffix.lower() in
-                       (".mid", ".midi"))  # fmt: skip
-        if not songs:
-            raise ConfigError(f"--songs: no MIDI songs under {args.songs}",
-                              hint="point --songs at a folder of full-band .mid files")
+        songs = find_songs(args.songs)
         instruments = {name: SampledInstrument(path) for name, path in args.instrument}
         sources.append(instrument_sources(probe_songs(songs, args.max_songs),
                                           instruments, args.seconds))  # fmt: skip

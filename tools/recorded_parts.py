@@ -35,7 +35,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from music_alone import FAMILY, MIN_NOTES, family_of, named_path, probe_songs  # noqa: E402
+from music_alone import (  # noqa: E402
+    FAMILY,
+    MIN_NOTES,
+    family_of,
+    find_songs,
+    named_path,
+    probe_songs,
+)
 
 from drumtx.cli import print_error  # noqa: E402
 from drumtx.errors import ConfigError, DrumtxError  # noqa: E402
@@ -56,17 +63,6 @@ SAMPLE_RATE = 24_000
 LEVEL_DB = -20.0  # each stretch's RMS in the pool (the loader sets the mix level)
 AMP_PROB = 0.5  # distorted parts through drumtx's amp and cabinet
 LINEUPS = ("bass", "guitar", "both")
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
-def find_songs(folder: Path) -> list[Path]:
-    songs = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
-    if not songs:
-        raise ConfigError(
-            f"--songs: no MIDI songs under {folder}",
-            hint="point --songs at a folder of full-band .mid files",
-        )
-    return songs
 
 
 def render_stretch(
