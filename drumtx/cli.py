@@ -190,6 +190,16 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         "(a fifth of the drums all of theirs, the others up to half) from audio and "
         "labels, so a model listens instead of guessing from the groove (default 0)",
     )
+    p.add_argument(
+        "--fader-prob",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="mix this share of renders with each instrument family (kick, snare, "
+        "hi-hat, each tom, crashes, ride) at its own level, 6 dB (standard deviation, "
+        "at most 12) around the kit's own, as engineers mix a kit differently "
+        "(default 0)",
+    )
 
 
 def _add_preprocess(
@@ -484,6 +494,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         dynamics_prob=args.dynamics_prob,
         buzz_prob=args.buzz_prob,
         drop_prob=args.drop_prob,
+        fader_prob=args.fader_prob,
     )
     return 0
 

@@ -17,7 +17,7 @@ import hashlib
 import io
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from drumtx.midi import Note
 from drumtx.storage import atomic_write_bytes
 from drumtx.synth.buzz import SnareBuzz
 from drumtx.synth.grooves import generate_groove
-from drumtx.synth.kit import VOICE_OF_PITCH
+from drumtx.synth.kit import FAMILIES, VOICE_OF_PITCH
 from drumtx.synth.studio import StudioKit
 from drumtx.tempo import TempoMap
 
@@ -51,6 +51,13 @@ TAIL_SEC = 1.5  # audio kept after the last note so cymbals can ring out
 # velocity-30 hit sounds 19 dB softer than the kit plays it, at 0.7 4 dB louder. The
 # kits differ as much: a velocity-30 snare sits 11 to 39 dB under a full hit.
 DYNAMICS_RANGE = (0.7, 2.5)
+# --fader-prob: in that share of renders each instrument family (``synth.kit.FAMILY``)
+# sits at its own level, FADER_SPREAD_DB (standard deviation) around the kit's, at
+# most FADER_MAX_DB away, as different engineers mix one kit. Recorded kits differ as
+# much: a full hi-hat hit sits 14 dB under a full snare in MuldjordKit (trained on), 17
+# in Salamander, 23 in Gogodze and 26 in SamsSonor (held out; the first 80 ms' RMS).
+FADER_SPREAD_DB = 6.0
+FADER_MAX_DB = 12.0
 # --drop-prob: in that share of *train* renders each drum family loses notes, from the
 # audio and the labels alike: all of them with DROP_ALL_PROB, else a share drawn
 # uniformly from 0..DROP_MAX_RATE. A model learns what a hit is partly from what
@@ -108,6 +115,7 @@ def make_dataset(
     dynamics_prob: float = 0.0,
     buzz_prob: float = 0.0,
     drop_prob: float = 0.0,
+    fader_prob: float = 0.0,
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
@@ -122,10 +130,12 @@ def make_dataset(
     differs by up to 28 dB between kits (DYNAMICS_RANGE's comment); ``buzz_prob``
     plays that share with the snare's wires answering the toms and maybe the kick
     (``synth.buzz``), as on a real kit; ``drop_prob`` leaves out a share of each drum's
-    notes in that share of *train* renders (:class:`NoteDropout`).
+    notes in that share of *train* renders (:class:`NoteDropout`); ``fader_prob``
+    mixes that share with each instrument family at a level of its own
+    (:data:`FADER_SPREAD_DB`, ``Kit.render``'s ``faders``).
     """
     console = make_console()  # paths stay on one line
-    probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob)
+    probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob, fader_prob)
     _check_args(kits, limit, max_sec, kits_per_performance, *probs)
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
@@ -144,6 +154,7 @@ def make_dataset(
         dynamics_prob,
         buzz_prob,
         drop_prob,
+        fader_prob,
     )
     records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
@@ -165,6 +176,7 @@ def _check_args(
     dynamics_prob: float = 0.0,
     buzz_prob: float = 0.0,
     drop_prob: float = 0.0,
+    fader_prob: float = 0.0,
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -185,6 +197,8 @@ def _check_args(
         raise ConfigError(f"--buzz-prob must be 0..1, got {buzz_prob}")
     if not 0.0 <= drop_prob <= 1.0:
         raise ConfigError(f"--drop-prob must be 0..1, got {drop_prob}")
+    if not 0.0 <= fader_prob <= 1.0:
+        raise ConfigError(f"--fader-prob must be 0..1, got {fader_prob}")
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -218,6 +232,7 @@ class RenderPlan:
     dynamics_prob: float = 0.0
     buzz_prob: float = 0.0
     drop_prob: float = 0.0
+    fader_prob: float = 0.0
 
 
 def _render_all(
@@ -246,9 +261,10 @@ def _render_all(
                 dynamics = _draw_dynamics(plan, index, number)
                 buzz = _draw_buzz(plan, index, number)
                 dropout = _draw_dropout(plan, perf, index, number)
-                record, reused = render_one(
-                    egmd_dir, perf, kit, number, plan.seed, dynamics, buzz, dropout
-                )
+                faders = _draw_faders(plan, index, number)
+                record, reused = render_one(egmd_dir, perf, kit, number, plan.seed,
+                                            dynamics, buzz, dropout,
+                                            faders)  # fmt: skip
                 records.append(record)
                 n_reused += reused
                 progress.advance(task)
@@ -278,6 +294,19 @@ def _draw_dynamics(plan: RenderPlan, index: int, number: int) -> float:
         return 1.0
     low, high = np.log(DYNAMICS_RANGE)
     return round(float(np.exp(rng.uniform(low, high))), 4)
+
+
+def _draw_faders(plan: RenderPlan, index: int, number: int) -> dict[str, float] | None:
+    """None (the kit's own balance), or for ``fader_prob`` of renders a level in dB
+    per instrument family; its own generator, so renders without it stay the same."""
+    if plan.fader_prob <= 0:
+        return None
+    rng = np.random.default_rng([plan.seed, index, number, 0xFA])
+    if rng.random() >= plan.fader_prob:
+        return None
+    db = np.clip(rng.normal(0.0, FADER_SPREAD_DB, len(FAMILIES)), -FADER_MAX_DB,
+                 FADER_MAX_DB)  # fmt: skip
+    return {f: round(float(d), 2) for f, d in zip(FAMILIES, db)}
 
 
 def _draw_buzz(plan: RenderPlan, index: int, number: int) -> SnareBuzz | None:
@@ -346,11 +375,15 @@ def render_key(
     seed: int,
     dynamics: float = 1.0,
     buzz: SnareBuzz | None = None,
+    faders: Mapping[str, float] | None = None,
 ) -> str:
     """A digest of everything a recording's audio depends on."""
     reshaped = "" if dynamics == 1.0 else f"dynamics {dynamics:.4f}|"
     if buzz is not None:
         reshaped += buzz.key() + "|"
+    if faders:
+        reshaped += "faders " + ",".join(f"{f}{d:+.2f}" for f, d in
+                                         sorted(faders.items())) + "|"  # fmt: skip
     h = hashlib.sha256(
         f"v{FORMAT_VERSION}|{kit.fingerprint}|{SAMPLE_RATE}|{seed}|"
         f"{perf.duration_sec:.6f}|{reshaped}".encode()
@@ -369,16 +402,17 @@ def render_one(
     dynamics: float = 1.0,
     buzz: SnareBuzz | None = None,
     dropout: NoteDropout | None = None,
+    faders: Mapping[str, float] | None = None,
 ) -> tuple[egmd.EgmdRecord, bool]:
     """Write one kit's WAV and MIDI of a performance unless already there; (record,
-    reused). ``dynamics`` and ``buzz`` are Kit.render's; ``dropout`` leaves notes out
-    of both (the render key holds the notes played)."""
+    reused). ``dynamics``, ``buzz`` and ``faders`` are Kit.render's; ``dropout`` leaves
+    notes out of both (the render key holds the notes played)."""
     stem = f"{perf.session}/{perf.stem}_{kit_number}"
     wav_path, midi_path = egmd_dir / f"{stem}.wav", egmd_dir / f"{stem}.midi"
     notes = kit.playable(perf.notes)  # label only what the kit can sound
     if dropout is not None:
         notes = list(dropout.apply(notes))
-    key = render_key(perf, notes, kit, seed, dynamics, buzz)
+    key = render_key(perf, notes, kit, seed, dynamics, buzz, faders)
     midi_data = midi.midi_bytes(
         notes, tempo_map=perf.tempo_map(), ticks_per_beat=TICKS_PER_BEAT
     )
@@ -391,6 +425,7 @@ def render_one(
             seed=seed,
             dynamics=dynamics,
             buzz=buzz,
+            faders=faders,
         )
         atomic_write_bytes(wav_path, wav_bytes(audio, comment=key))
     if not (midi_path.is_file() and midi_path.read_bytes() == midi_data):

@@ -378,6 +378,34 @@ def test_buzz_prob_plays_a_share_of_renders_with_snare_buzz_and_keeps_the_rest(
     assert any(changed)
 
 
+def test_fader_prob_mixes_a_share_of_renders_at_other_levels_and_keeps_the_rest(
+    tmp_path: Path, capsys
+) -> None:
+    def the_same_drums_at_other_levels(plain: Path, mixed: Path, name: str) -> None:
+        x, _ = sf.read(plain / name)
+        y, _ = sf.read(mixed / name)
+        assert x.shape == y.shape and not np.allclose(x, y, atol=1e-3)
+        assert np.corrcoef(x, y)[0, 1] > 0.2  # same hits, not another performance
+
+    check_played_share(tmp_path, capsys, "fader", the_same_drums_at_other_levels)
+
+
+def test_faders_are_drawn_per_family_within_their_limits() -> None:
+    from drumtx import make_dataset as md
+    from drumtx.synth.kit import FAMILIES
+
+    plan = md.RenderPlan(3, kits_per_performance=1, studio_prob=0.0, fader_prob=0.5)
+    drawn = [md._draw_faders(plan, i, 1) for i in range(400)]
+    mixed = [d for d in drawn if d is not None]
+    assert 150 < len(mixed) < 250
+    assert all(set(d) == set(FAMILIES) for d in mixed)
+    db = np.array([list(d.values()) for d in mixed])
+    assert np.abs(db).max() <= md.FADER_MAX_DB
+    assert np.std(db) == pytest.approx(md.FADER_SPREAD_DB, rel=0.15)
+    assert md._draw_faders(plan, 7, 1) == md._draw_faders(plan, 7, 1)  # seeded
+    assert md._draw_faders(md.RenderPlan(3, 1, 0.0), 7, 1) is None
+
+
 def test_drop_prob_leaves_out_notes_of_train_renders_from_audio_and_labels(
     tmp_path: Path, capsys
 ) -> None:

@@ -431,6 +431,37 @@ def test_dynamics_reshapes_soft_hits_and_keeps_full_ones() -> None:
         kit.render(soft, 1.0, SR, dynamics=0.0)
 
 
+def test_faders_move_each_family_and_leave_the_others_as_the_kit_plays_them() -> None:
+    from drumtx.synth.buzz import SnareBuzz
+    from drumtx.synth.kit import FAMILY
+
+    kit = synth.SynthKit(3)
+    snare, hats = [Note(0.01, 38, 60)], [Note(0.01, 42, 60), Note(0.3, 22, 60)]
+    both = sorted(snare + hats, key=lambda n: n.time_sec)
+    faders = {"hihat": -6.0, "kick": 9.0}  # the kick plays no note here
+    assert np.array_equal(kit.render(snare, 1.0, SR),
+                          kit.render(snare, 1.0, SR, faders=faders))  # fmt: skip
+    plain, moved = kit.render(both, 1.0, SR), kit.render(both, 1.0, SR, faders=faders)
+    assert np.abs(plain).max() < 0.98 and np.abs(moved).max() < 0.98  # no limiting
+    # the same strikes (a render's random draws do not depend on its faders), the
+    # hats alone 6 dB down: the snare by itself is the mix with the hats faded out
+    hats = plain - kit.render(both, 1.0, SR, faders={"hihat": -200.0})
+    assert rms(hats) > 0.1 * rms(plain)
+    np.testing.assert_allclose(moved, plain - hats + hats * 10 ** (-6 / 20), atol=1e-6)
+    assert {FAMILY[v] for v in ("hh_closed", "hh_closed_edge", "hh_open")} == {"hihat"}
+    # the wires a tom sets buzzing sit on the snare's fader, not the tom's
+    buzz = SnareBuzz(tom_db=-15.0, kick_db=None, low_hz=2500, high_hz=8000,
+                     decay_power=1.0)  # fmt: skip
+    tom = [Note(0.01, 48, 60)]
+    body = kit.render(tom, 1.0, SR, buzz=buzz, faders={"snare": -200.0})
+    wires = kit.render(tom, 1.0, SR, buzz=buzz) - body
+    assert rms(wires) > 0 and rms(body) > 0
+    for family, body_db, wires_db in (("tom_high", -6, 0), ("snare", 0, -6)):
+        got = kit.render(tom, 1.0, SR, buzz=buzz, faders={family: -6.0})
+        want = body * 10 ** (body_db / 20) + wires * 10 ** (wires_db / 20)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def band_energy(audio: np.ndarray, low_hz: float, high_hz: float) -> float:
     spectrum = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
     freqs = np.fft.rfftfreq(audio.size, 1 / SR)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,21 @@ VOICE_OF_PITCH: dict[int, str] = {
     49: "crash1", 55: "crash1_edge", 57: "crash2", 52: "crash2_edge",
     51: "ride", 59: "ride_edge", 53: "ride_bell",
 }  # fmt: skip
+# Voice -> instrument family: what a mix engineer gives one fader (and a studio one
+# place in the room, a virtual kit one donor kit).
+FAMILY: dict[str, str] = {
+    "kick": "kick",
+    "snare": "snare", "cross_stick": "snare", "rimshot": "snare",
+    "hh_closed": "hihat", "hh_closed_edge": "hihat", "hh_pedal": "hihat",
+    "hh_open": "hihat", "hh_open_edge": "hihat",
+    "tom_high": "tom_high", "tom_high_rim": "tom_high",
+    "tom_mid": "tom_mid", "tom_mid_rim": "tom_mid",
+    "tom_low": "tom_low", "tom_low_rim": "tom_low",
+    "crash1": "crash", "crash1_edge": "crash",
+    "crash2": "crash", "crash2_edge": "crash",
+    "ride": "ride", "ride_edge": "ride", "ride_bell": "ride",
+}  # fmt: skip
+FAMILIES = tuple(dict.fromkeys(FAMILY.values()))
 CHOKER_VOICES = frozenset({"hh_closed", "hh_closed_edge", "hh_pedal"})
 OPEN_HAT_VOICES = frozenset({"hh_open", "hh_open_edge"})
 
@@ -93,6 +108,7 @@ class Kit(ABC):
         seed: int = 0,
         dynamics: float = 1.0,
         buzz: SnareBuzz | None = None,
+        faders: Mapping[str, float] | None = None,
     ) -> np.ndarray:
         """Mono float32 audio (n,) of ``duration_sec``; hits beyond it are cut.
 
@@ -104,25 +120,33 @@ class Kit(ABC):
 
         ``buzz`` adds the snare wires' answer to each tom (and maybe kick) hit
         (``synth.buzz``), from a generator of its own: every other sound stays the same.
+
+        ``faders`` moves instrument families' levels: family (``FAMILY``) -> dB added
+        to each of its hits (the wires a tom or kick sets buzzing sit on the snare's
+        fader); families it does not name stay as the kit plays them.
         """
         if not dynamics > 0:
             raise ValueError(f"dynamics must be positive, got {dynamics}")
+        fader = {f: 10 ** (db / 20) for f, db in (faders or {}).items()}
         rng = note_rng(notes, self.fingerprint, seed)
         buzz_rng = note_rng(notes, self.fingerprint + "|buzz", seed) if buzz else None
         events = []
         for note in self.playable(notes):
             velocity = min(max(note.velocity, 1), 127) / 127
-            hit = self.strike(VOICE_OF_PITCH[note.pitch], velocity, sample_rate, rng)
+            voice = VOICE_OF_PITCH[note.pitch]
+            hit = self.strike(voice, velocity, sample_rate, rng)
             gain = hit.gain * 10 ** (rng.normal(0, 0.5) / 20)  # per-hit, ~0.5 dB
             if dynamics != 1.0:
                 gain *= velocity ** (dynamics - 1.0)
-            events.append(Event(note.time_sec, hit.sound, gain, hit.instrument,
+            level = gain * fader.get(FAMILY[voice], 1.0)
+            events.append(Event(note.time_sec, hit.sound, level, hit.instrument,
                                 hit.group, hit.chokes))  # fmt: skip
-            level_db = buzz.level_db(VOICE_OF_PITCH[note.pitch]) if buzz else None
+            level_db = buzz.level_db(voice) if buzz else None
             if level_db is not None and buzz_rng is not None:
                 level_db += buzz_rng.normal(0.0, BUZZ_HIT_SPREAD_DB)
                 wires = buzz.sound(hit.sound, level_db, sample_rate, buzz_rng)
-                events.append(Event(note.time_sec, wires, gain, "snare wires",
+                wires_gain = gain * fader.get("snare", 1.0)
+                events.append(Event(note.time_sec, wires, wires_gain, "snare wires",
                                     None, False))  # fmt: skip
         n_samples = round(duration_sec * sample_rate)
         return limit(mix_events(events, n_samples, sample_rate, self.fade_sec))

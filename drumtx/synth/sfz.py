@@ -629,9 +629,10 @@ class SfzKit(Kit):
         seed: int = 0,
         dynamics: float = 1.0,
         buzz: SnareBuzz | None = None,
+        faders: Mapping[str, float] | None = None,
     ) -> np.ndarray:
-        """The shared render (``dynamics`` and ``buzz`` as there), with round robins
-        restarted and the microphones at a balance drawn from the notes and the seed."""
+        """The shared render (``dynamics``, ``buzz``, ``faders`` as there), with round
+        robins restarted and the microphones at a balance drawn from notes and seed."""
         self._seq.clear()
         if len(self.mics) > 1:
             balance = draw_balance(
@@ -640,9 +641,8 @@ class SfzKit(Kit):
             if balance != self._balance:
                 self._balance = balance
                 self._mixes.clear()  # sounds at the old balance are not heard again
-        return super().render(
-            notes, duration_sec, sample_rate, seed=seed, dynamics=dynamics, buzz=buzz
-        )
+        return super().render(notes, duration_sec, sample_rate, seed=seed,
+                              dynamics=dynamics, buzz=buzz, faders=faders)  # fmt: skip
 
     def _playing(
         self, key: int, velocity: int, rand: float

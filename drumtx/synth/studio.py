@@ -20,22 +20,9 @@ import numpy as np
 from scipy import signal
 
 from drumtx.synth.dsp import Sound, anchor_sound
-from drumtx.synth.kit import Kit, Strike
+from drumtx.synth.kit import FAMILY, Kit, Strike
 from drumtx.synth.room import Room, room_ir
 
-# Voice -> instrument family: one donor kit, one place in the room per family.
-FAMILY = {
-    "kick": "kick",
-    "snare": "snare", "cross_stick": "snare", "rimshot": "snare",
-    "hh_closed": "hihat", "hh_closed_edge": "hihat", "hh_pedal": "hihat",
-    "hh_open": "hihat", "hh_open_edge": "hihat",
-    "tom_high": "tom_high", "tom_high_rim": "tom_high",
-    "tom_mid": "tom_mid", "tom_mid_rim": "tom_mid",
-    "tom_low": "tom_low", "tom_low_rim": "tom_low",
-    "crash1": "crash", "crash1_edge": "crash",
-    "crash2": "crash", "crash2_edge": "crash",
-    "ride": "ride", "ride_edge": "ride", "ride_bell": "ride",
-}  # fmt: skip
 DONOR_GROUPS = {  # families that come from one donor kit together
     "kick": ("kick",),
     "snare": ("snare",),
