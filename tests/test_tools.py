@@ -646,14 +646,15 @@ def test_hear_kit_cuts_only_the_highs_of_the_tail() -> None:
     assert highs(cut.audio[tail]) < 1e-3 * highs(audio[tail])
 
 
-@pytest.mark.parametrize("round_", [3, 4])
+@pytest.mark.parametrize("round_", [3, 4, 5])
 def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_: int
 ) -> None:
     """--round 3 is the recipe the shipped weights came from: round 1 from --init, then
     2000 steps from round 1's best on new renders (seed 8) of round 1's kits, half with
     the snare buzz, 1200 of them preprocessed, round 1's thresholds kept. --round 4 is
-    the same with drum breaks and the recorded-parts pool (--parts) in more crops."""
+    the same with drum breaks and the recorded-parts pool (--parts) in more crops;
+    --round 5 that on renders with faders, in a root of its own."""
     sys.path.insert(0, str(REPO / "tools"))
     import finetune_default_model as ft
 
@@ -681,7 +682,7 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         "--work", str(work),
         "--pseudo-minutes", "0", "--max-steps", "1000", "--init", "base.pt",
         "--round", str(round_), "--stage", "train",
-        *(["--parts", str(tmp_path / "parts" / "train")] if round_ == 4 else [])])
+        *(["--parts", str(tmp_path / "parts" / "train")] if round_ > 3 else [])])
     assert ft.main() == 0
 
     def option(call: tuple[str, ...], name: str) -> str:
@@ -692,8 +693,12 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         return dict(p.split("=", 1) for p in pairs)
 
     round1 = work / "ft-root"
-    round3 = work / "ft3-root"
+    round3 = work / ("ft5-root" if round_ == 5 else "ft3-root")
     renders = {c[1]: c for c in calls if c[0] == "make-dataset"}
+    assert set(renders) == {str(round1), str(round3), str(work / "real-test-root")}
+    faders = option(renders[str(round3)], "--fader-prob") if round_ == 5 else None
+    assert faders == ("0.5" if round_ == 5 else None)
+    assert "--fader-prob" not in renders[str(round1)]
     assert option(renders[str(round3)], "--seed") == "8"
     assert option(renders[str(round3)], "--buzz-prob") == "0.5"
     assert option(renders[str(round3)], "--studio-prob") == "0.4"
@@ -705,7 +710,7 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     assert trains[ft.RUN]["train.init_from"] == "'base.pt'"
     assert trains[ft.RUN]["train.max_steps"] == "1000"
     first = round1 / "checkpoints" / ft.RUN / "best.pt"
-    run = ft.ROUND4_RUN if round_ == 4 else ft.ROUND3_RUN
+    run = {3: ft.ROUND3_RUN, 4: ft.ROUND4_RUN, 5: ft.ROUND5_RUN}[round_]
     assert set(trains) == {ft.RUN, run}
     third = trains[run]
     assert third["train.init_from"] == f"'{first}'"
@@ -716,22 +721,28 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         assert third["data.music_prob"] == "0.3" and "data.break_prob" not in third
     else:
         assert third["data.music_dir"] == f"'{tmp_path / 'parts' / 'train'}'"
-        assert (third["data.music_prob"], third["data.break_prob"]) == ("0.45", "0.3")
+        share = "0.75" if round_ == 5 else "0.45"
+        assert (third["data.music_prob"], third["data.break_prob"]) == (share, "0.3")
     tuned = [option(c, "--checkpoint") for c in calls if "--tune-thresholds" in c]
     assert tuned == [str(first)]  # round 1's thresholds tuned, then kept
     best3 = round3 / "checkpoints" / run / "best.pt"
     assert stored == [(best3, {"SD": 0.55, "from": str(first)})]
 
 
+@pytest.mark.parametrize("round_", [4, 5])
 def test_finetune_round4_needs_the_parts_pool(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    round_: int,
 ) -> None:
     sys.path.insert(0, str(REPO / "tools"))
     import finetune_default_model as ft
 
     monkeypatch.setattr(sys, "argv", [
         "finetune_default_model.py", "--gmd", "g", "--kits", "k", "--music", "m",
-        "--scratch", "s", "--work", str(tmp_path), "--round", "4"])  # fmt: skip
+        "--scratch", "s", "--work", str(tmp_path), "--round", str(round_)])  # fmt: skip
     with pytest.raises(SystemExit) as stop:
         ft.parse_args()
-    assert stop.value.code == 2 and "--round 4 needs --parts" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"--round {round_} needs --parts" in err

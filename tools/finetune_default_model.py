@@ -45,6 +45,12 @@ shared songs' bass and guitar parts played through recorded CC0 instruments
 (tools/recorded_parts.py --base MUSIC/train; docs/model-history.md, Recorded bass and
 guitar). Same root, start, steps and seed as round 3.
 
+``--round 5`` is round 4 on round 3's renders made again with each drum family at a
+level of its own in half of them (``make-dataset --fader-prob 0.5``, a root of its own:
+the renders without faders are the same bytes as round 3's), and with the real-music
+pool's own music back in about 30 % of banded crops (``data.music_prob=0.75`` of the
+``--parts`` pool, whose first part is that music); docs/model-history.md, Faders.
+
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
 
@@ -86,6 +92,9 @@ ROUND3_TRAIN = ("train.max_steps=2000", "train.lr=3e-4", "train.min_lr=1e-5",
                 "train.time_limit_min=0")  # fmt: skip
 ROUND4_RUN = "finetune-parts"
 ROUND4_TRAIN = ("data.music_prob=0.45", "data.break_prob=0.3")
+ROUND5_RUN = "finetune-faders"
+ROUND5_RENDER = (*ROUND3_RENDER, "--fader-prob", "0.5")
+ROUND5_TRAIN = ("data.music_prob=0.75", "data.break_prob=0.3")
 EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)
 SF2 = Path("/usr/share/sounds/sf2")
 TRAIN_SOUNDFONTS = [SF2 / "TimGM6mb.sf2", SF2 / "OPL-3_FM_128M.sf2"]
@@ -205,27 +214,31 @@ def finetune_round2(args: argparse.Namespace, root: Path, first: Path) -> Path:
 
 def round3_data(args: argparse.Namespace) -> Path:
     """Round 3's root: round 1's performances and kits rendered anew, half of them with
-    the snare buzz; preprocessed like round 1's."""
-    root = args.work / "ft3-root"
+    the snare buzz; preprocessed like round 1's. Round 5's: the same with faders."""
+    faders = args.round == 5
+    root = args.work / ("ft5-root" if faders else "ft3-root")
+    render = ROUND5_RENDER if faders else ROUND3_RENDER
     drumtx("make-dataset", str(root), "--midi-dir", str(args.gmd), "--kits",
-           *train_kits(args.kits), *ROUND3_RENDER)  # fmt: skip
+           *train_kits(args.kits), *render)  # fmt: skip
     preprocess_with_backing(args, root)
     return root
 
 
 def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
     """Round 1's best weights, 2000 steps more on round 3's root; round 1's thresholds
-    kept (the shipped model's were). Round 4: the same with breaks and ``--parts``."""
+    kept (the shipped model's were). Rounds 4 and 5: the same with breaks and
+    ``--parts`` (round 5 on its own root, more of the pool's music)."""
     from drumtx.checkpoint import load_checkpoint
     from drumtx.evaluate import store_thresholds
 
-    run = ROUND4_RUN if args.round == 4 else ROUND3_RUN
+    run = {4: ROUND4_RUN, 5: ROUND5_RUN}.get(args.round, ROUND3_RUN)
     run_dir = root / "checkpoints" / run
     done = run_dir / "training-finished"
     if not done.exists():
         band = (f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3")
-        if args.round == 4:
-            band = (f"data.music_dir='{args.parts}'", *ROUND4_TRAIN)
+        if args.round in (4, 5):
+            more = ROUND5_TRAIN if args.round == 5 else ROUND4_TRAIN
+            band = (f"data.music_dir='{args.parts}'", *more)
         sets = train_settings(args) + [
             x for s in (f"train.init_from='{first}'", *ROUND3_TRAIN, *band)
             for x in ("--set", s)
@@ -311,10 +324,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--stage", default="all", choices=["data", "train", "all"])
     p.add_argument("--export", action="store_true", help="ship the new weights")
-    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3, 4],
+    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3, 4, 5],
                    help="2: continue round 1 with more real kits and --music2; 3: "
-                   "continue round 1 with the snare buzz (the shipped model); 4: "
-                   "round 3 with drum breaks and --parts")
+                   "continue round 1 with the snare buzz; 4: round 3 with drum "
+                   "breaks and --parts; 5: round 4 on renders with faders")
     p.add_argument("--init", type=Path,
                    help="weights round 1 starts from (default: the shipped ones; the "
                    "shipped chain started from the base model of commit 44a2414)")
@@ -328,8 +341,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.round == 2 and args.music2 is None:
         p.error("--round 2 needs --music2 (the bigger real-music pool)")
-    if args.round == 4 and args.parts is None:
-        p.error("--round 4 needs --parts (tools/recorded_parts.py's split)")
+    if args.round in (4, 5) and args.parts is None:
+        p.error(f"--round {args.round} needs --parts (tools/recorded_parts.py's split)")
     return args
 
 
@@ -344,8 +357,8 @@ def main() -> int:
     if args.round == 2:
         first, root = best, round2_data(args, root)
         best = finetune_round2(args, root, first)
-    if args.round in (3, 4):
-        tune_thresholds(root, best)  # round 1's, which rounds 3 and 4 keep
+    if args.round >= 3:
+        tune_thresholds(root, best)  # round 1's, which rounds 3 to 5 keep
         first, root = best, round3_data(args)
         best = finetune_round3(args, root, first)
     if args.stage == "train":
