@@ -139,6 +139,36 @@ def _add_make_dataset(
     p.set_defaults(func=cmd_make_dataset)
 
 
+# make-dataset's per-render shares: flag -> what that share of renders gets.
+RENDER_SHARES = {
+    "--studio-prob": (
+        "record this share of renders in a random studio: room, close, overhead "
+        "and room microphones, tuning and balance (default 0: dry kits)"
+    ),
+    "--dynamics-prob": (
+        "play this share of renders with the kit's velocity response reshaped: "
+        "soft hits up to 19 dB softer (or 4 dB louder) than the kit plays them, "
+        "full hits as they are (default 0)"
+    ),
+    "--buzz-prob": (
+        "play this share of renders with the snare's wires buzzing after each "
+        "tom (and in half of them each kick), 12-30 dB under the hit, as on a real "
+        "kit (default 0)"
+    ),
+    "--drop-prob": (
+        "leave out, in this share of train-split renders, notes of each drum "
+        "(a fifth of the drums all of theirs, the others up to half) from audio and "
+        "labels, so a model listens instead of guessing from the groove (default 0)"
+    ),
+    "--fader-prob": (
+        "mix this share of renders with each instrument family (kick, snare, "
+        "hi-hat, each tom, crashes, ride) at its own level, 6 dB (standard deviation, "
+        "at most 12) around the kit's own, as engineers mix a kit differently "
+        "(default 0)"
+    ),
+}
+
+
 def _add_kit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kits",
@@ -155,51 +185,8 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="render each performance through K kits drawn from --kits (default: all)",
     )
-    p.add_argument(
-        "--studio-prob",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="record this share of renders in a random studio: room, close, overhead "
-        "and room microphones, tuning and balance (default 0: dry kits)",
-    )
-    p.add_argument(
-        "--dynamics-prob",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="play this share of renders with the kit's velocity response reshaped: "
-        "soft hits up to 19 dB softer (or 4 dB louder) than the kit plays them, "
-        "full hits as they are (default 0)",
-    )
-    p.add_argument(
-        "--buzz-prob",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="play this share of renders with the snare's wires buzzing after each "
-        "tom (and in half of them each kick), 12-30 dB under the hit, as on a real "
-        "kit (default 0)",
-    )
-    p.add_argument(
-        "--drop-prob",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="leave out, in this share of train-split renders, notes of each drum "
-        "(a fifth of the drums all of theirs, the others up to half) from audio and "
-        "labels, so a model listens instead of guessing from the groove (default 0)",
-    )
-    p.add_argument(
-        "--fader-prob",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="mix this share of renders with each instrument family (kick, snare, "
-        "hi-hat, each tom, crashes, ride) at its own level, 6 dB (standard deviation, "
-        "at most 12) around the kit's own, as engineers mix a kit differently "
-        "(default 0)",
-    )
+    for flag, text in RENDER_SHARES.items():
+        p.add_argument(flag, type=float, default=0.0, metavar="P", help=text)
 
 
 def _add_preprocess(

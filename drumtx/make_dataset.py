@@ -147,15 +147,7 @@ def make_dataset(
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
-    plan = RenderPlan(
-        seed,
-        kits_per_performance or len(kit_objs),
-        studio_prob,
-        dynamics_prob,
-        buzz_prob,
-        drop_prob,
-        fader_prob,
-    )
+    plan = RenderPlan(seed, kits_per_performance or len(kit_objs), *probs)
     records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
     egmd.write_egmd_csv(csv_path, records)
