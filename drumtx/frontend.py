@@ -12,6 +12,12 @@ a second hit.
 No normalisation happens here, neither across the batch nor per example: transcription
 cuts long files into segments and every segment must see the same features for the same
 sound. The model normalises its input with learned statistics instead.
+
+The same sound gives the same log-mel at any sample rate and window length of the same
+duration: the STFT power is scaled as a spectral density (:func:`power_scale`), in
+units where the 24 kHz, 1024-point frontend of the first models is 1. A model grown to
+hear higher bands at a higher rate (drumtx/widen.py, :func:`extended_f_max`) then sees
+its old bands as it did before.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from torch import Tensor, nn
 from drumtx.config import Config
 
 LOG_EPS = 1e-6  # floor of the mel power before the log; below 16-bit dither level
+REF_RATE, REF_FFT = 24000, 1024  # the frontend whose power scale is 1
 _LOG_STEP = np.log(6.4) / 27.0  # Slaney: 27 mel steps per factor 6.4 above 1 kHz
 
 
@@ -71,6 +78,27 @@ def mel_matrix(
     return weights.astype(np.float32)
 
 
+def power_scale(sample_rate: int, n_fft: int) -> float:
+    """Factor that makes STFT power a spectral density independent of rate and window.
+
+    A tone's bin power grows with the window's length squared, noise's with the rate
+    times the window's energy; at a fixed window duration both grow as
+    ``sample_rate * n_fft``. Divided by that (relative to 24 kHz x 1024 points), a
+    48 kHz, 2048-point frontend gives a 24 kHz one's values below 12 kHz.
+    """
+    return REF_RATE * REF_FFT / (sample_rate * n_fft)
+
+
+def extended_f_max(f_min_hz: float, f_max_hz: float, n_mels: int, n_total: int) -> float:
+    """The top edge that makes ``n_total`` mel bands whose first ``n_mels`` are exactly
+    the bands of (f_min_hz, f_max_hz, n_mels): the same mel step, continued upwards."""
+    if n_total < n_mels:
+        raise ValueError(f"cannot extend {n_mels} mel bands to {n_total}")
+    low, high = hz_to_mel(f_min_hz), hz_to_mel(f_max_hz)
+    step = (high - low) / (n_mels + 1)
+    return float(mel_to_hz(low + step * (n_total + 1)))
+
+
 def hann_window(n_fft: int) -> np.ndarray:
     """Periodic Hann window (what ``torch.hann_window`` returns by default), float64."""
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
@@ -96,6 +124,7 @@ class LogMel(nn.Module):
         window = torch.from_numpy(hann_window(n_fft).astype(np.float32))
         mel = torch.from_numpy(
             mel_matrix(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz)
+            * np.float32(power_scale(sample_rate, n_fft))
         )
         # Derived from the config, so not saved: checkpoints stay small and never stale.
         self.register_buffer("window", window, persistent=False)
@@ -161,4 +190,4 @@ def log_mel_numpy(
     spec = np.fft.rfft(frames * hann_window(n_fft), axis=1)  # (T, F)
     power = spec.real**2 + spec.imag**2
     mel = mel_matrix(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz).astype(np.float64)
-    return np.log(power @ mel.T + LOG_EPS)
+    return np.log(power_scale(sample_rate, n_fft) * (power @ mel.T) + LOG_EPS)

@@ -5,13 +5,16 @@ import pytest
 import torch
 
 from drumtx.config import Config
+from drumtx.audio import resample
 from drumtx.frontend import (
     LogMel,
+    extended_f_max,
     hz_to_mel,
     log_mel_numpy,
     mel_matrix,
     mel_to_hz,
     n_frames,
+    power_scale,
 )
 
 SAMPLE_RATE = 24000
@@ -139,3 +142,38 @@ def test_from_config_and_buffers_not_saved() -> None:
 def test_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError, match="batch, samples"):
         LogMel()(torch.zeros(100))
+
+
+def test_same_sound_same_features_at_twice_the_rate() -> None:
+    """Tones and noise below 12 kHz give the same log-mel at 48 kHz with a 2048-point
+    window as at 24 kHz with 1024 points (power as a spectral density), so a model
+    grown to hear higher bands reads its old bands as before."""
+    assert power_scale(24000, 1024) == 1.0
+    rng = np.random.default_rng(4)
+    t = np.arange(2 * 48000) / 48000
+    noise = resample(rng.standard_normal(len(t)), 48000, 24000)  # below 12 kHz
+    x48 = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 5000 * t)
+           + 0.05 * resample(noise, 24000, 48000)[: len(t)]).astype(np.float32)  # fmt: skip
+    x24 = resample(x48, 48000, 24000)
+    low = LogMel()(torch.from_numpy(x24)[None])[0]
+    high = LogMel(48000, 2048, 480, 128, 30.0, 12000.0)(torch.from_numpy(x48)[None])[0]
+    n = min(len(low), len(high))
+    inner = slice(10, n - 10)  # away from the edges' zero padding
+    diff = (low[inner, :120] - high[inner, :120]).abs()
+    assert float(diff.median()) < 0.01 and float(diff.max()) < 0.2
+
+
+def test_extended_bands_keep_the_old_ones() -> None:
+    """extended_f_max continues the mel step: the first bands of the longer matrix are
+    the old matrix's, and the new ones lie above its top."""
+    f_max = extended_f_max(30.0, 12000.0, 128, 144)
+    old = mel_matrix(48000, 2048, 128, 30.0, 12000.0)
+    new = mel_matrix(48000, 2048, 144, 30.0, f_max)
+    assert np.allclose(new[:128], old, rtol=1e-4, atol=1e-9)
+    assert 16000.0 < f_max < 20000.0
+    # The old top edge (12 kHz) is the first new band's centre: the rest start above.
+    assert new[128].argmax() == round(12000 / 48000 * 2048)
+    assert new[129:, : round(12000 / 48000 * 2048) + 1].max() == 0.0
+    assert extended_f_max(30.0, 12000.0, 128, 128) == pytest.approx(12000.0)
+    with pytest.raises(ValueError, match="cannot extend"):
+        extended_f_max(30.0, 12000.0, 128, 64)
