@@ -1,4 +1,4 @@
-"""Widen a trained CRNN into a bigger preset that computes the same function (Net2Net).
+"""Grow a trained CRNN: wider (Net2Net), or reading more mel bands (extend_bands).
 
 A bigger network trained from scratch needs hours a CPU does not have; widened from a
 trained one, it starts where that one ended and spends its steps on what the extra
@@ -181,3 +181,35 @@ def widen(model: CRNN, preset: str, noise: float = 0.0, seed: int = 0) -> CRNN:
         whead.weight.copy_(_columns(head.weight, inp))
         whead.bias.copy_(head.bias)
     return wide
+
+
+@torch.no_grad()
+def extend_bands(model: CRNN, n_mels: int) -> CRNN:
+    """``model`` grown to read ``n_mels`` mel bands, its own as the lowest ones.
+
+    The convolutions slide along the mel axis, so they read the new bands with the
+    weights they have; the embedding gets zero weights for the mel positions the new
+    bands add, and the input normalisation copies its top band's statistics to the new
+    bands (training re-estimates them). The grown model computes what the old one did
+    except where a convolution near the old top band now reads new bands instead of
+    zero padding (in the small preset the top two of its eight pooled mel positions,
+    the old highest quarter of the bands), which fine-tuning adapts to. The frontend must keep the old bands exactly
+    (drumtx.frontend.extended_f_max).
+    """
+    if n_mels < model.n_mels:
+        raise ValueError(f"cannot shrink {model.n_mels} mel bands to {n_mels}")
+    grown = CRNN(n_mels, model.n_classes, preset=model.preset)
+    state = model.state_dict()
+    extra = n_mels - model.n_mels
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        old = state[f"input_norm.{name}"]
+        state[f"input_norm.{name}"] = torch.cat([old, old[-1:].expand(extra)])
+    channels = PRESETS[model.preset].blocks[-1][-1]
+    weight = state["embed.0.weight"]  # (embed_dim, channels x mel positions)
+    old_bins = weight.shape[1] // channels
+    new_bins = grown.embed[0].in_features // channels
+    grown_weight = weight.new_zeros(weight.shape[0], channels, new_bins)
+    grown_weight[:, :, :old_bins] = weight.reshape(weight.shape[0], channels, old_bins)
+    state["embed.0.weight"] = grown_weight.reshape(weight.shape[0], -1)
+    grown.load_state_dict(state)
+    return grown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -159,3 +160,72 @@ def test_widen_model_tool_writes_a_checkpoint_training_can_start_from(
     )
     err = capsys.readouterr().err
     assert "error:" in err and "hint:" in err and not (tmp_path / "t.pt").exists()
+
+
+def test_extended_bands_leave_all_but_the_top_pooled_position_as_they_were() -> None:
+    """The convolutions read the new bands with their own weights; the pooled mel
+    positions below the old top ones (whose convolutions now read new bands, not zero
+    padding: two in the small preset) carry what they did, and the embedding ignores
+    the new positions until training gives them weight."""
+    from drumtx.widen import extend_bands
+
+    narrow = _trained_like("small")
+    grown = extend_bands(narrow, N_MELS + 16).eval()
+    feats = torch.randn(2, 40, N_MELS + 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        old = narrow.convs(narrow.input_norm(feats[..., :N_MELS].transpose(1, 2))
+                           .transpose(1, 2).unsqueeze(1))  # fmt: skip
+        new = grown.convs(grown.input_norm(feats.transpose(1, 2))
+                          .transpose(1, 2).unsqueeze(1))  # fmt: skip
+    n_old = old.shape[-1]
+    assert new.shape[-1] == n_old + 1
+    assert torch.allclose(old[..., :-2], new[..., : n_old - 2], atol=1e-5)
+    assert not torch.allclose(old[..., -2:], new[..., n_old - 2 : n_old], atol=1e-3)
+    channels = PRESETS["small"].blocks[-1][-1]
+    weight = grown.embed[0].weight.reshape(-1, channels, n_old + 1)
+    assert torch.equal(weight[:, :, :n_old].reshape(weight.shape[0], -1),
+                       narrow.embed[0].weight)  # fmt: skip
+    assert not weight[:, :, n_old:].any()
+    norm = grown.input_norm
+    assert torch.equal(norm.running_mean[:N_MELS], narrow.input_norm.running_mean)
+    assert torch.equal(norm.running_mean[N_MELS:],
+                       narrow.input_norm.running_mean[-1].expand(16))  # fmt: skip
+    with pytest.raises(ValueError, match="shrink"):
+        extend_bands(narrow, N_MELS - 16)
+
+
+def test_widen_model_tool_grows_bands_at_a_higher_rate(tmp_path, capsys) -> None:
+    """--bands N --sample-rate R writes a checkpoint whose frontend keeps the old
+    bands (same window duration, f_max continuing the mel step) and whose network
+    takes N bands; bands past the new Nyquist are refused with a hint."""
+    from drumtx.frontend import mel_matrix
+
+    cfg = load_config(None, ["model.preset='small'", f"frontend.n_mels={N_MELS}",
+                             "frontend.f_max_hz=8000.0"])  # fmt: skip
+    source = tmp_path / "small.pt"
+    save_checkpoint(source, {"config": cfg.to_dict(), "vocab": "roland9",
+                             "model": _trained_like("small").state_dict(),
+                             "thresholds": {"SD": 0.6}})  # fmt: skip
+    out = tmp_path / "high.pt"
+    args = ["--checkpoint", str(source), "--out", str(out), "--bands", str(N_MELS + 16),
+            "--sample-rate", "48000"]  # fmt: skip
+    assert widen_model.main(args) == 0
+    assert "audio.sample_rate=48000 frontend.n_fft=2048" in capsys.readouterr().out
+    state = load_checkpoint(out)
+    audio, fe = state["config"]["audio"], state["config"]["frontend"]
+    assert (audio["sample_rate"], fe["n_fft"], fe["n_mels"]) == (48000, 2048, N_MELS + 16)
+    assert state["config"]["model"]["preset"] == "small"
+    old = mel_matrix(24000, 1024, N_MELS, 30.0, 8000.0)
+    new = mel_matrix(48000, 2048, N_MELS + 16, 30.0, fe["f_max_hz"])
+    assert np.allclose(new[:N_MELS, :513], old, rtol=1e-4, atol=1e-9)
+    assert fe["f_max_hz"] > 8000.0
+    grown_cfg = load_config(None, ["model.preset='small'",
+                                   f"frontend.n_mels={N_MELS + 16}"])  # fmt: skip
+    build_model(grown_cfg, N_CLASSES).load_state_dict(state["model"])
+
+    too_high = tmp_path / "too-high.pt"
+    args = ["--checkpoint", str(source), "--out", str(too_high), "--bands", "256"]
+    assert widen_model.main(args) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Nyquist" in err and "hint:" in err
+    assert not too_high.exists()
