@@ -56,6 +56,7 @@ class AugmentConfig:
     compress_prob: float = 0.4
     saturate_prob: float = 0.2
     codec_prob: float = 0.1
+    lowpass_prob: float = 0.0
     loudness_prob: float = 0.0  # level set by RMS normalisation instead of a gain
     loudness_db_min: float = -26.0  # normalisation targets, dB RMS re full scale
     loudness_db_max: float = -9.0
@@ -142,6 +143,20 @@ def coloured_noise(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarr
         np.sqrt(np.mean(noise**2)) + 1e-12
     )
     return (x + noise).astype(np.float32)
+
+
+LOWPASS_HZ = (11000.0, 20000.0)  # 22.05 kHz files end at 11 kHz, MP3 encoders cut ~16-20
+
+
+def band_limit(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """The mix with nothing above a random cutoff, as a file sampled at a lower rate or
+    encoded lossily has: a model hearing high bands must not need them. Where the
+    cutoff is above this rate's band the crop comes back unchanged."""
+    cutoff = rng.uniform(*LOWPASS_HZ)
+    if cutoff >= 0.95 * sr / 2:
+        return x
+    sos = signal.butter(12, cutoff, btype="lowpass", fs=sr, output="sos")
+    return signal.sosfiltfilt(sos, x).astype(np.float32)
 
 
 def lossy_codec(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -290,6 +305,8 @@ class Augmenter:
             x = lossy_codec(x, sr, rng)
         if rng.random() < cfg.noise_prob:
             x = coloured_noise(x, sr, rng)
+        if cfg.lowpass_prob > 0 and rng.random() < cfg.lowpass_prob:  # after the noise
+            x = band_limit(x, sr, rng)
         return x, gain_db
 
     def _follow(self, velocity: np.ndarray, gain_db: np.ndarray) -> np.ndarray:

@@ -127,6 +127,7 @@ class DataConfig:
     compress_prob: float = 0.4  # drum-bus and master compression
     saturate_prob: float = 0.2  # tape-like saturation or hard clipping
     codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
+    lowpass_prob: float = 0.0  # the mix band-limited as a low-rate or lossy file is
     rare_class_prob: float = 0.0  # crops centred on a hit of a class drawn uniformly
     loudness_prob: float = 0.0  # crop level set by RMS normalisation, not a gain
     loudness_db_min: float = -26.0  # its targets, dB RMS re full scale
@@ -154,6 +155,7 @@ class DataConfig:
             "compress_prob",
             "saturate_prob",
             "codec_prob",
+            "lowpass_prob",
             "rare_class_prob",
             "loudness_prob",
         ):

@@ -22,7 +22,7 @@ OFF = dict(
     backing_prob=0.0, compress_prob=0.0, saturate_prob=0.0, codec_prob=0.0,
 )  # fmt: skip
 EFFECTS = ("eq_prob", "reverb_prob", "noise_prob", "compress_prob", "saturate_prob",
-           "codec_prob")  # fmt: skip
+           "codec_prob", "lowpass_prob")  # fmt: skip
 
 
 def click_crop(onset_sample: int = 7200, n: int = 24000) -> np.ndarray:
@@ -198,3 +198,25 @@ def test_loudness_normalisation_sets_the_crop_level() -> None:
         assert rms_db(out) == pytest.approx(-20.0, abs=0.05)
     silent = np.zeros(SR, np.float32)
     assert not augment(silent, None, no_targets(), rng)[0].any()  # nothing to raise
+
+
+def test_band_limit_cuts_above_its_cutoff_and_leaves_a_narrow_band_alone() -> None:
+    """lowpass_prob: at 48 kHz the mix keeps nothing above 20 kHz and most of what is
+    below 11 kHz (as a 22.05 kHz file or an MP3 would hear it); at a rate whose band
+    ends under the cutoff the crop is unchanged."""
+    from drumtx.augment import LOWPASS_HZ, band_limit
+
+    noise = np.random.default_rng(5).standard_normal(48000).astype(np.float32) * 0.1
+    freqs = np.fft.rfftfreq(len(noise), 1 / 48000)
+    for seed in range(6):
+        out = band_limit(noise, 48000, np.random.default_rng(seed))
+        power = np.abs(np.fft.rfft(out)) ** 2
+        ref = np.abs(np.fft.rfft(noise)) ** 2
+        above = power[freqs > LOWPASS_HZ[1] + 500].sum() / ref[freqs > LOWPASS_HZ[1] + 500].sum()
+        below = power[freqs < 10000].sum() / ref[freqs < 10000].sum()
+        assert above < 1e-3 and below > 0.95
+    narrow = noise[:24000]
+    cutoffs = [np.random.default_rng(s).uniform(*LOWPASS_HZ) for s in range(20)]
+    for seed, cutoff in enumerate(cutoffs):
+        out = band_limit(narrow, 16000, np.random.default_rng(seed))
+        assert cutoff >= 0.95 * 8000 and np.array_equal(out, narrow)
