@@ -143,7 +143,8 @@ def load_music_pool(split_dir: Path, sample_rate: int | None = None) -> MusicPoo
     if sample_rate is not None and rate != sample_rate:
         raise DataError(
             f"{split_dir} holds {rate} Hz audio; the config asks for {sample_rate} Hz",
-            hint=BUILD_HINT + f" --sample-rate {sample_rate}",
+            hint="python tools/build_music_pool.py --out NEW --resample-from "
+            f"{split_dir.parent} --scratch SCRATCH --sample-rate {sample_rate}",
         )
     n_bytes = audio_path.stat().st_size
     if n_bytes != 2 * int(index["n_samples"]) or n_bytes == 0:

@@ -19,6 +19,7 @@ from drumtx.data import augment_config
 from drumtx.errors import ConfigError, DataError
 from drumtx.levels import rms_db
 from drumtx.music import (
+    SPLITS,
     PoolWriter,
     assign_splits,
     fixed_excerpt,
@@ -351,3 +352,64 @@ def test_build_screens_with_the_named_model_and_says_which(tmp_path: Path, capsy
     assert manifest["screen"] == f"spectral + model screen.pt (sha256 {digest})"
     assert f"screened by spectral + model screen.pt (sha256 {digest})" in (
         out / "manifest.md").read_text()  # fmt: skip
+
+
+def test_resampled_pool_keeps_its_excerpts_and_gains_their_high_band(
+    tmp_path: Path, capsys
+) -> None:
+    """--resample-from POOL --sample-rate R writes POOL's excerpts again at R, decoded
+    from their source files (a 15 kHz partial a 24 kHz pool cannot hold is there), the
+    same stretches of the same files; a missing source stops it with a hint."""
+    import soundfile as sf
+
+    from drumtx.audio import resample
+
+    tool = load_tool()
+    source = next(s for s in tool.SOURCES if s.name == "widelands-music")
+    scratch = tmp_path / "scratch"
+    rel = "data/music/ingame_24.ogg"
+    path = scratch / "root" / source.package / (source.strip + rel)
+    path.parent.mkdir(parents=True)
+    t = np.arange(6 * 44100) / 44100
+    tone = 0.4 * np.sin(2 * np.pi * 1000 * t) + 0.2 * np.sin(2 * np.pi * 15000 * t)
+    sf.write(path.with_suffix(".wav"), tone, 44100)
+    path.with_suffix(".wav").rename(path)  # a WAV under the .ogg name decodes the same
+    old = tmp_path / "pool"
+    meta = {"file": rel, "source": source.name, "package": source.package}
+    for split in SPLITS:
+        writer = PoolWriter(old / split, 24000)
+        x = tool.load_mono(path, 24000)
+        writer.add(x[24000:72000], {**meta, "file_offset_sec": 1.0})
+        writer.close()
+    manifest = {"built": "2026-12-01", "build_minutes": 1.0, "sample_rate": 24000,
+                "test_share": 0.2, "screen": "spectral", "sources": [],
+                "attribution": [], "left_out": [], "rebuild": [],
+                "calibration": {"x": 1}}  # fmt: skip
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    new = tmp_path / "pool48"
+    args = ["--out", str(new), "--scratch", str(scratch), "--resample-from", str(old),
+            "--sample-rate", "48000"]  # fmt: skip
+    assert tool.main(args) == 0
+    for split in SPLITS:
+        a, b = load_music_pool(old / split), load_music_pool(new / split, 48000)
+        assert b.segments[0]["length"] == 2 * a.segments[0]["length"] == 96000
+        assert b.segments[0]["file_offset_sec"] == 1.0
+        y = b.audio.astype(np.float32) / 32767
+        spectrum = np.abs(np.fft.rfft(y))
+        freqs = np.fft.rfftfreq(len(y), 1 / 48000)
+        assert spectrum[np.argmin(np.abs(freqs - 15000))] > 0.1 * spectrum.max()
+        # The same stretch (peak-normalised with its high band, so scaled apart).
+        down = resample(y, 48000, 24000)[100:-100]
+        x = a.audio.astype(np.float32)[100:-100] / 32767
+        assert np.corrcoef(down, x)[0, 1] > 0.999
+    written = json.loads((new / "manifest.json").read_text())
+    assert written["sample_rate"] == 48000 and "calibration" not in written
+    assert "Resampled from" in (new / "manifest.md").read_text()
+    capsys.readouterr()
+
+    path.unlink()
+    again = tmp_path / "again"
+    args[1] = str(again)
+    assert tool.main(args) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "missing" in err and "hint:" in err and "--scratch" in err

@@ -224,9 +224,9 @@ def file_key(source: Source, rel: str) -> str:
 # --- screening and writing -----------------------------------------------------------
 
 
-def load_mono(path: Path) -> np.ndarray:
-    """Mono float32 at SAMPLE_RATE, peak-normalised to PEAK."""
-    x = load_audio(path, SAMPLE_RATE)
+def load_mono(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 at ``sample_rate``, peak-normalised to PEAK."""
+    x = load_audio(path, sample_rate)
     peak = float(np.abs(x).max()) if len(x) else 0.0
     return (x * (PEAK / peak)).astype(np.float32) if peak > 0 else x
 
@@ -484,6 +484,9 @@ def write_manifest(out_dir: Path, manifest: dict) -> list[Path]:
              f"Built {manifest['built']} in {manifest['build_minutes']} min; "
              f"{manifest['sample_rate']} Hz mono; held-out share "
              f"{manifest['test_share']}; screened by {manifest['screen']}.",
+             *([f"Resampled from {manifest['resampled_from']} (the same excerpts "
+                "decoded again from their sources)."] if "resampled_from" in manifest
+               else []),
              "", "| source | package | licence | train h | test h | refused h | files "
              "train/test |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in manifest["sources"]:
@@ -537,6 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibrate-only", action="store_true",
                         help="calibrate the pool already in --out; build nothing")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--resample-from", type=Path, default=None, metavar="POOL",
+                        help="write POOL's excerpts again at --sample-rate, decoded "
+                        "from the sources in --scratch (no download, no screening)")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
+                        help="Hz of the pool's audio (the model's audio.sample_rate)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED,
                         help="the model that screens for drums (default: the shipped "
@@ -562,6 +570,59 @@ def screen_name(args: argparse.Namespace) -> str:
         return "spectral"
     digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
     return f"spectral + model {args.checkpoint.name} (sha256 {digest[:16]})"
+
+
+def local_file(source: Source, scratch: Path, rel: str) -> Path:
+    """Where a segment's file (its copyright path) lies in the scratch directory."""
+    if source.archive:
+        member = rel.removeprefix(source.archive_prefix)
+        return scratch / "archives" / source.package / member
+    return scratch / "root" / source.package / (source.strip + rel)
+
+
+def resample_split(old_dir: Path, new_dir: Path, scratch: Path, rate: int) -> Path:
+    """Write old_dir's excerpts again at ``rate``, decoded afresh from their sources
+    (not resampled from the pool's int16, which holds nothing above its Nyquist)."""
+    old = load_music_pool(old_dir)
+    by_name = {s.name: s for s in SOURCES}
+    writer = PoolWriter(new_dir, rate)
+    cache: tuple[Path, np.ndarray] | None = None
+    for seg in old.segments:
+        source = by_name.get(seg["source"])
+        if source is None:
+            raise DataError(f"{old_dir}: segment of unknown source {seg['source']!r}",
+                            hint="resample pools that build_music_pool.py built")
+        path = local_file(source, scratch, seg["file"])
+        if not path.exists():
+            raise DataError(f"{path} is missing",
+                            hint="pass the --scratch the pool was built with")
+        if cache is None or cache[0] != path:
+            cache = (path, load_mono(path, rate))
+        lo = int(round(seg["file_offset_sec"] * rate))
+        n = int(round(seg["length"] * rate / old.sample_rate))
+        writer.add(cache[1][lo : lo + n], {k: v for k, v in seg.items()
+                                           if k not in ("start", "length")})
+    return writer.close()
+
+
+def resample_pool(args: argparse.Namespace) -> int:
+    """``--resample-from``: the same pool at ``--sample-rate``, split by split."""
+    started = time.time()
+    try:
+        manifest = json.loads((args.resample_from / "manifest.json").read_text())
+        for split in SPLITS:
+            print(resample_split(args.resample_from / split, args.out / split,
+                                 args.scratch, args.sample_rate))  # fmt: skip
+    except (DataError, OSError) as exc:
+        print_error(exc if isinstance(exc, DataError) else DataError(str(exc)))
+        return 2
+    manifest.update(sample_rate=args.sample_rate,
+                    resampled_from=str(args.resample_from),
+                    build_minutes=round((time.time() - started) / 60, 1))
+    manifest.pop("calibration", None)  # measured on the other rate's audio
+    for path in write_manifest(args.out, manifest):
+        print(path)
+    return 0
 
 
 def recalibrate(args: argparse.Namespace) -> int:
@@ -590,6 +651,14 @@ def main(argv: list[str] | None = None) -> int:
         return recalibrate(args)
     if (args.out / "manifest.json").exists() and not args.overwrite:
         print(f"error: {args.out} holds a pool; pass --overwrite", file=sys.stderr)
+        return 2
+    if args.resample_from:
+        return resample_pool(args)
+    if args.sample_rate != SAMPLE_RATE:
+        print(f"error: a pool is built at {SAMPLE_RATE} Hz (the screen's rate)",
+              file=sys.stderr)
+        print("hint: build it, then --resample-from it at --sample-rate "
+              f"{args.sample_rate}", file=sys.stderr)
         return 2
     chosen = [s for s in SOURCES
               if not args.sources or s.name in args.sources.split(",")]  # fmt: skip
