@@ -220,3 +220,37 @@ def test_recorded_parts_refuse_to_overwrite_or_misuse(
     with pytest.raises(SystemExit) as stop:
         main([*args, "--held-out", "--out", str(tmp_path / "o3")])
     assert stop.value.code == 2 and "--held-out" in capsys.readouterr().err
+
+
+def test_recorded_parts_at_another_rate_play_the_same_stretches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--sample-rate 48000 plays the same songs, lineups and tempos as the default
+    rate (the draws do not depend on it), each stretch twice as many samples; a base
+    split at another rate is refused with the hint that resamples it."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from recorded_parts import main
+
+    from drumtx.music import load_music_pool
+
+    (tmp_path / "songs").mkdir()
+    for name in "abcd":
+        song_midi(tmp_path / "songs" / f"{name}.mid")
+    bass = write_bass(tmp_path / "inst")
+    args = ["--songs", str(tmp_path / "songs"), "--instrument", f"mybass={bass}",
+            "--licence", "CC0-1.0", "--seconds", "8", "--passes", "3",
+            "--probe-songs", "0"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "low")]) == 0
+    assert main([*args, "--out", str(tmp_path / "high"), "--sample-rate", "48000"]) == 0
+    low, high = load_music_pool(tmp_path / "low", SR), load_music_pool(tmp_path / "high")
+    assert high.sample_rate == 48000 and len(high.segments) == len(low.segments) > 0
+    for a, b in zip(low.segments, high.segments):
+        assert b["length"] == 8 * 48000 and a["length"] == 8 * SR
+        assert {k: v for k, v in a.items() if k not in ("start", "length")} == {
+            k: v for k, v in b.items() if k not in ("start", "length")}
+    capsys.readouterr()
+    out = tmp_path / "mixed"
+    assert main([*args, "--out", str(out), "--base", str(tmp_path / "low"),
+                 "--sample-rate", "48000"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "error:" in err and "--resample-from" in err and not out.exists()

@@ -70,10 +70,11 @@ def render_stretch(
     instruments: dict[str, SampledInstrument],
     seconds: float,
     rng: np.random.Generator,
+    sample_rate: int = SAMPLE_RATE,
 ) -> tuple[np.ndarray, dict] | None:
     """One stretch of ``song``'s bass and/or guitar parts through recorded instruments:
     (audio at LEVEL_DB, what played), or None when the stretch has too few notes."""
-    n = int(seconds * SAMPLE_RATE)
+    n = int(seconds * sample_rate)
     tempo_map = TempoMap.constant(float(rng.uniform(80.0, 160.0)))
     lineup = LINEUPS[int(rng.integers(len(LINEUPS)))]
     chosen = {}
@@ -90,9 +91,9 @@ def render_stretch(
         notes = notes_in_seconds(part, tempo_map)
         if len(notes) < MIN_NOTES:
             continue
-        audio = instruments[chosen[family]].render(notes, n, SAMPLE_RATE, rng)
+        audio = instruments[chosen[family]].render(notes, n, sample_rate, rng)
         if part.role == "distorted" and rng.random() < AMP_PROB:
-            audio = inst.EFFECTS["amp"](audio, SAMPLE_RATE, rng)
+            audio = inst.EFFECTS["amp"](audio, sample_rate, rng)
         level = rms_db(audio)
         if level < -80:
             continue
@@ -127,15 +128,16 @@ def run(args: argparse.Namespace) -> dict:
     else:
         songs = [s for s in songs if s not in held]
     instruments = {name: SampledInstrument(path) for name, path in args.instrument}
-    base = load_music_pool(args.base, SAMPLE_RATE) if args.base else None
-    writer = PoolWriter(args.out, SAMPLE_RATE)  # only once every input has been read
+    rate = args.sample_rate
+    base = load_music_pool(args.base, rate) if args.base else None
+    writer = PoolWriter(args.out, rate)  # only once every input has been read
     try:
         base_samples = copy_base(base, writer) if base else 0
         rng = np.random.default_rng(args.seed)
         kept = 0
         for repeat in range(args.passes):
             for song in songs:
-                result = render_stretch(song, instruments, args.seconds, rng)
+                result = render_stretch(song, instruments, args.seconds, rng, rate)
                 if result is None:
                     continue
                 audio, played = result
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
                 kept += 1
     finally:
         writer.close()
-    return {"base_hours": base_samples / SAMPLE_RATE / 3600,
+    return {"base_hours": base_samples / rate / 3600,
             "parts_hours": kept * args.seconds / 3600, "stretches": kept,
             "songs": len(songs), "held_out_songs": len(held)}  # fmt: skip
 
@@ -171,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="play only those songs: a held-out split for evaluate "
                              "--music-dir (with instruments never trained on)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
+                        help="Hz of the split (the model's audio.sample_rate; a "
+                        "--base split must have it too)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)  # fmt: skip
     if args.seconds <= 0 or args.passes < 1 or args.probe_songs < 0:
