@@ -145,7 +145,7 @@ def coloured_noise(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarr
     return (x + noise).astype(np.float32)
 
 
-LOWPASS_HZ = (11000.0, 20000.0)  # 22.05 kHz files end at 11 kHz, MP3 encoders cut ~16-20
+LOWPASS_HZ = (11000.0, 20000.0)  # a 22.05 kHz file ends at 11 kHz; MP3s cut at 16-20
 
 
 def band_limit(x: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:

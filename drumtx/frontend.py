@@ -89,7 +89,9 @@ def power_scale(sample_rate: int, n_fft: int) -> float:
     return REF_RATE * REF_FFT / (sample_rate * n_fft)
 
 
-def extended_f_max(f_min_hz: float, f_max_hz: float, n_mels: int, n_total: int) -> float:
+def extended_f_max(
+    f_min_hz: float, f_max_hz: float, n_mels: int, n_total: int
+) -> float:
     """The top edge that makes ``n_total`` mel bands whose first ``n_mels`` are exactly
     the bands of (f_min_hz, f_max_hz, n_mels): the same mel step, continued upwards."""
     if n_total < n_mels:

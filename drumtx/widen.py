@@ -193,8 +193,8 @@ def extend_bands(model: CRNN, n_mels: int) -> CRNN:
     bands (training re-estimates them). The grown model computes what the old one did
     except where a convolution near the old top band now reads new bands instead of
     zero padding (in the small preset the top two of its eight pooled mel positions,
-    the old highest quarter of the bands), which fine-tuning adapts to. The frontend must keep the old bands exactly
-    (drumtx.frontend.extended_f_max).
+    the old highest quarter of the bands), which fine-tuning adapts to. The frontend
+    must keep the old bands exactly (drumtx.frontend.extended_f_max).
     """
     if n_mels < model.n_mels:
         raise ValueError(f"cannot shrink {model.n_mels} mel bands to {n_mels}")

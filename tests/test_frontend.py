@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from drumtx.config import Config
 from drumtx.audio import resample
+from drumtx.config import Config
 from drumtx.frontend import (
     LogMel,
     extended_f_max,
@@ -152,8 +152,8 @@ def test_same_sound_same_features_at_twice_the_rate() -> None:
     rng = np.random.default_rng(4)
     t = np.arange(2 * 48000) / 48000
     noise = resample(rng.standard_normal(len(t)), 48000, 24000)  # below 12 kHz
-    x48 = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 5000 * t)
-           + 0.05 * resample(noise, 24000, 48000)[: len(t)]).astype(np.float32)  # fmt: skip
+    tones = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 5000 * t)
+    x48 = (tones + 0.05 * resample(noise, 24000, 48000)[: len(t)]).astype(np.float32)
     x24 = resample(x48, 48000, 24000)
     low = LogMel()(torch.from_numpy(x24)[None])[0]
     high = LogMel(48000, 2048, 480, 128, 30.0, 12000.0)(torch.from_numpy(x48)[None])[0]

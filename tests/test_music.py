@@ -412,4 +412,5 @@ def test_resampled_pool_keeps_its_excerpts_and_gains_their_high_band(
     args[1] = str(again)
     assert tool.main(args) == 2
     err = capsys.readouterr().err
-    assert "error:" in err and "missing" in err and "hint:" in err and "--scratch" in err
+    assert "error:" in err and "missing" in err
+    assert "hint:" in err and "--scratch" in err

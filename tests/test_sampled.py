@@ -242,7 +242,8 @@ def test_recorded_parts_at_another_rate_play_the_same_stretches(
             "--probe-songs", "0"]  # fmt: skip
     assert main([*args, "--out", str(tmp_path / "low")]) == 0
     assert main([*args, "--out", str(tmp_path / "high"), "--sample-rate", "48000"]) == 0
-    low, high = load_music_pool(tmp_path / "low", SR), load_music_pool(tmp_path / "high")
+    low = load_music_pool(tmp_path / "low", SR)
+    high = load_music_pool(tmp_path / "high")
     assert high.sample_rate == 48000 and len(high.segments) == len(low.segments) > 0
     for a, b in zip(low.segments, high.segments):
         assert b["length"] == 8 * 48000 and a["length"] == 8 * SR

@@ -746,3 +746,82 @@ def test_finetune_round4_needs_the_parts_pool(
         ft.parse_args()
     err = capsys.readouterr().err
     assert stop.value.code == 2 and f"--round {round_} needs --parts" in err
+
+
+def test_finetune_bands_grows_round_one_and_trains_at_48_khz(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--bands 144 with a round: round 1's best grown by widen_model.py (--bands 144
+    --sample-rate 48000) starts the round, whose renders are preprocessed at 48 kHz in
+    a root of their own, with band-limited crops; the held-out real root is made again
+    at 48 kHz and the new model alone scored on it. --bands without a round is
+    refused."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import finetune_default_model as ft
+    import widen_model
+
+    import drumtx.checkpoint
+    import drumtx.evaluate
+
+    calls: list[tuple[str, ...]] = []
+    grown: list[list[str]] = []
+    scored: list[tuple[Path, Path]] = []
+
+    def fake_drumtx(*args: str, **_: object) -> None:
+        calls.append(args)
+        if args[0] == "train":
+            root = Path(args[args.index("--data-root") + 1])
+            (root / "checkpoints" / args[args.index("--run") + 1]).mkdir(parents=True)
+
+    def fake_widen(argv: list[str]) -> int:
+        grown.append(argv)
+        Path(argv[argv.index("--out") + 1]).write_bytes(b"grown")
+        return 0
+
+    def fake_evaluate(ckpt: Path, root: Path, out: Path, *extra: str) -> dict:
+        scored.append((ckpt, root))
+        return {"micro_f1": 0.9, "mixes": {}}
+
+    monkeypatch.setattr(ft, "drumtx", fake_drumtx)
+    monkeypatch.setattr(widen_model, "main", fake_widen)
+    monkeypatch.setattr(ft, "evaluate", fake_evaluate)
+    monkeypatch.setattr(drumtx.checkpoint, "load_checkpoint",
+                        lambda path: {"thresholds": {"from": str(path)}})
+    monkeypatch.setattr(drumtx.evaluate, "store_thresholds", lambda path, t: None)
+    work = tmp_path / "work"
+    argv = ["finetune_default_model.py", "--gmd", str(tmp_path / "gmd"), "--kits",
+            str(tmp_path / "kits"), "--music", str(tmp_path / "music48"), "--scratch",
+            str(tmp_path / "s"), "--work", str(work), "--pseudo-minutes", "0",
+            "--round", "3", "--bands", "144"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert ft.main() == 0
+
+    def option(call: tuple[str, ...], name: str) -> str:
+        return call[call.index(name) + 1]
+
+    def sets(call: tuple[str, ...]) -> list[str]:
+        return [option(call[i:], "--set") for i, x in enumerate(call) if x == "--set"]
+
+    first = work / "ft-root" / "checkpoints" / ft.RUN / "best.pt"
+    out = work / "round1-144bands.pt"
+    assert grown == [["--checkpoint", str(first), "--out", str(out), "--bands", "144",
+                      "--sample-rate", "48000"]]  # fmt: skip
+    root = work / "ft3-root-144bands"
+    preprocess = {
+        option(c, "--data-root"): sets(c) for c in calls if c[0] == "preprocess"
+    }
+    assert "audio.sample_rate=48000" in preprocess[str(root)]
+    assert "audio.sample_rate=48000" not in preprocess[str(work / "ft-root")]
+    real48 = work / "real-test-root-48k"
+    assert "audio.sample_rate=48000" in preprocess[str(real48)]
+    trains = {option(c, "--run"): sets(c) for c in calls if c[0] == "train"}
+    third = trains[ft.ROUND3_RUN + "-144bands"]
+    assert f"train.init_from='{out}'" in third and "data.lowpass_prob=0.2" in third
+    assert f"data.music_dir='{tmp_path / 'music48' / 'train'}'" in third
+    best = root / "checkpoints" / (ft.ROUND3_RUN + "-144bands") / "best.pt"
+    assert scored == [(best, real48)]  # the shipped 24 kHz model is not scored here
+
+    monkeypatch.setattr(sys, "argv", argv[:-4] + ["--bands", "144"])
+    with pytest.raises(SystemExit) as stop:
+        ft.parse_args()
+    assert stop.value.code == 2 and "--bands grows round 1" in capsys.readouterr().err

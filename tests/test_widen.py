@@ -213,7 +213,8 @@ def test_widen_model_tool_grows_bands_at_a_higher_rate(tmp_path, capsys) -> None
     assert "audio.sample_rate=48000 frontend.n_fft=2048" in capsys.readouterr().out
     state = load_checkpoint(out)
     audio, fe = state["config"]["audio"], state["config"]["frontend"]
-    assert (audio["sample_rate"], fe["n_fft"], fe["n_mels"]) == (48000, 2048, N_MELS + 16)
+    shape = (audio["sample_rate"], fe["n_fft"], fe["n_mels"])
+    assert shape == (48000, 2048, N_MELS + 16)
     assert state["config"]["model"]["preset"] == "small"
     old = mel_matrix(24000, 1024, N_MELS, 30.0, 8000.0)
     new = mel_matrix(48000, 2048, N_MELS + 16, 30.0, fe["f_max_hz"])

@@ -51,6 +51,14 @@ the renders without faders are the same bytes as round 3's), and with the real-m
 pool's own music back in about 30 % of banded crops (``data.music_prob=0.75`` of the
 ``--parts`` pool, whose first part is that music); docs/model-history.md, Faders.
 
+``--bands N`` (rounds 3 to 5) grows round 1's model to hear N mel bands at 48 kHz
+(tools/widen_model.py --bands N --sample-rate 48000: 144 bands reach 18.5 kHz, where
+hi-hats part from snares; 24 kHz audio ends at 12 kHz) and fine-tunes that: the round's
+renders and the held-out real root preprocessed at 48 kHz in roots of their own, 20 %
+of crops band-limited (``data.lowpass_prob``), ``--music`` and ``--parts`` pools at
+48 kHz (build_music_pool.py --resample-from, recorded_parts.py --sample-rate 48000);
+docs/model-history.md, Above 12 kHz.
+
 Every step reuses what an earlier run left (renders, labels, stores, --resume auto).
 """
 
@@ -95,6 +103,8 @@ ROUND4_TRAIN = ("data.music_prob=0.45", "data.break_prob=0.3")
 ROUND5_RUN = "finetune-faders"
 ROUND5_RENDER = (*ROUND3_RENDER, "--fader-prob", "0.5")
 ROUND5_TRAIN = ("data.music_prob=0.75", "data.break_prob=0.3")
+BANDS_RATE = 48000  # Hz: --bands models' audio (the renders are 44.1 kHz)
+BANDS_TRAIN = ("data.lowpass_prob=0.2",)
 EGMD_DIR = "e-gmd-v1.0.0"  # the dataset folder in a root (E-GMD's, make-dataset's)
 SF2 = Path("/usr/share/sounds/sf2")
 TRAIN_SOUNDFONTS = [SF2 / "TimGM6mb.sf2", SF2 / "OPL-3_FM_128M.sf2"]
@@ -121,7 +131,13 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
     make_real_root(args.gmd, args.kits, real_root)
 
 
-def make_real_root(gmd: Path, kits: Path, real_root: Path) -> None:
+def rate_sets(rate: int | None) -> list[str]:
+    return ["--set", f"audio.sample_rate={rate}"] if rate else []
+
+
+def make_real_root(
+    gmd: Path, kits: Path, real_root: Path, rate: int | None = None
+) -> None:
     """The held-out real root: GMD test (60 s) through SamsSonor, drums only (evaluate
     mixes in the real-music pool's held-out split)."""
     drumtx("make-dataset", str(real_root), "--midi-dir", str(gmd), "--kits",
@@ -129,10 +145,12 @@ def make_real_root(gmd: Path, kits: Path, real_root: Path) -> None:
            "--seed", "13", "--studio-prob", "0")  # fmt: skip
     drumtx("preprocess", "--data-root", str(real_root), "--split", "test",
            "--workers", "2", "--allow-skips",
-           "--set", "backing.enabled=false")  # fmt: skip
+           "--set", "backing.enabled=false", *rate_sets(rate))  # fmt: skip
 
 
-def preprocess_with_backing(args: argparse.Namespace, root: Path) -> None:
+def preprocess_with_backing(
+    args: argparse.Namespace, root: Path, rate: int | None = None
+) -> None:
     """The store of a training root, its backing tracks from the training banks and
     songs only (never the held-out sf_GMbank that ``soundfonts = auto`` would add);
     an even spread of ``--preprocess-limit`` renders where that is set."""
@@ -142,7 +160,7 @@ def preprocess_with_backing(args: argparse.Namespace, root: Path) -> None:
     drumtx("preprocess", "--data-root", str(root), "--split", "train", "validation",
            "--workers", "2", "--allow-skips", *limit, "--set",
            f"backing.soundfonts='{fonts}'", "--set",
-           f"backing.songs_dir={songs}")  # fmt: skip
+           f"backing.songs_dir={songs}", *rate_sets(rate))  # fmt: skip
 
 
 def round2_data(args: argparse.Namespace, root: Path) -> Path:
@@ -216,12 +234,30 @@ def round3_data(args: argparse.Namespace) -> Path:
     """Round 3's root: round 1's performances and kits rendered anew, half of them with
     the snare buzz; preprocessed like round 1's. Round 5's: the same with faders."""
     faders = args.round == 5
-    root = args.work / ("ft5-root" if faders else "ft3-root")
+    root = args.work / (("ft5-root" if faders else "ft3-root") + bands_suffix(args))
     render = ROUND5_RENDER if faders else ROUND3_RENDER
     drumtx("make-dataset", str(root), "--midi-dir", str(args.gmd), "--kits",
            *train_kits(args.kits), *render)  # fmt: skip
-    preprocess_with_backing(args, root)
+    preprocess_with_backing(args, root, BANDS_RATE if bands_suffix(args) else None)
     return root
+
+
+def bands_suffix(args: argparse.Namespace) -> str:
+    return f"-{args.bands}bands" if getattr(args, "bands", None) else ""
+
+
+def grown(args: argparse.Namespace, first: Path) -> Path:
+    """Round 1's best grown to --bands mel bands at BANDS_RATE (made once)."""
+    import widen_model
+
+    out = args.work / f"round1{bands_suffix(args)}.pt"
+    if not out.exists():
+        code = widen_model.main(["--checkpoint", str(first), "--out", str(out),
+                                 "--bands", str(args.bands), "--sample-rate",
+                                 str(BANDS_RATE)])  # fmt: skip
+        if code:
+            raise SystemExit(code)
+    return out
 
 
 def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
@@ -232,13 +268,18 @@ def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
     from drumtx.evaluate import store_thresholds
 
     run = {4: ROUND4_RUN, 5: ROUND5_RUN}.get(args.round, ROUND3_RUN)
+    run += bands_suffix(args)
     run_dir = root / "checkpoints" / run
+    if bands_suffix(args):
+        first = grown(args, first)
     done = run_dir / "training-finished"
     if not done.exists():
         band = (f"data.music_dir='{args.music / 'train'}'", "data.music_prob=0.3")
         if args.round in (4, 5):
             more = ROUND5_TRAIN if args.round == 5 else ROUND4_TRAIN
             band = (f"data.music_dir='{args.parts}'", *more)
+        if bands_suffix(args):
+            band = (*band, *BANDS_TRAIN)
         sets = train_settings(args) + [
             x for s in (f"train.init_from='{first}'", *ROUND3_TRAIN, *band)
             for x in ("--set", s)
@@ -285,18 +326,23 @@ def evaluate(checkpoint: Path, data_root: Path, out: Path, *extra: str) -> dict:
 
 
 def compare(args: argparse.Namespace, best: Path, real_root: Path) -> None:
-    """The new model beside the shipped one on every held-out set."""
+    """The new model beside the shipped one on every held-out set; a --bands model
+    alone (its roots and pools are at another rate than the shipped model's: the
+    same round without --bands scored the shipped model on the same recordings)."""
     music = ("--music-dir", str(args.music / "test"))
     sets = [("real kit + real music", real_root, music)]
     if args.card_root:
         sets.append(("model card's held-out", args.card_root, ()))
     evals = args.work / "evals"
     evals.mkdir(exist_ok=True)
+    models = [("new", best)] if args.bands else [("shipped", SHIPPED), ("new", best)]
     for name, root, extra in sets:
         slug = "real" if root == real_root else "card"
         rows = []
-        for who, ckpt in (("shipped", SHIPPED), ("new", best)):
-            r = evaluate(ckpt, root, evals / f"{slug}-{who}.json", *extra)
+        for who, ckpt in models:
+            suffix = bands_suffix(args) if who == "new" else ""
+            out = evals / f"{slug}-{who}{suffix}.json"
+            r = evaluate(ckpt, root, out, *extra)
             mixes = r.get("mixes", {})
             rows.append((who, r["micro_f1"], *(mixes[k]["micro_f1"] for k in mixes)))
         print(f"{name}: " + "; ".join(
@@ -311,7 +357,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--music", type=Path, required=True, help="build_music_pool --out")
     p.add_argument("--scratch", type=Path, required=True, help="pseudo-label scratch")
     p.add_argument("--work", type=Path, required=True, help="working folder")
-    p.add_argument("--card-root", type=Path, help="the model card's held-out root")
+    p.add_argument("--card-root", type=Path, help="the model card's held-out root "
+                   "(preprocessed at the model's rate: 48 kHz with --bands)")
     p.add_argument("--pseudo-minutes", type=float, default=15.0,
                    help="minutes of each soundtrack source the teacher screens")
     p.add_argument("--minutes", type=float, default=60.0, help="training budget")
@@ -338,11 +385,17 @@ def parse_args() -> argparse.Namespace:
                    help="round 2's real-music pool (--max-hours 2 --hold-out)")
     p.add_argument("--parts", type=Path,
                    help="round 4's pool split: recorded_parts.py --base MUSIC/train")
+    p.add_argument("--bands", type=int,
+                   help="rounds 3-5: grow round 1's model to this many mel bands at "
+                   f"{BANDS_RATE} Hz (144: to 18.5 kHz) and fine-tune it there; "
+                   "--music and --parts must then be pools at that rate")
     args = p.parse_args()
     if args.round == 2 and args.music2 is None:
         p.error("--round 2 needs --music2 (the bigger real-music pool)")
     if args.round in (4, 5) and args.parts is None:
         p.error(f"--round {args.round} needs --parts (tools/recorded_parts.py's split)")
+    if args.bands is not None and args.round < 3:
+        p.error("--bands grows round 1's model in rounds 3 to 5: add --round 3, 4 or 5")
     return args
 
 
@@ -365,6 +418,9 @@ def main() -> int:
         return 0
     if args.round < 3:
         tune_thresholds(root, best)
+    if args.bands:  # the held-out real renders again, at the grown model's rate
+        real_root = args.work / f"real-test-root-{BANDS_RATE // 1000}k"
+        make_real_root(args.gmd, args.kits, real_root, BANDS_RATE)
     compare(args, best, real_root)
     if args.export:
         from train_default_model import export

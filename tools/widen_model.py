@@ -1,4 +1,4 @@
-"""Grow a trained model, wider or hearing higher bands, starting out computing what it did.
+"""Grow a trained model, wider or hearing higher bands, computing at first what it did.
 
     python tools/widen_model.py --out wide.pt                       # the shipped model
     python tools/widen_model.py --checkpoint run/best.pt --preset medium --out wide.pt
@@ -32,8 +32,8 @@ from drumtx.checkpoint import (
 from drumtx.config import load_config
 from drumtx.drums import get_vocab
 from drumtx.errors import DrumtxError
-from drumtx.model import PRESETS, build_model, count_parameters
 from drumtx.frontend import extended_f_max
+from drumtx.model import PRESETS, build_model, count_parameters
 from drumtx.widen import extend_bands, widen
 
 
