@@ -164,11 +164,12 @@ def excerpt_bounds(n_samples: int, sample_rate: int) -> list[tuple[int, int]]:
 def screen_audio(
     x: np.ndarray, sample_rate: int, loaded: LoadedModel | None = None
 ) -> list[ExcerptScore]:
-    """Score every excerpt of mono float audio; with ``loaded`` (audio at the model's
-    rate) the model's hits count too."""
+    """Score every excerpt of mono float audio at ``sample_rate``; with ``loaded`` the
+    model's hits count too (it hears the audio at its own rate, resampled if need be).
+    """
     onset, codes, fps = None, (), float(FPS)
     if loaded is not None:
-        onset, codes, fps = model_onsets(loaded, x)
+        onset, codes, fps = model_onsets(loaded, x, sample_rate)
     scores = []
     for lo, hi in excerpt_bounds(len(x), sample_rate):
         share, spec_pulse = spectral_features(x[lo:hi], sample_rate)
@@ -181,12 +182,20 @@ def screen_audio(
 
 
 def model_onsets(
-    loaded: LoadedModel, x: np.ndarray
+    loaded: LoadedModel, x: np.ndarray, sample_rate: int
 ) -> tuple[np.ndarray, tuple[str, ...], float]:
-    """(T, C) onset probabilities of the whole file, the class codes, the frame rate."""
+    """(T, C) onset probabilities of the whole file, the class codes, the frame rate.
+
+    ``x`` is at ``sample_rate``; the model takes audio at its own rate (a 48 kHz model
+    fed 24 kHz samples would hear everything an octave up and in half the time), so it
+    gets ``x`` resampled to that rate where the two differ.
+    """
+    from drumtx.audio import resample
     from drumtx.inference import array_activations
 
-    sample_rate = loaded.cfg.audio.sample_rate
+    if sample_rate != loaded.cfg.audio.sample_rate:
+        x = resample(x, sample_rate, loaded.cfg.audio.sample_rate)
+        sample_rate = loaded.cfg.audio.sample_rate
     segment_sec = float(min(30, max(4, np.ceil(len(x) / sample_rate))))  # no padding
     onset, _ = array_activations(
         loaded, x, segment_sec=segment_sec, overlap_sec=2.0, batch_size=4

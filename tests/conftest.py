@@ -201,23 +201,36 @@ def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return root / "checkpoints" / "tiny" / "best.pt"
 
 
-@pytest.fixture(scope="session")
-def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reserved tiny model with random weights: shapes and plumbing, not accuracy."""
+def save_random_model(path: Path, overrides: Sequence[str] = ()) -> Path:
+    """A tiny model with random weights, its config ``overrides`` applied, at ``path``.
+    """
     import torch
 
     from drumtx.checkpoint import save_checkpoint
     from drumtx.config import load_config
     from drumtx.model import build_model
 
-    cfg = load_config(None, ["model.preset='tiny'"])
+    cfg = load_config(None, ["model.preset='tiny'", *overrides])
     torch.manual_seed(0)
     model = build_model(cfg, 9)
-    path = tmp_path_factory.mktemp("model") / "random.pt"
     save_checkpoint(
         path, {"config": cfg.to_dict(), "vocab": "roland9", "model": model.state_dict()}
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reserved tiny model with random weights: shapes and plumbing, not accuracy."""
+    return save_random_model(tmp_path_factory.mktemp("model") / "random.pt")
+
+
+@pytest.fixture(scope="session")
+def random_model_48k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """random_model at audio.sample_rate = 48000 (as tools/widen_model.py
+    --sample-rate 48000 makes them): whoever feeds it audio must feed it 48 kHz."""
+    path = tmp_path_factory.mktemp("model") / "random-48k.pt"
+    return save_random_model(path, ["audio.sample_rate=48000"])
 
 
 # --- which CPU path the suite takes --------------------------------------------------

@@ -139,6 +139,27 @@ def test_pack_says_what_is_missing_before_it_writes(tmp_path: Path, capsys) -> N
     assert not (tmp_path / "pack").exists()
 
 
+def test_weights_at_another_rate_are_refused_before_the_machine_works(
+    tmp_path: Path, random_model: Path, random_model_48k: Path, capsys
+) -> None:
+    """run preprocesses at SAMPLE_RATE and training takes the rate of the weights it
+    starts from: a 48 kHz init would have its store refused after minutes of the lent
+    machine's time, so run refuses it before unpacking anything."""
+    assert gpu_train.rate_refusal(random_model) is None
+    message, hint = gpu_train.rate_refusal(random_model_48k)
+    assert "48000 Hz model" in message and f"{gpu_train.SAMPLE_RATE} Hz" in hint
+    work = tmp_path / "work"
+    argv = ["run", "--pack", str(tmp_path / "pack"), "--work", str(work),
+            "--out", str(tmp_path / "out"),
+            "--init-from", str(random_model_48k)]  # fmt: skip
+    assert gpu_train.main(argv) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("error: ") and "48000 Hz model" in said and "hint:" in said
+    assert not work.exists()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert gpu_train.rate_refusal(tmp_path / "junk.pt") is not None
+
+
 @pytest.mark.skipif(
     not all((gpu_train.HYDROGEN / kit).is_dir() for kit in gpu_train.PACK_KITS),
     reason=f"Debian's hydrogen-drumkits not in {gpu_train.HYDROGEN}",

@@ -140,6 +140,59 @@ def test_music_alone_refuses_what_it_cannot_use(
     assert "error:" in err and "no playable regions" in err and "hint:" in err
 
 
+def test_music_alone_plays_each_model_the_audio_at_its_own_rate(
+    tmp_path: Path,
+    random_model: Path,
+    random_model_48k: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 24 kHz and a 48 kHz model side by side: each hears the parts rendered at its
+    rate and the --pool split at its rate; a model whose rate no split has is refused
+    with the command that resamples the pool."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import music_alone
+
+    (tmp_path / "songs").mkdir()
+    song_midi(tmp_path / "songs" / "a.mid")
+    for rate in (SR, FILE_SR):
+        writer = PoolWriter(tmp_path / f"pool{rate}" / "test", rate)
+        t = np.arange(10 * rate) / rate
+        drone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+        writer.add(drone, {"file": "drone.ogg", "source": "drone", "licence": "CC0"})
+        writer.close()
+    heard: list[tuple[int, int]] = []  # (model's rate, samples it heard)
+    real = music_alone.hits_by_class
+
+    def recording(loaded, audio):
+        heard.append((loaded.cfg.audio.sample_rate, len(audio)))
+        return real(loaded, audio)
+
+    monkeypatch.setattr(music_alone, "hits_by_class", recording)
+    out = tmp_path / "alone.json"
+    models = ["--checkpoint", f"low={random_model}", f"high={random_model_48k}"]
+    pools = [str(tmp_path / f"pool{r}" / "test") for r in (FILE_SR, SR)]
+    assert music_alone.main([*models, "--pool", *pools,
+                             "--songs", str(tmp_path / "songs"),
+                             "--instrument", f"mybass={write_bass(tmp_path / 'i')}",
+                             "--seconds", "8", "--json", str(out)]) == 0  # fmt: skip
+    table = json.loads(out.read_text())
+    for name in ("low", "high"):
+        assert set(table[name]) == {"pool:drone", "bass mybass", "bass own:bass"}
+        assert table[name]["pool:drone"]["minutes"] == pytest.approx(10 / 60)
+        assert table[name]["bass mybass"]["minutes"] == pytest.approx(8 / 60)
+    for rate in (SR, FILE_SR):  # the pool's 10 s and two parts' 8 s, at each rate
+        lengths = sorted(n for r, n in heard if r == rate)
+        assert lengths == [8 * rate, 8 * rate, 10 * rate], rate
+    capsys.readouterr()
+    only_24k = ["--pool", str(tmp_path / f"pool{SR}" / "test")]
+    assert music_alone.main([*models, *only_24k]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "high takes 48000 Hz" in err
+    assert "hint:" in err and "tools/build_music_pool.py" in err
+    assert "--resample-from" in err and "--sample-rate 48000" in err
+
+
 def run_parts(*args: str) -> subprocess.CompletedProcess:
     tool = REPO / "tools" / "recorded_parts.py"
     return subprocess.run([sys.executable, str(tool), *args], capture_output=True,

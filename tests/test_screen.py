@@ -102,3 +102,37 @@ def test_spectral_screen_alone_keeps_tonal_music_and_sees_a_loud_groove() -> Non
     scores = screen_audio(mixed / np.abs(mixed).max(), SR)
     assert all(s.perc_share > max(x.perc_share for x in screen_audio(music, SR))
                for s in scores)  # fmt: skip
+
+
+def test_a_model_at_another_rate_hears_the_audio_resampled_to_its_own(
+    random_model_48k: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_music_pool screens 24 kHz audio; a 48 kHz model (tools/widen_model.py
+    --sample-rate 48000) must hear it resampled to 48 kHz, not its samples as 48 kHz
+    audio (an octave up, in half the time), and its frames must cover the whole file
+    (each excerpt's model features read the frames of its own seconds)."""
+    import torch
+
+    import drumtx.inference
+    from drumtx.audio import resample
+    from drumtx.config import load_config
+    from drumtx.inference import load_model
+    from drumtx.screen import model_onsets
+
+    loaded = load_model(random_model_48k, load_config(None), torch.device("cpu"))
+    assert loaded.cfg.audio.sample_rate == 48000
+    heard: list[np.ndarray] = []
+    real = drumtx.inference.array_activations
+
+    def recording(loaded, audio, *args, **kwargs):
+        heard.append(np.asarray(audio))
+        return real(loaded, audio, *args, **kwargs)
+
+    monkeypatch.setattr(drumtx.inference, "array_activations", recording)
+    music = tonal_music(2 * EXCERPT_SEC)  # at SR, 24 kHz
+    scores = screen_audio(music, SR, loaded)
+    assert [s.start_sec for s in scores] == [0.0, EXCERPT_SEC]
+    [audio] = heard
+    np.testing.assert_array_equal(audio, resample(music, SR, 48000))
+    onset, _, fps = model_onsets(loaded, music, SR)
+    assert abs(onset.shape[0] - 2 * EXCERPT_SEC * fps) <= 1

@@ -5,6 +5,7 @@ tools/gpu_check.py has its own file, tests/test_gpu_check.py.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -321,6 +322,52 @@ def test_pseudo_label_skips_songs_whose_stems_are_held_out(tmp_path: Path) -> No
     assert code == 2 and not (tmp_path / "s").exists()
 
 
+def test_pseudo_label_hears_and_cuts_tracks_at_the_teachers_rate(
+    tmp_path: Path, random_model_48k: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 48 kHz teacher hears a 44.1 kHz track decoded at 48 kHz (its three views
+    too), and the piece it keeps is written at that rate, as long as it was."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import pseudo_label
+    import soundfile as sf
+    import torch
+
+    from drumtx.config import load_config
+    from drumtx.inference import class_thresholds, load_model
+    from drumtx.pseudo import LabelRule
+
+    track = tmp_path / "song.wav"
+    t = np.arange(12 * 44_100) / 44_100
+    sf.write(track, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44_100)
+    source = pseudo_label.SOURCES[0]
+    monkeypatch.setattr(pseudo_label, "unpack", lambda package, scratch: tmp_path)
+    monkeypatch.setattr(pseudo_label, "source_files",
+                        lambda source, root, scratch: [("music/song.ogg", track)])
+    monkeypatch.setattr(pseudo_label, "licence_of",
+                        lambda source, text, rel: ("CC0-1.0", "someone"))
+    monkeypatch.setattr(pseudo_label, "pieces", lambda spans, hi, lo: [(1.0, 11.0)])
+    heard: list[int] = []
+    real = pseudo_label.array_activations
+
+    def recording(loaded, audio, *args, **kwargs):
+        heard.append(len(audio))
+        return real(loaded, audio, *args, **kwargs)
+
+    monkeypatch.setattr(pseudo_label, "array_activations", recording)
+    loaded = load_model(random_model_48k, load_config(None), torch.device("cpu"))
+    teacher = pseudo_label.Teacher(loaded, class_thresholds(loaded), LabelRule())
+    assert teacher.sample_rate == 48_000
+    args = argparse.Namespace(scratch=tmp_path / "scratch", max_minutes=0.0)
+    egmd_dir = tmp_path / "root" / "e-gmd-v1.0.0"
+    entry = pseudo_label.label_source(source, args, teacher, egmd_dir, set())
+    assert heard == [12 * 48_000] * 3  # the track and its two tilted views
+    assert entry["tracks"][0]["sec"] == 12.0
+    [record] = entry["records"]
+    info = sf.info(str(egmd_dir / record.audio_filename))
+    assert info.samplerate == 48_000 and info.frames == 10 * 48_000
+    assert record.duration == 10.0
+
+
 def test_fetch_real_kits_reads_each_licence_as_written() -> None:
     """A kit is used only when its own licence file reads as the known licence, and
     never with a non-commercial or no-derivatives clause."""
@@ -598,6 +645,37 @@ def test_hear_kit_plays_the_probed_hits_at_each_velocity(tmp_path: Path) -> None
     assert soft < loud - 6 and loud <= 0.0
     bad = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--velocities", "0")
     assert bad.returncode == 2 and "--velocities must be 1..127" in bad.stderr
+
+
+def test_hear_kit_renders_at_the_models_rate(
+    random_model_48k: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 48 kHz model hears the probe rendered at 48 kHz: the same notes, the same
+    kit and seed, twice the samples a second of a 24 kHz render."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import hear_kit
+    import torch
+
+    from drumtx.config import load_config
+    from drumtx.inference import load_model
+    from drumtx.synth.load import load_kit
+
+    loaded = load_model(random_model_48k, load_config(None), torch.device("cpu"))
+    heard: list[np.ndarray] = []
+    real = hear_kit.array_activations
+
+    def recording(loaded, audio, *args, **kwargs):
+        heard.append(np.asarray(audio))
+        return real(loaded, audio, *args, **kwargs)
+
+    monkeypatch.setattr(hear_kit, "array_activations", recording)
+    row = hear_kit.hear(loaded, load_kit("synth:3"), "snare", 2)
+    assert row["class"] == "SD" and row["hits"] == 2
+    notes, _, duration = hear_kit.probe_notes(38, 2)
+    expected = load_kit("synth:3").render(notes, duration, 48000, seed=1)
+    [audio] = heard
+    assert len(audio) == round(duration * 48000)
+    np.testing.assert_array_equal(audio, expected)
 
 
 def test_hear_kit_level_follows_the_kits_velocity_response() -> None:

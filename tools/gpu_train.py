@@ -72,10 +72,12 @@ from train_default_model import (  # noqa: E402
 from drumtx.audio import load_audio, to_int16  # noqa: E402
 from drumtx.cli import print_error  # noqa: E402
 from drumtx.egmd import egmd_csv_path  # noqa: E402
-from drumtx.errors import ConfigError  # noqa: E402
+from drumtx.errors import ConfigError, DrumtxError  # noqa: E402
 from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
 
-SAMPLE_RATE = 24_000  # the model's rate: packed audio is coded at it
+# The rate run trains at (the default audio.sample_rate: preprocess and train get no
+# other): packed audio is coded at it, and weights to start from must be at it.
+SAMPLE_RATE = 24_000
 EGMD = "e-gmd-v1.0.0"
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 # How the shards render: a random studio for 60 %, and the snare's wires buzzing after
@@ -200,6 +202,29 @@ def missing_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(str(path), hint) for path, hint in needs if not path.exists()]
 
 
+def rate_refusal(weights: Path) -> tuple[str, str] | None:
+    """(error, hint) where ``weights`` are a model at another audio.sample_rate than
+    SAMPLE_RATE. Training takes the rate of the weights it starts from, so its store,
+    preprocessed at SAMPLE_RATE, would be refused on the lent machine after minutes
+    of rendering and preprocessing; say so here instead."""
+    from drumtx.checkpoint import load_checkpoint, model_config
+    from drumtx.config import load_config
+
+    try:
+        state = load_checkpoint(weights)
+    except DrumtxError as exc:  # not a checkpoint: refused here too
+        return exc.message, exc.hint or "--weights names an earlier call's gpu-run.pt"
+    rate = model_config(load_config(None), state).audio.sample_rate
+    if rate == SAMPLE_RATE:
+        return None
+    return (
+        f"{weights} is a {rate} Hz model; gpu_train packs, preprocesses and trains "
+        f"at {SAMPLE_RATE} Hz",
+        f"start from a {SAMPLE_RATE} Hz model's weights (an earlier call's "
+        "gpu-run.pt), or from none",
+    )
+
+
 def fail(message: str, hint: str) -> int:
     """``error:`` and ``hint:`` on stderr, as drumtx's commands say them; exit 2."""
     print_error(ConfigError(message, hint=hint))
@@ -212,6 +237,9 @@ def pack(args: argparse.Namespace) -> int:
         path, hint = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         return fail(f"{path} not found{more}", hint)
+    refused = rate_refusal(args.weights) if args.weights else None
+    if refused:
+        return fail(*refused)
     out = args.out
     if out.exists() and any(out.iterdir()):
         if not args.overwrite:
@@ -368,6 +396,10 @@ def scalar_median(log_dir: Path, tag: str, after_step: int = 0) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    init = args.init_from or args.pack / INIT_NAME
+    refused = rate_refusal(init) if init.is_file() else None
+    if refused:  # before any of the lent machine's minutes go
+        return fail(*refused)
     clock = Clock(args.minutes)
     work, out = args.work, args.out
     work.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ from drumtx.synth.dsp import Sound
 from drumtx.synth.kit import Kit
 from drumtx.synth.load import load_kit
 
-SAMPLE_RATE = 24_000
+SAMPLE_RATE = 24_000  # a strike's level is measured at it; the model hears its own
 PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
     "kick": 36, "snare": 38, "hh_closed": 42, "hh_open": 46, "tom_high": 48,
     "tom_mid": 45, "tom_low": 43, "crash1": 49, "ride": 51,
@@ -132,7 +132,9 @@ def hear(
     pitch = PITCH_OF_VOICE[voice]
     own = loaded.vocab.class_of_pitch(pitch)
     notes, times, duration = probe_notes(pitch, hits, groove, velocity)
-    audio = kit.render(notes, duration, SAMPLE_RATE, seed=1)
+    # Rendered at the model's rate: a 48 kHz model fed 24 kHz audio hears it an
+    # octave up and twice as fast.
+    audio = kit.render(notes, duration, loaded.cfg.audio.sample_rate, seed=1)
     onset, heard_velocity = array_activations(loaded, audio)
     found = decode_hits(loaded, onset, heard_velocity, class_thresholds(loaded))
     fired = np.zeros(loaded.vocab.n_classes)

@@ -9,10 +9,11 @@ track with a teacher (the shipped model unless ``--checkpoint``), averaged over 
 track and two spectrally tilted copies, keeps the spans where the teacher hears steady
 time-keeping (kick, snare, hi-hat, ride), cuts them into pieces of at most 45 s and
 adds each piece to an E-GMD-shaped root made by ``make-dataset`` as one more training
-recording: ``pseudo/<source>/<name>.wav`` (24 kHz mono), ``.midi`` (the teacher's
-confident hits) and ``.unsure.json`` (the peaks it was unsure of, which preprocess
-stores so that training leaves them out of the loss), a ``train`` row of the CSV with
-kit ``pseudo:<source>`` (preprocess gives these no backing track: they are songs).
+recording: ``pseudo/<source>/<name>.wav`` (mono at the teacher's audio.sample_rate,
+24 kHz for the shipped model), ``.midi`` (the teacher's confident hits) and
+``.unsure.json`` (the peaks it was unsure of, which preprocess stores so that training
+leaves them out of the loss), a ``train`` row of the CSV with kit ``pseudo:<source>``
+(preprocess gives these no backing track: they are songs).
 Run it after ``make-dataset`` (which rewrites the CSV) and before ``preprocess``.
 
 Every package is in Debian main, so its data is DFSG-free; the licence of each track
@@ -63,7 +64,6 @@ from drumtx.pseudo import (  # noqa: E402
 )
 from drumtx.storage import atomic_write_bytes  # noqa: E402
 
-SAMPLE_RATE = 24_000
 PSEUDO_DRUMMER = "pseudo"
 MAX_PIECE_SEC, MIN_PIECE_SEC = 45.0, 10.0
 FOF = "usr/share/games/fretsonfire/data/songs/*/*/song.ogg"
@@ -109,11 +109,16 @@ class Teacher:
     n_views: int = 3
     key: str = "teacher"  # names the label cache: checkpoint, views, rule
 
+    @property
+    def sample_rate(self) -> int:
+        """The teacher's audio rate: tracks are decoded, heard and cut at it."""
+        return self.loaded.cfg.audio.sample_rate
+
     def labels(self, audio: np.ndarray):
         """The teacher's labels of a whole track (model rate), views averaged."""
         acts = [
             array_activations(self.loaded, view)
-            for view in tilt_views(audio, SAMPLE_RATE)[: self.n_views]
+            for view in tilt_views(audio, self.sample_rate)[: self.n_views]
         ]
         onset, velocity = ensemble(acts)
         fps = self.loaded.cfg.frontend.fps
@@ -144,14 +149,22 @@ def shifted(hits: list[Hit], start: float, end: float) -> list[Hit]:
 
 
 def write_piece(
-    egmd_dir: Path, stem: str, audio: np.ndarray, labels, span, codes, gm_notes
+    egmd_dir: Path,
+    stem: str,
+    audio: np.ndarray,
+    sample_rate: int,
+    labels,
+    span,
+    codes,
+    gm_notes,
 ) -> float:
-    """WAV, MIDI and unsure list of one piece; returns its duration in seconds."""
+    """WAV, MIDI and unsure list of one piece of ``audio`` (at ``sample_rate``);
+    returns its duration in seconds."""
     start, end = span
-    clip = audio[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+    clip = audio[round(start * sample_rate) : round(end * sample_rate)]
     wav = egmd_dir / f"{stem}.wav"
     wav.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(wav, clip, SAMPLE_RATE, subtype="PCM_16")
+    sf.write(wav, clip, sample_rate, subtype="PCM_16")
     hits = shifted(labels.hits, start, end)
     notes = [midi.Note(h.time_sec, gm_notes[h.cls], h.velocity) for h in hits]
     atomic_write_bytes(egmd_dir / f"{stem}.midi", midi.midi_bytes(notes, bpm=120.0))
@@ -159,7 +172,7 @@ def write_piece(
               for h in shifted(labels.unsure, start, end)]  # fmt: skip
     text = json.dumps({"unsure": unsure}, separators=(",", ":")) + "\n"
     atomic_write_bytes(egmd_dir / f"{stem}.unsure.json", text.encode())
-    return len(clip) / SAMPLE_RATE
+    return len(clip) / sample_rate
 
 
 def record_of(
@@ -193,18 +206,18 @@ def label_source(
         if entry["screened_h"] * 3600 >= budget_sec:
             break
         licence, holder = licence_of(source, copyright_text, rel)
-        audio = load_audio(path, SAMPLE_RATE)
+        audio = load_audio(path, teacher.sample_rate)  # as the teacher hears it
         track = hashlib.sha256(rel.encode()).hexdigest()[:16]  # the file, not its place
         cache = args.scratch / "labels" / teacher.key / source.name / f"{track}.json"
         labels = cached_labels(cache, functools.partial(teacher.labels, audio))
-        duration = len(audio) / SAMPLE_RATE
+        duration = len(audio) / teacher.sample_rate
         spans = pieces(drum_spans(labels.hits, vocab.codes, duration),
                        MAX_PIECE_SEC, MIN_PIECE_SEC)  # fmt: skip
         kept = 0.0
         for k, span in enumerate(spans):
             stem = f"{PSEUDO_DRUMMER}/{source.name}/{number:03d}_{k:02d}"
-            secs = write_piece(egmd_dir, stem, audio, labels, span, vocab.codes,
-                               vocab.gm_notes)  # fmt: skip
+            secs = write_piece(egmd_dir, stem, audio, teacher.sample_rate, labels,
+                               span, vocab.codes, vocab.gm_notes)  # fmt: skip
             entry["records"].append(record_of(source, stem, number * 100 + k, secs))
             kept += secs
         entry["tracks"].append({"file": rel, "licence": licence or DFSG,
