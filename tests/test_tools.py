@@ -555,12 +555,16 @@ def test_build_eval_roots_names_what_is_missing_and_renders_nothing(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("rate", [24000, 48000])
 def test_build_eval_roots_keeps_the_held_out_recipes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, rate: int
 ) -> None:
     """The held-out roots are the ones the card was measured on (kits, seeds, lengths,
     the held-out SoundFont as the only backing) and the validation root uses neither a
-    held-out kit nor the test split."""
+    held-out kit nor the test split. --sample-rate 48000 preprocesses the same renders
+    at 48 kHz, and wants a music pool at that rate."""
+    from drumtx.music import PoolWriter
+
     sys.path.insert(0, str(REPO / "tools"))
     import build_eval_roots
     import finetune_default_model
@@ -576,11 +580,19 @@ def test_build_eval_roots_keeps_the_held_out_recipes(
         (kits / kit).parent.mkdir(parents=True, exist_ok=True)
         (kits / kit).write_text("")
     for split in ("train", "test"):
-        (tmp_path / "music" / split).mkdir(parents=True)
+        for pool, at in (("music", 24000), ("music48", 48000)):
+            writer = PoolWriter(tmp_path / pool / split, at)
+            writer.add(np.zeros(at, np.float32), {"file": "x.ogg", "source": "s"})
+            writer.close()
     out = tmp_path / "eval"
-    assert build_eval_roots.main(["--gmd", str(tmp_path / "gmd"), "--kits", str(kits),
-                                  "--music", str(tmp_path / "music"),
-                                  "--out", str(out)]) == 0  # fmt: skip
+    argv = ["--gmd", str(tmp_path / "gmd"), "--kits", str(kits), "--out", str(out),
+            "--sample-rate", str(rate)]  # fmt: skip
+    if rate != 24000:  # the 24 kHz pool is refused, with the command that resamples it
+        assert build_eval_roots.main([*argv, "--music", str(tmp_path / "music")]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "--resample-from" in err and not calls
+    music = tmp_path / ("music" if rate == 24000 else "music48")
+    assert build_eval_roots.main([*argv, "--music", str(music)]) == 0
 
     def option(call: tuple[str, ...], name: str) -> str:
         return call[call.index(name) + 1]
@@ -606,6 +618,8 @@ def test_build_eval_roots_keeps_the_held_out_recipes(
     assert option(val, "--splits") == "validation"
     held_out = train_default_model.HELD_OUT_KITS
     assert not any("SamsSonor" in x or x in held_out for x in val)
+    for call in preprocesses.values():
+        assert ("audio.sample_rate=48000" in call) == (rate == 48000)
 
 
 def test_hear_kit_prints_what_the_model_hears_per_voice(tmp_path: Path) -> None:

@@ -35,37 +35,55 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from finetune_default_model import HELD_OUT_REAL_KIT, make_real_root  # noqa: E402
+from finetune_default_model import (  # noqa: E402
+    HELD_OUT_REAL_KIT,
+    make_real_root,
+    rate_sets,
+)
 from train_default_model import drumtx, make_card_root  # noqa: E402
+
+from drumtx.errors import DataError  # noqa: E402
+from drumtx.music import load_music_pool  # noqa: E402
 
 VALIDATION_KITS = ("Salamander/Salamander Drumkit Trim.sfz", "Gogodze/mics-cymbals")
 
 
-def make_validation_root(gmd: Path, kits: Path, root: Path) -> None:
+def make_validation_root(
+    gmd: Path, kits: Path, root: Path, rate: int | None = None
+) -> None:
     """GMD validation (45 s) through each VALIDATION_KITS kit in turn, no studio."""
     drumtx("make-dataset", str(root), "--midi-dir", str(gmd), "--kits",
            *(f"sfz:{kits / k}" for k in VALIDATION_KITS), "--kits-per-performance",
            "1", "--splits", "validation", "--max-sec", "45", "--seed", "9",
            "--studio-prob", "0")  # fmt: skip
     drumtx("preprocess", "--data-root", str(root), "--split", "validation",
-           "--workers", "2", "--allow-skips",
-           "--set", "backing.enabled=false")  # fmt: skip
+           "--workers", "2", "--allow-skips", "--set", "backing.enabled=false",
+           *rate_sets(rate))  # fmt: skip
 
 
 def missing(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(what is missing, how to get it) for each input the roots need."""
+    """(what is wrong, how to fix it) for each input the roots need: missing, or a
+    music pool at another rate than --sample-rate."""
     out = []
     if not (args.gmd / "info.csv").is_file():
-        out.append((f"{args.gmd / 'info.csv'}", "--gmd is the Groove MIDI Dataset's "
-                    "groove/ folder (info.csv beside the drummerN/ folders)"))
+        out.append((f"{args.gmd / 'info.csv'} is missing",
+                    "--gmd is the Groove MIDI Dataset's groove/ folder (info.csv "
+                    "beside the drummerN/ folders)"))
     for kit in (HELD_OUT_REAL_KIT, *VALIDATION_KITS):
         if not (args.kits / kit).exists():
-            out.append((f"{args.kits / kit}", "run tools/fetch_real_kits.py --out "
-                        f"{args.kits} after fetching the sfzinstruments snapshots"))
+            out.append((f"{args.kits / kit} is missing",
+                        f"run tools/fetch_real_kits.py --out {args.kits} after "
+                        "fetching the sfzinstruments snapshots"))
     for split in ("train", "test"):
         if not (args.music / split).is_dir():
-            out.append((f"{args.music / split}", "run tools/build_music_pool.py --out "
+            out.append((f"{args.music / split} is missing",
+                        "run tools/build_music_pool.py --out "
                         f"{args.music}"))
+            continue
+        try:
+            load_music_pool(args.music / split, args.sample_rate)
+        except DataError as exc:
+            out.append((str(exc), exc.hint or ""))
     return out
 
 
@@ -75,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kits", type=Path, required=True, help="fetch_real_kits.py --out")
     p.add_argument("--music", type=Path, required=True, help="build_music_pool --out")
     p.add_argument("--out", type=Path, required=True, help="folder for the roots")
+    p.add_argument("--sample-rate", type=int, default=24000,
+                   help="the rate the roots are preprocessed at: the model's "
+                   "audio.sample_rate (48000 for a model grown by widen_model.py "
+                   "--bands); --music must be a pool at it. The renders (44.1 kHz) "
+                   "are the same at every rate")
     return p.parse_args(argv)
 
 
@@ -82,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     gaps = missing(args)
     for what, hint in gaps:
-        print(f"error: {what} is missing\nhint: {hint}", file=sys.stderr)
+        print(f"error: {what}\nhint: {hint}", file=sys.stderr)
     if gaps:
         return 2
-    make_real_root(args.gmd, args.kits, args.out / "real-test")
-    make_card_root(args.gmd, args.out / "card-test")
-    make_validation_root(args.gmd, args.kits, args.out / "real-validation")
+    rate = None if args.sample_rate == 24000 else args.sample_rate
+    make_real_root(args.gmd, args.kits, args.out / "real-test", rate)
+    make_card_root(args.gmd, args.out / "card-test", rate)
+    make_validation_root(args.gmd, args.kits, args.out / "real-validation", rate)
     ev = "python -m drumtx evaluate --checkpoint MODEL --json --data-root"
     print("\nevaluate with:")
     print(f"  {ev} {args.out / 'real-test'} --split test "

@@ -194,7 +194,7 @@ def make_data(args: argparse.Namespace, train_root: Path, test_root: Path) -> No
     make_card_root(args.gmd, test_root)
 
 
-def make_card_root(gmd: Path, test_root: Path) -> None:
+def make_card_root(gmd: Path, test_root: Path, rate: int | None = None) -> None:
     """The model card's held-out root: GMD test (60 s) through the held-out kits, half
     in a random studio, with backing tracks played only by the held-out SoundFont."""
     drumtx("make-dataset", str(test_root), "--midi-dir", str(gmd), "--kits",
@@ -203,7 +203,8 @@ def make_card_root(gmd: Path, test_root: Path) -> None:
     drumtx("preprocess", "--data-root", str(test_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", f"backing.soundfonts='{HELD_OUT_SOUNDFONT}'",
-           "--set", "backing.own_prob=0.0", "--set", "backing.seed=11")  # fmt: skip
+           "--set", "backing.own_prob=0.0", "--set", "backing.seed=11",
+           *(["--set", f"audio.sample_rate={rate}"] if rate else []))  # fmt: skip
 
 
 def train(args: argparse.Namespace, train_root: Path) -> Path:
