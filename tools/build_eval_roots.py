@@ -21,6 +21,10 @@ root for choosing between models, on a fresh machine.
   the held-out music stays for the held-out set). A model trained on either kit
   (``finetune_default_model.py --round 2``) cannot be chosen on it.
 
+``--sample-rate 48000`` preprocesses the same renders (44.1 kHz WAVs) at 48 kHz for a
+model grown to hear above 12 kHz (tools/widen_model.py --bands), with ``--music`` a
+pool at that rate (build_music_pool.py --resample-from).
+
 The renders are deterministic (fixed seeds): rebuilt on 2026-12-04, the shipped model
 scored the card set exactly as its card says. Rerunning reuses what is built
 (make-dataset keeps its renders, preprocess says "up to date"). Prints the evaluate
