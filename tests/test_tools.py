@@ -738,7 +738,7 @@ def test_hear_kit_cuts_only_the_highs_of_the_tail() -> None:
     assert highs(cut.audio[tail]) < 1e-3 * highs(audio[tail])
 
 
-@pytest.mark.parametrize("round_", [3, 4, 5])
+@pytest.mark.parametrize("round_", [3, 4, 5, 6])
 def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, round_: int
 ) -> None:
@@ -774,7 +774,7 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         "--work", str(work),
         "--pseudo-minutes", "0", "--max-steps", "1000", "--init", "base.pt",
         "--round", str(round_), "--stage", "train",
-        *(["--parts", str(tmp_path / "parts" / "train")] if round_ > 3 else [])])
+        *(["--parts", str(tmp_path / "parts" / "train")] if round_ in (4, 5) else [])])
     assert ft.main() == 0
 
     def option(call: tuple[str, ...], name: str) -> str:
@@ -785,11 +785,11 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
         return dict(p.split("=", 1) for p in pairs)
 
     round1 = work / "ft-root"
-    round3 = work / ("ft5-root" if round_ == 5 else "ft3-root")
+    round3 = work / ("ft5-root" if round_ in (5, 6) else "ft3-root")
     renders = {c[1]: c for c in calls if c[0] == "make-dataset"}
     assert set(renders) == {str(round1), str(round3), str(work / "real-test-root")}
-    faders = option(renders[str(round3)], "--fader-prob") if round_ == 5 else None
-    assert faders == ("0.5" if round_ == 5 else None)
+    faders = option(renders[str(round3)], "--fader-prob") if round_ >= 5 else None
+    assert faders == ("0.5" if round_ >= 5 else None)
     assert "--fader-prob" not in renders[str(round1)]
     assert option(renders[str(round3)], "--seed") == "8"
     assert option(renders[str(round3)], "--buzz-prob") == "0.5"
@@ -802,13 +802,14 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     assert trains[ft.RUN]["train.init_from"] == "'base.pt'"
     assert trains[ft.RUN]["train.max_steps"] == "1000"
     first = round1 / "checkpoints" / ft.RUN / "best.pt"
-    run = {3: ft.ROUND3_RUN, 4: ft.ROUND4_RUN, 5: ft.ROUND5_RUN}[round_]
+    run = {3: ft.ROUND3_RUN, 4: ft.ROUND4_RUN, 5: ft.ROUND5_RUN,
+           6: ft.ROUND6_RUN}[round_]  # fmt: skip
     assert set(trains) == {ft.RUN, run}
     third = trains[run]
     assert third["train.init_from"] == f"'{first}'"
     assert (third["train.max_steps"], third["train.lr"], third["train.seed"]) == (
         "2000", "3e-4", "4242")  # fmt: skip
-    if round_ == 3:
+    if round_ in (3, 6):  # round 6: round 3 on round 5's renders
         assert third["data.music_dir"] == f"'{music / 'train'}'"
         assert third["data.music_prob"] == "0.3" and "data.break_prob" not in third
     else:

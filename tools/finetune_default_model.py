@@ -51,7 +51,11 @@ the renders without faders are the same bytes as round 3's), and with the real-m
 pool's own music back in about 30 % of banded crops (``data.music_prob=0.75`` of the
 ``--parts`` pool, whose first part is that music); docs/model-history.md, Faders.
 
-``--bands N`` (rounds 3 to 5) grows round 1's model to hear N mel bands at 48 kHz
+``--round 6`` is round 3 on round 5's renders (faders, no parts or breaks: the pool's
+music in 30 % of banded crops). With ``--bands 144`` it is how the shipped model was
+made.
+
+``--bands N`` (rounds 3 to 6) grows round 1's model to hear N mel bands at 48 kHz
 (tools/widen_model.py --bands N --sample-rate 48000: 144 bands reach 18.5 kHz, where
 hi-hats part from snares; 24 kHz audio ends at 12 kHz) and fine-tunes that: the round's
 renders and the held-out real root preprocessed at 48 kHz in roots of their own, 20 %
@@ -101,6 +105,7 @@ ROUND3_TRAIN = ("train.max_steps=2000", "train.lr=3e-4", "train.min_lr=1e-5",
 ROUND4_RUN = "finetune-parts"
 ROUND4_TRAIN = ("data.music_prob=0.45", "data.break_prob=0.3")
 ROUND5_RUN = "finetune-faders"
+ROUND6_RUN = "finetune-faders-music"
 ROUND5_RENDER = (*ROUND3_RENDER, "--fader-prob", "0.5")
 ROUND5_TRAIN = ("data.music_prob=0.75", "data.break_prob=0.3")
 BANDS_RATE = 48000  # Hz: --bands models' audio (the renders are 44.1 kHz)
@@ -233,7 +238,7 @@ def finetune_round2(args: argparse.Namespace, root: Path, first: Path) -> Path:
 def round3_data(args: argparse.Namespace) -> Path:
     """Round 3's root: round 1's performances and kits rendered anew, half of them with
     the snare buzz; preprocessed like round 1's. Round 5's: the same with faders."""
-    faders = args.round == 5
+    faders = args.round in (5, 6)
     root = args.work / (("ft5-root" if faders else "ft3-root") + bands_suffix(args))
     render = ROUND5_RENDER if faders else ROUND3_RENDER
     drumtx("make-dataset", str(root), "--midi-dir", str(args.gmd), "--kits",
@@ -267,7 +272,7 @@ def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
     from drumtx.checkpoint import load_checkpoint
     from drumtx.evaluate import store_thresholds
 
-    run = {4: ROUND4_RUN, 5: ROUND5_RUN}.get(args.round, ROUND3_RUN)
+    run = {4: ROUND4_RUN, 5: ROUND5_RUN, 6: ROUND6_RUN}.get(args.round, ROUND3_RUN)
     run += bands_suffix(args)
     run_dir = root / "checkpoints" / run
     if bands_suffix(args):
@@ -371,10 +376,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cpu-threads", type=int, default=0)
     p.add_argument("--stage", default="all", choices=["data", "train", "all"])
     p.add_argument("--export", action="store_true", help="ship the new weights")
-    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3, 4, 5],
+    p.add_argument("--round", type=int, default=1, choices=[1, 2, 3, 4, 5, 6],
                    help="2: continue round 1 with more real kits and --music2; 3: "
                    "continue round 1 with the snare buzz; 4: round 3 with drum "
-                   "breaks and --parts; 5: round 4 on renders with faders")
+                   "breaks and --parts; 5: round 4 on renders with faders; 6: round 3 "
+                   "on round 5's renders")
     p.add_argument("--init", type=Path,
                    help="weights round 1 starts from (default: the shipped ones; the "
                    "shipped chain started from the base model of commit 44a2414)")
@@ -386,7 +392,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--parts", type=Path,
                    help="round 4's pool split: recorded_parts.py --base MUSIC/train")
     p.add_argument("--bands", type=int,
-                   help="rounds 3-5: grow round 1's model to this many mel bands at "
+                   help="rounds 3-6: grow round 1's model to this many mel bands at "
                    f"{BANDS_RATE} Hz (144: to 18.5 kHz) and fine-tune it there; "
                    "--music and --parts must then be pools at that rate")
     args = p.parse_args()
@@ -395,7 +401,7 @@ def parse_args() -> argparse.Namespace:
     if args.round in (4, 5) and args.parts is None:
         p.error(f"--round {args.round} needs --parts (tools/recorded_parts.py's split)")
     if args.bands is not None and args.round < 3:
-        p.error("--bands grows round 1's model in rounds 3 to 5: add --round 3, 4 or 5")
+        p.error("--bands grows round 1's model in rounds 3 to 6: add --round 3 to 6")
     return args
 
 
