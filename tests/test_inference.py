@@ -303,15 +303,17 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     stay within 0.05 of fp32, and a hit may only come or go where fp32's peak was
     that close to its class threshold (at most 2 such hits); the others are the
     same hits, on the same frames."""
-    from drumtx.checkpoint import SHIPPED_MODELS_DIR
+    from drumtx.checkpoint import SHIPPED_MODELS_DIR, load_checkpoint
     from drumtx.inference import class_thresholds, decode_hits, load_model
     from drumtx.make_dataset import generate_performances
     from drumtx.model import CastConvs
     from drumtx.synth import SynthKit
 
+    shipped = load_checkpoint(SHIPPED_MODELS_DIR / "default.pt")
+    rate = shipped["config"]["audio"]["sample_rate"]  # the model hears its own rate
     perf = next(iter(generate_performances(1, seed=2024)))
     kit = SynthKit(5)
-    audio = kit.render(kit.playable(perf.notes), 12.0, MODEL_RATE, seed=3)
+    audio = kit.render(kit.playable(perf.notes), 12.0, rate, seed=3)
     results = {}
     for precision in ("fp32", "bf16"):
         cfg = load_config(None, [f"transcribe.cpu_precision={precision}"])

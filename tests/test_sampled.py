@@ -92,15 +92,18 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_music_alone_counts_hits_per_source_and_model(tmp_path: Path) -> None:
+    from drumtx.checkpoint import load_checkpoint
+
+    shipped = REPO / "drumtx" / "models" / "default.pt"
+    rate = load_checkpoint(shipped)["config"]["audio"]["sample_rate"]  # the pool's
     (tmp_path / "songs").mkdir()
     song_midi(tmp_path / "songs" / "a.mid")
-    writer = PoolWriter(tmp_path / "pool" / "test", SR)
-    t = np.arange(10 * SR) / SR
+    writer = PoolWriter(tmp_path / "pool" / "test", rate)
+    t = np.arange(10 * rate) / rate
     drone = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
     writer.add(drone, {"file": "drone.ogg", "source": "drone", "licence": "CC0-1.0"})
     writer.close()
     out = tmp_path / "alone.json"
-    shipped = REPO / "drumtx" / "models" / "default.pt"
     proc = run_tool("--checkpoint", f"a={shipped}", f"b={shipped}",
                     "--pool", str(tmp_path / "pool" / "test"),
                     "--songs", str(tmp_path / "songs"),
