@@ -39,12 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from finetune_default_model import (  # noqa: E402
-    HELD_OUT_REAL_KIT,
-    make_real_root,
-    rate_sets,
-)
-from train_default_model import drumtx, make_card_root  # noqa: E402
+from finetune_default_model import HELD_OUT_REAL_KIT, make_real_root  # noqa: E402
+from train_default_model import drumtx, make_card_root, rate_sets  # noqa: E402
 
 from drumtx.errors import DataError  # noqa: E402
 from drumtx.music import load_music_pool  # noqa: E402

@@ -77,7 +77,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_default_model import REPO, drumtx, train_settings  # noqa: E402
+from train_default_model import REPO, drumtx, rate_sets, train_settings  # noqa: E402
 
 SHIPPED = REPO / "drumtx" / "models" / "default.pt"
 RUN = "finetune-real"
@@ -134,10 +134,6 @@ def make_data(args: argparse.Namespace, root: Path, real_root: Path) -> None:
         subprocess.run(pseudo, cwd=REPO, check=True)
     preprocess_with_backing(args, root)
     make_real_root(args.gmd, args.kits, real_root)
-
-
-def rate_sets(rate: int | None) -> list[str]:
-    return ["--set", f"audio.sample_rate={rate}"] if rate else []
 
 
 def make_real_root(

@@ -92,6 +92,11 @@ AUGMENTATION = (
 )
 
 
+def rate_sets(rate: int | None) -> list[str]:
+    """The preprocess option for a store at ``rate`` (None: the config's default)."""
+    return ["--set", f"audio.sample_rate={rate}"] if rate else []
+
+
 def train_settings(args: argparse.Namespace) -> list[str]:
     sets = [
         f"model.preset='{args.preset}'",
@@ -204,7 +209,7 @@ def make_card_root(gmd: Path, test_root: Path, rate: int | None = None) -> None:
            "--workers", "2", "--allow-skips",
            "--set", f"backing.soundfonts='{HELD_OUT_SOUNDFONT}'",
            "--set", "backing.own_prob=0.0", "--set", "backing.seed=11",
-           *(["--set", f"audio.sample_rate={rate}"] if rate else []))  # fmt: skip
+           *rate_sets(rate))  # fmt: skip
 
 
 def train(args: argparse.Namespace, train_root: Path) -> Path:
