@@ -225,6 +225,11 @@ BORDER_OFFSETS_SEC = (-0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03)
 CLICKS_SEC = [2.0 * (k + 1) + d for k, d in enumerate(BORDER_OFFSETS_SEC)]
 
 
+def _by_class(hits: list[Hit]) -> list[tuple[int, int, float]]:
+    """(class, velocity, time) of every hit, by class and then time."""
+    return sorted((h.cls, h.velocity, h.time_sec) for h in hits)
+
+
 def _class_times(hits: list[Hit], cls: int) -> list[float]:
     return [h.time_sec for h in hits if h.cls == cls]
 
@@ -237,9 +242,14 @@ def test_hits_near_segment_borders_come_out_once_as_in_a_whole_file_pass(
     whole_onset, whole_hits = _whole_file_hits(loaded, path)
     seg_onset, seg_hits = _hits(loaded, path, segment_sec=2.0, batch_size=3)
     np.testing.assert_allclose(seg_onset, whole_onset, atol=1e-4, rtol=0)
-    assert [(h.time_sec, h.cls, h.velocity) for h in seg_hits] == [
-        (h.time_sec, h.cls, h.velocity) for h in whole_hits
-    ]
+    # The same hits, each class's in the same order; their sub-frame times agree to
+    # float rounding (the batch's kernels differ by CPU), so hits of two classes that
+    # share a frame may swap places in the time-sorted list.
+    seg_by_class, whole_by_class = _by_class(seg_hits), _by_class(whole_hits)
+    assert [h[:2] for h in seg_by_class] == [h[:2] for h in whole_by_class]
+    assert [h[2] for h in seg_by_class] == pytest.approx(
+        [h[2] for h in whole_by_class], abs=1e-6
+    )
     for cls in range(loaded.vocab.n_classes):
         times = _class_times(seg_hits, cls)
         assert len(times) == len(CLICKS_SEC), (cls, times)  # once each, no duplicate

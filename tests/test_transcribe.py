@@ -458,7 +458,7 @@ def test_a_trained_run_is_used_only_when_named(tmp_path, random_model, capsys):
 
 
 def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
-    tmp_path, random_model, capsys
+    tmp_path, trained_tiny, capsys
 ):
     """A file 20 dB below transcribe.min_input_db is turned up to it: the same hits
     and velocities as the same recording at that level, and its line says so."""
@@ -470,7 +470,7 @@ def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
     for name, db in (("edge", -36.0), ("quiet", -56.0)):
         scaled = audio * np.float32(10 ** ((db - level) / 20))
         sf.write(tmp_path / f"{name}.wav", scaled, 44100, subtype="FLOAT")
-    args = ["--checkpoint", str(random_model), "--threshold", "0.01", "-f", "csv"]
+    args = ["--checkpoint", str(trained_tiny), "--threshold", "0.2", "-f", "csv"]
     assert _run(str(tmp_path / "edge.wav"), *args, "--json") == 0
     edge = capsys.readouterr()
     assert _run(str(tmp_path / "quiet.wav"), *args, "--json") == 0
@@ -482,9 +482,14 @@ def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
                 .splitlines()[1:]] for n in ("edge", "quiet")}  # fmt: skip
     assert len(rows["edge"]) > 5 and len(rows["quiet"]) == len(rows["edge"])
     moved = []
-    for quiet, edge in zip(rows["quiet"], rows["edge"]):
+    # Each class's hits in time order: two classes' hits on one frame may swap places
+    # in the file when rounding moves one of them by a sub-frame refinement.
+    by_class = {n: sorted(r, key=lambda row: (row[1], float(row[0])))
+                for n, r in rows.items()}  # fmt: skip
+    for quiet, edge in zip(by_class["quiet"], by_class["edge"]):
         assert quiet[1:] == edge[1:]  # the same hits, classes and velocities
         moved.append(abs(float(quiet[0]) - float(edge[0])))
-    # Float rounding of the gain can tip this random network's flat peaks: in fp32 a
-    # few move by a sub-frame refinement or a frame (10 ms), none further.
+    # Float rounding of the gain may move a peak by a sub-frame refinement or, where
+    # two frames tie, by a frame (10 ms); none further. (A random network's flat
+    # plateaus at a 0.01 threshold moved hits by 45 ms on an AMD EPYC: a trained one.)
     assert max(moved) <= 0.0101 and np.mean(np.array(moved) < 0.001) >= 0.9
