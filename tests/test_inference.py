@@ -227,7 +227,8 @@ CLICKS_SEC = [2.0 * (k + 1) + d for k, d in enumerate(BORDER_OFFSETS_SEC)]
 
 def _by_class(hits: list[Hit]) -> list[tuple[int, int, float]]:
     """(class, velocity, time) of every hit, by class and then time."""
-    return sorted((h.cls, h.velocity, h.time_sec) for h in hits)
+    ordered = sorted(hits, key=lambda h: (h.cls, h.time_sec))
+    return [(h.cls, h.velocity, h.time_sec) for h in ordered]
 
 
 def _class_times(hits: list[Hit], cls: int) -> list[float]:
