@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,24 +62,33 @@ def assign_splits(
     keys_by_source: dict[str, list[str]],
     test_share: float,
     held_out: Collection[str] = (),
+    pinned: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Split every source's files by hash; a source of two or more files always keeps
-    one in each split (the file with the lowest hash goes to test, the highest to
-    train), so every source is both trained on and held out. Keys in ``held_out``
-    (e.g. an earlier pool's test files) are test whatever their hash, so a bigger
-    pool never trains on what an earlier one held out."""
+    one in each split (the free file with the lowest hash goes to test, the highest to
+    train), so every source is both trained on and held out.
+
+    Two things fix a file's split whatever its hash. ``pinned`` maps a key to the split
+    an earlier build gave it (tools/music_pool_splits.json): which files the screen
+    keeps decides the rule above, so without it a pool screened by other weights could
+    move a file across. Keys in ``held_out`` (e.g. an earlier pool's test files) are
+    test, so a bigger pool never trains on what an earlier one held out. The rule then
+    only places a split a source's fixed files do not already have."""
+    pinned = pinned or {}
     splits: dict[str, str] = {}
     held = set(held_out)
     for keys in keys_by_source.values():
         ranked = sorted(keys, key=hash_unit)
-        chosen = {k: split_of(k, test_share) for k in ranked}
-        if len(ranked) >= 2:
-            chosen[ranked[0]] = "test"
-            chosen[ranked[-1]] = "train"
-        chosen.update({k: "test" for k in ranked if k in held})
-        free = [k for k in ranked if k not in held]
-        if len(ranked) >= 2 and free and "train" not in chosen.values():
-            chosen[free[-1]] = "train"
+        fixed = {k: "test" if k in held else pinned[k]
+                 for k in ranked if k in held or k in pinned}  # fmt: skip
+        free = [k for k in ranked if k not in fixed]
+        chosen = {k: split_of(k, test_share) for k in free}
+        if len(ranked) >= 2 and free:
+            if "test" not in fixed.values():
+                chosen[free[0]] = "test"
+            if "train" not in fixed.values():
+                chosen[free[-1]] = "train"
+        splits.update(fixed)
         splits.update(chosen)
     return splits
 

@@ -304,6 +304,82 @@ def test_a_bigger_pool_keeps_an_earlier_pools_test_files_held_out() -> None:
     assert [one_free[k] for k in small] == ["test", "test", "train"]
 
 
+def test_pinned_files_keep_their_split_whatever_else_the_screen_keeps() -> None:
+    """Which files a screen keeps decides the "lowest hash to test, highest to train"
+    rule, so a pool screened by other weights would move files across; pinned files
+    keep their split, and the rule only places what the pinned files lack."""
+    names = sorted((f"wesnoth/music/{i}.ogg" for i in range(40)), key=hash_unit)
+    first = [k for k in names if hash_unit(k) >= 0.2][:4]  # one screen kept these
+    before = assign_splits({"m": first}, test_share=0.2)
+    assert before[first[0]] == "test" and before[first[-1]] == "train"
+    moved = names[:1] + first  # another screen also kept a lower-hash file
+    unpinned = assign_splits({"m": moved}, test_share=0.2)
+    assert unpinned[first[0]] == "train"  # the leak pinning prevents
+    pinned = assign_splits({"m": moved}, test_share=0.2, pinned=before)
+    assert all(pinned[k] == before[k] for k in first)
+    # New files follow the hash where the pinned ones already hold both splits ...
+    assert pinned[names[0]] == split_of(names[0], 0.2)
+    # ... and a split the pinned files lack is filled from the free ones.
+    only_train = {k: "train" for k in first}
+    filled = assign_splits({"m": first + names[:1]}, 0.2, pinned=only_train)
+    assert [filled[k] for k in first] == ["train"] * 4 and filled[names[0]] == "test"
+    # Held-out keys win over a pin (the safe side); no pins = the plain rule.
+    held = assign_splits({"m": first}, 0.2, held_out=first[:1], pinned=only_train)
+    assert held[first[0]] == "test" and held[first[1]] == "train"
+    assert assign_splits({"m": moved}, 0.2, pinned={}) == unpinned
+
+
+def test_pool_split_list_round_trip_and_refusals(tmp_path: Path, capsys) -> None:
+    """A built pool writes splits.json (each kept file's split); --splits reads one
+    back, and a list that is missing or malformed stops the build before any
+    download with an error and a hint."""
+    tool = load_tool()
+    pool = tmp_path / "pool"
+    for split, names in (("train", ["a.ogg", "b.ogg"]), ("test", ["c.ogg"])):
+        writer = PoolWriter(pool / split, SR)
+        for name in names:
+            writer.add(tone(0.5, 220.0), {"file": name, "package": "game",
+                                          "source": "m", "licence": "CC0-1.0"})
+        writer.close()
+    path = tool.write_split_list(pool, {"built": "today", "screen": "spectral"})
+    assert tool.read_split_list(path) == {
+        "game/a.ogg": "train", "game/b.ogg": "train", "game/c.ogg": "test"}
+    doc = json.loads(path.read_text())
+    bad = {
+        "missing.json": None,
+        "text.json": "not json",
+        "other.json": json.dumps({"format": 1, "files": {}}),
+        "value.json": json.dumps({**doc, "splits": {"game/a.ogg": "validation"}}),
+    }
+    for name, text in bad.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+        out = tmp_path / f"out-{name}"
+        assert tool.main(["--out", str(out), "--splits", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and name in err and "hint:" in err, err
+        assert not out.exists()
+
+
+def test_the_committed_split_list_holds_out_some_of_every_source() -> None:
+    """tools/music_pool_splits.json, the default --splits, pins the pool the held-out
+    numbers were measured on: every package with two or more files in it is both
+    trained on and held out, and the four files the rule sent to test stay there."""
+    tool = load_tool()
+    splits = tool.read_split_list(tool.PINNED_SPLITS)
+    assert tool.build_parser().parse_args(["--out", "x"]).splits == str(
+        tool.PINNED_SPLITS)
+    by_package: dict[str, set[str]] = {}
+    for key, split in splits.items():
+        by_package.setdefault(key.split("/")[0], set()).add(split)
+    packages = {s.package for s in tool.SOURCES}
+    assert set(by_package) <= packages and len(by_package) >= 7
+    assert all(found == {"train", "test"} for found in by_package.values())
+    for name in ("Feelings/guitar.ogg", "weight_of_revenge.ogg", "AlexFightmare.ogg",
+                 "beware_the_ships_kobold.ogg"):
+        assert [v for k, v in splits.items() if k.endswith("/" + name)] == ["test"]
+
+
 def test_build_refuses_a_hold_out_that_is_no_pool(tmp_path: Path, capsys) -> None:
     """--hold-out naming something that is not a pool split stops the build before
     any download, with an error and a hint."""

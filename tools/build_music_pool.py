@@ -9,9 +9,11 @@ into the scratch directory (nothing is installed), reads the licence of every fi
 from the package's debian/copyright and keeps only free ones, decodes the audio to
 mono at the model's rate, screens every 10-s excerpt for a drum kit (drumtx.screen,
 with the shipped model) and drops those with one, splits each source into train and
-held-out files by a hash of the file's name, and writes <out>/{train,test}/ (music.i16,
-index.json) and <out>/manifest.{json,md}: every source with its licence, attribution
-and hours kept and refused. ``--calibrate N`` then mixes rendered grooves into N kept
+held-out files by a hash of the file's name (files an earlier pool placed keep their
+split: tools/music_pool_splits.json, ``--splits``), and writes <out>/{train,test}/
+(music.i16, index.json), <out>/splits.json (each kept file's split) and
+<out>/manifest.{json,md}: every source with its licence, attribution and hours kept
+and refused. ``--calibrate N`` then mixes rendered grooves into N kept
 excerpts per source and reports how many the screen refuses. Nothing it writes belongs
 in the repository.
 """
@@ -28,7 +30,7 @@ import sys
 import time
 import zipfile
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from drumtx.cli import print_error  # noqa: E402
 from drumtx.errors import DataError, DrumtxError  # noqa: E402
 from drumtx.levels import mix_backing, rms_db  # noqa: E402
 from drumtx.music import (  # noqa: E402
+    INDEX_NAME,
     SPLITS,
     PoolWriter,
     assign_splits,
@@ -58,6 +61,11 @@ from drumtx.screen import (  # noqa: E402
 
 SAMPLE_RATE = 24000
 SHIPPED = SHIPPED_MODELS_DIR / "default.pt"  # the default screening model
+# The split of every file the pool of 2026-12-06 kept (its splits.json): a rebuild
+# screened by other weights keeps other files, and the hash rule's "lowest to test,
+# highest to train" would then move some across; pinned, they stay where they were.
+PINNED_SPLITS = Path(__file__).with_name("music_pool_splits.json")
+SPLIT_LIST_FORMAT = 1
 SILENT_DB = -50.0  # excerpts quieter than this hold nothing to mix
 BATCH_SEC = 30.0  # files shorter than this are screened end to end in batches
 PEAK = 0.9  # every kept file is peak-normalised (mixing sets the level anyway)
@@ -133,6 +141,7 @@ class Tally:
     refused_sec: float = 0.0  # the screen found drums (or a drum neighbour)
     silent_sec: float = 0.0
     refused_files: list[str] = field(default_factory=list)  # refused whole
+    pinned_files: int = 0  # kept files whose split came from the pinned list
     licences: set[str] = field(default_factory=set)
 
 
@@ -332,6 +341,7 @@ def build_source(
     test_share: float,
     max_hours: float = 0.0,
     held_out: Collection[str] = (),
+    pinned: Mapping[str, str] | None = None,
 ) -> dict:
     """Unpack, licence-check, screen and write one source; its manifest entry.
 
@@ -351,9 +361,10 @@ def build_source(
             unclear.append({"file": rel, "licence": licence or holder})
     kept = screen_source(source, take_hours(source, files, max_hours), loaded, tally)
     keys = sorted({file_key(source, meta["file"]) for _, meta in kept})
-    splits = assign_splits({source.name: keys}, test_share, held_out)
+    splits = assign_splits({source.name: keys}, test_share, held_out, pinned)
     for key in keys:
         tally.files[splits[key]] += 1
+    tally.pinned_files = sum(key in (pinned or {}) for key in keys)
     for audio, meta in kept:
         split = splits[file_key(source, meta["file"])]
         writers[split].add(audio, meta)
@@ -389,6 +400,7 @@ def source_entry(source: Source, scratch: Path, tally: Tally, unclear: list) -> 
         "licences": sorted(tally.licences),
         "note": source.note,
         "files": dict(tally.files),
+        "files_pinned": tally.pinned_files,
         "hours_kept": {k: round(v * hours, 3) for k, v in tally.kept_sec.items()},
         "hours_refused_drums": round(tally.refused_sec * hours, 3),
         "hours_silent": round(tally.silent_sec * hours, 3),
@@ -487,6 +499,9 @@ def write_manifest(out_dir: Path, manifest: dict) -> list[Path]:
              *([f"Resampled from {manifest['resampled_from']} (the same excerpts "
                 "decoded again from their sources)."] if "resampled_from" in manifest
                else []),
+             *([f"Files listed in {Path(manifest['splits_pinned_by']).name} kept "
+                "their split there (files pinned per source: manifest.json)."]
+               if manifest.get("splits_pinned_by") else []),
              "", "| source | package | licence | train h | test h | refused h | files "
              "train/test |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in manifest["sources"]:
@@ -506,6 +521,52 @@ def write_manifest(out_dir: Path, manifest: dict) -> list[Path]:
     lines += ["", "## Rebuild", "", "```"] + manifest["rebuild"] + ["```", ""]
     md_path.write_text("\n".join(lines))
     return [json_path, md_path]
+
+
+def pool_split_list(out_dir: Path) -> dict[str, str]:
+    """Each kept file's split in the pool in ``out_dir`` (its splits' index.json),
+    by the key the split rule uses (package/file)."""
+    return {f"{seg['package']}/{seg['file']}": split
+            for split in SPLITS
+            for seg in json.loads((out_dir / split / INDEX_NAME).read_text())
+            ["segments"]}  # fmt: skip
+
+
+def write_split_list(out_dir: Path, manifest: dict) -> Path:
+    """<out>/splits.json: what ``--splits`` reads back. Commit it over
+    tools/music_pool_splits.json to pin a new pool's split for the next rebuild."""
+    path = out_dir / "splits.json"
+    doc = {"format": SPLIT_LIST_FORMAT,
+           "about": "each kept file of a drumtx real-music pool and its split; "
+                    "build_music_pool.py --splits keeps these files where they are",
+           "built": manifest["built"], "screen": manifest["screen"],
+           "splits": dict(sorted(pool_split_list(out_dir).items()))}  # fmt: skip
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def read_split_list(path: Path) -> dict[str, str]:
+    """The file -> split map of a splits.json, checked: a DataError says what is
+    wrong with it."""
+    hint = (f"pass a splits.json that build_music_pool.py wrote (the pinned one is "
+            f"{PINNED_SPLITS}), or --splits none for the hash rule alone")
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        raise DataError(f"cannot read the split list {path}: {exc.strerror}",
+                        hint=hint) from exc  # fmt: skip
+    except ValueError as exc:
+        raise DataError(f"{path} is not JSON ({exc})", hint=hint) from exc
+    splits = doc.get("splits") if isinstance(doc, dict) else None
+    if (not isinstance(doc, dict) or doc.get("format") != SPLIT_LIST_FORMAT
+            or not isinstance(splits, dict)):  # fmt: skip
+        raise DataError(f"{path} is not a music-pool split list", hint=hint)
+    bad = sorted(k for k, v in splits.items() if v not in SPLITS)
+    if bad:
+        raise DataError(f"{path}: {len(bad)} files with a split other than "
+                        f"{' or '.join(SPLITS)}, e.g. {bad[0]!r}",
+                        hint=hint)  # fmt: skip
+    return splits
 
 
 def attribution_lines(out_dir: Path) -> list[str]:
@@ -536,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an earlier pool's split (e.g. OLD/test) whose "
                         "files stay held out here, whatever their hash "
                         "(repeatable)")  # fmt: skip
+    parser.add_argument("--splits", default=str(PINNED_SPLITS), metavar="FILE|none",
+                        help="a splits.json (a pool's own, or the committed "
+                        "tools/music_pool_splits.json, the default): the files it "
+                        "lists keep their split whatever the screen keeps; none: "
+                        "the hash rule alone")  # fmt: skip
     parser.add_argument("--calibrate", type=int, default=0, metavar="N")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="calibrate the pool already in --out; build nothing")
@@ -620,7 +686,8 @@ def resample_pool(args: argparse.Namespace) -> int:
                     resampled_from=str(args.resample_from),
                     build_minutes=round((time.time() - started) / 60, 1))
     manifest.pop("calibration", None)  # measured on the other rate's audio
-    for path in write_manifest(args.out, manifest):
+    for path in [*write_manifest(args.out, manifest),
+                 write_split_list(args.out, manifest)]:  # fmt: skip
         print(path)
     return 0
 
@@ -662,8 +729,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = [s for s in SOURCES
               if not args.sources or s.name in args.sources.split(",")]  # fmt: skip
-    try:
-        held_out = held_out_keys(args.hold_out)  # before any download
+    try:  # before any download
+        held_out = held_out_keys(args.hold_out)
+        pinned = None if args.splits == "none" else read_split_list(Path(args.splits))
     except DataError as exc:
         print_error(exc)
         return 2
@@ -679,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         entries.append(build_source(source, args.scratch, loaded, writers,
                                     args.test_share, args.max_hours,
-                                    held_out))  # fmt: skip
+                                    held_out, pinned))  # fmt: skip
         print(f"{source.name}: {entries[-1]['hours_kept']} h kept, "
               f"{entries[-1]['hours_refused_drums']} h refused "
               f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
@@ -689,15 +757,17 @@ def main(argv: list[str] | None = None) -> int:
         "built": time.strftime("%Y-%m-%d"), "sample_rate": SAMPLE_RATE,
         "test_share": args.test_share, "max_hours_per_source": args.max_hours,
         "held_out_from": [str(p) for p in args.hold_out],
+        "splits_pinned_by": None if pinned is None else args.splits,
         "screen": screen_name(args), "sources": entries,
         "attribution": attribution_lines(args.out), "left_out": LEFT_OUT,
         "rebuild": REBUILD, "build_minutes": round((time.time() - started) / 60, 1),
     }  # fmt: skip
     paths = write_manifest(args.out, manifest)  # before the (long) calibration
+    split_list = write_split_list(args.out, manifest)
     if args.calibrate:
         manifest["calibration"] = calibrate(args.out, args.calibrate, loaded)
         paths = write_manifest(args.out, manifest)
-    for path in paths:
+    for path in [*paths, split_list]:
         print(path)
     return 0
 
