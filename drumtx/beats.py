@@ -688,10 +688,27 @@ def bar_template(meter: tuple[int, int]) -> np.ndarray | None:
     return templates.get(f"{meter[0]}/{meter[1]}")
 
 
-@functools.cache
+# The template file the tracker reads: the one beside the model, unless a benchmark
+# compares another fit (use_bar_template).
+_template_path: Path | None = Path(__file__).parent / "models" / BAR_TEMPLATE_FILE
+
+
+def use_bar_template(path: Path | None) -> None:
+    """Read the bar template from ``path`` from now on (None: no template, the
+    linear score alone): tools/bench_beats.py and bench_songs.py --bar-template."""
+    global _template_path
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"no bar template at {path}")
+    _template_path = None if path is None else Path(path)
+
+
 def _bar_templates() -> dict[str, np.ndarray]:
-    """Each meter's template from the JSON beside the model (read-only arrays)."""
-    path = Path(__file__).parent / "models" / BAR_TEMPLATE_FILE
+    """Each meter's template (read-only arrays) from the file in use."""
+    return {} if _template_path is None else _read_bar_templates(_template_path)
+
+
+@functools.cache
+def _read_bar_templates(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -262,14 +262,21 @@ def test_beat_scores_against_a_reference_map() -> None:
 def test_bench_beats_prints_its_table(
     made_store: Path, tmp_path: Path, trained_tiny: Path
 ) -> None:
-    """A model at the store's rate (the made store is 24 kHz, the shipped model 48)."""
+    """A model at the store's rate (the made store is 24 kHz, the shipped model 48).
+    With --work the runs are cached, so a second run (another --bar-template) only
+    tracks and scores the same activations."""
     json_path = tmp_path / "beats.json"
-    done = subprocess.run(
-        [sys.executable, "tools/bench_beats.py", "--data-root", str(made_store),
-         "--split", "validation", "--limit", "2", "--types", "all", "--mixes", "",
-         "--checkpoint", str(trained_tiny), "--json", str(json_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+
+    def bench(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "tools/bench_beats.py", "--data-root", str(made_store),
+             "--split", "validation", "--limit", "2", "--types", "all", "--mixes", "",
+             "--checkpoint", str(trained_tiny), "--json", str(json_path),
+             "--work", str(tmp_path / "work"), *extra],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    done = bench()
     assert done.returncode == 0, done.stderr
     assert "baseline (120 BPM from 0)" in done.stdout
     assert "onset timing error" in done.stdout
@@ -277,6 +284,17 @@ def test_bench_beats_prints_its_table(
     condition = report["conditions"]["drums only"]
     assert sum(r["n_recordings"] for r in condition["beats"].values()) == 2
     assert condition["timing"]["refined"]["n"] > 0
+    cached = sorted((tmp_path / "work").rglob("*.npz"))
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = bench()  # from the cache: the same report, the files untouched
+    assert again.returncode == 0, again.stderr
+    assert json.loads(json_path.read_text()) == report
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    assert bench("--bar-template", "none").returncode == 0
+    missing = bench("--bar-template", str(tmp_path / "no.json"))
+    assert missing.returncode == 2
+    assert "error: no bar template" in missing.stderr and "hint:" in missing.stderr
 
 
 def test_evaluate_reports_beats_against_the_midi(made_store, random_model, capsys):
@@ -550,3 +568,24 @@ def test_shipped_bar_template_matches_its_shape() -> None:
         assert len(data["weights"][meter]) == int(np.prod(shape))
         assert shape == [beats.TEMPLATE_ROWS, int(meter[0]), len(beats.IN_BEAT) - 1]
         assert beats.bar_template(tuple(map(int, meter.split("/")))) is not None
+
+
+def test_a_benchmark_can_score_another_bar_template(tmp_path: Path,
+                                                    monkeypatch) -> None:
+    """use_bar_template points the tracker at another fit (or at none, the linear
+    score alone) without touching the shipped file; a missing file is refused."""
+    monkeypatch.setattr(beats, "_template_path", beats._template_path)  # restored
+    shipped = beats.bar_template((4, 4))
+    assert shipped is not None
+    other = tmp_path / "fit.json"
+    data = json.loads((Path(beats.__file__).parent / "models" /
+                       beats.BAR_TEMPLATE_FILE).read_text())  # fmt: skip
+    data["weights"]["4/4"] = [0.5] * len(shipped)
+    other.write_text(json.dumps(data))
+    beats.use_bar_template(other)
+    assert np.array_equal(beats.bar_template((4, 4)), np.full(len(shipped), 0.5))
+    beats.use_bar_template(None)
+    assert beats.bar_template((4, 4)) is None
+    with pytest.raises(FileNotFoundError):
+        beats.use_bar_template(tmp_path / "missing.json")
+    assert beats.bar_template((4, 4)) is None  # a refused file changes nothing

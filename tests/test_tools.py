@@ -263,6 +263,13 @@ def test_bench_songs_scores_a_rendered_song(tmp_path: Path) -> None:
     assert (
         empty.returncode == 2 and "error:" in empty.stderr and "hint:" in empty.stderr
     )
+    missing = subprocess.run(
+        [sys.executable, "tools/bench_songs.py", "--songs", str(tmp_path / "songs"),
+         "--work", str(tmp_path / "work"), "--bar-template", str(tmp_path / "no.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "error: no bar template" in missing.stderr
+    assert "hint:" in missing.stderr
 
 
 def test_fit_bar_template_gradient_and_first_hit_bounds() -> None:

@@ -24,6 +24,8 @@ between frames (decode.refine_peak).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -53,7 +55,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         help="weight of the same evidence in the tempo's choice (default: beats')",
     )
+    p.add_argument(
+        "--bar-template",
+        metavar="PATH|none",
+        help="score the tracker with this bar template (e.g. a new fit's, "
+        "tools/fit_bar_template.py) instead of drumtx/models/bar_template.json; "
+        "none: the linear score alone",
+    )
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", type=Path,
+                   help="cache each run's activations and chroma here (by model, data "
+                   "and level), so a second run, e.g. with --bar-template, only "
+                   "tracks")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
@@ -75,19 +88,44 @@ def timing_errors(ref, est) -> list[float]:
     return errors
 
 
-def condition(loaded, store, indices, level, egmd_dir) -> dict:
+def cached_runs(loaded, store, indices, level, work: Path | None, key: str):
+    """store_runs (with the chroma), each run read from or written to ``work``."""
+    from drumtx.harmony import Chroma
+    from drumtx.scoring import store_runs
+
+    if work is None:
+        yield from store_runs(loaded, store, indices, level, harmony=True)
+        return
+    folder = work / "acts" / key / ("alone" if level is None else f"{level:+g}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in indices:
+        path = folder / f"{index:05d}.npz"
+        if not path.exists():
+            [(_, onset, velocity, chroma)] = store_runs(loaded, store, [index], level,
+                                                        harmony=True)  # fmt: skip
+            np.savez_compressed(path.with_suffix(".tmp.npz"), onset=onset,
+                                velocity=velocity, **{f"chroma_{k}": v for k, v in
+                                dataclasses.asdict(chroma).items()})  # fmt: skip
+            path.with_suffix(".tmp.npz").replace(path)
+        data = np.load(path)
+        chroma = Chroma(**{k.removeprefix("chroma_"): data[k]
+                           for k in data.files if k.startswith("chroma_")})  # fmt: skip
+        yield index, data["onset"], data["velocity"], chroma
+
+
+def condition(loaded, store, indices, level, egmd_dir, work=None, key="") -> dict:
     """Beat scores (tempo map and baseline) and timing errors for one condition."""
     from drumtx.beats import beat_grid, grid_of
     from drumtx.decode import pick_onsets
     from drumtx.inference import class_thresholds
     from drumtx.processed import reference_hits
-    from drumtx.scoring import beat_scores, store_runs, summarize_beats
+    from drumtx.scoring import beat_scores, summarize_beats
     from drumtx.tempo import TempoMap, read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
     thresholds, gap = class_thresholds(loaded), loaded.cfg.decode.min_gap_sec
     rows, base, frame_err, fine_err = [], [], [], []
-    runs = store_runs(loaded, store, indices, level, harmony=True)
+    runs = cached_runs(loaded, store, indices, level, work, key)
     for index, onset, velocity, chroma in runs:
         rec = store.recordings[index]
         reference = read_tempo_map(egmd_dir / rec["midi_path"])
@@ -165,6 +203,14 @@ def main(argv=None) -> int:
         drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
     if args.harmony_tempo_weight is not None:
         drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
+    if args.bar_template:
+        bar_file = None if args.bar_template == "none" else Path(args.bar_template)
+        if bar_file is not None and not bar_file.is_file():
+            print(f"error: no bar template at {bar_file}", file=sys.stderr)
+            print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
+                  "wrote, or none", file=sys.stderr)  # fmt: skip
+            return 2
+        drumtx.beats.use_bar_template(bar_file)
     cfg = load_config(None, [])
     loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     store = load_store(args.data_root / "processed_data" / args.split, loaded.cfg)
@@ -176,11 +222,16 @@ def main(argv=None) -> int:
     if store.backing is None:
         levels = [None]
     egmd_dir = args.data_root / "e-gmd-v1.0.0"
+    settings = json.dumps(dataclasses.asdict(loaded.cfg.transcribe), sort_keys=True)
+    key = hashlib.sha1(args.checkpoint.read_bytes()
+                       + str(args.data_root.resolve() / args.split).encode()
+                       + settings.encode()).hexdigest()[:16]  # fmt: skip
     results = {"split": args.split, "checkpoint": str(args.checkpoint),
                "n_recordings": len(indices), "conditions": {}}  # fmt: skip
     for level in levels:
         name = "drums only" if level is None else f"{level:+g} dB" if level else "0 dB"
-        results["conditions"][name] = condition(loaded, store, indices, level, egmd_dir)
+        results["conditions"][name] = condition(loaded, store, indices, level,
+                                                egmd_dir, args.work, key)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

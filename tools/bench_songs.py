@@ -74,6 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=float,
         help="weight of the same evidence in the tempo's choice (default: beats')",
     )
+    p.add_argument(
+        "--bar-template",
+        metavar="PATH|none",
+        help="score the tracker with this bar template (e.g. a new fit's, "
+        "tools/fit_bar_template.py) instead of drumtx/models/bar_template.json; "
+        "none: the linear score alone",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -286,6 +293,14 @@ def main(argv=None) -> int:
         drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
     if args.harmony_tempo_weight is not None:
         drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
+    if args.bar_template:
+        bar_file = None if args.bar_template == "none" else Path(args.bar_template)
+        if bar_file is not None and not bar_file.is_file():
+            print(f"error: no bar template at {bar_file}", file=sys.stderr)
+            print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
+                  "wrote, or none", file=sys.stderr)  # fmt: skip
+            return 2
+        drumtx.beats.use_bar_template(bar_file)
     loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
     if not songs:

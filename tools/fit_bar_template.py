@@ -339,13 +339,19 @@ def main(argv=None) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     weights = fit(sets["train"], args.l2, not args.no_first_hit)
+    installed = beats.bar_template(METER)  # what transcribe reads now, to compare
+    if installed is not None and installed.shape != weights.shape:
+        installed = None
     results = {}
-    print(f"{'split':12s} {'n':>5s} {'old score':>10s} {'+ template':>11s}")
+    print(f"{'split':12s} {'n':>5s} {'old score':>10s} {'+ installed':>12s} "
+          f"{'+ template':>11s}")  # fmt: skip
     for split, data in sets.items():
         before, after = accuracy(None, data), accuracy(weights, data)
+        now = float("nan") if installed is None else accuracy(installed, data)
         results[split] = {"n": len(data), "old": before, "template": after}
-        print(f"{split:12s} {len(data):5d} {before:10.3f} {after:11.3f}")
-    print("(share of recordings whose bar phase is right, of those whose beats are)")
+        print(f"{split:12s} {len(data):5d} {before:10.3f} {now:12.3f} {after:11.3f}")
+    print("(share of recordings whose bar phase is right, of those whose beats are; "
+          "installed: drumtx/models/bar_template.json on the same recordings)")
     if not args.dry_run:
         write_template(args, weights, results)
     return 0
