@@ -34,6 +34,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from bench_songs import add_tracker_options, apply_tracker_options  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,23 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=0, help="recordings (0 = all)")
     p.add_argument("--types", default="beat", help="beat_type values, comma-separated")
     p.add_argument("--mixes", default="0", help="backing levels in dB ('' = none)")
-    p.add_argument(
-        "--harmony-weight",
-        type=float,
-        help="weight of the harmony's bar-line evidence (default: beats')",
-    )
-    p.add_argument(
-        "--harmony-tempo-weight",
-        type=float,
-        help="weight of the same evidence in the tempo's choice (default: beats')",
-    )
-    p.add_argument(
-        "--bar-template",
-        metavar="PATH|none",
-        help="score the tracker with this bar template (e.g. a new fit's, "
-        "tools/fit_bar_template.py) instead of drumtx/models/bar_template.json; "
-        "none: the linear score alone",
-    )
+    add_tracker_options(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", type=Path,
                    help="cache each run's activations and chroma here (by model, data "
@@ -197,20 +184,8 @@ def main(argv=None) -> int:
     from drumtx.processed import load_store, spread_indices
 
     torch.set_num_threads(args.threads)
-    import drumtx.beats
-
-    if args.harmony_weight is not None:
-        drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
-    if args.harmony_tempo_weight is not None:
-        drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
-    if args.bar_template:
-        bar_file = None if args.bar_template == "none" else Path(args.bar_template)
-        if bar_file is not None and not bar_file.is_file():
-            print(f"error: no bar template at {bar_file}", file=sys.stderr)
-            print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
-                  "wrote, or none", file=sys.stderr)  # fmt: skip
-            return 2
-        drumtx.beats.use_bar_template(bar_file)
+    if not apply_tracker_options(args):
+        return 2
     cfg = load_config(None, [])
     loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     store = load_store(args.data_root / "processed_data" / args.split, loaded.cfg)

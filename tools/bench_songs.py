@@ -41,6 +41,47 @@ HELD_OUT_KITS = "ColomboAcousticDrumkit,The Black Pearl 1.0"
 HELD_OUT_BANK = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
 
 
+def add_tracker_options(p: argparse.ArgumentParser) -> None:
+    """The tracker's settings a benchmark may vary (bench_songs and bench_beats)."""
+    p.add_argument(
+        "--harmony-weight",
+        type=float,
+        help="weight of the harmony's bar-line evidence (default: beats')",
+    )
+    p.add_argument(
+        "--harmony-tempo-weight",
+        type=float,
+        help="weight of the same evidence in the tempo's choice (default: beats')",
+    )
+    p.add_argument(
+        "--bar-template",
+        metavar="PATH|none",
+        help="score the tracker with this bar template (e.g. a new fit's, "
+        "tools/fit_bar_template.py) instead of drumtx/models/bar_template.json; "
+        "none: the linear score alone",
+    )
+
+
+def apply_tracker_options(args: argparse.Namespace) -> bool:
+    """Set the tracker as the options ask; False (after an error and a hint on
+    stderr) where --bar-template names no file."""
+    import drumtx.beats
+
+    if args.harmony_weight is not None:
+        drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
+    if args.harmony_tempo_weight is not None:
+        drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
+    if args.bar_template:
+        bar_file = None if args.bar_template == "none" else Path(args.bar_template)
+        if bar_file is not None and not bar_file.is_file():
+            print(f"error: no bar template at {bar_file}", file=sys.stderr)
+            print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
+                  "wrote, or none", file=sys.stderr)  # fmt: skip
+            return False
+        drumtx.beats.use_bar_template(bar_file)
+    return True
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--songs", type=Path, required=True, help="folder of .mid songs")
@@ -64,23 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--mixes", default="0", help="drums-to-music levels in dB ('' = none)"
     )
-    p.add_argument(
-        "--harmony-weight",
-        type=float,
-        help="weight of the harmony's bar-line evidence (default: beats')",
-    )
-    p.add_argument(
-        "--harmony-tempo-weight",
-        type=float,
-        help="weight of the same evidence in the tempo's choice (default: beats')",
-    )
-    p.add_argument(
-        "--bar-template",
-        metavar="PATH|none",
-        help="score the tracker with this bar template (e.g. a new fit's, "
-        "tools/fit_bar_template.py) instead of drumtx/models/bar_template.json; "
-        "none: the linear score alone",
-    )
+    add_tracker_options(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -289,18 +314,8 @@ def main(argv=None) -> int:
     from drumtx.inference import load_model
 
     torch.set_num_threads(args.threads)
-    if args.harmony_weight is not None:
-        drumtx.beats.HARMONY_WEIGHT = args.harmony_weight
-    if args.harmony_tempo_weight is not None:
-        drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
-    if args.bar_template:
-        bar_file = None if args.bar_template == "none" else Path(args.bar_template)
-        if bar_file is not None and not bar_file.is_file():
-            print(f"error: no bar template at {bar_file}", file=sys.stderr)
-            print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
-                  "wrote, or none", file=sys.stderr)  # fmt: skip
-            return 2
-        drumtx.beats.use_bar_template(bar_file)
+    if not apply_tracker_options(args):
+        return 2
     loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
     if not songs:
