@@ -73,12 +73,13 @@ def apply_tracker_options(args: argparse.Namespace) -> bool:
         drumtx.beats.HARMONY_TEMPO_WEIGHT = args.harmony_tempo_weight
     if args.bar_template:
         bar_file = None if args.bar_template == "none" else Path(args.bar_template)
-        if bar_file is not None and not bar_file.is_file():
-            print(f"error: no bar template at {bar_file}", file=sys.stderr)
+        try:
+            drumtx.beats.use_bar_template(bar_file)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             print("hint: --bar-template takes a JSON that tools/fit_bar_template.py "
                   "wrote, or none", file=sys.stderr)  # fmt: skip
             return False
-        drumtx.beats.use_bar_template(bar_file)
     return True
 
 
