@@ -180,7 +180,7 @@ def made_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.pt of a tiny model trained briefly on the made store (synth kits 1-4)."""
-    from pipeline import TRAINED_STEPS, tiny_config
+    from pipeline import TRAINED_CROP_SEC, TRAINED_STEPS, tiny_config
 
     from drumtx.train import run_train
 
@@ -190,6 +190,7 @@ def trained_tiny(made_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         root,
         f"train.max_steps={TRAINED_STEPS}",
         f"train.eval_every={TRAINED_STEPS}",
+        f"data.crop_sec={TRAINED_CROP_SEC}",
         "train.log_every=50",
         "train.lr=4e-3",
         "train.warmup_steps=20",
