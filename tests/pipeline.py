@@ -11,11 +11,11 @@ from pathlib import Path
 from drumtx.config import Config, load_config
 
 TEST_KITS = ["synth:1", "synth:2", "synth:3", "synth:4"]
-# Enough for the tiny model to reach about 0.9 micro F1 on held-out synth kits, in
-# about 100 s of the suite's 10 minutes: the held-out test's pooled F1 after 400 steps on
-# 2-s crops was 0.890 / 0.880 / 0.868 (train.seed default / 1 / 2; 98 s of training on
-# one thread of this 2-core CPU). 500 steps on 3-s crops gave 0.895 at the default seed
-# and took 185 s; 300 steps on 2-s crops at twice the learning rate fell to 0.859.
+# Enough for the tiny model to reach about 0.9 micro F1 on held-out synth kits in about
+# 100 s of the suite's time: the held-out test's pooled F1 after 400 steps on 2-s crops
+# was 0.890 / 0.880 / 0.868 (train.seed default / 1 / 2; 98 s of training on one thread
+# of this 2-core CPU). 500 steps on 3-s crops gave 0.895 at the default seed and took
+# 185 s; 300 steps on 2-s crops at twice the learning rate fell to 0.859.
 TRAINED_STEPS = 400
 TRAINED_CROP_SEC = 2.0
 
