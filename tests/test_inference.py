@@ -311,9 +311,13 @@ def assert_same_hits(
 def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     """transcribe.cpu_precision = bf16 (the default where the CPU has bf16 units) runs
     the conv stack in bf16: on a rendered groove the shipped model's probabilities
-    stay within 0.05 of fp32, and a hit may only come or go where fp32's peak was
+    stay within 0.08 of fp32, and a hit may only come or go where fp32's peak was
     that close to its class threshold (at most 2 such hits); the others are the
-    same hits, on the same frames."""
+    same hits, on the same frames. (The largest moves sit where a probability is near
+    0.5, the sigmoid's steepest: on this groove 0.027 for the above-12-kHz model, 0.057
+    for the soup shipped after it, whose micro F1 on 60 card-set recordings moves
+    0.9311 -> 0.9305 drums alone and 0.8939 -> 0.8940 at 0 dB in bf16; the model before
+    it 0.9297 -> 0.9299 and 0.8909 -> 0.8910.)"""
     from drumtx.checkpoint import SHIPPED_MODELS_DIR, load_checkpoint
     from drumtx.inference import class_thresholds, decode_hits, load_model
     from drumtx.make_dataset import generate_performances
@@ -340,7 +344,7 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
         hits = decode_hits(loaded, onset, velocity, thresholds)
         results[precision] = onset, hits
     (p32, hits32), (p16, hits16) = results["fp32"], results["bf16"]
-    drift = 0.05
+    drift = 0.08
     assert np.abs(p16 - p32).max() < drift
     assert len(hits32) > 20
 
