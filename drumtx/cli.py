@@ -601,13 +601,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else argv))
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a reader gone shows here, not at the interpreter's exit
+        return code
     except DrumtxError as exc:
         print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `drumtx ... | head`: the reader has what it wanted. Stop quietly, as cat
+        # does, with the status a process killed by SIGPIPE has.
+        silence_stdout()
+        return 141
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stdout
+        pass
 
 
 def print_error(exc: DrumtxError) -> None:

@@ -51,3 +51,19 @@ def test_every_console_comes_from_make_console() -> None:
                 if name == "Console":
                     makers.append(f"{path.name}:{node.lineno}")
     assert makers == []
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`drumtx transcribe --list-models | head -1`: once the reader has gone, drumtx
+    stops with SIGPIPE's status (141) and no traceback, as cat does."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drumtx", "transcribe", "--list-models"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before drumtx writes its first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
