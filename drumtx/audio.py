@@ -38,7 +38,7 @@ class AudioInfo:
     duration_sec: float
 
 
-def _format_hint() -> str:
+def format_hint() -> str:
     mp3 = (
         "mp3 (this libsndfile can decode it)"
         if _has_mp3()
@@ -57,12 +57,12 @@ def _check_path(path: Path) -> None:
     if path.is_dir():
         raise AudioError(f"audio file {path} is a directory, not a file")
     if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes)", hint=_format_hint())
+        raise AudioError(f"audio file {path} is empty (0 bytes)", hint=format_hint())
 
 
 def _decode_error(path: Path, exc: Exception) -> AudioError:
     detail = str(exc).strip() or type(exc).__name__
-    return AudioError(f"cannot decode audio file {path}: {detail}", hint=_format_hint())
+    return AudioError(f"cannot decode audio file {path}: {detail}", hint=format_hint())
 
 
 def _check_rate(path: Path, sample_rate: int) -> None:
@@ -70,7 +70,7 @@ def _check_rate(path: Path, sample_rate: int) -> None:
         raise AudioError(
             f"audio file {path} claims a sample rate of {sample_rate} Hz; expected "
             f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz (damaged header?)",
-            hint=_format_hint(),
+            hint=format_hint(),
         )
 
 
@@ -97,7 +97,7 @@ def audio_info(path: Path) -> AudioInfo:
     except _DECODE_ERRORS as exc:
         raise _decode_error(path, exc) from None
     if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"audio file {path} has no audio samples", hint=_format_hint())
+        raise AudioError(f"audio file {path} has no audio samples", hint=format_hint())
     _check_rate(path, int(info.samplerate))
     return AudioInfo(
         sample_rate=int(info.samplerate),
@@ -119,7 +119,7 @@ def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:
     except _DECODE_ERRORS as exc:
         raise _decode_error(path, exc) from None
     if block.shape[0] == 0:  # (N, C)
-        raise AudioError(f"audio file {path} has no audio samples", hint=_format_hint())
+        raise AudioError(f"audio file {path} has no audio samples", hint=format_hint())
     _check_rate(path, int(file_rate))
     mono = _to_mono(block)
     if sample_rate is not None and sample_rate != file_rate:

@@ -3,7 +3,8 @@
 
 Every input is planned before any work: outputs that two inputs would share fail the
 whole run at once, and outputs that exist are never replaced unless asked. One failed
-input does not stop the others; the exit code is 1 when any failed. The MIDI carries the
+input does not stop the others; the run then ends with an ``error:`` line and each
+distinct ``hint:``, exit code 1. The MIDI carries the
 tempo map found in the drums (drumtx.beats), or a constant ``--tempo``; ``--quantize``
 snaps every output's hits to a grid on it. Every format is one view of the same hits and
 tempo map, written through storage's atomic writer.
@@ -22,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from drumtx.audio import AUDIO_EXTENSIONS
+from drumtx.audio import AUDIO_EXTENSIONS, format_hint
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.checkpoint import (
     ModelChoice,
@@ -101,6 +102,7 @@ class Job:
     out_base: Path | None = None
     status: str = "pending"  # pending | done | skipped | failed
     reason: str = ""
+    hint: str = ""  # the next step for a failed job, as an error's hint: line
     n_hits: int = 0
     outputs: list[Path] = field(default_factory=list)
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
@@ -131,13 +133,15 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
+    todo = [j for j in jobs if j.status == "pending"]
+    if not todo:  # every input failed its checks or is skipped: no model to load
+        return report(jobs, console, as_json=opts.as_json)
     device = resolve_device(cfg.transcribe.device)
     choice = choose_model(cfg, opts.checkpoint, opts.checkpoint_from)
     loaded = load_model(choice.path, cfg, device)
     rendering = make_rendering(cfg, loaded, opts.thresholds)
     console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")
     console.print(f"  chosen: {escape(choice.reason)}")
-    todo = [j for j in jobs if j.status == "pending"]
     progress = Progress(
         console,
         "transcribing",
@@ -323,21 +327,39 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
                 rel = path.relative_to(given).with_suffix("")
                 base = (out_dir / rel) if out_dir else path.with_suffix("")
                 jobs.append(Job(path, base))
+            if not found:  # a silent success would look like a transcription
+                jobs.append(_empty_folder_job(given, recursive))
             continue
         job = Job(given)
         if not given.exists():
             job.status, job.reason = "failed", "no such file or directory"
+            job.hint = f"check the spelling; a relative path starts in {Path.cwd()}"
         elif given.suffix.lower() not in AUDIO_EXTENSIONS:
             job.status = "failed"
             job.reason = (
                 f"unsupported extension {given.suffix or '(none)'!r}; "
                 f"expected one of {', '.join(AUDIO_EXTENSIONS)}"
             )
+            job.hint = format_hint()
         else:
             stem = given.with_suffix("").name
             job.out_base = (out_dir / stem) if out_dir else given.with_suffix("")
         jobs.append(job)
     return jobs
+
+
+def _empty_folder_job(folder: Path, recursive: bool) -> Job:
+    names = ", ".join(AUDIO_EXTENSIONS)
+    job = Job(folder, status="failed")
+    where = "in its tree" if recursive else "directly in it"
+    job.reason = f"a folder with no audio file ({names}) {where}"
+    has_subfolders = any(p.is_dir() for p in folder.iterdir())
+    job.hint = (
+        "-r also reads its subfolders"
+        if has_subfolders and not recursive
+        else format_hint()
+    )
+    return job
 
 
 def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
@@ -377,8 +399,10 @@ def check_outputs(
                 job.status, job.reason = "skipped", "output exists"
             else:
                 job.status = "failed"
-                job.reason = (
-                    f"{existing[0]} exists (use --overwrite or --skip-existing)"
+                job.reason = f"{existing[0]} exists"
+                job.hint = (
+                    "--overwrite replaces it, --skip-existing leaves it, "
+                    "-o DIR writes elsewhere"
                 )
 
 
@@ -421,10 +445,11 @@ def transcribe_job(
         job.status, job.n_hits, job.grid = "done", len(hits), grid
         job.gain_db = gain_db
     except DrumtxError as exc:
-        job.status, job.reason = "failed", exc.message
+        job.status, job.reason, job.hint = "failed", exc.message, exc.hint or ""
     except OSError as exc:
         job.status = "failed"
         job.reason = f"{exc.strerror or exc} ({exc.filename or ''})"
+        job.hint = "check the file's and the output folder's permissions and free space"
     except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         _out_of_memory(job, type(exc).__name__)
     except RuntimeError as exc:
@@ -451,7 +476,8 @@ def is_cpu_out_of_memory(exc: RuntimeError) -> bool:
 
 def _out_of_memory(job: Job, kind: str) -> None:
     job.status = "failed"
-    job.reason = f"out of memory ({kind}); try a smaller --batch-size or --segment"
+    job.reason = f"out of memory ({kind})"
+    job.hint = "a smaller --batch-size or --segment needs less"
 
 
 def quantize_hits(hits: Sequence[Hit], grid: BeatGrid, step_beats: float) -> list[Hit]:
@@ -569,6 +595,7 @@ def job_summary(job: Job) -> dict:
         "input": str(job.input_path),
         "status": job.status,
         "reason": job.reason,
+        "hint": job.hint,
         "hits": job.n_hits,
         "outputs": [str(p) for p in job.outputs],
     }
@@ -595,6 +622,11 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
         console.print(
             f"  {job.status}: {escape(str(job.input_path))}: {escape(job.reason)}"
         )
+    if failed:
+        inputs = f"{len(jobs)} input" + ("" if len(jobs) == 1 else "s")
+        console.print(f"[bold red]error:[/] {len(failed)} of {inputs} failed")
+        for hint in dict.fromkeys(j.hint for j in failed if j.hint):
+            console.print(f"[yellow]hint:[/] {escape(hint)}")
     if as_json:
         print(
             json.dumps(

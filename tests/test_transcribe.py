@@ -137,6 +137,37 @@ def test_bad_inputs_fail_alone_and_touch_nothing(tmp_path, random_model, capsys)
         assert not path.with_name(path.stem + ".drums.mid").exists()
     assert "unsupported extension" in err and "no such file" in err
     assert existing.read_text() == "keep me"
+    # the run ends as every drumtx error does: error: then each distinct next step
+    assert "error: 6 of 7 inputs failed" in lines
+    hints = [line for line in lines if line.startswith("hint: ")]
+    assert len(hints) == len(set(hints)) >= 2
+    assert any("ffmpeg" in h for h in hints) and any("spelling" in h for h in hints)
+
+
+def test_a_folder_without_audio_is_an_error_not_a_silent_success(
+    tmp_path, random_model, capsys
+):
+    folder = tmp_path / "takes"
+    (folder / "day1").mkdir(parents=True)
+    (folder / "notes.txt").write_text("not audio")
+    args = ("--checkpoint", str(random_model), "--json")
+    assert _run(str(folder), *args) == 1
+    captured = capsys.readouterr()
+    assert "error: 1 of 1 input failed" in captured.err.splitlines()
+    assert "hint: -r also reads its subfolders" in captured.err.splitlines()
+    assert "model:" not in captured.err  # nothing to transcribe: no model loaded
+    (entry,) = json.loads(captured.out)["inputs"]
+    assert entry["status"] == "failed" and "no audio file" in entry["reason"]
+    assert entry["hint"] == "-r also reads its subfolders"
+    # -r finds the take in the subfolder
+    _wav(folder / "day1" / "take.wav")
+    assert _run(str(folder), "-r", *args) == 0
+    assert (folder / "day1" / "take.drums.mid").exists()
+    # an empty tree, -r given: the hint names the formats read instead
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(str(empty), "-r", *args) == 1
+    assert "ffmpeg" in capsys.readouterr().err
 
 
 def test_cuda_without_cuda_is_an_error(tmp_path, random_model, capsys):
