@@ -517,8 +517,18 @@ def _coerce(name: str, default: Any, value: Any) -> Any:
         return value
     raise ConfigError(
         f"{name} must be of type {expected.__name__}, got {value!r} "
-        f"({type(value).__name__})"
+        f"({type(value).__name__})",
+        hint=f"write it as the value it replaces is: --set {name}={_toml(default)}",
     )
+
+
+def _toml(value: Any) -> str:
+    """A value as TOML (and --set) spells it: strings quoted, booleans lower case."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

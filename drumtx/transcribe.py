@@ -133,11 +133,11 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
-    todo = [j for j in jobs if j.status == "pending"]
-    if not todo:  # every input failed its checks or is skipped: no model to load
-        return report(jobs, console, as_json=opts.as_json)
-    device = resolve_device(cfg.transcribe.device)
     choice = choose_model(cfg, opts.checkpoint, opts.checkpoint_from)
+    todo = [j for j in jobs if j.status == "pending"]
+    if not todo and choice.path.is_file():  # a missing model is still reported
+        return report(jobs, console, as_json=opts.as_json)  # nothing to load it for
+    device = resolve_device(cfg.transcribe.device)
     loaded = load_model(choice.path, cfg, device)
     rendering = make_rendering(cfg, loaded, opts.thresholds)
     console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")

@@ -62,6 +62,25 @@ def test_bad_overrides_name_the_key(override, words):
         assert word in info.value.message
 
 
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("train.batch_size='big'", "--set train.batch_size=32"),
+        ("train.compile=1", "--set train.compile=false"),
+        ("train.lr='fast'", "--set train.lr=0.001"),
+        ("data.music_dir=3", "--set data.music_dir=''"),
+    ],
+)
+def test_a_wrong_type_is_shown_how_the_value_it_replaces_is_written(override, hint):
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO_TOML, [override])
+    assert info.value.hint is not None and info.value.hint.endswith(hint)
+    table, key = override.split("=")[0].split(".")
+    before = getattr(getattr(load_config(REPO_TOML, []), table), key)
+    # what the hint says parses back to the value it replaces (TOML and --set agree)
+    assert parse_override(hint.removeprefix("--set "))[2] == before
+
+
 def test_unknown_table_in_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[trainn]\nlr = 1.0\n")

@@ -524,3 +524,9 @@ def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
     # two frames tie, by a frame (10 ms); none further. (A random network's flat
     # plateaus at a 0.01 threshold moved hits by 45 ms on an AMD EPYC: a trained one.)
     assert max(moved) <= 0.0101 and np.mean(np.array(moved) < 0.001) >= 0.9
+
+
+def test_a_missing_model_is_reported_even_when_no_input_is_left(tmp_path, capsys):
+    code = _run(str(tmp_path / "missing.wav"), "--checkpoint", str(tmp_path / "no.pt"))
+    err = capsys.readouterr().err
+    assert code != 0 and f"checkpoint {tmp_path / 'no.pt'} does not exist" in err
