@@ -570,6 +570,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from drumtx.demo import run_demo
 
+    if not 0 < args.minutes <= 24 * 60:  # 0 would be train.time_limit_min's "no limit"
+        raise ConfigError(
+            f"--minutes {args.minutes:g}: the demo trains for a positive time, "
+            "at most a day",
+            hint="e.g. --minutes 4 (the default) or --minutes 1 for a first look",
+        )
     cfg, _ = load_cli_config(args)
     return run_demo(cfg, demo_dir=args.dir, minutes=args.minutes)
 

@@ -107,6 +107,16 @@ def test_cli_config_error_exits_2(capsys):
     assert "error:" in err and "did you mean 'lr'" in err and "hint:" in err
 
 
+@pytest.mark.parametrize("minutes", ["0", "-1", "nan", "1e9"])
+def test_demo_refuses_a_training_time_it_cannot_keep(minutes, tmp_path, capsys):
+    # 0 would pass on as train.time_limit_min's "no limit": 100,000 CPU steps
+    code = main(["demo", "--minutes", minutes, "--dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and "hint:" in err
+    assert f"error: --minutes {float(minutes):g}" in err
+    assert not (tmp_path / "d").exists()
+
+
 def test_data_root_precedence(monkeypatch, tmp_path):
     from drumtx.cli import build_parser, load_cli_config
 
