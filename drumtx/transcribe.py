@@ -353,7 +353,12 @@ def _empty_folder_job(folder: Path, recursive: bool) -> Job:
     job = Job(folder, status="failed")
     where = "in its tree" if recursive else "directly in it"
     job.reason = f"a folder with no audio file ({names}) {where}"
-    has_subfolders = any(p.is_dir() for p in folder.iterdir())
+    try:
+        has_subfolders = any(p.is_dir() for p in folder.iterdir())
+    except OSError as exc:  # unreadable: that is the reason then
+        job.reason = f"a folder drumtx cannot read ({exc.strerror or exc})"
+        job.hint = "check its permissions"
+        return job
     job.hint = (
         "-r also reads its subfolders"
         if has_subfolders and not recursive

@@ -530,3 +530,21 @@ def test_a_missing_model_is_reported_even_when_no_input_is_left(tmp_path, capsys
     code = _run(str(tmp_path / "missing.wav"), "--checkpoint", str(tmp_path / "no.pt"))
     err = capsys.readouterr().err
     assert code != 0 and f"checkpoint {tmp_path / 'no.pt'} does not exist" in err
+
+
+def test_an_unreadable_folder_fails_with_its_reason(tmp_path, monkeypatch):
+    from drumtx.transcribe import plan_jobs
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    (job,) = plan_jobs([folder], None, recursive=False)
+    assert job.status == "failed" and "cannot read (Permission denied)" in job.reason
+    assert job.hint == "check its permissions"
