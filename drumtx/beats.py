@@ -150,8 +150,10 @@ class BeatGrid:
 
     @property
     def bpm(self) -> float:
-        """Median quarter notes per minute over the audio."""
-        return self.tempo_map.median_bpm(self.duration_sec)
+        """Median quarter notes per minute over the audio; audio shorter than two
+        beats has no median and gets the tempo the map starts with (as written)."""
+        median = self.tempo_map.median_bpm(self.duration_sec)
+        return median or self.tempo_map.bpm_at(0.0)
 
     @property
     def meter(self) -> str:

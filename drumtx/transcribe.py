@@ -174,6 +174,11 @@ def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
             "no input given",
             hint="python -m drumtx transcribe song.wav [more files or dirs]",
         )
+    if opts.out_dir is not None and opts.out_dir.exists() and not opts.out_dir.is_dir():
+        raise ConfigError(
+            f"-o {opts.out_dir} is a file, not a folder",
+            hint="name a folder for the outputs (it is made if missing)",
+        )
     jobs = plan_jobs(list(opts.inputs), opts.out_dir, opts.recursive)
     refuse_raw_outputs(cfg, jobs)
     check_outputs(

@@ -375,6 +375,10 @@ def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, c
                               "rival_bpm": None}  # fmt: skip
     fallback = grid_of(TempoMap.constant(120.0), 5.0, False)
     assert tempo_line(fallback).startswith("tempo: too few hits to find one; 120 BPM")
+    # a clip shorter than two beats says (and --json gives) the tempo written, not 0
+    blip = grid_of(TempoMap.constant(97.0), 0.3, False)
+    assert blip.bpm == pytest.approx(97.0)
+    assert tempo_line(blip).startswith("tempo: too few hits to find one; 97 BPM")
     hinted = grid_of(TempoMap.constant(184.8, 6, 8), 30.0, True, rival=0.5)
     assert tempo_line(hinted) == (
         "tempo 184.8 BPM, 6/8, first bar line at 0.00 s (or 92.4 BPM? --tempo 92.4)"
@@ -548,3 +552,15 @@ def test_an_unreadable_folder_fails_with_its_reason(tmp_path, monkeypatch):
     (job,) = plan_jobs([folder], None, recursive=False)
     assert job.status == "failed" and "cannot read (Permission denied)" in job.reason
     assert job.hint == "check its permissions"
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(
+    tmp_path, random_model, capsys
+):
+    song = _wav(tmp_path / "song.wav")
+    taken = tmp_path / "out"
+    taken.write_text("keep me")
+    assert _run(str(song), "-o", str(taken), "--checkpoint", str(random_model)) == 2
+    err = capsys.readouterr().err
+    assert f"error: -o {taken} is a file, not a folder" in err and "hint:" in err
+    assert taken.read_text() == "keep me"
