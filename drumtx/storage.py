@@ -13,6 +13,7 @@ import os
 import secrets
 import shlex
 import shutil
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,15 @@ def _ordered_names(names: Sequence[str]) -> list[str]:
 def _check_present(roots: Roots, name: str, create: Sequence[str]) -> None:
     path = roots.get(name)
     label, key = ROOT_LABELS[name], describe_key(name)
-    if path.is_dir():
+    # One stat, not is_dir() then exists(): another process (a torchrun rank) may
+    # create the directory between two calls, and that is not "not a directory".
+    try:
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        is_dir = None  # missing
+    if is_dir:
         return
-    if path.exists():
+    if is_dir is not None:
         raise StorageError(
             f"{label} {path} is not a directory (set by {key})",
             hint=f"point {ROOT_KEYS[name]} at a directory: {_override(name, 'DIR')}",

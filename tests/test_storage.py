@@ -88,6 +88,36 @@ def test_missing_data_root_names_root_key_and_fix(tmp_path, config_for):
     assert "--data-root" in err.hint
 
 
+def test_a_root_made_by_another_process_meanwhile_is_not_a_file(
+    tmp_path, config_for, monkeypatch
+):
+    """torchrun's other rank makes logs/ while this one looks: whichever moment the
+    directory appears, it is a directory (CI saw 'log dir ... is not a directory')."""
+    logs = tmp_path / "logs"
+    real_is_dir, real_stat = Path.is_dir, Path.stat
+
+    def is_dir(self):  # the other rank makes it right after this process looked
+        seen = real_is_dir(self)
+        if self == logs and not seen:
+            logs.mkdir(exist_ok=True)
+        return seen
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    roots = require_roots(config_for(tmp_path), create=["data_root", "log_dir"])
+    assert roots.log_dir == logs and logs.is_dir()
+
+    logs.rmdir()
+
+    def stat(self, **kwargs):  # made between two looks that use stat
+        if self == logs and not os.path.isdir(logs):
+            logs.mkdir()
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert require_roots(config_for(tmp_path), create=["log_dir"]).log_dir.is_dir()
+
+
 def test_missing_egmd_dir_names_its_key(tmp_path, config_for):
     err = _raises_storage(config_for(tmp_path), read=["egmd_dir"])
     assert str(tmp_path / "e-gmd-v1.0.0") in err.message
