@@ -38,6 +38,12 @@ class AudioInfo:
     duration_sec: float
 
 
+EMPTY_HINT = (
+    "the file holds no sound: export or copy it again from where it came "
+    "(an interrupted copy or recording leaves such files)"
+)
+
+
 def format_hint() -> str:
     mp3 = (
         "mp3 (this libsndfile can decode it)"
@@ -57,7 +63,7 @@ def _check_path(path: Path) -> None:
     if path.is_dir():
         raise AudioError(f"audio file {path} is a directory, not a file")
     if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes)", hint=format_hint())
+        raise AudioError(f"audio file {path} is empty (0 bytes)", hint=EMPTY_HINT)
 
 
 def _decode_error(path: Path, exc: Exception) -> AudioError:
@@ -97,7 +103,7 @@ def audio_info(path: Path) -> AudioInfo:
     except _DECODE_ERRORS as exc:
         raise _decode_error(path, exc) from None
     if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"audio file {path} has no audio samples", hint=format_hint())
+        raise AudioError(f"audio file {path} has no audio samples", hint=EMPTY_HINT)
     _check_rate(path, int(info.samplerate))
     return AudioInfo(
         sample_rate=int(info.samplerate),
@@ -119,7 +125,7 @@ def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:
     except _DECODE_ERRORS as exc:
         raise _decode_error(path, exc) from None
     if block.shape[0] == 0:  # (N, C)
-        raise AudioError(f"audio file {path} has no audio samples", hint=format_hint())
+        raise AudioError(f"audio file {path} has no audio samples", hint=EMPTY_HINT)
     _check_rate(path, int(file_rate))
     mono = _to_mono(block)
     if sample_rate is not None and sample_rate != file_rate:

@@ -6,7 +6,7 @@ numpy only: inference imports it to score mixes without loading the augmentation
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -64,3 +64,22 @@ def active_level_db(chunks: Iterable[np.ndarray], sample_rate: int) -> float:
         return 10 * np.log10(1e-20)
     power = float(np.percentile(np.concatenate(powers), ACTIVE_PERCENTILE))
     return 10 * np.log10(power + 1e-20)
+
+
+class PeakMeter:
+    """The loudest sample of audio streamed through :meth:`wrap`, in dB re full scale
+    (``peak_db``; about -200 until a non-zero sample passes)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+
+    def wrap(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The same chunks, unchanged; their peak is kept on the way."""
+        for chunk in chunks:
+            if len(chunk):
+                self.peak = max(self.peak, float(np.max(np.abs(chunk))))
+            yield chunk
+
+    @property
+    def peak_db(self) -> float:
+        return 20 * np.log10(self.peak + 1e-10)

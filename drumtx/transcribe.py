@@ -47,6 +47,7 @@ from drumtx.inference import (
     predict_activations,
     resolve_device,
 )
+from drumtx.levels import SILENT_DB, PeakMeter
 from drumtx.midi import Note, write_midi
 from drumtx.storage import (
     atomic_write_bytes,
@@ -107,6 +108,7 @@ class Job:
     outputs: list[Path] = field(default_factory=list)
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
     gain_db: float = 0.0  # what the input was turned by before the model heard it
+    peak_db: float = 0.0  # the input's loudest sample, dB re full scale (done jobs)
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -224,10 +226,20 @@ def _print_job(console: Console, job: Job) -> None:
             f"  input turned {way} {abs(job.gain_db):.1f} dB for the model "
             "(transcribe.min_input_db, max_input_db)"
         )
+    if job.status == "done" and job.peak_db < SILENT_DB:
+        console.print(f"  [yellow]{escape(silence_note(job.peak_db))}[/]")
     if job.status == "failed":
         console.print(
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
         )
+
+
+def silence_note(peak_db: float) -> str:
+    """What a done job's line says of an input whose loudest sample is below
+    SILENT_DB: its empty or sparse MIDI is the audio's, not the model's, doing."""
+    if peak_db < -190:  # every sample 0 (non-finite ones are read as 0)
+        return "input is silent: every sample is 0 (or not a number)"
+    return f"input is nearly silent: its loudest sample is at {peak_db:.1f} dBFS"
 
 
 def tempo_line(grid: BeatGrid) -> str:
@@ -432,9 +444,10 @@ def transcribe_job(
         rate = loaded.cfg.audio.sample_rate
         n_samples, chunks, gain_db = leveled_stream(job.input_path, loaded.cfg)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
+        meter = PeakMeter()
         onset, velocity = predict_activations(
             loaded,
-            harmony.wrap(chunks),
+            harmony.wrap(meter.wrap(chunks)),
             n_samples,
             segment_sec=t.segment_sec,
             overlap_sec=t.overlap_sec,
@@ -453,7 +466,7 @@ def transcribe_job(
             hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
         job.outputs = write_outputs(job, hits, loaded.vocab, rendering, grid)
         job.status, job.n_hits, job.grid = "done", len(hits), grid
-        job.gain_db = gain_db
+        job.gain_db, job.peak_db = gain_db, meter.peak_db
     except DrumtxError as exc:
         job.status, job.reason, job.hint = "failed", exc.message, exc.hint or ""
     except OSError as exc:
@@ -618,6 +631,7 @@ def job_summary(job: Job) -> dict:
             "rival_bpm": None if rival is None else round(rival, 3),
         }
         entry["input_gain_db"] = round(job.gain_db, 2)
+        entry["input_peak_db"] = round(max(job.peak_db, -200.0), 2)
     return entry
 
 

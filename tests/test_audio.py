@@ -119,22 +119,32 @@ def _corrupt_wav(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
+    ("make", "message", "hint"),
     [
-        (_corrupt_wav, "cannot decode"),
-        (lambda p: p.write_text("this is text, not audio\n" * 20), "cannot decode"),
-        (lambda p: p.write_bytes(b""), "empty"),
-        (lambda p: None, "does not exist"),
-        (lambda p: sf.write(p, np.zeros(0, np.float32), RATE_HZ), "no audio samples"),
+        (_corrupt_wav, "cannot decode", "ffmpeg"),
+        (
+            lambda p: p.write_text("this is text, not audio\n" * 20),
+            "cannot decode",
+            "ffmpeg",
+        ),
+        (lambda p: p.write_bytes(b""), "empty", "holds no sound"),
+        (lambda p: None, "does not exist", None),
+        (
+            lambda p: sf.write(p, np.zeros(0, np.float32), RATE_HZ),
+            "no audio samples",
+            "holds no sound",  # a well-formed WAV: converting it would not help
+        ),
     ],
     ids=["corrupt", "text", "empty", "missing", "zero-frames"],
 )
-def test_bad_files_raise_audio_error(tmp_path: Path, make, message: str) -> None:
+def test_bad_files_raise_audio_error(tmp_path: Path, make, message, hint) -> None:
     path = tmp_path / "bad.wav"
     make(path)
     with pytest.raises(AudioError, match=message) as err:
         load_audio(path)
     assert "bad.wav" in err.value.message
+    if hint is not None:
+        assert hint in err.value.hint
     with pytest.raises(AudioError, match="bad.wav"):
         audio_info(path)
 

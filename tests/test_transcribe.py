@@ -68,6 +68,32 @@ def test_writes_all_formats(tmp_path, random_model, capsys):
     assert "model:" in err and "device: cpu" in err and "transcribed 1" in err
 
 
+def test_a_silent_input_says_so(tmp_path, random_model, capsys):
+    """An empty MIDI from a silent (or all-NaN) file is the audio's doing, and the
+    file's line says so; a file with sound in it gets no such note."""
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(44100, np.float32), 44100)
+    broken = tmp_path / "broken.wav"
+    sf.write(broken, np.full(44100, np.nan, np.float32), 44100, subtype="FLOAT")
+    faint = tmp_path / "faint.wav"  # at the model's rate: its peak is not resampled
+    x = np.zeros(24000, np.float32)
+    x[100] = 10 ** (-70 / 20)
+    sf.write(faint, x, 24000, subtype="FLOAT")
+    song = _wav(tmp_path / "song.wav")
+    args = [str(p) for p in (silent, broken, faint, song)]
+    assert _run(*args, "--checkpoint", str(random_model), "--json") == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("input is silent: every sample is 0") == 2
+    assert "input is nearly silent: its loudest sample is at -70.0 dBFS" in captured.err
+    peaks = {Path(e["input"]).name: e["input_peak_db"]
+             for e in json.loads(captured.out)["inputs"]}  # fmt: skip
+    assert peaks["silent.wav"] == peaks["broken.wav"] == -200.0
+    assert peaks["faint.wav"] == pytest.approx(-70.0, abs=0.01)
+    assert -9.0 < peaks["song.wav"] < 0.0  # bursts up to 0.5 (-6 dBFS), resampled
+    song_block = captured.err.split("song.drums.mid")[1]
+    assert "input is" not in song_block
+
+
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     out = tmp_path / "song.drums.mid"
