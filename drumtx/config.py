@@ -132,6 +132,11 @@ class DataConfig:
     loudness_prob: float = 0.0  # crop level set by RMS normalisation, not a gain
     loudness_db_min: float = -26.0  # its targets, dB RMS re full scale
     loudness_db_max: float = -9.0
+    # Varispeed: crops played faster or slower, as a tape or a sampler would, so every
+    # drum sounds retuned (and its body bigger or smaller) and the groove's tempo
+    # follows; the targets move with the hits. At most speed_semitones up or down.
+    speed_prob: float = 0.0
+    speed_semitones: float = 2.0
 
     def __post_init__(self) -> None:
         _check_choice("data.vocab", self.vocab, VOCAB_NAMES)
@@ -158,8 +163,10 @@ class DataConfig:
             "lowpass_prob",
             "rare_class_prob",
             "loudness_prob",
+            "speed_prob",
         ):
             _check_range(f"data.{name}", getattr(self, name), 0.0, 1.0)
+        _check_range("data.speed_semitones", self.speed_semitones, 0.0, 12.0)
         _check_range("data.backing_db_min", self.backing_db_min, -40.0, 60.0)
         _check_range("data.backing_db_max", self.backing_db_max, -40.0, 60.0)
         _check_range("data.loudness_db_min", self.loudness_db_min, -60.0, 0.0)

@@ -7,9 +7,11 @@ random crops out of it,
 and shuffles the crops of ``data.shuffle_blocks`` blocks together before yielding them.
 Crops never straddle two recordings; ``data.rare_class_prob`` of them are centred on a
 hit of a class drawn uniformly, so rare instruments (toms, crash, open hi-hat) are seen
-as often as common ones. Then ``drumtx.augment`` turns each into a recording: drum bus,
-band (the backing track), master, codec. Targets are per-frame rolls at the frontend's
-frame rate: frame t is centred at ``t * hop_length`` samples.
+as often as common ones; ``data.speed_prob`` of them play faster or slower
+(varispeed: every drum retuned, its targets moved with it). Then ``drumtx.augment``
+turns each into a recording: drum bus, band (the backing track), master, codec.
+Targets are per-frame rolls at the frontend's frame rate: frame t is centred at
+``t * hop_length`` samples.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ from drumtx.levels import scale_velocity
 from drumtx.music import open_music_pool
 from drumtx.processed import Store, load_store, recording_hits, recording_unsure
 from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES, ignore_mask
+from drumtx.resample import resample_poly
 
 MIX_LEVEL_DB = (-6.0, 0.0)  # a second kit mixed in, relative to the first
+# Varispeed rates are ``speed / SPEED_STEPS`` recorded samples per crop sample (steps
+# of 1 %, a sixth of a semitone): SPEED_STEPS plays the recording as it was.
+SPEED_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -166,10 +172,22 @@ class BlockSampler:
         for _ in range(self.data_cfg.crops_per_block):
             j = int(rng.choice(len(recs), p=weights / weights.sum()))
             crop_start = self._crop_start(int(recs[j]), int(lo[j]), int(hi[j]), rng)
-            crops.append(
-                self._crop(int(recs[j]), crop_start, int(hi[j]), start, block, music)
-            )
+            speed = self._speed(hi[j] - crop_start, rng)
+            crops.append(self._crop(int(recs[j]), crop_start, int(hi[j]), start,
+                                    block, music, speed))  # fmt: skip
         return crops
+
+    def _speed(self, available: int, rng: np.random.Generator) -> int:
+        """A crop's varispeed rate in SPEED_STEPS (SPEED_STEPS: as recorded), drawn
+        for ``data.speed_prob`` of crops; a faster one is slowed to what the block
+        holds of its recording (``available`` samples), so it is never cut short."""
+        cfg = self.data_cfg
+        if not cfg.speed_prob or rng.random() >= cfg.speed_prob:
+            return SPEED_STEPS
+        semitones = rng.uniform(-cfg.speed_semitones, cfg.speed_semitones)
+        speed = round(SPEED_STEPS * 2 ** (semitones / 12))
+        fits = available * SPEED_STEPS // self.spec.crop_samples
+        return max(SPEED_STEPS, min(speed, fits)) if speed > SPEED_STEPS else speed
 
     def _crop_start(self, rec: int, lo: int, hi: int, rng: np.random.Generator) -> int:
         """Uniform in the recording's part of the block, or around a rare-class hit."""
@@ -194,25 +212,45 @@ class BlockSampler:
         block_start: int,
         block: np.ndarray,
         music_block: np.ndarray | None,
+        speed: int = SPEED_STEPS,
     ) -> Crop:
+        """The crop at ``crop_start``, played at ``speed`` (SPEED_STEPS: as recorded;
+        more: faster and higher), zero-padded where its recording ends."""
         n = self.spec.crop_samples
-        a, b = crop_start - block_start, min(hi, crop_start + n) - block_start
-        audio = np.zeros(n, dtype=np.float32)
-        audio[: b - a] = block[a:b].astype(np.float32) / 32768.0
-        music = None
-        if music_block is not None:
-            music = np.zeros(n, dtype=np.float32)
-            music[: b - a] = music_block[a:b].astype(np.float32) / 32768.0
-        onset, velocity, mask = self._targets(rec, crop_start - int(self.offsets[rec]))
+        n_read = -(-n * speed // SPEED_STEPS)  # recorded samples the crop plays
+        a, b = crop_start - block_start, min(hi, crop_start + n_read) - block_start
+
+        def play(stretch: np.ndarray) -> np.ndarray:
+            x = stretch.astype(np.float32) / 32768.0
+            if speed != SPEED_STEPS:
+                x = resample_poly(x, SPEED_STEPS, speed)[:n]
+            return np.pad(x, (0, n - len(x)))
+
+        audio = play(block[a:b])
+        music = None if music_block is None else play(music_block[a:b])
+        onset, velocity, mask = self._targets(
+            rec, crop_start - int(self.offsets[rec]), speed, b - a
+        )
         return Crop(audio, music, onset, velocity, mask)
 
-    def _targets(self, rec: int, start_in_rec: int) -> tuple[np.ndarray, ...]:
+    def _targets(
+        self,
+        rec: int,
+        start_in_rec: int,
+        speed: int = SPEED_STEPS,
+        n_read: int | None = None,
+    ) -> tuple[np.ndarray, ...]:
+        """Targets of the hits among the ``n_read`` recorded samples from
+        ``start_in_rec`` on (a crop's worth by default), at ``speed``."""
         spec, widen = self.spec, self.data_cfg.target_widen_frames
         n_t = n_frames(spec.crop_samples, spec.hop_length)
         hits = recording_hits(self.store, rec)
         rel = hits["sample"] - start_in_rec
-        keep = (rel >= 0) & (rel < spec.crop_samples)
-        frames = np.rint(rel[keep] / spec.hop_length).astype(np.int64)
+        if n_read is None or speed == SPEED_STEPS:
+            n_read = spec.crop_samples
+        keep = (rel >= 0) & (rel < n_read)
+        at = rel[keep] * (SPEED_STEPS / speed)  # crop samples
+        frames = np.minimum(np.rint(at / spec.hop_length).astype(np.int64), n_t - 1)
         classes = hits["class"][keep].astype(np.int64)
         vel = hits["velocity"][keep].astype(np.float32) / 127.0
         onset, velocity, mask = make_targets(
@@ -220,7 +258,7 @@ class BlockSampler:
         )
         unsure = recording_unsure(self.store, rec)
         if len(unsure):
-            rel = unsure["sample"] - start_in_rec
+            rel = (unsure["sample"] - start_in_rec) * (SPEED_STEPS / speed)
             at = np.rint(rel / spec.hop_length).astype(np.int64)
             weight = ignore_mask(at, unsure["class"].astype(np.int64), n_t,
                                  spec.n_classes, UNSURE_RADIUS_FRAMES)  # fmt: skip

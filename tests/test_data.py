@@ -19,6 +19,7 @@ import torch
 
 from drumtx.config import Config, DataConfig, load_config
 from drumtx.data import (
+    SPEED_STEPS,
     BlockSampler,
     Crop,
     CropDataset,
@@ -391,6 +392,61 @@ def test_rare_class_crops_find_the_rare_class(tmp_path: Path) -> None:
     uniform, balanced = share_with_rare(0.0), share_with_rare(1.0)
     assert uniform < 0.1  # 3 hits in 400k samples: rarely inside a 2400-sample crop
     assert balanced > 0.35  # about half the crops are centred on class 5 (2 classes)
+
+
+def test_varispeed_crops_move_their_targets_with_the_hits(tmp_path: Path) -> None:
+    """Crops played faster or slower: each hit is heard where its target says (within
+    half a frame), hit spacings stretch within +-2 semitones, and a sped-up crop is
+    slowed rather than cut short where its block ends inside the recording."""
+    length, every, n = 200_000, 701, 4800
+    hits = [(0, s, (s // every) % 3, 90) for s in range(350, length, every)]
+    split_dir = write_store(tmp_path / "train", [length], hits)
+    impulses = np.zeros(length, np.int16)
+    impulses[[s for _, s, _, _ in hits]] = 20000  # a click at every hit, else silence
+    impulses.tofile(split_dir / "audio.i16")
+    store = load_store(split_dir)
+    cfg = DataConfig(block_mb=0.1, speed_prob=1.0, speed_semitones=2.0, **QUIET)
+    sampler = BlockSampler(store, spec_for(split_dir, n), cfg)
+    rng = np.random.default_rng(0)
+    crops = [c for _ in range(30) for c in sampler.crops_from_block(rng)]
+    assert len(crops) > 100
+    spacings = []
+    for crop in crops:
+        clicks = np.flatnonzero(
+            (np.abs(crop.audio) > 0.25)
+            & (np.abs(crop.audio) > np.abs(np.roll(crop.audio, 1)))
+            & (np.abs(crop.audio) >= np.abs(np.roll(crop.audio, -1)))
+        )  # each click's peak sample (the first of two equal ones)
+        frames, classes = np.nonzero(crop.onset == 1.0)
+        # Every labelled hit is heard in its frame, and every click is labelled.
+        assert len(frames) == len(clicks) >= 5
+        assert np.all(np.abs(clicks - frames * HOP) <= HOP / 2 + 1)
+        assert set(classes) <= {0, 1, 2}
+        assert crop.mask.sum() == len(frames)
+        spacings.append(np.median(np.diff(clicks)) / every)
+        # Played through to its last sample: the last click lies within a spacing
+        # of the end (a crop cut short would fall silent before it).
+        assert clicks[-1] >= n - 1.2 * every
+    spacings = np.array(spacings)
+    lo, hi = 2 ** (-2 / 12), 2 ** (2 / 12)
+    assert lo - 0.01 < spacings.min() and spacings.max() < hi + 0.01
+    assert spacings.min() < 0.93 and spacings.max() > 1.07  # it did move both ways
+    # A faster crop than the block holds (n + 200 samples of its recording) is slowed
+    # to fit; slower ones need no more than a crop.
+    tight = [sampler._speed(n + 200, rng) for _ in range(200)]
+    assert max(tight) == (n + 200) * SPEED_STEPS // n and min(tight) < SPEED_STEPS
+    assert max(sampler._speed(n - 10, rng) for _ in range(50)) <= SPEED_STEPS
+
+
+def test_zero_semitones_plays_every_crop_as_recorded(store_dir: Path) -> None:
+    store = load_store(store_dir)
+    cfg = DataConfig(block_mb=0.1, speed_prob=1.0, speed_semitones=0.0, **QUIET)
+    sampler = BlockSampler(store, spec_for(store_dir), cfg)
+    rng = np.random.default_rng(0)
+    for crop in [c for _ in range(5) for c in sampler.crops_from_block(rng)]:
+        rec, start, valid = locate_crop(crop.audio, store)
+        want = expected_targets(store, rec, start, valid, 2400)
+        np.testing.assert_array_equal(crop.onset, want[0])
 
 
 CRASHING_LOADER = """
