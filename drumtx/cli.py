@@ -24,6 +24,10 @@ typical use:
   drumtx preprocess && drumtx train     train on E-GMD (see drumtx.toml)
 """
 
+DEVICE_HELP = (
+    "where the model runs (default transcribe.device: auto, CUDA when available)"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -300,7 +304,8 @@ def _add_evaluate(
         "fixed excerpt chosen by its name",
     )
     p.add_argument("--limit", type=int, metavar="N", help="at most N recordings")
-    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help=DEVICE_HELP)  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -326,13 +331,21 @@ def _add_transcribe(
     )
     _add_transcribe_outputs(p)
     _add_transcribe_model(p)
-    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None)
+    p.add_argument("-d", "--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help=DEVICE_HELP)  # fmt: skip
     p.add_argument(
-        "--segment", type=float, metavar="SEC", help="segment length, seconds"
-    )
-    p.add_argument("--overlap", type=float, metavar="SEC", help="overlap, seconds")
+        "--segment", type=float, metavar="SEC",
+        help="audio per model call, seconds; memory does not grow past it "
+        "(default transcribe.segment_sec = 30)",
+    )  # fmt: skip
     p.add_argument(
-        "--batch-size", type=int, metavar="N", help="segments per model call"
+        "--overlap", type=float, metavar="SEC",
+        help="context heard on each side of a segment, then cropped away, seconds "
+        "(default transcribe.overlap_sec = 2; at least 0.5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-size", type=int, metavar="N",
+        help="segments per model call (default transcribe.batch_size = 4)"
     )
     p.add_argument(
         "--threshold",
