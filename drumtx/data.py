@@ -234,20 +234,14 @@ class BlockSampler:
         return Crop(audio, music, onset, velocity, mask)
 
     def _targets(
-        self,
-        rec: int,
-        start_in_rec: int,
-        speed: int = SPEED_STEPS,
-        n_read: int | None = None,
+        self, rec: int, start_in_rec: int, speed: int, n_read: int
     ) -> tuple[np.ndarray, ...]:
         """Targets of the hits among the ``n_read`` recorded samples from
-        ``start_in_rec`` on (a crop's worth by default), at ``speed``."""
+        ``start_in_rec`` on, played at ``speed``."""
         spec, widen = self.spec, self.data_cfg.target_widen_frames
         n_t = n_frames(spec.crop_samples, spec.hop_length)
         hits = recording_hits(self.store, rec)
         rel = hits["sample"] - start_in_rec
-        if n_read is None or speed == SPEED_STEPS:
-            n_read = spec.crop_samples
         keep = (rel >= 0) & (rel < n_read)
         at = rel[keep] * (SPEED_STEPS / speed)  # crop samples
         frames = np.minimum(np.rint(at / spec.hop_length).astype(np.int64), n_t - 1)

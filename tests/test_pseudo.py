@@ -133,7 +133,7 @@ def test_unsure_peaks_become_ignored_targets_and_survive_kit_mixing() -> None:
 
 def test_crops_of_a_pseudo_labelled_recording_ignore_its_unsure_peaks(tmp_path) -> None:
     from drumtx.config import DataConfig
-    from drumtx.data import BlockSampler, CropSpec
+    from drumtx.data import SPEED_STEPS, BlockSampler, CropSpec
     from drumtx.processed import HITS_DTYPE, Store
     from drumtx.pseudo import IGNORE_TARGET, UNSURE_RADIUS_FRAMES
 
@@ -146,7 +146,7 @@ def test_crops_of_a_pseudo_labelled_recording_ignore_its_unsure_peaks(tmp_path) 
     store = Store(np.zeros(n, np.int16), recordings, hits, {}, None, unsure)
     spec = CropSpec(tmp_path, n, hop, 9, 24_000, seed=0)
     sampler = BlockSampler(store, spec, DataConfig(target_widen_frames=0))
-    onset, _, _ = sampler._targets(0, 0)
+    onset, _, _ = sampler._targets(0, 0, SPEED_STEPS, n)  # as recorded, a crop
     r = UNSURE_RADIUS_FRAMES
     assert (onset[50 - r : 50 + r + 1, 4] == IGNORE_TARGET).all()
     assert (onset == IGNORE_TARGET).sum() == 2 * r + 1
