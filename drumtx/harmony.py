@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drumtx.threads import one_torch_thread
+
 WINDOW_SEC, HOP_SEC = 0.34, 0.1  # about 8192 and 2400 samples at 24 kHz
 FMIN_HZ, FMAX_HZ = 60.0, 2000.0  # bass to the top of most accompaniment
 PEAK_FLOOR = 0.1  # spectral peaks under this x the step's loudest bin are left out
@@ -119,9 +121,7 @@ def magnitudes(
     worker pools of preprocess and make-dataset) can hang in its first big malloc."""
     import torch  # here: drumtx.beats (which reads Chroma) needs no torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         spectrum = torch.stft(
             torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
             len(window),
@@ -131,8 +131,6 @@ def magnitudes(
             return_complex=True,
         )[bins[0] : bins[-1] + 1]
         return spectrum.abs().T.numpy()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def profile(

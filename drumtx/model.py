@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from drumtx.config import Config
 from drumtx.errors import ConfigError
+from drumtx.threads import bidirectional_gru, splits_directions
 
 ONSET_PRIOR = 0.02  # initial onset probability: onsets fill about 1-2 % of frames
 
@@ -123,6 +124,8 @@ class CRNN(nn.Module):
         return n_bins
 
     def _recur(self, x: Tensor) -> Tensor:
+        if splits_directions(self.gru, x):  # CPU inference: see drumtx/threads.py
+            return bidirectional_gru(self.gru, x)
         return self.gru(x)[0]
 
     def compiled(self) -> nn.Module:

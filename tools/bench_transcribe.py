@@ -20,6 +20,12 @@ wrapped with timers for the run, so the split costs nothing when not benchmarkin
   beats      tempo, beats and downbeats for the MIDI's tempo map (beats.beat_grid)
   other      the rest: segment assembly, sigmoid and copies, writing the MIDI
 
+``--gru split,pool`` adds rows with the GRU on torch's whole thread pool, as transcribe
+ran it before it ran the GRU's two directions side by side (drumtx/threads.py says
+why); ``--busy N``
+runs N busy-looping processes beside the timed runs (the model load and warm-up
+included), as another program on a user's machine would.
+
 Times are medians of --repeats runs (one run for files longer than --repeat-max-sec).
 Peak RSS comes from ``python -m drumtx transcribe`` on a --rss-minutes file in a child
 process (os.wait4's ru_maxrss). ``--cold`` also times whole processes, the way a user
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -53,6 +60,7 @@ import soundfile as sf
 import torch
 
 import drumtx.inference
+import drumtx.model
 import drumtx.transcribe
 from drumtx.amp import dtype_name
 from drumtx.checkpoint import save_checkpoint
@@ -67,6 +75,7 @@ STAGES = ("decode", "resample", "frontend", "model", "peaks", "beats")
 SHIPPED_PRESET = "small"
 TARGET_X_REAL_TIME = 25.0  # for the shipped preset on a 2-core CPU
 RSS_LIMIT_BYTES = 2 << 30
+GRU_WAYS = ("split", "pool")
 
 
 # --- synthetic audio ---------------------------------------------------------------
@@ -120,6 +129,33 @@ class StageTimes:
                 self.seconds[stage] += time.perf_counter() - start
 
         return timed
+
+
+@contextlib.contextmanager
+def gru_threads(how: str) -> Iterator[None]:
+    """``split``: the GRU as transcribe runs it; ``pool``: on torch's whole pool."""
+    if how not in GRU_WAYS:
+        raise ValueError(f"--gru takes {' or '.join(GRU_WAYS)}, not {how!r}")
+    saved = drumtx.model.splits_directions
+    if how == "pool":
+        drumtx.model.splits_directions = lambda gru, x: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        drumtx.model.splits_directions = saved
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` other processes spinning on the CPU for the block's duration."""
+    spin = [sys.executable, "-c", "while True: pass"]
+    procs = [subprocess.Popen(spin) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -285,12 +321,14 @@ def print_report(result: dict[str, Any]) -> None:
         title=f"drumtx transcribe on CPU ({env['n_cpus']} CPUs, {env['cpu']}, "
         f"{env['conv_dtype']} convolutions): median seconds per stage",
         caption=f"load average {' / '.join(f'{x:.1f}' for x in env['load_average'])} "
-        f"(1/5/15 min) at start: other processes share these CPUs",
+        f"(1/5/15 min) at start: other processes share these CPUs"
+        + (f"; {env['busy']} busy-looping processes beside it" if env["busy"] else ""),
     )
     for column in (
         "model",
         "params",
         "threads",
+        "GRU",
         "audio",
         "runs",
         "x real time",
@@ -309,6 +347,7 @@ def print_report(result: dict[str, Any]) -> None:
             row["model"],
             f"{row['params'] / 1e6:.2f} M",
             str(row["threads"]),
+            row["gru"],
             _duration(row["audio_sec"]),
             str(row["repeats"]),
             f"{row['x_real_time']:.1f}x",
@@ -381,6 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: torch's default, as transcribe runs)",
     )
     p.add_argument(
+        "--gru",
+        default="split",
+        help="comma-separated: split (the GRU's directions on a thread each, as "
+        "transcribe runs it), pool (on all --threads, as before); a row each "
+        "(default: split)",
+    )
+    p.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy-looping processes beside the in-process timings, as a "
+        "loaded machine would (default: 0)",
+    )
+    p.add_argument(
         "--cold",
         action="store_true",
         help="also time whole `drumtx transcribe` processes against `import torch`",
@@ -432,7 +486,9 @@ def _repeats(args: argparse.Namespace, wav: Path) -> int:
 
 
 def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"environment": environment(), "rows": []}
+    result: dict[str, Any] = {
+        "environment": {**environment(), "busy": args.busy}, "rows": []
+    }
     lengths_sec = [float(s) for s in args.seconds.split(",") if s.strip()]
     clip = render_clip(min(60.0, max(lengths_sec)))
     wavs = [write_tiled(work_dir / f"drums-{s:g}s.wav", clip, s) for s in lengths_sec]
@@ -441,25 +497,30 @@ def run(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
     out_dir = work_dir / "out"
     models = models_to_bench(args, work_dir)
     threads = [int(n) for n in args.threads.split(",")]
-    for name, checkpoint in models:
-        loaded = load_model(checkpoint, cfg, torch.device("cpu"))
-        for n_threads in threads:
-            torch.set_num_threads(n_threads)
-            transcribe_once(loaded, cfg, warmup, out_dir)  # first-call setup, untimed
-            for wav in wavs:
-                row = bench_file(loaded, cfg, wav, out_dir, _repeats(args, wav))
-                row.update(
-                    model=name,
-                    preset=loaded.cfg.model.preset,
-                    threads=n_threads,
-                    params=count_parameters(loaded.model),
-                )
-                result["rows"].append(row)
-                print(
-                    f"{name}, {n_threads} threads: {row['audio_sec']:g} s at "
-                    f"{row['x_real_time']:.1f}x real time",
-                    file=sys.stderr,
-                )
+    ways = [w.strip() for w in args.gru.split(",") if w.strip()]
+    with busy_processes(args.busy):
+        for name, checkpoint in models:
+            loaded = load_model(checkpoint, cfg, torch.device("cpu"))
+            for n_threads, way in itertools.product(threads, ways):
+                torch.set_num_threads(n_threads)
+                with gru_threads(way):
+                    transcribe_once(loaded, cfg, warmup, out_dir)  # setup, untimed
+                    for wav in wavs:
+                        row = bench_file(loaded, cfg, wav, out_dir, _repeats(args, wav))
+                        row.update(
+                            model=name,
+                            preset=loaded.cfg.model.preset,
+                            threads=n_threads,
+                            gru=way,
+                            params=count_parameters(loaded.model),
+                        )
+                        result["rows"].append(row)
+                        print(
+                            f"{name}, {n_threads} threads, GRU {way}: "
+                            f"{row['audio_sec']:g} s at "
+                            f"{row['x_real_time']:.1f}x real time",
+                            file=sys.stderr,
+                        )
     if args.cold:
         result["cold"] = run_cold(args, work_dir, clip, models[0][1])
     if args.rss_minutes > 0:
