@@ -3,13 +3,12 @@
 A bidirectional GRU over a segment is thousands of small steps. On torch's thread pool
 each step is a parallel region whose threads meet at a barrier, so when another program
 holds a core, the step waits for a descheduled thread to get that core back, once per
-step: on two cores with two busy programs, a 5-minute file took 15.6 s to transcribe
-instead of 10.9 s with the GRU kept off the pool, and a niced one-minute file 82-96 s
-instead of 40-49 s (``tools/bench_transcribe.py --gru pool,split --busy 2``). Even on
-an idle machine the pool hardly helps (steps of a few segments are too small to
-share). :func:`bidirectional_gru` runs the two directions side by side instead, each on
-one thread of its own: no barrier inside the sequence, one join at its end, and about
-1.7 times as fast as the pool on an idle two-core machine.
+step. :func:`bidirectional_gru` runs the two directions side by side instead, each on
+one thread of its own: no barrier inside the sequence, one join at its end. On this
+project's 2-core machine (``tools/bench_transcribe.py --gru split,pool``, README *On a
+busy CPU*) a 5-minute file beside two busy programs took 8.65 s against 14.79 s on the
+pool, and 4.01 s against 4.64 s on an idle machine, where the pool hardly helps the
+GRU: its steps, a few segments each, are too small to share.
 """
 
 from __future__ import annotations
