@@ -276,6 +276,11 @@ def _add_evaluate(
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (off a terminal: no line every 30 s)",
+    )
+    p.add_argument(
         "--tune-thresholds",
         action="store_true",
         help="pick per-class thresholds on the validation split "
@@ -534,6 +539,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         backing_db=parse_levels(args.backing_db),
         music_dir=args.music_dir,
+        progress=not args.no_progress,
     )
 
 

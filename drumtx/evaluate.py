@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from rich.table import Table
 from drumtx.audio import to_int16
 from drumtx.checkpoint import find_model, is_shipped, load_checkpoint, save_checkpoint
 from drumtx.config import Config
-from drumtx.console import make_console
+from drumtx.console import Progress, make_console
 from drumtx.drums import Hit
 from drumtx.errors import ConfigError, DataError
 from drumtx.inference import (
@@ -67,6 +67,7 @@ def run_evaluate(
     backing_db: Sequence[float] = (6.0, 0.0),
     music_dir: Path | None = None,
     tune_objective: str = "micro",
+    progress: bool = True,
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
@@ -77,8 +78,9 @@ def run_evaluate(
     if tune_thresholds:
         val_dir = roots.processed_dir / "validation"
         tune_and_store(
-            loaded, path, val_dir, limit, console, backing_db, pool, tune_objective
-        )
+            loaded, path, val_dir, limit, console, backing_db, pool, tune_objective,
+            progress,
+        )  # fmt: skip
         if split == "validation":
             console.print(
                 "[yellow]warning:[/] thresholds were tuned on the split being "
@@ -90,13 +92,22 @@ def run_evaluate(
         store = with_music_from(store, pool)
     egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
     indices = _indices(store, limit)
-    results = evaluate_store(loaded, store, indices, backing_db, egmd_dir=egmd_dir)
+    n_levels = 1 + (len(backing_db) if store.backing is not None else 0)
+    label = f"scoring {split}"
+    if n_levels > 1:
+        label += f", alone and in {n_levels - 1} mix" + "es" * (n_levels > 2)
+    with progress_bar(console, label, len(indices) * n_levels, progress) as bar:
+        results = evaluate_store(
+            loaded, store, indices, backing_db, egmd_dir=egmd_dir, tick=bar.advance
+        )
     results.update(checkpoint=str(path), split=split, precision=precision_of(loaded))
     t = loaded.cfg.transcribe  # the active levels inputs were brought into, dBFS
     results["input_levels_db"] = [t.min_input_db, t.max_input_db]
     if pool is not None:
         results["music"] = f"real music pool {pool.split_dir} ({pool.hours:.2f} h)"
-        results["music_alone"] = music_alone(loaded, pool)
+        n_stretches = len(pool.segments)
+        with progress_bar(console, "music alone", n_stretches, progress) as bar:
+            results["music_alone"] = music_alone(loaded, pool, bar.advance)
     if as_json:
         print(json.dumps(results, indent=1))
     else:
@@ -133,9 +144,21 @@ def with_music_from(store: Store, pool: MusicPool) -> Store:
     return dataclasses.replace(store, backing=backing)
 
 
-def music_alone(loaded: LoadedModel, pool: MusicPool) -> dict[str, Any]:
+def progress_bar(console: Console, label: str, total: int, enabled: bool) -> Progress:
+    """evaluate's progress: a bar on a terminal that goes when done; off one, a line
+    every 30 s (a long evaluation in a log shows it is alive and when it ends)."""
+    return Progress(
+        console, label, total, unit="recordings", log_every_sec=30.0, transient=True,
+        enabled=enabled,
+    )  # fmt: skip
+
+
+def music_alone(
+    loaded: LoadedModel, pool: MusicPool, tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """What the model finds in the pool's music without drums, each stretch heard as
-    a file: {"minutes", "hits" (per class), "per_minute" (all classes)}."""
+    a file: {"minutes", "hits" (per class), "per_minute" (all classes)}; ``tick``
+    after each stretch."""
     counts = dict.fromkeys(loaded.vocab.codes, 0)
     n_samples = 0
     for segment in pool.segments:
@@ -144,6 +167,8 @@ def music_alone(loaded: LoadedModel, pool: MusicPool) -> dict[str, Any]:
         for code, n in found.items():
             counts[code] += n
         n_samples += length
+        if tick is not None:
+            tick()
     minutes = n_samples / pool.sample_rate / 60
     per_minute = sum(counts.values()) / minutes if minutes else 0.0
     return {"minutes": minutes, "hits": counts, "per_minute": per_minute}
@@ -171,17 +196,21 @@ def evaluate_store(
     indices: Sequence[int],
     backing_db: Sequence[float] = (),
     egmd_dir: Path | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """score_store's report with the model's thresholds; and
     under ``mixes`` the same for each backing level, where the store has backing.
-    With ``egmd_dir``, also the beats, downbeats and tempo (``beats``)."""
+    With ``egmd_dir``, also the beats, downbeats and tempo (``beats``). ``tick`` after
+    each recording at each level."""
     thresholds = class_thresholds(loaded)
-    results = score_store(loaded, store, indices, thresholds, egmd_dir=egmd_dir)
+    results = score_store(
+        loaded, store, indices, thresholds, egmd_dir=egmd_dir, tick=tick
+    )
     if store.backing is not None and backing_db:
         results["mixes"] = {}
         for level in backing_db:
             mixed = score_store(
-                loaded, store, indices, thresholds, backing_db=level, egmd_dir=egmd_dir
+                loaded, store, indices, thresholds, level, egmd_dir, tick=tick
             )
             results["mixes"][mix_name(level)] = mixed
     return results
@@ -201,6 +230,7 @@ def tune_and_store(
     backing_db: Sequence[float] = (),
     pool: MusicPool | None = None,
     objective: str = "micro",
+    progress: bool = False,
 ) -> None:
     """Tune thresholds on the validation split and write them into the checkpoint;
     with a music ``pool``, the mixes are heard under its real music (as reported)."""
@@ -213,7 +243,10 @@ def tune_and_store(
     if pool is not None:
         val = with_music_from(val, pool)
     levels = [None, *backing_db] if val.backing is not None else [None]
-    tuned = tune(loaded, val, _indices(val, limit), levels, objective)
+    indices = _indices(val, limit)
+    label = "tuning thresholds on validation"
+    with progress_bar(console, label, len(indices) * len(levels), progress) as bar:
+        tuned = tune(loaded, val, indices, levels, objective, tick=bar.advance)
     store_thresholds(path, tuned)
     loaded.thresholds = tuned
     console.print(
@@ -233,6 +266,7 @@ def tune(
     indices: Sequence[int],
     levels: Sequence[float | None] = (None,),
     objective: str = "micro",
+    tick: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """Per-class thresholds over the given recordings, each heard at every level
     (None: drums alone; a number: mixed with its backing).
@@ -250,7 +284,9 @@ def tune(
     cached = [
         (onset, velocity, reference_hits(store, index))
         for level in levels
-        for index, onset, velocity in store_activations(loaded, store, indices, level)
+        for index, onset, velocity in store_activations(
+            loaded, store, indices, level, tick
+        )
     ]
     codes = loaded.vocab.codes
     tunable = [

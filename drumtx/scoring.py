@@ -8,7 +8,7 @@ imports this module, nor the metrics (mir_eval pulls in scipy.stats) it needs.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ def store_activations(
     store: Store,
     indices: Sequence[int],
     backing_db: float | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(index, onset, velocity) of each recording, (T, C) each, one at a time.
 
@@ -41,7 +42,8 @@ def store_activations(
     says, on whole recordings: the drums alone, or (``backing_db``) mixed with their
     backing track at that drums-to-music level.
     """
-    for index, onset, velocity, _ in store_runs(loaded, store, indices, backing_db):
+    runs = store_runs(loaded, store, indices, backing_db, tick=tick)
+    for index, onset, velocity, _ in runs:
         yield index, onset, velocity
 
 
@@ -51,14 +53,18 @@ def store_runs(
     indices: Sequence[int],
     backing_db: float | None = None,
     harmony: bool = False,
+    tick: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, Chroma | None]]:
     """store_activations, and with ``harmony`` the chroma of the same audio as it
-    streams to the model (what transcribe's tracker hears; else None)."""
+    streams to the model (what transcribe's tracker hears; else None). ``tick`` is
+    called once a recording has been heard (a progress bar's advance)."""
     for index in indices:
         audio = recording_mix(store, index, backing_db)
         stream = ChromaStream(loaded.cfg.audio.sample_rate) if harmony else None
         wrap = None if stream is None else stream.wrap
         onset, velocity = array_activations(loaded, audio, wrap)
+        if tick is not None:
+            tick()
         yield index, onset, velocity, None if stream is None else stream.chroma()
 
 
@@ -81,6 +87,7 @@ def score_store(
     backing_db: float | None = None,
     egmd_dir: Path | None = None,
     picture: bool = False,
+    tick: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
@@ -96,7 +103,8 @@ def score_store(
     tally = Tally(loaded.vocab)
     image, beats = None, []
     fps = loaded.cfg.frontend.fps
-    runs = store_runs(loaded, store, indices, backing_db, harmony=egmd_dir is not None)
+    harmony = egmd_dir is not None
+    runs = store_runs(loaded, store, indices, backing_db, harmony, tick)
     for index, onset, velocity, chroma in runs:
         ref = reference_hits(store, index)
         est = decode_hits(loaded, onset, velocity, thresholds)

@@ -416,8 +416,15 @@ def test_music_dir_scores_the_drums_under_real_music(
     args = ("--json", "--limit", "2", "--backing-db", "0")
     plain = json.loads(_evaluate(capsys, root, fitted_checkpoint, *args)[1])
     music = ("--music-dir", str(tmp_path / "music" / "test"))
-    real = json.loads(_evaluate(capsys, root, fitted_checkpoint, *args, *music)[1])
-    again = json.loads(_evaluate(capsys, root, fitted_checkpoint, *args, *music)[1])
+    _, out, err = _evaluate(capsys, root, fitted_checkpoint, *args, *music)
+    real = json.loads(out)
+    # off a terminal, progress is a line every 30 s and one at the end of each stage
+    assert "scoring test, alone and in 1 mix: 4/4 recordings" in err
+    assert "music alone: 1/1 recordings" in err
+    _, out, err = _evaluate(capsys, root, fitted_checkpoint, *args, *music,
+                            "--no-progress")  # fmt: skip
+    again = json.loads(out)
+    assert "recordings" not in err
     assert real["micro_f1"] == plain["micro_f1"]  # the drums alone: untouched
     assert real["mixes"]["0 dB"] != plain["mixes"]["0 dB"]
     assert real["mixes"] == again["mixes"] and "real music pool" in real["music"]
@@ -479,7 +486,7 @@ def test_tuning_hears_the_music_dir_too(
     writer.close()
     heard = []
 
-    def spy(loaded, store, indices, levels=(None,), objective="micro"):
+    def spy(loaded, store, indices, levels=(None,), objective="micro", tick=None):
         heard.append((store, list(levels)))
         return {"SD": 0.45}
 
