@@ -8,6 +8,7 @@ float WAV/AIFF) are replaced by 0: the model would turn one NaN into a NaN loss.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,25 @@ EMPTY_HINT = (
 
 
 def format_hint() -> str:
-    mp3 = (
-        "mp3 (this libsndfile can decode it)"
-        if _has_mp3()
-        else "mp3 (needs libsndfile >= 1.1)"
+    """For a file whose format drumtx does not read."""
+    mp3 = "" if _has_mp3() else " (MP3 needs libsndfile 1.1 or newer, not this one)"
+    return (
+        f"drumtx reads WAV, FLAC, OGG and MP3{mp3}; convert other formats with "
+        "ffmpeg, e.g. ffmpeg -i song.m4a song.wav"
     )
-    return f"drumtx reads wav, flac, ogg and {mp3}; convert other formats with ffmpeg"
+
+
+def decode_hint(path: Path) -> str:
+    """For a file named as a format drumtx reads that it cannot decode."""
+    kind = path.suffix.lstrip(".").upper() or "audio"
+    if kind == "MP3" and not _has_mp3():
+        return format_hint()
+    fixed = shlex.quote(f"{path.stem}.fixed.wav")
+    return (
+        f"the file is damaged, or is not really {kind} (another format renamed?): "
+        f"check that it plays, or convert it: ffmpeg -i {shlex.quote(path.name)} "
+        f"{fixed}"
+    )
 
 
 def _has_mp3() -> bool:
@@ -68,7 +82,9 @@ def _check_path(path: Path) -> None:
 
 def _decode_error(path: Path, exc: Exception) -> AudioError:
     detail = str(exc).strip() or type(exc).__name__
-    return AudioError(f"cannot decode audio file {path}: {detail}", hint=format_hint())
+    return AudioError(
+        f"cannot decode audio file {path}: {detail}", hint=decode_hint(path)
+    )
 
 
 def _check_rate(path: Path, sample_rate: int) -> None:
@@ -76,7 +92,7 @@ def _check_rate(path: Path, sample_rate: int) -> None:
         raise AudioError(
             f"audio file {path} claims a sample rate of {sample_rate} Hz; expected "
             f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz (damaged header?)",
-            hint=format_hint(),
+            hint=decode_hint(path),
         )
 
 

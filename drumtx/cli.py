@@ -7,10 +7,13 @@ imports what it needs after the arguments are parsed.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from drumtx import __version__
 from drumtx.errors import ConfigError, DrumtxError
@@ -29,8 +32,38 @@ DEVICE_HELP = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class Parser(argparse.ArgumentParser):
+    """argparse that ends a bad command line as every drumtx error ends: the usage of
+    the command that was misused, an ``error:`` line and a ``hint:`` naming the
+    nearest option or command where one is close. Subcommands inherit the class."""
+
+    commands: dict[str, Parser]  # the top-level parser's, by name (build_parser)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print_error(ConfigError(message, hint=self.hint_for(message)))
+        raise SystemExit(ConfigError.exit_code)
+
+    def hint_for(self, message: str) -> str:
+        listing = f"{self.prog} --help lists them"
+        if message.startswith("unrecognized arguments:"):
+            options = [o for a in self._actions for o in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                near = difflib.get_close_matches(word.split("=")[0], options, n=1)
+                if word.startswith("-") and near:
+                    return f"did you mean {near[0]}? {listing}"
+            return listing
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            choices = re.findall(r"'([^']*)'", choice.group(2))
+            near = difflib.get_close_matches(choice.group(1), choices, n=1)
+            if near:
+                return f"did you mean {near[0]}? {listing}"
+        return listing
+
+
+def build_parser() -> Parser:
+    parser = Parser(
         prog="drumtx",
         description="Drum transcription: drum audio to drum MIDI, and model training.",
         epilog=EPILOG,
@@ -75,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub, common)
     _add_transcribe(sub, common)
     _add_demo(sub, common)
+    parser.commands = sub.choices  # each command's parser, for main's errors
     return parser
 
 
@@ -623,7 +657,11 @@ def join_signed_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else argv))
+    words = join_signed_values(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(words)
+    if extra:  # told by the command that was misused, with its usage and options
+        command = parser.commands[args.command]
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)

@@ -541,7 +541,8 @@ def _toml(value: Any) -> str:
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ConfigError(
-            f"{name} = {value!r} is out of range; expected {low} to {high}"
+            f"{name} = {value!r} is out of range; expected {low} to {high}",
+            hint=_where_set(name),
         )
 
 
@@ -549,5 +550,15 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(
             f"{name} = {value!r} is not one of {', '.join(choices)}"
-            + _suggest(value, choices)
+            + _suggest(value, choices),
+            hint=_where_set(name),
         )
+
+
+def _where_set(name: str) -> str:
+    """Where a bad value can have come from, for a hint."""
+    table, key = name.split(".", 1)
+    return (
+        f"the value comes from a command option, --set {name}=..., --profile, or "
+        f"the [{table}] table's {key} in drumtx.toml (drumtx doctor names the file)"
+    )

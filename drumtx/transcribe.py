@@ -13,6 +13,7 @@ tempo map, written through storage's atomic writer.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Job:
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
     gain_db: float = 0.0  # what the input was turned by before the model heard it
     peak_db: float = 0.0  # the input's loudest sample, dB re full scale (done jobs)
+    announced: bool = False  # its failure was printed as it happened
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -135,6 +137,13 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
+    if not opts.recursive:
+        for folder, subfolders in unread_subfolders(opts.inputs):
+            console.print(
+                f"note: {escape(str(folder))} has subfolders with audio in them "
+                f"({escape(', '.join(subfolders))}); without -r only its own files "
+                "are read"
+            )
     choice = choose_model(cfg, opts.checkpoint, opts.checkpoint_from)
     todo = [j for j in jobs if j.status == "pending"]
     if not todo and choice.path.is_file():  # a missing model is still reported
@@ -232,6 +241,7 @@ def _print_job(console: Console, job: Job) -> None:
         console.print(
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
         )
+        job.announced = True
 
 
 def silence_note(peak_db: float) -> str:
@@ -365,22 +375,52 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
     return jobs
 
 
+SUBFOLDER_LOOK = 10_000  # entries looked at per subfolder for audio, at most
+
+
+def unread_subfolders(inputs: Sequence[Path]) -> list[tuple[Path, list[str]]]:
+    """(folder, names of its subfolders with audio somewhere in them) for each given
+    folder that has such subfolders: without -r a folder's own files are read and
+    these are not. A subfolder's tree is looked at only so far (SUBFOLDER_LOOK)."""
+    found = []
+    for given in inputs:
+        if not given.is_dir():
+            continue
+        try:
+            subfolders = sorted(p for p in given.iterdir() if p.is_dir())
+            names = [
+                sub.name
+                for sub in subfolders
+                if any(p.suffix.lower() in AUDIO_EXTENSIONS
+                       for p in itertools.islice(sub.rglob("*"), SUBFOLDER_LOOK))
+            ]  # fmt: skip
+        except OSError:  # unreadable: transcribing what can be read is enough
+            continue
+        if names:
+            found.append((given, names))
+    return found
+
+
 def _empty_folder_job(folder: Path, recursive: bool) -> Job:
     names = ", ".join(AUDIO_EXTENSIONS)
     job = Job(folder, status="failed")
     where = "in its tree" if recursive else "directly in it"
     job.reason = f"a folder with no audio file ({names}) {where}"
+    pattern = "**/*" if recursive else "*"
     try:
-        has_subfolders = any(p.is_dir() for p in folder.iterdir())
+        entries = list(folder.iterdir())
+        others = sorted({p.suffix.lower() for p in folder.glob(pattern) if p.is_file()})
     except OSError as exc:  # unreadable: that is the reason then
         job.reason = f"a folder drumtx cannot read ({exc.strerror or exc})"
         job.hint = "check its permissions"
         return job
-    job.hint = (
-        "-r also reads its subfolders"
-        if has_subfolders and not recursive
-        else format_hint()
-    )
+    if not recursive and any(p.is_dir() for p in entries):
+        job.hint = "-r also reads its subfolders"
+    elif others:  # files, none of them audio drumtx reads
+        kinds = ", ".join(s or "(no extension)" for s in others[:5])
+        job.hint = f"its files are {kinds}: " + format_hint()
+    else:
+        job.hint = "the folder is empty: name the folder or files that hold the audio"
     return job
 
 
@@ -410,9 +450,13 @@ def check_outputs(
         for fmt in formats:
             target = job.out_path(fmt).resolve()
             if target in owners:
+                first = owners[target]
+                same_folder = first.parent == job.input_path.parent
+                why = "they differ only in extension: " if same_folder else ""
                 raise ConfigError(
-                    f"{owners[target]} and {job.input_path} would both write {target}",
-                    hint="give them different names or folders, or use -o with -r",
+                    f"{first} and {job.input_path} would both write {target}",
+                    hint=f"{why}rename one, or transcribe them in two runs with a "
+                    "different -o DIR each",
                 )
             owners[target] = job.input_path
         existing = [job.out_path(f) for f in formats if job.out_path(f).exists()]
@@ -643,6 +687,8 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
         f"transcribed {len(done)}, skipped {len(skipped)}, failed {len(failed)}"
     )
     for job in skipped + failed:
+        if job.announced and len(jobs) == 1:
+            continue  # its line is just above
         console.print(
             f"  {job.status}: {escape(str(job.input_path))}: {escape(job.reason)}"
         )

@@ -106,7 +106,9 @@ def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_mo
     assert out.read_bytes().startswith(b"MThd")
 
 
-def test_recursive_tree_is_mirrored_and_clashes_fail_first(tmp_path, random_model):
+def test_recursive_tree_is_mirrored_and_clashes_fail_first(
+    tmp_path, random_model, capsys
+):
     _wav(tmp_path / "in" / "a" / "x.wav")
     _wav(tmp_path / "in" / "b" / "x.flac")
     out = tmp_path / "out"
@@ -133,6 +135,11 @@ def test_recursive_tree_is_mirrored_and_clashes_fail_first(tmp_path, random_mode
         str(random_model),
     )
     assert code == 2 and not flat.exists()
+    assert "hint: rename one, or transcribe them in two runs" in capsys.readouterr().err
+    # two takes of one name in one folder: the hint says why they meet
+    _wav(tmp_path / "in" / "a" / "x.flac")
+    assert _run(str(tmp_path / "in" / "a"), "--checkpoint", str(random_model)) == 2
+    assert "hint: they differ only in extension: rename one" in capsys.readouterr().err
 
 
 def test_bad_inputs_fail_alone_and_touch_nothing(tmp_path, random_model, capsys):
@@ -189,11 +196,46 @@ def test_a_folder_without_audio_is_an_error_not_a_silent_success(
     _wav(folder / "day1" / "take.wav")
     assert _run(str(folder), "-r", *args) == 0
     assert (folder / "day1" / "take.drums.mid").exists()
-    # an empty tree, -r given: the hint names the formats read instead
+    # an empty tree, -r given: the hint says it is empty
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _run(str(empty), "-r", *args) == 1
-    assert "ffmpeg" in capsys.readouterr().err
+    assert "hint: the folder is empty" in capsys.readouterr().err
+    # files of formats drumtx does not read: the hint names them and ffmpeg
+    (empty / "sub").mkdir()
+    (empty / "sub" / "take.m4a").write_bytes(b"\0" * 100)
+    assert _run(str(empty), "-r", *args) == 1
+    assert "hint: its files are .m4a: drumtx reads WAV" in capsys.readouterr().err
+
+
+def test_a_folder_read_without_r_says_its_subfolders_were_not(
+    tmp_path, random_model, capsys
+):
+    folder = tmp_path / "takes"
+    _wav(folder / "top.wav")
+    _wav(folder / "day1" / "deep" / "take.wav")
+    (folder / "notes").mkdir()  # no audio: not named
+    assert _run(str(folder), "--checkpoint", str(random_model)) == 0
+    err = capsys.readouterr().err
+    assert f"note: {folder} has subfolders with audio in them (day1); without -r" in err
+    assert (folder / "top.drums.mid").exists()
+    assert not (folder / "day1" / "deep" / "take.drums.mid").exists()
+    assert _run(str(folder), "-r", "--skip-existing",
+                "--checkpoint", str(random_model)) == 0  # fmt: skip
+    assert "note:" not in capsys.readouterr().err
+    assert (folder / "day1" / "deep" / "take.drums.mid").exists()
+
+
+def test_one_undecodable_input_is_told_once_with_its_own_hint(
+    tmp_path, random_model, capsys
+):
+    text = tmp_path / "my take.wav"
+    text.write_text("this is not audio\n")
+    assert _run(str(text), "--checkpoint", str(random_model)) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert sum("cannot decode" in line for line in lines) == 1  # not again below
+    assert "hint: the file is damaged, or is not really WAV" in "\n".join(lines)
+    assert "ffmpeg -i 'my take.wav' 'my take.fixed.wav'" in "\n".join(lines)
 
 
 def test_cuda_without_cuda_is_an_error(tmp_path, random_model, capsys):
