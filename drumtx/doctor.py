@@ -551,10 +551,20 @@ def overall_status(results: Sequence[CheckResult]) -> str:
     return FAIL if FAIL in statuses else WARN if WARN in statuses else OK
 
 
+STORAGE_ROWS = ("data root", "E-GMD", "processed store", "checkpoints", "logs")
+
+
+def transcribe_ready(results: Sequence[CheckResult]) -> bool:
+    """Whether ``transcribe`` can run: it needs its model and the environment, none
+    of the storage roots that preprocess, train and evaluate need."""
+    return all(r.status != FAIL for r in results if r.check not in STORAGE_ROWS)
+
+
 def print_json(results: Sequence[CheckResult], exit_code: int) -> None:
     payload = {
         "status": overall_status(results),
         "exit_code": exit_code,
+        "transcribe_ready": transcribe_ready(results),
         "checks": [asdict(r) for r in results],
     }
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
@@ -563,7 +573,13 @@ def print_json(results: Sequence[CheckResult], exit_code: int) -> None:
 def summary_line(results: Sequence[CheckResult], exit_code: int) -> str:
     counts = Counter(r.status for r in results)
     parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in (OK, WARN, FAIL))
-    return f"doctor: {parts} (exit {exit_code})"
+    line = f"doctor: {parts} (exit {exit_code})"
+    if exit_code and transcribe_ready(results):
+        line += (
+            "\ntranscribe is ready: only the storage checks fail, and they are for "
+            "preprocess, train and evaluate"
+        )
+    return line
 
 
 def print_report(results: Sequence[CheckResult], exit_code: int) -> None:

@@ -56,6 +56,7 @@ def test_missing_data_root_fails_with_root_key_and_fix(tmp_path, capsys):
     code, report = run_json(capsys, missing)
     assert code == 3
     assert report["status"] == "FAIL" and report["exit_code"] == 3
+    assert report["transcribe_ready"]  # the shipped model needs no storage root
     row = rows(report)["data root"]
     assert row["status"] == "FAIL"
     assert str(missing) in row["detail"] and "storage.data_root" in row["detail"]
@@ -71,7 +72,10 @@ def test_missing_data_root_plain_output(tmp_path, capsys):
     assert len(fail_lines) == 1 and "data root" in fail_lines[0]
     assert str(missing) in fail_lines[0] and "storage.data_root" in fail_lines[0]
     assert f"hint: mount the HDD, or create the root: mkdir -p {missing}" in out
-    assert out.rstrip().endswith("(exit 3)")
+    summary, ready = out.rstrip().splitlines()[-2:]
+    assert summary.endswith("(exit 3)")
+    # a newcomer who only transcribes learns the failure is not theirs
+    assert ready.startswith("transcribe is ready: only the storage checks fail")
 
 
 # --- a complete small layout ----------------------------------------------------------
@@ -303,7 +307,7 @@ def test_doctor_json_is_the_only_stdout(egmd_data_root, capsys):
     main(["doctor", "--data-root", str(egmd_data_root), "--json"])
     out = capsys.readouterr().out
     report = json.loads(out)
-    assert set(report) == {"status", "exit_code", "checks"}
+    assert set(report) == {"status", "exit_code", "transcribe_ready", "checks"}
     for row in report["checks"]:
         assert set(row) == {"check", "status", "detail", "hint"}
         assert row["status"] in ("OK", "WARN", "FAIL")
