@@ -629,8 +629,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "at most a day",
             hint="e.g. --minutes 4 (the default) or --minutes 1 for a first look",
         )
-    cfg, _ = load_cli_config(args)
-    return run_demo(cfg, demo_dir=args.dir, minutes=args.minutes)
+    cfg, path = load_cli_config(args)
+    return run_demo(cfg, demo_dir=args.dir, minutes=args.minutes, config_path=path)
 
 
 # Options whose value may start with a minus sign: argparse takes "-6,0" for an option

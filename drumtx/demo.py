@@ -63,13 +63,17 @@ def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
     return config_from_dict(tables)
 
 
-def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
+def run_demo(
+    cfg: Config, *, demo_dir: Path, minutes: float, config_path: Path | None = None
+) -> int:
+    """The whole path on ``cfg`` (read from ``config_path``, for doctor's line) with
+    the demo's own data root, model size and CPU settings over it."""
     console = make_console()
     t0 = time.monotonic()
     cfg = demo_config(cfg, demo_dir, minutes)
     roots = resolve_roots(cfg)
     demo_dir.mkdir(parents=True, exist_ok=True)
-    _make_store(cfg, roots, demo_dir, console)
+    _make_store(cfg, roots, demo_dir, console, config_path)
 
     _stage(console, 4, f"train the tiny model on the CPU (about {minutes:g} min)")
     best = roots.checkpoint_dir / DEMO_RUN / "best.pt"
@@ -105,7 +109,13 @@ def run_demo(cfg: Config, *, demo_dir: Path, minutes: float) -> int:
     return 0
 
 
-def _make_store(cfg: Config, roots: Roots, demo_dir: Path, console: Console) -> None:
+def _make_store(
+    cfg: Config,
+    roots: Roots,
+    demo_dir: Path,
+    console: Console,
+    config_path: Path | None,
+) -> None:
     """Stages 1-3: a made dataset, doctor, and its processed store."""
     _stage(console, 1, "make a dataset: generated grooves through 6 synthesised kits")
     if not egmd_csv_path(roots.egmd_dir).exists():
@@ -121,7 +131,13 @@ def _make_store(cfg: Config, roots: Roots, demo_dir: Path, console: Console) -> 
         console.print(f"reusing {roots.egmd_dir}")
 
     _stage(console, 2, "doctor")
-    run_doctor(cfg, config_path=None, deep=False, as_json=False, profile="demo")
+    run_doctor(
+        cfg,
+        config_path=config_path,
+        deep=False,
+        as_json=False,
+        overrides=f"the demo's settings over it (tiny model, data root {demo_dir})",
+    )
 
     _stage(console, 3, "preprocess")
     status = run_preprocess(

@@ -75,15 +75,21 @@ def run_doctor(
     deep: bool,
     as_json: bool,
     profile: str | None = None,
+    overrides: str | None = None,
 ) -> int:
-    """Run every check, print them (table, plain lines or JSON); 3 if any FAILs."""
+    """Run every check, print them (table, plain lines or JSON); 3 if any FAILs.
+    ``profile`` and ``overrides`` (what a caller such as the demo set over the config)
+    are named on the config row."""
     results = collect_checks(
         cfg, config_path=config_path, deep=deep, show_progress=not as_json
     )
-    if profile:
+    extra = [f"profile {profile}"] if profile else []
+    if overrides:
+        extra.append(overrides)
+    if extra:
         first = results[0]
         results[0] = CheckResult(
-            first.check, first.status, f"{first.detail}; profile {profile}"
+            first.check, first.status, "; ".join([first.detail, *extra])
         )
     exit_code = EXIT_FAIL if any(r.status == FAIL for r in results) else 0
     if as_json:

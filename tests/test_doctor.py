@@ -332,3 +332,18 @@ def test_cuda_row_reports_device_and_bf16(monkeypatch):
     assert cuda.status == "OK"
     assert "Fake GPU" in cuda.detail and "2 device(s)" in cuda.detail
     assert "bf16: no (fp16 + GradScaler)" in cuda.detail
+
+
+def test_the_demo_names_the_config_it_read_and_what_it_set_over_it(tmp_path, capsys):
+    """The demo's doctor used to say "no drumtx.toml found: defaults" while running on
+    the user's drumtx.toml with its own settings over it."""
+    from drumtx.config import default_config_path, load_config
+    from drumtx.doctor import run_doctor
+
+    path = default_config_path()
+    cfg = load_config(path, [f"storage.data_root='{tmp_path}'"])
+    run_doctor(cfg, config_path=path, deep=False, as_json=True,
+               overrides="the demo's settings over it")  # fmt: skip
+    config = rows(json.loads(capsys.readouterr().out))["config"]
+    assert config["detail"].startswith(str(path))
+    assert config["detail"].endswith("; the demo's settings over it")
