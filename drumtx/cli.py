@@ -49,8 +49,10 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             options = [o for a in self._actions for o in a.option_strings]
             for word in message.split(":", 1)[1].split():
+                if not word.startswith("-"):
+                    continue
                 near = difflib.get_close_matches(word.split("=")[0], options, n=1)
-                if word.startswith("-") and near:
+                if near:
                     return f"did you mean {near[0]}? {listing}"
             return listing
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)

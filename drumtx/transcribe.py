@@ -137,8 +137,10 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
-    if not opts.recursive:
-        for folder, subfolders in unread_subfolders(opts.inputs):
+    if not opts.recursive:  # a folder with no audio of its own already says -r
+        empty = {j.input_path for j in jobs if j.input_path.is_dir()}
+        read = [p for p in opts.inputs if p not in empty]
+        for folder, subfolders in unread_subfolders(read):
             console.print(
                 f"note: {escape(str(folder))} has subfolders with audio in them "
                 f"({escape(', '.join(subfolders))}); without -r only its own files "

@@ -224,6 +224,10 @@ def test_a_folder_read_without_r_says_its_subfolders_were_not(
                 "--checkpoint", str(random_model)) == 0  # fmt: skip
     assert "note:" not in capsys.readouterr().err
     assert (folder / "day1" / "deep" / "take.drums.mid").exists()
+    # a folder with no audio of its own fails with the -r hint; no note repeats it
+    assert _run(str(folder / "day1"), "--checkpoint", str(random_model)) == 1
+    err = capsys.readouterr().err
+    assert "hint: -r also reads its subfolders" in err and "note:" not in err
 
 
 def test_one_undecodable_input_is_told_once_with_its_own_hint(
