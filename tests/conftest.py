@@ -251,11 +251,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import os
+
     choice = config.getoption("--cpu-bf16")
     if choice != "detect":
-        import os
-
         os.environ["DRUMTX_CPU_BF16"] = "1" if choice == "present" else "0"
+    _share_the_cores(os.environ.get("PYTEST_XDIST_WORKER_COUNT"))
+
+
+def _share_the_cores(workers: str | None) -> None:
+    """Under `pytest -n N`, each worker gets its share of the cores, not all of them.
+
+    N processes each running torch's pool on every core stall one another at every
+    parallel region (each waits for a thread another process has descheduled: README,
+    *On a busy CPU*). Subprocesses the tests start inherit the cap through
+    OMP_NUM_THREADS; tests that set a thread count themselves still do.
+    """
+    import os
+
+    if not workers:
+        return
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    threads = max(1, (cores or os.cpu_count() or 1) // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -58,7 +58,7 @@ def test_torch_floor_has_every_api_drumtx_calls() -> None:
 
 def test_readme_and_ci_install_the_same_cpu_torch() -> None:
     """The README's install line works without local wheels: PyTorch's CPU index."""
-    readme = (REPO / "README.md").read_text()
+    readme = _readme()
     ci_version = re.search(r"^TORCH_VERSION=(\S+)$", _ci_script(), re.M)
     assert ci_version is not None
     line = f"pip install torch=={ci_version.group(1)} --index-url {CPU_INDEX}"
@@ -68,6 +68,26 @@ def test_readme_and_ci_install_the_same_cpu_torch() -> None:
 
 def _ci_script() -> str:
     return (REPO / ".ci" / "run").read_text()
+
+
+def _readme_test_command() -> str:
+    """The command after `pip install -e ".[test]" &&` in the README."""
+    found = re.search(r'^pip install -e "\.\[test\]" && (.+)$', _readme(), re.M)
+    assert found is not None, "the README lost its test command"
+    return found.group(1).strip()
+
+
+def _readme() -> str:
+    return (REPO / "README.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """CI runs exactly what the README tells a contributor to run, as its last line."""
+    last = _ci_script().rstrip().splitlines()[-1]
+    assert last == _readme_test_command()
+    assert "-n " in last  # the workers come from pytest-xdist: the test extra has it
+    extras = _read_toml(REPO / "pyproject.toml")["project"]["optional-dependencies"]
+    assert any(re.match(r"pytest-xdist\b", d) for d in extras["test"])
 
 
 def _run_ci(tmp_path: Path, apt_rc: int, **env: str) -> tuple[int, str, list[str]]:
@@ -105,7 +125,7 @@ def test_ci_fails_when_its_apt_install_fails(tmp_path: Path) -> None:
 def test_ci_may_skip_system_packages_when_told(tmp_path: Path) -> None:
     code, _, calls = _run_ci(tmp_path, 100, DRUMTX_REQUIRE_SYSTEM_PACKAGES="0")
     assert code == 0
-    assert calls[-1] == "python -m pytest -q | require=0"
+    assert calls[-1] == f"{_readme_test_command()} | require=0"
 
 
 def test_ci_installs_local_torch_by_default_and_a_given_index_else(
@@ -115,7 +135,7 @@ def test_ci_installs_local_torch_by_default_and_a_given_index_else(
     assert code == 0
     torch_line = next(c for c in calls if "torch==" in c)
     assert "--index-url" not in torch_line  # CI reaches no host but PyPI and Debian
-    assert calls[-1] == "python -m pytest -q | require=1"
+    assert calls[-1] == f"{_readme_test_command()} | require=1"
 
     code, _, calls = _run_ci(tmp_path / "b", apt_rc=0, TORCH_INDEX_URL=CPU_INDEX)
     assert code == 0
