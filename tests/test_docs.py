@@ -50,3 +50,37 @@ def test_named_history_paragraphs_exist() -> None:
     headings = [" ".join(h.split()) for h in re.findall(r"^\*\*([^*]+)", history, re.M)]
     for name in names:
         assert any(h.startswith(name) for h in headings), f"no paragraph {name!r}"
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces -> -."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
+def headings_outside_code(text: str) -> list[str]:
+    """Markdown headings, not the `# comment` lines inside fenced code blocks."""
+    found, in_code = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and (m := re.match(r"#{1,6} (.+)", line)):
+            found.append(m.group(1))
+    return found
+
+
+def test_slugs_and_headings_follow_githubs_rules() -> None:
+    text = "# Top\n```bash\n# a comment\n```\n## The shipped model (model card)\n"
+    assert headings_outside_code(text) == ["Top", "The shipped model (model card)"]
+    slug = github_slug("The shipped model (model card)")
+    assert slug == "the-shipped-model-model-card"
+    assert github_slug("Bars, tempo and notation") == "bars-tempo-and-notation"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_links_within_a_page_name_one_of_its_headings(doc: Path) -> None:
+    """The README's contents line and `see [Transcribe](#transcribe)` stay live."""
+    text = doc.read_text(encoding="utf-8")
+    slugs = {github_slug(h) for h in headings_outside_code(text)}
+    dead = [a for a in re.findall(r"\]\(#([^)\s]+)\)", text) if a not in slugs]
+    assert not dead, f"{doc.relative_to(REPO)} links to missing headings: {dead}"
