@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from drumtx.checkpoint import load_checkpoint, model_config
-from drumtx.config import Config
+from drumtx.checkpoint import load_checkpoint, model_config, run_dirs
+from drumtx.config import MODEL_TABLES, Config
 from drumtx.data import make_loader, open_store
 from drumtx.distributed import (
     Dist,
@@ -29,6 +29,7 @@ from drumtx.distributed import (
     shutdown,
 )
 from drumtx.drums import Vocab, get_vocab
+from drumtx.errors import ConfigError
 from drumtx.inference import LoadedModel, resolve_device
 from drumtx.processed import (
     ORDER_CSV,
@@ -85,9 +86,21 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
                 * CHECKPOINT_BYTES_GUESS
             },
         )
+        if resume == "auto" and run_name is None:
+            raise ConfigError(
+                "--resume auto needs the run's name: without --run a new run is named "
+                "from the clock, and has nothing to resume",
+                hint=f"--run NAME --resume auto{runs_to_resume(roots.checkpoint_dir)}",
+            )
         run_name = agree_on_run_name(run_name, dist)
         run_dir, log_dir = roots.checkpoint_dir / run_name, roots.log_dir / run_name
         resume_path = resolve_resume(resume, run_dir)
+        if resume == "auto" and resume_path is None:
+            log(
+                dist,
+                f"--resume auto: run {run_name} has no last.pt yet, so it starts at "
+                f"step 0{runs_to_resume(roots.checkpoint_dir)}",
+            )
         with StopSignals() as stop:
             code = train(cfg, roots, run_dir, log_dir, resume_path, dist, stop)
         # Every rank done with its last collective before any tears the group down:
@@ -96,6 +109,12 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
         return code
     finally:
         shutdown(dist)
+
+
+def runs_to_resume(checkpoint_dir: Path) -> str:
+    """``" (runs with a last.pt: a, b)"``, or "" when there are none."""
+    names = [r.name for r in run_dirs(checkpoint_dir) if (r / "last.pt").is_file()]
+    return f" (runs with a last.pt: {', '.join(names)})" if names else ""
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -183,7 +202,25 @@ def start_state(
         cfg = cfg if init is None else model_config(cfg, init)
         return cfg, TrainState(schedule=Schedule.from_config(cfg)), [], init
     schedule, notes = resumed_schedule(cfg, saved)
-    return model_config(cfg, saved), TrainState(schedule=schedule), notes, None
+    kept = model_config(cfg, saved)
+    return kept, TrainState(schedule=schedule), notes + network_kept(cfg, kept), None
+
+
+def network_kept(asked: Config, kept: Config) -> list[str]:
+    """One line for each network setting a resume cannot apply: the run goes on with
+    its checkpoint's audio, frontend, model and data.vocab whatever the config says.
+    A fine-tuning run (train.init_from) took its network from its initial weights, not
+    from the config, in the first place: nothing to say."""
+    if asked.train.init_from:
+        return []
+    asked_d, kept_d = asked.to_dict(), kept.to_dict()
+    keys = [(t, k) for t in MODEL_TABLES for k in asked_d[t]] + [("data", "vocab")]
+    return [
+        f"resume: {t}.{k} = {asked_d[t][k]!r} is not applied: a run keeps its "
+        f"network ({t}.{k} = {kept_d[t].get(k)!r}); to train another, start a new run"
+        for t, k in keys
+        if asked_d[t][k] != kept_d[t].get(k)
+    ]
 
 
 def load_initial_weights(
@@ -294,7 +331,7 @@ class Run:
             vocab=vocab,
             val_store=val_store,
             val_indices=spread_indices(n_val, cfg.train.val_max_recordings),
-            writer=open_writer(cfg, log_dir, run_dir, dist),
+            writer=open_writer(cfg, log_dir, run_dir, dist, resumed_at=state.step),
             progress=TrainProgress(cfg, dist, state.step, clock),
             clock=clock,
         )
@@ -368,7 +405,9 @@ class Run:
         if self.dist.is_main:
             save_training(self.cfg, self.run_dir, self.parts, self.state, False, rngs)
         self.progress.note(
-            f"interrupted at step {self.state.step}; saved {self.run_dir / 'last.pt'}"
+            f"interrupted at step {self.state.step}; saved {self.run_dir / 'last.pt'}; "
+            f"continue with: python -m drumtx train --run {self.run_dir.name} "
+            "--resume auto (and the same --profile/--set)"
         )
         return 130
 

@@ -145,8 +145,15 @@ def log(dist: Dist, message: str) -> None:
         print(message, flush=True)
 
 
-def open_writer(cfg: Config, log_dir: Path, run_dir: Path, dist: Dist):
-    """TensorBoard writer and config.json, on rank 0 only (None elsewhere)."""
+def open_writer(
+    cfg: Config, log_dir: Path, run_dir: Path, dist: Dist, resumed_at: int = 0
+):
+    """TensorBoard writer and config.json, on rank 0 only (None elsewhere).
+
+    A run resumed at step N drops what an earlier attempt logged after N (a resume
+    from an older step-NNNNNN.pt, or a crash after the last save), so its curves go
+    on from N instead of doubling back.
+    """
     if not dist.is_main:
         return None
     from torch.utils.tensorboard import SummaryWriter
@@ -155,7 +162,8 @@ def open_writer(cfg: Config, log_dir: Path, run_dir: Path, dist: Dist):
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(cfg.to_dict(), indent=2)
     (log_dir / "config.json").write_text(text + "\n")
-    writer = SummaryWriter(log_dir=str(log_dir))
+    purge = {"purge_step": resumed_at + 1} if resumed_at else {}
+    writer = SummaryWriter(log_dir=str(log_dir), **purge)
     writer.add_text("config", "```\n" + text + "\n```")
     return writer
 

@@ -93,6 +93,68 @@ def test_existing_run_needs_resume(data_root: Path):
     assert "--resume auto" in info.value.hint
 
 
+def test_resume_auto_needs_the_runs_name(data_root: Path):
+    """Without --run a new run is named from the clock: nothing to resume, refused."""
+    cfg = tiny_config(data_root, "train.max_steps=1")
+    assert run_train(cfg, run_name="r1", resume=None) == 0
+    with pytest.raises(ConfigError, match="--resume auto needs the run's name") as info:
+        run_train(cfg, run_name=None, resume="auto")
+    assert info.value.hint == "--run NAME --resume auto (runs with a last.pt: r1)"
+    assert [p.name for p in (data_root / "checkpoints").iterdir()] == ["r1"]
+
+
+def test_resume_auto_of_a_run_not_started_says_it_starts_at_step_0(
+    data_root: Path, capsys
+):
+    """--resume auto starts a run it cannot find (a job script's first launch), and
+    says so, naming the runs it could have meant (a misspelt --run)."""
+    cfg = tiny_config(data_root, "train.max_steps=1")
+    assert run_train(cfg, run_name="r1", resume=None) == 0
+    capsys.readouterr()
+    assert run_train(cfg, run_name="r2", resume="auto") == 0
+    out = capsys.readouterr().out
+    assert "--resume auto: run r2 has no last.pt yet, so it starts at step 0 " in out
+    assert "(runs with a last.pt: r1)" in out
+
+
+def test_a_resume_keeps_the_network_and_says_what_it_did_not_apply(
+    data_root: Path, capsys
+):
+    cfg = tiny_config(data_root, "train.max_steps=1", "train.eval_every=1")
+    assert run_train(cfg, run_name="n", resume=None) == 0
+    capsys.readouterr()
+    other = tiny_config(
+        data_root, "train.max_steps=2", "model.preset='small'", "data.vocab='basic3'"
+    )
+    assert run_train(other, run_name="n", resume="auto") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "resume: model.preset = 'small' is not applied: a run keeps its network " \
+        "(model.preset = 'tiny')" in out
+    assert "resume: data.vocab = 'basic3' is not applied" in out
+    last = load_checkpoint(data_root / "checkpoints" / "n" / "last.pt")
+    assert last["step"] == 2 and last["config"]["model"]["preset"] == "tiny"
+    assert last["vocab"] == "roland9"
+    capsys.readouterr()
+    same = tiny_config(data_root, "train.max_steps=3")
+    assert run_train(same, run_name="n", resume="auto") == 0
+    assert "is not applied" not in capsys.readouterr().out
+
+
+def test_a_resume_from_an_older_step_replaces_the_curves_after_it(data_root: Path):
+    """TensorBoard's curves go on from the step resumed, not doubling back over the
+    steps the abandoned attempt logged after it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
+    assert run_train(cfg, run_name="p", resume=None) == 0
+    older = data_root / "checkpoints" / "p" / "step-000003.pt"
+    assert run_train(cfg, run_name="p", resume=str(older)) == 0
+    acc = EventAccumulator(str(data_root / "logs" / "p"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in acc.Scalars("val/f1")] == [3, 6]
+
+
 def test_non_finite_loss_stops_with_the_step(data_root: Path, monkeypatch):
     import drumtx.train_step as train_step
 
@@ -306,6 +368,7 @@ def test_a_signal_to_the_process_group_saves_and_exits_130(data_root: Path, sign
     assert proc.returncode == 130, out
     state = load_checkpoint(data_root / "checkpoints" / "c" / "last.pt")
     assert f"interrupted at step {state['step']}; saved " in out
+    assert "continue with: python -m drumtx train --run c --resume auto" in out
     if state["step"] > 0:
         assert _adam_steps(state) == {float(state["step"])}
     # Piped output is plain whole lines: the long path is not broken in two.
