@@ -80,7 +80,8 @@ class FrontendConfig:
         if self.f_max_hz <= self.f_min_hz:
             raise ConfigError(
                 f"frontend.f_max_hz ({self.f_max_hz}) must exceed "
-                f"frontend.f_min_hz ({self.f_min_hz})"
+                f"frontend.f_min_hz ({self.f_min_hz})",
+                hint=_where_set("frontend.f_max_hz"),
             )
 
 
@@ -148,7 +149,10 @@ class DataConfig:
         _check_range("data.num_workers", self.num_workers, 0, 256)
         _check_range("data.target_widen_frames", self.target_widen_frames, 0, 5)
         if self.gain_db_min > self.gain_db_max:
-            raise ConfigError("data.gain_db_min must not exceed data.gain_db_max")
+            raise ConfigError(
+                "data.gain_db_min must not exceed data.gain_db_max",
+                hint=_where_set("data.gain_db_min"),
+            )
         for name in (
             "eq_prob",
             "noise_prob",
@@ -173,10 +177,14 @@ class DataConfig:
         _check_range("data.loudness_db_max", self.loudness_db_max, -60.0, 0.0)
         if self.loudness_db_min > self.loudness_db_max:
             raise ConfigError(
-                "data.loudness_db_min must not exceed data.loudness_db_max"
+                "data.loudness_db_min must not exceed data.loudness_db_max",
+                hint=_where_set("data.loudness_db_min"),
             )
         if self.backing_db_min > self.backing_db_max:
-            raise ConfigError("data.backing_db_min must not exceed data.backing_db_max")
+            raise ConfigError(
+                "data.backing_db_min must not exceed data.backing_db_max",
+                hint=_where_set("data.backing_db_min"),
+            )
         if self.music_prob > 0 and not self.music_dir:
             raise ConfigError(
                 f"data.music_prob = {self.music_prob} needs data.music_dir, the "
@@ -281,7 +289,8 @@ class DecodeConfig:
         for code, value in self.class_thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(
-                    f"decode.class_thresholds.{code} must be a number, got {value!r}"
+                    f"decode.class_thresholds.{code} must be a number, got {value!r}",
+                    hint=f"e.g. --set decode.class_thresholds.{code}=0.5",
                 )
             _check_range(f"decode.class_thresholds.{code}", value, 0.0, 1.0)
 
@@ -341,8 +350,10 @@ class TranscribeConfig:
             )
         if 2 * self.overlap_sec >= self.segment_sec:
             raise ConfigError(
-                "transcribe.overlap_sec must be less than half of "
-                "transcribe.segment_sec"
+                f"transcribe.overlap_sec ({self.overlap_sec}) must be less than half "
+                f"of transcribe.segment_sec ({self.segment_sec})",
+                hint="a shorter --overlap or a longer --segment, e.g. --segment 30 "
+                "--overlap 2",
             )
         _check_range("transcribe.batch_size", self.batch_size, 1, 1024)
         _check_range("transcribe.note_sec", self.note_sec, 0.001, 10.0)
@@ -369,7 +380,9 @@ class Config:
         if self.frontend.f_max_hz > self.audio.sample_rate / 2:
             raise ConfigError(
                 f"frontend.f_max_hz ({self.frontend.f_max_hz}) is above Nyquist "
-                f"({self.audio.sample_rate / 2} Hz for audio.sample_rate)"
+                f"({self.audio.sample_rate / 2} Hz for audio.sample_rate)",
+                hint=f"--set frontend.f_max_hz={self.audio.sample_rate / 2} or a "
+                "higher audio.sample_rate",
             )
 
     @property
@@ -408,7 +421,11 @@ def load_config(
         raw = _read_toml(Path(path))
     profiles = raw.pop("profiles", {})
     if not isinstance(profiles, dict):
-        raise ConfigError(f"[profiles] in {path} must be a table of tables")
+        raise ConfigError(
+            f"[profiles] in {path} must be a table of tables",
+            hint="write each profile as [profiles.NAME] followed by its "
+            "table.key = value lines",
+        )
     tables = _check_tables(raw, source=str(path))
     if profile is not None:
         if profile not in profiles:
@@ -456,7 +473,8 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         value = value_text.strip()  # bare words (paths, names) are taken as strings
     except RecursionError:  # tomllib recurses once per nesting level
         raise ConfigError(
-            f"--set {name.strip()}: the value is nested too deeply"
+            f"--set {name.strip()}: the value is nested too deeply",
+            hint="give a number, a string, true/false or a flat [list]",
         ) from None
     _check_key(table, key, source="--set")
     return table, key, value
@@ -473,33 +491,49 @@ def _read_toml(path: Path) -> dict[str, Any]:
             "or run from the drumtx checkout that holds drumtx.toml",
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}",
+            hint="fix the line it names (strings need quotes: preset = \"tiny\"), or "
+            "start from the checkout's drumtx.toml",
+        ) from None
     except RecursionError:  # tomllib recurses once per nesting level
-        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
+        raise ConfigError(
+            f"{path} is not valid TOML: nested too deeply",
+            hint="drumtx.toml holds flat tables of key = value lines",
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}",
+            hint="check the path and its permissions, or pass --config PATH",
+        ) from None
 
 
 def _check_tables(raw: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     tables: dict[str, dict[str, Any]] = {}
     for table, values in raw.items():
         if table not in TABLES:
-            raise ConfigError(
-                f"unknown table [{table}] in {source}" + _suggest(table, TABLES)
-            )
+            raise _unknown_table(table, source)
         if not isinstance(values, dict):
-            raise ConfigError(f"[{table}] in {source} must be a table, got {values!r}")
+            raise ConfigError(
+                f"[{table}] in {source} must be a table, got {values!r}",
+                hint=f"write [{table}] on a line of its own, then key = value lines",
+            )
         for key in values:
             _check_key(table, key, source)
         tables[table] = dict(values)
     return tables
 
 
+def _unknown_table(table: str, source: str) -> ConfigError:
+    return ConfigError(
+        f"unknown table [{table}] in {source}" + _suggest(table, TABLES),
+        hint=f"tables: {', '.join(TABLES)}",
+    )
+
+
 def _check_key(table: str, key: str, source: str) -> None:
     if table not in TABLES:
-        raise ConfigError(
-            f"unknown table [{table}] in {source}" + _suggest(table, TABLES)
-        )
+        raise _unknown_table(table, source)
     keys = [f.name for f in dataclasses.fields(TABLES[table]())]
     if key not in keys:
         raise ConfigError(

@@ -151,3 +151,41 @@ def test_too_little_segment_overlap_is_refused_with_a_hint(overlap):
         load_config(REPO_TOML, [f"transcribe.overlap_sec={overlap}"])
     assert "--overlap" in (info.value.hint or "")
     assert load_config(REPO_TOML, ["transcribe.overlap_sec=0.5"]).transcribe
+
+
+@pytest.mark.parametrize(
+    "override, hint",
+    [
+        ("trian.lr=1", "tables: storage, audio, frontend"),
+        ("data.gain_db_min=30.0", "--set data.gain_db_min="),
+        ("data.loudness_db_min=-1.0", "--set data.loudness_db_min="),
+        ("data.backing_db_min=40.0", "--set data.backing_db_min="),
+        ("frontend.f_min_hz=13000.0", "--set frontend.f_max_hz="),
+        ("frontend.f_max_hz=13000.0", "--set frontend.f_max_hz=12000.0"),
+        ("decode.class_thresholds={KD='high'}", "class_thresholds.KD=0.5"),
+        ("transcribe.overlap_sec=20.0", "--overlap 2"),
+        ("train.lr=" + "[" * 3000 + "1" + "]" * 3000, "flat [list]"),
+    ],
+)
+def test_every_config_error_has_a_hint(override, hint):
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO_TOML, [override])
+    assert info.value.hint is not None and hint in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "text, hint",
+    [
+        ("[train]\nlr = \n", "fix the line it names"),
+        ("[tarin]\nlr = 1\n", "tables: storage"),
+        ("train = 3\n", "write [train] on a line of its own"),
+        ("profiles = 3\n", "[profiles.NAME]"),
+        ("\xff\xfe", "fix the line it names"),
+    ],
+)
+def test_a_bad_config_file_gets_a_hint(tmp_path: Path, text: str, hint: str):
+    path = tmp_path / "drumtx.toml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [])
+    assert info.value.hint is not None and hint in info.value.hint
