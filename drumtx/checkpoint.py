@@ -56,8 +56,9 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist",
-            hint="list runs with: ls <storage.checkpoint_dir>; or train one: "
-            "python -m drumtx train --profile quick",
+            hint="list the models: python -m drumtx transcribe --list-models (a run "
+            "is named by its name alone: --checkpoint NAME); or train one: python -m "
+            "drumtx train --profile quick",
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)", hint=_REMAKE)
@@ -159,18 +160,23 @@ def is_shipped(path: Path) -> bool:
     return Path(path).parent.resolve() == SHIPPED_MODELS_DIR.resolve()
 
 
-def find_model(cfg: Config, checkpoint: Path | None) -> Path:
-    """evaluate's model: --checkpoint, else best.pt of the newest run, else the shipped
-    model (transcribe chooses with choose_model: never a run it was not told to use)."""
+def find_model(cfg: Config, checkpoint: str | Path | None) -> ModelChoice:
+    """evaluate's model and why: --checkpoint (a path, a run name, "newest" or
+    "shipped", as transcribe takes it), else best.pt of the newest run, else the
+    shipped model (transcribe's default is the shipped model: it never uses a run it
+    was not told to; evaluate scores what was trained last)."""
     if checkpoint is not None:
-        return checkpoint
+        return choose_model(cfg, checkpoint)
     checkpoint_dir = resolve_roots(cfg).checkpoint_dir
     best = newest_run(checkpoint_dir)
     if best is not None:
-        return best
+        name = best.parent.name
+        return ModelChoice(best, f"best.pt of the newest run, {name} (the default)")
     shipped = SHIPPED_MODELS_DIR / "default.pt"
     if shipped.is_file():
-        return shipped
+        return ModelChoice(
+            shipped, f"the shipped model: no trained run under {checkpoint_dir}"
+        )
     raise ConfigError(
         f"no model found: no --checkpoint, no trained run under {checkpoint_dir}, "
         "and no model shipped with this install",
@@ -243,6 +249,13 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _no_such_run(name: str, checkpoint_dir: Path, named_by: str) -> ConfigError:
+    last = checkpoint_dir / name / "last.pt"
+    if last.is_file():
+        return ConfigError(
+            f"{named_by}: run {name!r} has no best.pt yet (it stopped before its "
+            "first validation, train.eval_every)",
+            hint=f"use its latest weights by path: --checkpoint {last}",
+        )
     runs = [r.name for r in trained_runs(checkpoint_dir)]
     close = difflib.get_close_matches(name, runs, n=1)
     known = f"did you mean {close[0]!r}? " if close else ""

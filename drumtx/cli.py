@@ -303,7 +303,13 @@ def _add_evaluate(
         "breakdown; where the store has backing tracks, also with the drums mixed "
         "into them.",
     )
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="model to evaluate")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH|RUN|newest|shipped",
+        help="model to evaluate: a .pt file, a run under storage.checkpoint_dir (its "
+        "best.pt), newest or shipped (default: the newest run's best.pt, else the "
+        "shipped model)",
+    )
     p.add_argument(
         "--split",
         default="test",

@@ -55,10 +55,15 @@ from drumtx.storage import require_roots
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
+def model_wants(path: Path) -> str:
+    """Whose settings a store is checked against in evaluate: the model's."""
+    return f"the model ({path})"
+
+
 def run_evaluate(
     cfg: Config,
     *,
-    checkpoint: Path | None,
+    checkpoint: str | Path | None,
     split: str,
     as_json: bool,
     tune_thresholds: bool,
@@ -71,10 +76,12 @@ def run_evaluate(
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
-    path = find_model(cfg, checkpoint)
+    choice = find_model(cfg, checkpoint)
+    path = choice.path
     cfg = comparable_precision(cfg)
-    loaded = load_model(path, cfg, resolve_device(device or cfg.transcribe.device))
     console = make_console(stderr=True)
+    console.print(f"model: {path}\n  chosen: {choice.reason}", markup=False)
+    loaded = load_model(path, cfg, resolve_device(device or cfg.transcribe.device))
     if tune_thresholds:
         val_dir = roots.processed_dir / "validation"
         tune_and_store(
@@ -87,7 +94,7 @@ def run_evaluate(
                 "reported; these validation numbers are optimistic "
                 "(report --split test)"
             )
-    store = load_store(roots.processed_dir / split, loaded.cfg)
+    store = load_store(roots.processed_dir / split, loaded.cfg, model_wants(path))
     if pool is not None:
         store = with_music_from(store, pool)
     egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
@@ -239,7 +246,7 @@ def tune_and_store(
             "refusing to write tuned thresholds into the model shipped with drumtx",
             hint="copy it first and pass --checkpoint COPY.pt",
         )
-    val = load_store(val_dir, loaded.cfg)
+    val = load_store(val_dir, loaded.cfg, model_wants(path))
     if pool is not None:
         val = with_music_from(val, pool)
     levels = [None, *backing_db] if val.backing is not None else [None]

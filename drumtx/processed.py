@@ -65,16 +65,28 @@ class Store:
     unsure: np.ndarray | None = None  # HITS_DTYPE: teacher's unsure peaks, or None
 
 
-def load_store(split_dir: Path, cfg: Config | None = None) -> Store:
-    """Open a complete store; refuse an incomplete one or one for another config."""
+def load_store(
+    split_dir: Path, cfg: Config | None = None, wanted_by: str = "the config"
+) -> Store:
+    """Open a complete store; refuse an incomplete one or one for another config.
+
+    ``wanted_by`` says whose settings ``cfg`` holds (a model's, for evaluate)."""
     split_dir = Path(split_dir)
     manifest = read_manifest(split_dir)
     if manifest is None:
+        rebuild = f"{PREPROCESS_HINT} --split {split_dir.name}"
+        if not split_dir.exists():
+            raise DataError(
+                f"no {split_dir.name} split in {split_dir.parent}: preprocess has "
+                "not built it",
+                hint=rebuild,
+            )
         raise DataError(
-            f"{split_dir} is an incomplete store (manifest.json missing)",
-            hint=PREPROCESS_HINT,
+            f"{split_dir} is an incomplete store (manifest.json missing: its "
+            "preprocess did not finish)",
+            hint=f"{rebuild} (it goes on from the parts already written)",
         )
-    _check_manifest(split_dir, manifest, cfg)
+    _check_manifest(split_dir, manifest, cfg, wanted_by)
     recordings = read_json(split_dir / RECORDINGS_FILE)
     hits = _read_hits(split_dir / HITS_FILE)
     audio_data = _map_audio(split_dir / AUDIO_FILE, int(manifest["n_samples"]))
@@ -178,13 +190,18 @@ def manifest_mismatches(
 
 
 def _check_manifest(
-    split_dir: Path, manifest: dict[str, Any], cfg: Config | None
+    split_dir: Path, manifest: dict[str, Any], cfg: Config | None, wanted_by: str
 ) -> None:
     mismatches = manifest_mismatches(manifest, cfg)
     if not mismatches:
         return
     key, found, wanted = mismatches[0]
-    hint = f"re-run {PREPROCESS_HINT} (it rebuilds stores made with other settings)"
+    setting = {"sample_rate": "audio.sample_rate", "vocab": "data.vocab"}.get(key, key)
+    hint = (
+        f"rebuild it for that: {PREPROCESS_HINT} --set {setting}={wanted!r} (it "
+        "replaces this store, which other runs may need; a second --data-root "
+        "keeps both)"
+    )
     if key == "format_version":
         split = split_dir.name
         raise DataError(
@@ -193,7 +210,8 @@ def _check_manifest(
             f"are rendered): {PREPROCESS_HINT} --split {split}",
         )
     raise DataError(
-        f"{split_dir} was built with {key} = {found!r}, the config asks for {wanted!r}",
+        f"{split_dir} was built with {key} = {found!r}, {wanted_by} asks for "
+        f"{wanted!r}",
         hint=hint,
     )
 

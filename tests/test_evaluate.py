@@ -343,11 +343,11 @@ def test_tuning_an_older_run_leaves_the_newest_run_the_default(
     cfg = load_config(
         None, [f"storage.data_root='{root}'", f"storage.checkpoint_dir='{runs}'"]
     )
-    assert find_model(cfg, None) == runs / "newer" / "best.pt"
+    assert find_model(cfg, None).path == runs / "newer" / "best.pt"
     older = runs / "older" / "best.pt"
     code, _, _ = _evaluate(capsys, root, older, "--tune-thresholds", "--limit", "1")
     assert code == 0 and "thresholds" in load_checkpoint(older)
-    assert find_model(cfg, None) == runs / "newer" / "best.pt"
+    assert find_model(cfg, None).path == runs / "newer" / "best.pt"
 
 
 def test_tuning_refuses_the_shipped_model(
@@ -565,3 +565,44 @@ def test_backing_db_takes_negative_levels():
     assert join_signed_values(argv) == argv[:-2] + ["--backing-db=-.5"]
     last = ["evaluate", "--backing-db"]  # no value: left for argparse to refuse
     assert join_signed_values(last) == last
+
+
+def test_checkpoint_takes_a_run_name_as_transcribe_does(
+    fitted_checkpoint: Path, made_store: Path, tmp_path: Path, capsys
+):
+    root = tmp_path / "root"
+    (root / "checkpoints" / "r1").mkdir(parents=True)
+    (root / "processed_data").symlink_to(made_store / "processed_data")
+    best = _copy(fitted_checkpoint, root / "checkpoints" / "r1" / "best.pt")
+    code, out, err = _evaluate(capsys, root, Path("r1"), "--limit", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"] == str(best)
+    assert f"model: {best}\n  chosen: best.pt of run r1 (--checkpoint r1)" in err
+    # A run stopped before its first validation has last.pt alone: say so.
+    _copy(fitted_checkpoint, root / "checkpoints" / "early" / "last.pt")
+    code, _, err = _evaluate(capsys, root, Path("early"), "--limit", "1")
+    err = " ".join(err.split())
+    assert code == 2 and "run 'early' has no best.pt yet" in err
+    assert f"--checkpoint {root / 'checkpoints' / 'early' / 'last.pt'}" in err
+
+
+def test_a_split_never_built_and_a_store_for_another_model_say_what_to_run(
+    fitted_checkpoint: Path, made_store: Path, tmp_path: Path, capsys
+):
+    root = tmp_path / "root"
+    (root / "processed_data").mkdir(parents=True)
+    test_split = made_store / "processed_data" / "test"
+    (root / "processed_data" / "test").symlink_to(test_split)
+    code, _, err = _evaluate(capsys, root, fitted_checkpoint, "--split", "validation")
+    err = " ".join(err.split())
+    assert code == 1 and "no validation split in" in err
+    assert "hint: python -m drumtx preprocess --split validation" in err
+    # A model made for 48 kHz audio and a store built at 24 kHz: the model asks.
+    state = load_checkpoint(fitted_checkpoint)
+    state["config"]["audio"]["sample_rate"] = 48000
+    other = tmp_path / "48k.pt"
+    save_checkpoint(other, state)
+    code, _, err = _evaluate(capsys, root, other, "--limit", "1")
+    err = " ".join(err.split())
+    assert code == 1 and f"the model ({other}) asks for 48000" in err
+    assert "preprocess --set audio.sample_rate=48000" in err
