@@ -31,6 +31,7 @@ from drumtx.distributed import (
 from drumtx.drums import Vocab, get_vocab
 from drumtx.errors import ConfigError
 from drumtx.inference import LoadedModel, resolve_device
+from drumtx.model import count_parameters
 from drumtx.processed import (
     ORDER_CSV,
     ORDER_SHUFFLED,
@@ -147,6 +148,8 @@ def train(
             log(dist, note)
     wrap_model(parts, dist)  # torch.compile and DDP, around the restored weights
     run = Run.open(cfg, roots, run_dir, log_dir, dist, parts, state, vocab)
+    for line in start_lines(cfg, parts, state.step, run_dir, log_dir, dist):
+        log(dist, line)
     loader = train_loader(cfg, roots, vocab.n_classes, state.step, dist, parts.device)
     meter = StepMeter(hours_per_step(cfg, dist.world_size))
     next_batch = meter.timed(iter(loader))
@@ -182,6 +185,32 @@ def train(
                 run.log_step(state.step, scalars)
     run.report()
     return 0
+
+
+def start_lines(
+    cfg: Config,
+    parts: TrainParts,
+    step: int,
+    run_dir: Path,
+    log_dir: Path,
+    dist: Dist,
+) -> list[str]:
+    """What a run is before its first step line: network, device, steps, folders."""
+    ranks = f" x {dist.world_size} ranks" if dist.world_size > 1 else ""
+    params = count_parameters(parts.model) / 1e6
+    lines = [
+        f"run {run_dir.name}: the {cfg.model.preset} model ({params:.2f} M "
+        f"parameters, data.vocab {cfg.data.vocab}) on {parts.device}{ranks}, steps "
+        f"{step} -> {cfg.train.max_steps}",
+        f"  checkpoints {run_dir}, TensorBoard logs {log_dir}",
+    ]
+    if parts.device.type == "cpu" and cfg.model.preset in ("medium", "base"):
+        lines.append(
+            f"note: the {cfg.model.preset} model is meant for a GPU (one step of the "
+            "base model at the default batch took about a minute on a 2-core CPU); a "
+            "first look on a CPU: --profile quick (the tiny model)"
+        )
+    return lines
 
 
 def stopped_mid_step(exc: RuntimeError, stop: StopSignals, parts: TrainParts) -> bool:

@@ -673,3 +673,31 @@ def test_soft_onset_weight_makes_a_missed_soft_hit_cost_more() -> None:
     ghost_found[0, 1, 0] = accent_found[0, 2, 1] = 3.0
     assert loss(2.0, ghost_found) < loss(2.0, accent_found)
     assert loss(0.0, ghost_found) == pytest.approx(loss(0.0, accent_found), rel=1e-6)
+
+
+def test_a_run_says_what_it_trains_and_where_before_its_first_step(
+    data_root: Path, capsys
+):
+    cfg = tiny_config(data_root, "train.max_steps=1")
+    assert run_train(cfg, run_name="s", resume=None) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "run s: the tiny model (0.07 M parameters, data.vocab roland9) on cpu, " \
+        "steps 0 -> 1" in out
+    assert f"checkpoints {data_root / 'checkpoints' / 's'}, TensorBoard logs " \
+        f"{data_root / 'logs' / 's'}" in out
+    assert "meant for a GPU" not in out
+    from drumtx.train import start_lines
+
+    class Parts:  # start_lines reads the model and the device alone
+        model = torch.nn.Linear(1, 1)
+        device = torch.device("cpu")
+
+    base = tiny_config(data_root, "model.preset='base'")
+    lines = start_lines(base, Parts(), 0, data_root, data_root, _one_rank())
+    assert any("the base model is meant for a GPU" in line for line in lines)
+
+
+def _one_rank():
+    from drumtx.distributed import init_distributed
+
+    return init_distributed()
