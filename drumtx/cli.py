@@ -147,7 +147,12 @@ def _add_make_dataset(
         "the given kits). Kits reserved for independent evaluation are refused.",
     )
     p.add_argument(
-        "out_dir", type=Path, metavar="OUT_DIR", help="the data root to write into"
+        "out_dir",
+        nargs="?",
+        type=Path,
+        metavar="OUT_DIR",
+        help="the data root to write into (default: the data root: --data-root, "
+        "$DRUMTX_DATA_ROOT or storage.data_root)",
     )
     p.add_argument(
         "--midi-dir",
@@ -529,7 +534,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     from drumtx.make_dataset import make_dataset
 
     make_dataset(
-        args.out_dir,
+        make_dataset_root(args),
         midi_dir=args.midi_dir,
         kits=args.kits,
         limit=args.limit,
@@ -544,6 +549,21 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         fader_prob=args.fader_prob,
     )
     return 0
+
+
+def make_dataset_root(args: argparse.Namespace) -> Path:
+    """OUT_DIR, else the data root every other command reads (--data-root first)."""
+    if args.out_dir is not None and args.data_root is not None:
+        if args.out_dir.resolve() != args.data_root.resolve():
+            raise ConfigError(
+                f"two data roots to write into: OUT_DIR {args.out_dir} and "
+                f"--data-root {args.data_root}",
+                hint="give one of them",
+            )
+    if args.out_dir is not None:
+        return args.out_dir
+    cfg, _ = load_cli_config(args)
+    return Path(cfg.storage.data_root)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:

@@ -466,3 +466,20 @@ def test_note_dropout_draws_rates_per_drum_and_keeps_unknown_pitches() -> None:
     notes = [Note(0.1 * i, p, 90) for i, p in enumerate([42, 44, 46, 26, 38, 36, 99])]
     assert [n.pitch for n in only_hats.apply(notes)] == [38, 36, 99]
     assert NoteDropout((0.0,) * len(DROP_FAMILIES), 0).apply(notes) == tuple(notes)
+
+
+def test_without_out_dir_it_writes_into_the_data_root_the_other_commands_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+):
+    small = ["--limit", "1", "--max-sec", "2", "--kits", "synth:1"]
+    assert main(["make-dataset", "--data-root", str(tmp_path / "a"), *small]) == 0
+    assert (tmp_path / "a" / "e-gmd-v1.0.0" / "e-gmd-v1.0.0.csv").is_file()
+    monkeypatch.setenv("DRUMTX_DATA_ROOT", str(tmp_path / "b"))
+    assert main(["make-dataset", *small]) == 0
+    assert (tmp_path / "b" / "e-gmd-v1.0.0" / "e-gmd-v1.0.0.csv").is_file()
+    capsys.readouterr()
+    two = ["make-dataset", str(tmp_path / "c"), "--data-root", str(tmp_path / "a")]
+    code = main(two)
+    err = capsys.readouterr().err
+    assert code == 2 and "two data roots to write into" in err and "hint:" in err
+    assert not (tmp_path / "c").exists()
