@@ -296,6 +296,13 @@ def _add_train(
     p.set_defaults(func=cmd_train)
 
 
+MODEL_SPEC = "PATH|RUN|newest|shipped"
+EVALUATE_MODEL_HELP = (
+    "model to evaluate: a .pt file, a run under storage.checkpoint_dir (its best.pt), "
+    "newest or shipped (default: the newest run's best.pt, else the shipped model)"
+)
+
+
 def _add_evaluate(
     sub: argparse._SubParsersAction, common: argparse.ArgumentParser
 ) -> None:
@@ -308,13 +315,7 @@ def _add_evaluate(
         "breakdown; where the store has backing tracks, also with the drums mixed "
         "into them.",
     )
-    p.add_argument(
-        "--checkpoint",
-        metavar="PATH|RUN|newest|shipped",
-        help="model to evaluate: a .pt file, a run under storage.checkpoint_dir (its "
-        "best.pt), newest or shipped (default: the newest run's best.pt, else the "
-        "shipped model)",
-    )
+    p.add_argument("--checkpoint", metavar=MODEL_SPEC, help=EVALUATE_MODEL_HELP)
     p.add_argument(
         "--split",
         default="test",
@@ -426,7 +427,7 @@ def _add_transcribe_model(p: argparse.ArgumentParser) -> None:
     """Which model transcribe uses."""
     p.add_argument(
         "--checkpoint",
-        metavar="PATH|RUN|newest|shipped",
+        metavar=MODEL_SPEC,
         help="model: a .pt file, a run under storage.checkpoint_dir (its best.pt), "
         "newest (the newest run's) or shipped (default: transcribe.checkpoint, "
         "shipped unless set)",

@@ -398,14 +398,17 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     for code, row in results["classes"].items():
         table.add_row(
             code,
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            f"{row['f1']:.3f}",
+            _score(row, "precision"),
+            _score(row, "recall"),
+            _score(row, "f1"),
             str(row["n_ref"]),
             str(row["n_est"]),
             f"{results['thresholds'][code]:.2f}",
         )
     console.print(table)
+    if any(not (r["n_ref"] or r["n_est"]) for r in results["classes"].values()):
+        console.print("-: a class with no hits in the reference or the output (left "
+                      "out of macro F1)")  # fmt: skip
     console.print(
         f"micro F1 {results['micro_f1']:.3f}   macro F1 {results['macro_f1']:.3f}"
         f"   velocity F1 {results['velocity_f1']['f1']:.3f}"
@@ -441,6 +444,12 @@ def print_music_alone(alone: dict[str, Any], console: Console) -> None:
     )
 
 
+def _score(row: dict[str, Any], key: str) -> str:
+    """A class's score, or "-" where neither the reference nor the output has a hit
+    (mir_eval's 0 there is no measurement; macro F1 leaves the class out)."""
+    return f"{row[key]:.3f}" if row["n_ref"] or row["n_est"] else "-"
+
+
 def print_mixes(results: dict[str, Any], console: Console) -> None:
     """Per-class F1 of the drums alone and of each mix with backing, side by side."""
     mixes = results["mixes"]
@@ -449,8 +458,8 @@ def print_mixes(results: dict[str, Any], console: Console) -> None:
     for name in ("drums only", *mixes):
         table.add_column(name, justify="right")
     for code, row in results["classes"].items():
-        cells = [f"{m['classes'][code]['f1']:.3f}" for m in mixes.values()]
-        table.add_row(code, f"{row['f1']:.3f}", *cells)
+        cells = [_score(m["classes"][code], "f1") for m in mixes.values()]
+        table.add_row(code, _score(row, "f1"), *cells)
     micro = [f"{m['micro_f1']:.3f}" for m in mixes.values()]
     table.add_row("micro", f"{results['micro_f1']:.3f}", *micro)
     macro = [f"{m['macro_f1']:.3f}" for m in mixes.values()]

@@ -148,8 +148,6 @@ def train(
             log(dist, note)
     wrap_model(parts, dist)  # torch.compile and DDP, around the restored weights
     run = Run.open(cfg, roots, run_dir, log_dir, dist, parts, state, vocab)
-    for line in start_lines(cfg, parts, state.step, run_dir, log_dir, dist):
-        log(dist, line)
     loader = train_loader(cfg, roots, vocab.n_classes, state.step, dist, parts.device)
     meter = StepMeter(hours_per_step(cfg, dist.world_size))
     next_batch = meter.timed(iter(loader))
@@ -350,6 +348,8 @@ class Run:
         val_store = open_store(cfg, roots.processed_dir / "validation")
         n_val = len(val_store.recordings)
         clock = RunClock(cfg.train.time_limit_min)
+        for line in start_lines(cfg, parts, state.step, run_dir, log_dir, dist):
+            log(dist, line)
         return cls(
             cfg=cfg,
             run_dir=run_dir,

@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,6 +156,7 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     rendering = make_rendering(cfg, loaded, opts.thresholds)
     console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")
     console.print(f"  chosen: {escape(choice.reason)}")
+    console.print(f"  {escape(thresholds_line(loaded, rendering, opts.thresholds))}")
     progress = Progress(
         console,
         "transcribing",
@@ -169,7 +171,12 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
             transcribe_job(job, loaded, cfg, rendering)
             _print_job(console, job)
             progress.advance()
-    return report(jobs, console, as_json=opts.as_json)
+    model = {
+        "path": str(choice.path),
+        "chosen": choice.reason,
+        "thresholds": dict(zip(loaded.vocab.codes, rendering.thresholds)),
+    }
+    return report(jobs, console, as_json=opts.as_json, model=model)
 
 
 def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
@@ -217,6 +224,24 @@ def make_rendering(
         quantize_beats=None if t.quantize == "off" else grid_step(t.quantize),
         meter=t.meter,
     )
+
+
+def thresholds_line(
+    loaded: LoadedModel, rendering: Rendering, threshold_args: Sequence[str]
+) -> str:
+    """The onset thresholds in use and where they come from."""
+    values = "  ".join(
+        f"{c} {t:.2f}" for c, t in zip(loaded.vocab.codes, rendering.thresholds)
+    )
+    base = (
+        "tuned for this model by evaluate --tune-thresholds"
+        if loaded.thresholds
+        else "decode.threshold and decode.class_thresholds"
+    )
+    if threshold_args:
+        given = " ".join(f"--threshold {a}" for a in threshold_args)
+        return f"thresholds: {values} ({given}, the rest {base})"
+    return f"thresholds: {values} ({base}; --threshold changes them)"
 
 
 def _model_line(loaded: LoadedModel) -> str:
@@ -681,7 +706,15 @@ def job_summary(job: Job) -> dict:
     return entry
 
 
-def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
+def report(
+    jobs: list[Job],
+    console: Console,
+    *,
+    as_json: bool,
+    model: dict[str, Any] | None = None,
+) -> int:
+    """The closing lines, and with ``as_json`` the JSON summary; ``model`` (the path,
+    why it was chosen and its thresholds) joins the JSON when a model was loaded."""
     done = [j for j in jobs if j.status == "done"]
     skipped = [j for j in jobs if j.status == "skipped"]
     failed = [j for j in jobs if j.status == "failed"]
@@ -706,6 +739,7 @@ def report(jobs: list[Job], console: Console, *, as_json: bool) -> int:
                     "transcribed": len(done),
                     "skipped": len(skipped),
                     "failed": len(failed),
+                    **({"model": model} if model else {}),
                     "inputs": [job_summary(j) for j in jobs],
                 },
                 indent=1,

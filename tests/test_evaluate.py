@@ -606,3 +606,27 @@ def test_a_split_never_built_and_a_store_for_another_model_say_what_to_run(
     err = " ".join(err.split())
     assert code == 1 and f"the model ({other}) asks for 48000" in err
     assert "preprocess --set audio.sample_rate=48000" in err
+
+
+def test_a_class_with_no_hits_either_side_shows_a_dash_not_zero():
+    from rich.console import Console
+
+    from drumtx.evaluate import print_mixes
+
+    def row(f1, n_ref, n_est):
+        return {"precision": f1, "recall": f1, "f1": f1, "n_ref": n_ref, "n_est": n_est}
+
+    classes = {"KD": row(0.9, 10, 10), "RD": row(0.0, 0, 0), "CR": row(0.0, 3, 0)}
+    results = {
+        "classes": classes,
+        "micro_f1": 0.8,
+        "macro_f1": 0.45,
+        "mixes": {"0 dB": {"classes": classes, "micro_f1": 0.7, "macro_f1": 0.4}},
+    }
+    console = Console(record=True, width=100)
+    print_mixes(results, console)
+    lines = {line.split()[1]: line for line in console.export_text().splitlines()
+             if line.startswith("│ ") and len(line.split()) > 2}  # fmt: skip
+    assert lines["RD"].split()[3] == "-" and lines["RD"].split()[5] == "-"
+    assert lines["CR"].split()[3] == "0.000"  # missed hits: a measured 0
+    assert lines["KD"].split()[3] == "0.900"

@@ -636,3 +636,25 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(
     err = capsys.readouterr().err
     assert f"error: -o {taken} is a file, not a folder" in err and "hint:" in err
     assert taken.read_text() == "keep me"
+
+
+def test_the_thresholds_in_use_and_their_source_are_said(
+    tmp_path, random_model, capsys
+):
+    """A model tuned by evaluate decodes at its own thresholds: the start line and
+    --json say which, and where each comes from."""
+    song = _wav(tmp_path / "song.wav")
+    args = (str(song), "--checkpoint", str(random_model), "-o", str(tmp_path / "a"))
+    assert _run(*args, "--json") == 0
+    captured = capsys.readouterr()
+    model = json.loads(captured.out)["model"]
+    assert model["path"] == str(random_model)
+    assert set(model["thresholds"]) == {"KD", "SD", "HH", "OH", "LT", "MT", "HT",
+                                        "CR", "RD"}  # fmt: skip
+    line = next(ln for ln in captured.err.splitlines() if "thresholds:" in ln)
+    assert "(decode.threshold and decode.class_thresholds; --threshold changes" in line
+    assert _run(*args, "--json", "--overwrite", "--threshold", "HH=0.65") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["model"]["thresholds"]["HH"] == 0.65
+    assert "HH 0.65" in captured.err
+    assert "(--threshold HH=0.65, the rest" in captured.err
