@@ -56,9 +56,9 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist",
-            hint="list the models: python -m drumtx transcribe --list-models (a run "
-            "is named by its name alone: --checkpoint NAME); or train one: python -m "
-            "drumtx train --profile quick",
+            hint="check the path (python -m drumtx transcribe --list-models lists the "
+            "trained runs' files); or train one: python -m drumtx train --profile "
+            "quick",
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)", hint=_REMAKE)
@@ -160,13 +160,15 @@ def is_shipped(path: Path) -> bool:
     return Path(path).parent.resolve() == SHIPPED_MODELS_DIR.resolve()
 
 
-def find_model(cfg: Config, checkpoint: str | Path | None) -> ModelChoice:
+def find_model(
+    cfg: Config, checkpoint: str | Path | None, named_by: str = "--checkpoint"
+) -> ModelChoice:
     """evaluate's model and why: --checkpoint (a path, a run name, "newest" or
     "shipped", as transcribe takes it), else best.pt of the newest run, else the
     shipped model (transcribe's default is the shipped model: it never uses a run it
     was not told to; evaluate scores what was trained last)."""
     if checkpoint is not None:
-        return choose_model(cfg, checkpoint)
+        return choose_model(cfg, checkpoint, named_by)
     checkpoint_dir = resolve_roots(cfg).checkpoint_dir
     best = newest_run(checkpoint_dir)
     if best is not None:
@@ -252,7 +254,7 @@ def _no_such_run(name: str, checkpoint_dir: Path, named_by: str) -> ConfigError:
     last = checkpoint_dir / name / "last.pt"
     if last.is_file():
         return ConfigError(
-            f"{named_by}: run {name!r} has no best.pt yet (it stopped before its "
+            f"{named_by}: run {name!r} has no best.pt yet (it has not reached its "
             "first validation, train.eval_every)",
             hint=f"use its latest weights by path: --checkpoint {last}",
         )

@@ -564,7 +564,18 @@ def make_dataset_root(args: argparse.Namespace) -> Path:
     if args.out_dir is not None:
         return args.out_dir
     cfg, _ = load_cli_config(args)
-    return Path(cfg.storage.data_root)
+    from drumtx.make_dataset import EGMD_DIR_NAME
+    from drumtx.storage import resolve_roots
+
+    roots = resolve_roots(cfg)
+    if roots.egmd_dir != roots.data_root / EGMD_DIR_NAME:
+        raise ConfigError(
+            f"make-dataset writes DATA_ROOT/{EGMD_DIR_NAME}, and storage.egmd_dir "
+            f"points elsewhere ({roots.egmd_dir}): preprocess would not read it",
+            hint="give the folder that holds storage.egmd_dir as OUT_DIR, or leave "
+            "storage.egmd_dir at its default",
+        )
+    return roots.data_root
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:

@@ -490,7 +490,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
             hint="pass --config PATH, "
             "or run from the drumtx checkout that holds drumtx.toml",
         ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start})",
+            hint="save it as UTF-8 text, or start from the checkout's drumtx.toml",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}",
             hint="fix the line it names (strings need quotes: preset = \"tiny\"), or "

@@ -306,9 +306,15 @@ def union_targets(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# Training checks a store against the run's network: the config's, or on a resume or
+# a fine-tuning run (train.init_from) the checkpoint's.
+RUN_WANTS = "this run (its config; resumed or with train.init_from, its checkpoint's)"
+
+
 def open_store(cfg: Config, split_dir: Path) -> Store:
-    """The split's store, validated against the config; in RAM if data.cache_in_ram."""
-    store = load_store(split_dir, cfg)
+    """The split's store, validated against the run's settings; in RAM if
+    data.cache_in_ram."""
+    store = load_store(split_dir, cfg, RUN_WANTS)
     if cfg.data.cache_in_ram:
         store = dataclasses.replace(
             store,

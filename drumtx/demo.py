@@ -29,6 +29,7 @@ from drumtx.transcribe import TranscribeOptions, run_transcribe
 DEMO_KITS = ["synth:1", "synth:2", "synth:3", "synth:4", "synth:5", "synth:6"]
 DEMO_PERFORMANCES = 40  # generated grooves; each is rendered through every kit
 DEMO_RUN = "demo"
+DEMO_MODEL = "drumtx demo: the model it just trained"
 
 
 def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
@@ -93,6 +94,7 @@ def run_demo(
         tune_thresholds=True,
         limit=None,
         device="cpu",
+        named_by=DEMO_MODEL,
     )
 
     _stage(console, 6, "transcribe a held-out clip (test split, never trained on)")
@@ -179,7 +181,7 @@ def _transcribe_clip(
     opts = TranscribeOptions(
         inputs=(clip,),
         checkpoint=best,  # never the default (the shipped model): the demo's own
-        checkpoint_from="drumtx demo: the model it just trained",
+        checkpoint_from=DEMO_MODEL,
         formats="all",
         overwrite=True,
         progress=False,

@@ -73,10 +73,11 @@ def run_evaluate(
     music_dir: Path | None = None,
     tune_objective: str = "micro",
     progress: bool = True,
+    named_by: str = "--checkpoint",
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
-    choice = find_model(cfg, checkpoint)
+    choice = find_model(cfg, checkpoint, named_by)
     path = choice.path
     cfg = comparable_precision(cfg)
     console = make_console(stderr=True)
@@ -406,9 +407,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
             f"{results['thresholds'][code]:.2f}",
         )
     console.print(table)
-    if any(not (r["n_ref"] or r["n_est"]) for r in results["classes"].values()):
-        console.print("-: a class with no hits in the reference or the output (left "
-                      "out of macro F1)")  # fmt: skip
+    _dash_legend([results], console)
     console.print(
         f"micro F1 {results['micro_f1']:.3f}   macro F1 {results['macro_f1']:.3f}"
         f"   velocity F1 {results['velocity_f1']['f1']:.3f}"
@@ -465,6 +464,15 @@ def print_mixes(results: dict[str, Any], console: Console) -> None:
     macro = [f"{m['macro_f1']:.3f}" for m in mixes.values()]
     table.add_row("macro", f"{results['macro_f1']:.3f}", *macro)
     console.print(table)
+    _dash_legend([results, *mixes.values()], console)
+
+
+def _dash_legend(conditions: list[dict[str, Any]], console: Console) -> None:
+    """Under a table that shows a "-" (see _score), what it means."""
+    rows = [r for c in conditions for r in c["classes"].values()]
+    if any(not (r["n_ref"] or r["n_est"]) for r in rows):
+        console.print("-: a class with no hits in the reference or the output (left "
+                      "out of macro F1)")  # fmt: skip
 
 
 TOP_ERRORS = 3  # a printed confusion cell names the row's three commonest columns

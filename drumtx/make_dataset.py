@@ -201,7 +201,7 @@ def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
         raise StorageError(
             f"{egmd_dir} exists and was not made by drumtx make-dataset "
             "(a real E-GMD copy?); refusing to write into it",
-            hint="choose another OUT_DIR",
+            hint="give another data root: OUT_DIR or --data-root DIR",
         )
     try:
         egmd_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
     except OSError as exc:
         raise StorageError(
             f"cannot create the dataset folder {egmd_dir}: {exc.strerror or exc}",
-            hint="choose an OUT_DIR inside a writable folder",
+            hint="give a data root in a writable folder: OUT_DIR or --data-root DIR",
         ) from None
     return egmd_dir
 

@@ -91,7 +91,8 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
             raise ConfigError(
                 "--resume auto needs the run's name: without --run a new run is named "
                 "from the clock, and has nothing to resume",
-                hint=f"--run NAME --resume auto{runs_to_resume(roots.checkpoint_dir)}",
+                hint=f"{'--run-name' if dist.enabled else '--run'} NAME --resume auto"
+                f"{runs_to_resume(roots.checkpoint_dir)}",
             )
         run_name = agree_on_run_name(run_name, dist)
         run_dir, log_dir = roots.checkpoint_dir / run_name, roots.log_dir / run_name
@@ -110,6 +111,16 @@ def run_train(cfg: Config, *, run_name: str | None, resume: str | None) -> int:
         return code
     finally:
         shutdown(dist)
+
+
+def continue_command(run_name: str, dist: Dist) -> str:
+    """The command that continues a run; torchrun's for a run of several ranks."""
+    if dist.world_size > 1:
+        return (
+            f"torchrun --nproc-per-node N -m drumtx train --run-name {run_name} "
+            "--resume auto"
+        )
+    return f"python -m drumtx train --run {run_name} --resume auto"
 
 
 def runs_to_resume(checkpoint_dir: Path) -> str:
@@ -435,8 +446,8 @@ class Run:
             save_training(self.cfg, self.run_dir, self.parts, self.state, False, rngs)
         self.progress.note(
             f"interrupted at step {self.state.step}; saved {self.run_dir / 'last.pt'}; "
-            f"continue with: python -m drumtx train --run {self.run_dir.name} "
-            "--resume auto (and the same --profile/--set)"
+            f"continue with: {continue_command(self.run_dir.name, self.dist)} (and the "
+            "same --profile/--set)"
         )
         return 130
 

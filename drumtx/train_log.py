@@ -150,9 +150,10 @@ def open_writer(
 ):
     """TensorBoard writer and config.json, on rank 0 only (None elsewhere).
 
-    A run resumed at step N drops what an earlier attempt logged after N (a resume
-    from an older step-NNNNNN.pt, or a crash after the last save), so its curves go
-    on from N instead of doubling back.
+    A run resumed at step N (0 for a run whose earlier attempt stopped before its
+    first save) drops what an earlier attempt logged after N (a resume from an older
+    step-NNNNNN.pt, a crash after the last save), so its curves go on from N instead
+    of doubling back.
     """
     if not dist.is_main:
         return None
@@ -162,7 +163,8 @@ def open_writer(
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(cfg.to_dict(), indent=2)
     (log_dir / "config.json").write_text(text + "\n")
-    purge = {"purge_step": resumed_at + 1} if resumed_at else {}
+    earlier = resumed_at or any(log_dir.glob("events.out.tfevents.*"))
+    purge = {"purge_step": resumed_at + 1} if earlier else {}
     writer = SummaryWriter(log_dir=str(log_dir), **purge)
     writer.add_text("config", "```\n" + text + "\n```")
     return writer

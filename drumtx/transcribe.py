@@ -150,7 +150,8 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     choice = choose_model(cfg, opts.checkpoint, opts.checkpoint_from)
     todo = [j for j in jobs if j.status == "pending"]
     if not todo and choice.path.is_file():  # a missing model is still reported
-        return report(jobs, console, as_json=opts.as_json)  # nothing to load it for
+        model = {"path": str(choice.path), "chosen": choice.reason}
+        return report(jobs, console, as_json=opts.as_json, model=model)  # not loaded
     device = resolve_device(cfg.transcribe.device)
     loaded = load_model(choice.path, cfg, device)
     rendering = make_rendering(cfg, loaded, opts.thresholds)
@@ -240,7 +241,9 @@ def thresholds_line(
     )
     if threshold_args:
         given = " ".join(f"--threshold {a}" for a in threshold_args)
-        return f"thresholds: {values} ({given}, the rest {base})"
+        every_class = any("=" not in a for a in threshold_args)  # --threshold 0.4
+        rest = "" if every_class else f", the rest {base}"
+        return f"thresholds: {values} ({given}{rest})"
     return f"thresholds: {values} ({base}; --threshold changes them)"
 
 

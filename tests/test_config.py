@@ -180,7 +180,7 @@ def test_every_config_error_has_a_hint(override, hint):
         ("[tarin]\nlr = 1\n", "tables: storage"),
         ("train = 3\n", "write [train] on a line of its own"),
         ("profiles = 3\n", "[profiles.NAME]"),
-        ("\xff\xfe", "fix the line it names"),
+        ("\xff\xfe", "save it as UTF-8 text"),
     ],
 )
 def test_a_bad_config_file_gets_a_hint(tmp_path: Path, text: str, hint: str):

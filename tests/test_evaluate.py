@@ -625,8 +625,17 @@ def test_a_class_with_no_hits_either_side_shows_a_dash_not_zero():
     }
     console = Console(record=True, width=100)
     print_mixes(results, console)
-    lines = {line.split()[1]: line for line in console.export_text().splitlines()
+    text = console.export_text()
+    lines = {line.split()[1]: line for line in text.splitlines()
              if line.startswith("│ ") and len(line.split()) > 2}  # fmt: skip
     assert lines["RD"].split()[3] == "-" and lines["RD"].split()[5] == "-"
     assert lines["CR"].split()[3] == "0.000"  # missed hits: a measured 0
     assert lines["KD"].split()[3] == "0.900"
+    legend = "-: a class with no hits in the reference or the output"
+    assert legend in " ".join(text.split())
+    console = Console(record=True, width=100)
+    classes = {"KD": row(0.9, 10, 10), "CR": row(0.0, 3, 0)}
+    print_mixes({**results, "classes": classes,
+                 "mixes": {"0 dB": {**results["mixes"]["0 dB"], "classes": classes}}},
+                console)  # fmt: skip
+    assert "-:" not in console.export_text()  # nothing to explain

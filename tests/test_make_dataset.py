@@ -234,8 +234,9 @@ def test_bad_inputs_raise_helpful_errors(tmp_path: Path) -> None:
     real = tmp_path / "real" / "e-gmd-v1.0.0"
     real.mkdir(parents=True)
     (real / "e-gmd-v1.0.0.csv").write_text("drummer\n")
-    with pytest.raises(StorageError, match="refusing"):
+    with pytest.raises(StorageError, match="refusing") as info:
         build(tmp_path / "real")
+    assert info.value.hint == "give another data root: OUT_DIR or --data-root DIR"
     with pytest.raises(ConfigError, match="unknown drum kit"):
         build(tmp_path / "o", kits=["nope"])
     assert not (tmp_path / "o").exists()  # kits are checked before anything is written
@@ -483,3 +484,8 @@ def test_without_out_dir_it_writes_into_the_data_root_the_other_commands_read(
     err = capsys.readouterr().err
     assert code == 2 and "two data roots to write into" in err and "hint:" in err
     assert not (tmp_path / "c").exists()
+    # preprocess reads storage.egmd_dir: a dataset written beside it would not be seen
+    elsewhere = f"storage.egmd_dir='{tmp_path / 'egmd'}'"
+    assert main(["make-dataset", "--set", elsewhere, *small]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "storage.egmd_dir points elsewhere" in err

@@ -153,6 +153,13 @@ def test_a_resume_from_an_older_step_replaces_the_curves_after_it(data_root: Pat
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
     assert [e.step for e in acc.Scalars("val/f1")] == [3, 6]
+    # An attempt that logged but never saved (as a crash before the first save
+    # leaves it): the run starts again at step 0 over its curves, not beside them.
+    shutil.rmtree(data_root / "checkpoints" / "p")
+    assert run_train(cfg, run_name="p", resume="auto") == 0
+    acc = EventAccumulator(str(data_root / "logs" / "p"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_non_finite_loss_stops_with_the_step(data_root: Path, monkeypatch):
@@ -698,6 +705,17 @@ def test_a_run_says_what_it_trains_and_where_before_its_first_step(
 
 
 def _one_rank():
-    from drumtx.distributed import init_distributed
+    from drumtx.distributed import Dist
 
-    return init_distributed()
+    return Dist()
+
+
+def test_the_command_to_continue_a_run_is_torchruns_for_several_ranks():
+    from drumtx.distributed import Dist
+    from drumtx.train import continue_command
+
+    one = continue_command("r", Dist())
+    assert one == "python -m drumtx train --run r --resume auto"
+    assert continue_command("r", Dist(world_size=4)) == (
+        "torchrun --nproc-per-node N -m drumtx train --run-name r --resume auto"
+    )
