@@ -29,6 +29,7 @@ SHIPPED_MODELS_DIR = Path(__file__).parent / "models"
 
 if TYPE_CHECKING:
     import torch
+    from rich.console import Console
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -196,6 +197,11 @@ class ModelChoice:
 
     path: Path
     reason: str
+
+    def announce(self, console: Console) -> Path:
+        """Print ``model: PATH`` and ``  chosen: REASON``; returns the path."""
+        console.print(f"model: {self.path}\n  chosen: {self.reason}", markup=False)
+        return self.path
 
 
 def choose_model(

@@ -77,11 +77,9 @@ def run_evaluate(
 ) -> int:
     roots = require_roots(cfg, read=("processed_dir",))
     pool = load_music_pool(music_dir) if music_dir else None  # fail before the work
-    choice = find_model(cfg, checkpoint, named_by)
-    path = choice.path
-    cfg = comparable_precision(cfg)
     console = make_console(stderr=True)
-    console.print(f"model: {path}\n  chosen: {choice.reason}", markup=False)
+    path = find_model(cfg, checkpoint, named_by).announce(console)
+    cfg = comparable_precision(cfg)
     loaded = load_model(path, cfg, resolve_device(device or cfg.transcribe.device))
     if tune_thresholds:
         val_dir = roots.processed_dir / "validation"
