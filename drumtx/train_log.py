@@ -167,7 +167,37 @@ def open_writer(
     purge = {"purge_step": resumed_at + 1} if earlier else {}
     writer = SummaryWriter(log_dir=str(log_dir), **purge)
     writer.add_text("config", "```\n" + text + "\n```")
+    writer.add_text("tags", TAG_GUIDE)
     return writer
+
+
+# What each logged tag means, shown in TensorBoard's Text tab beside the curves.
+# tests/test_train.py checks that every scalar a run logs is described here.
+TAGS = (
+    ("train/loss", "the step's loss: class-weighted onset BCE + velocity MSE"),
+    ("train/lr", "learning rate (warm-up, then cosine down to train.min_lr)"),
+    ("train/grad_norm", "gradient norm before clipping (train.grad_clip)"),
+    ("train/audio_hours_per_sec", "hours of audio trained on per second, since "
+     "the last log"),
+    ("train/data_wait_fraction", "share of step time spent waiting for data: "
+     "high means the disk, not the model, limits the run"),
+    ("val/f1", "validation **micro** F1 of onsets within +-50 ms, every class "
+     "pooled, drums alone"),
+    ("val/f1_macro", "validation macro F1 (the mean over classes with hits), drums "
+     "alone"),
+    ("val/f1/<class>", "one class's onset F1, drums alone; not logged while the "
+     "class has no hit in the reference or the output"),
+    ("val/f1_mix_0dB", "val/f1 with the drums mixed into their backing at 0 dB "
+     "(where the store has backing)"),
+    ("val/f1_mix_0dB/<class>", "one class's onset F1 in that mix"),
+    ("val/score", "the mean of val/f1 and val/f1_mix_0dB (val/f1 without "
+     "backing): it picks best.pt"),
+    ("val/onsets", "(image) one validation excerpt: reference hits beside the "
+     "predicted ones, and the activations"),
+)  # fmt: skip
+TAG_GUIDE = "| tag | what it is |\n|---|---|\n" + "".join(
+    f"| `{tag}` | {text} |\n" for tag, text in TAGS
+)
 
 
 def log_scalars(writer, scalars: dict[str, float], step: int) -> None:
@@ -176,18 +206,24 @@ def log_scalars(writer, scalars: dict[str, float], step: int) -> None:
             writer.add_scalar(tag, value, step)
 
 
+def heard(metrics: dict[str, Any], codes: Sequence[str]) -> list[str]:
+    """The classes with a hit in the reference or the output: an F1 was measured."""
+    rows = metrics["classes"]
+    return [c for c in codes if rows[c]["n_ref"] or rows[c]["n_est"]]
+
+
 def log_validation(writer, metrics: dict[str, Any], step: int, codes: Sequence[str]):
     if writer is None:
         return
     writer.add_scalar("val/f1", metrics["micro_f1"], step)
     writer.add_scalar("val/f1_macro", metrics["macro_f1"], step)
     writer.add_scalar("val/score", metrics.get("score", metrics["micro_f1"]), step)
-    for code in codes:
+    for code in heard(metrics, codes):
         writer.add_scalar(f"val/f1/{code}", metrics["classes"][code]["f1"], step)
     for name, mixed in metrics.get("mixes", {}).items():
         tag = "val/f1_mix_" + name.replace(" ", "").replace("+", "p").replace("-", "m")
         writer.add_scalar(tag, mixed["micro_f1"], step)
-        for code in codes:
+        for code in heard(mixed, codes):
             writer.add_scalar(f"{tag}/{code}", mixed["classes"][code]["f1"], step)
     if metrics.get("image") is not None:
         writer.add_image("val/onsets", metrics["image"], step, dataformats="HWC")

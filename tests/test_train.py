@@ -76,6 +76,7 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
         "val/f1/KD",
     ):
         assert _scalars(data_root / "logs" / "t", tag), tag
+    _every_tag_is_described(data_root / "logs" / "t")
     run_dir = data_root / "checkpoints" / "t"
     assert {"last.pt", "best.pt", "step-000040.pt"} <= {
         p.name for p in run_dir.iterdir()
@@ -83,6 +84,29 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
     best = load_checkpoint(run_dir / "best.pt")
     assert "optimizer" not in best and best["config"]["model"]["preset"] == "tiny"
     assert _adam_steps(load_checkpoint(run_dir / "last.pt")) == {40.0}
+
+
+def _every_tag_is_described(log_dir: Path) -> None:
+    """TensorBoard's Text tab explains every scalar the run logged (TAGS)."""
+    import re
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from drumtx.train_log import TAG_GUIDE, TAGS
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    logged = acc.Tags()
+    patterns = [re.escape(t).replace(re.escape("<class>"), "[A-Z]+") for t, _ in TAGS]
+    undescribed = [
+        tag for tag in logged["scalars"]
+        if not any(re.fullmatch(p, tag) for p in patterns)
+    ]  # fmt: skip
+    assert not undescribed, undescribed
+    texts = [t for t in logged["tensors"] if t.startswith("tags")]
+    assert texts, logged["tensors"]
+    shown = acc.Tensors(texts[0])[0].tensor_proto.string_val[0].decode()
+    assert shown == TAG_GUIDE
 
 
 def test_existing_run_needs_resume(data_root: Path):
@@ -719,3 +743,12 @@ def test_the_command_to_continue_a_run_is_torchruns_for_several_ranks():
     assert continue_command("r", Dist(world_size=4)) == (
         "torchrun --nproc-per-node N -m drumtx train --run-name r --resume auto"
     )
+
+
+def test_a_class_never_heard_in_validation_logs_no_f1():
+    """A 0 there would be no measurement: the class had no hit either side."""
+    from drumtx.train_log import heard
+
+    rows = {"KD": {"n_ref": 3, "n_est": 0}, "RD": {"n_ref": 0, "n_est": 0},
+            "CR": {"n_ref": 0, "n_est": 2}}  # fmt: skip
+    assert heard({"classes": rows}, ["KD", "RD", "CR"]) == ["KD", "CR"]
