@@ -1,6 +1,6 @@
 """Installing drumtx: the torch floor, .ci/run's install steps, the packages CI needs.
 
-.ci/run itself takes about 10 minutes; these tests run its install steps against stub
+.ci/run itself takes about 8 minutes; these tests run its install steps against stub
 commands (apt-get, python) in a copy of the script, so nothing is installed.
 """
 
