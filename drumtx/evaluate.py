@@ -412,7 +412,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     )
     if "adtof5" in results:
         reduced = results["adtof5"]
-        per = "  ".join(f"{c} {r['f1']:.3f}" for c, r in reduced["classes"].items())
+        per = "  ".join(f"{c} {_score(r, 'f1')}" for c, r in reduced["classes"].items())
         console.print(
             f"adtof5: micro F1 {reduced['micro_f1']:.3f}  macro F1 "
             f"{reduced['macro_f1']:.3f}   {per}"
