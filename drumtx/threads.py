@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,19 +25,24 @@ _GRU_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the block with torch on one intra-op thread, then restore the count."""
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with torch on ``n`` intra-op threads, then restore the count."""
     import torch  # here: drumtx.harmony, which uses this, is imported without torch
 
     threads = torch.get_num_threads()
-    if threads == 1:
+    if threads == n:
         yield
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_torch_thread() -> AbstractContextManager[None]:
+    """Run the block with torch on one intra-op thread, then restore the count."""
+    return torch_threads(1)
 
 
 def splits_directions(gru: nn.GRU, x: Tensor) -> bool:

@@ -156,12 +156,10 @@ def _no_data_root_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Tiny ops run fastest on one thread, and 2 OpenMP threads stall on a busy CPU."""
-    import torch
+    from drumtx.threads import torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,16 +13,19 @@ import drumtx.model
 import drumtx.threads
 from drumtx.config import load_config
 from drumtx.model import build_model
-from drumtx.threads import bidirectional_gru, one_torch_thread, splits_directions
+from drumtx.threads import (
+    bidirectional_gru,
+    one_torch_thread,
+    splits_directions,
+    torch_threads,
+)
 
 
 @pytest.fixture
 def two_threads() -> Iterator[None]:
     """torch on two intra-op threads, whatever this machine's default."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 def make_gru(layers: int = 1, bidirectional: bool = True) -> nn.GRU:
