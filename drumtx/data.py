@@ -17,6 +17,7 @@ Targets are per-frame rolls at the frontend's frame rate: frame t is centred at
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,7 +348,7 @@ def make_loader(
     store = open_store(cfg, split_dir)
     open_music_pool(cfg.data, spec.sample_rate)  # a bad pool fails here, not in workers
     dataset = CropDataset(spec, cfg.data, store if cfg.data.cache_in_ram else None)
-    workers = cfg.data.num_workers
+    workers = loader_workers(cfg.data.num_workers)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.train.batch_size,
@@ -357,6 +358,20 @@ def make_loader(
         prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=_defer_stop_signals,
     )
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as torch and taskset see it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(asked: int) -> int:
+    """``data.num_workers``, at most one per usable CPU: more only take the cores
+    from one another and from the training step (and torch warns of it)."""
+    return min(asked, usable_cpus())
 
 
 WORKER_STOP_GRACE_SEC = 10  # a signalled worker keeps making batches this long

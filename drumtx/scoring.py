@@ -28,6 +28,9 @@ from drumtx.metrics import Tally
 from drumtx.processed import Store, recording_audio, recording_backing, reference_hits
 from drumtx.tempo import TempoMap, read_tempo_map
 
+# (recording index, onset probabilities, velocities) -> (loss, frames)
+RecordingLoss = Callable[[int, np.ndarray, np.ndarray], tuple[float, int]]
+
 
 def store_activations(
     loaded: LoadedModel,
@@ -88,6 +91,7 @@ def score_store(
     egmd_dir: Path | None = None,
     picture: bool = False,
     tick: Callable[[], None] | None = None,
+    loss: RecordingLoss | None = None,
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
@@ -97,11 +101,13 @@ def score_store(
     Validation during training and ``evaluate`` both score here.
     With ``egmd_dir`` (where the recordings' MIDI files are), ``beats``: beat and
     downbeat F-measure and tempo accuracy of the tempo map transcribe would write,
-    against the MIDI's (see :func:`summarize_beats`).
+    against the MIDI's (see :func:`summarize_beats`). With ``loss`` (of a recording's
+    index and activations: its loss and frame count), ``loss``: their frame-weighted
+    mean.
     """
     thresholds = class_thresholds(loaded) if thresholds is None else thresholds
     tally = Tally(loaded.vocab)
-    image, beats = None, []
+    image, beats, losses = None, [], []
     fps = loaded.cfg.frontend.fps
     harmony = egmd_dir is not None
     runs = store_runs(loaded, store, indices, backing_db, harmony, tick)
@@ -115,7 +121,12 @@ def score_store(
             ))  # fmt: skip
         if picture and image is None:
             image = validation_picture(onset, ref, est, loaded.vocab.codes, fps)
+        if loss is not None:
+            losses.append(loss(index, onset, velocity))
     results = tally.summary()
+    if losses:
+        values, frames = np.array(losses, dtype=np.float64).T
+        results["loss"] = float(np.average(values, weights=np.maximum(frames, 1)))
     if egmd_dir is not None:
         results["beats"] = summarize_beats([b for b in beats if b is not None])
     results["thresholds"] = dict(zip(loaded.vocab.codes, map(float, thresholds)))

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from drumtx.checkpoint import load_checkpoint, model_config, run_dirs
 from drumtx.config import MODEL_TABLES, Config
-from drumtx.data import make_loader, open_store
+from drumtx.data import loader_workers, make_loader, open_store, usable_cpus
 from drumtx.distributed import (
     Dist,
     RunClock,
@@ -38,6 +39,7 @@ from drumtx.processed import (
     PREPROCESS_HINT,
     Store,
     read_manifest,
+    recording_hits,
     spread_indices,
 )
 from drumtx.schedule import Schedule, resumed_schedule
@@ -66,6 +68,7 @@ from drumtx.train_step import (
     TrainParts,
     build_parts,
     optimizer_step,
+    recording_loss,
     wrap_model,
 )
 
@@ -293,6 +296,11 @@ def train_loader(
     fresh ones."""
     train_dir = roots.processed_dir / "train"
     note_store_order(train_dir, dist)
+    workers = loader_workers(cfg.data.num_workers)
+    if workers < cfg.data.num_workers:
+        log(dist, f"note: data.num_workers = {cfg.data.num_workers} is more than "
+            f"the CPUs this process may use ({usable_cpus()}), so the batches come "
+            f"from {workers}")  # fmt: skip
     return make_loader(
         cfg,
         train_dir,
@@ -427,7 +435,11 @@ class Run:
         p.model.eval()
         try:
             metrics = score_store(
-                loaded, self.val_store, self.val_indices, picture=True
+                loaded,
+                self.val_store,
+                self.val_indices,
+                picture=True,
+                loss=self.recording_loss,
             )
             metrics["score"] = metrics["micro_f1"]
             if self.val_store.backing is not None:
@@ -439,6 +451,12 @@ class Run:
             return metrics
         finally:
             p.model.train()
+
+    def recording_loss(
+        self, index: int, onset: np.ndarray, velocity: np.ndarray
+    ) -> tuple[float, int]:
+        hits = recording_hits(self.val_store, index)
+        return recording_loss(self.parts, hits, onset, velocity)
 
     def save_interrupted(self) -> int:
         rngs = gather_objects(rng_state(), self.dist)

@@ -181,6 +181,9 @@ TAGS = (
      "the last log"),
     ("train/data_wait_fraction", "share of step time spent waiting for data: "
      "high means the disk, not the model, limits the run"),
+    ("val/loss", "train/loss's loss on the validation recordings, drums alone, "
+     "whole and heard as transcribe hears them (no augmentation, no music): rising "
+     "while train/loss falls is over-fitting"),
     ("val/f1", "validation **micro** F1 of onsets within +-50 ms, every class "
      "pooled, drums alone"),
     ("val/f1_macro", "validation macro F1 (the mean over classes with hits), drums "
@@ -218,6 +221,8 @@ def log_validation(writer, metrics: dict[str, Any], step: int, codes: Sequence[s
     writer.add_scalar("val/f1", metrics["micro_f1"], step)
     writer.add_scalar("val/f1_macro", metrics["macro_f1"], step)
     writer.add_scalar("val/score", metrics.get("score", metrics["micro_f1"]), step)
+    if "loss" in metrics:
+        writer.add_scalar("val/loss", metrics["loss"], step)
     for code in heard(metrics, codes):
         writer.add_scalar(f"val/f1/{code}", metrics["classes"][code]["f1"], step)
     for name, mixed in metrics.get("mixes", {}).items():

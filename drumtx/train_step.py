@@ -13,12 +13,14 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from drumtx.amp import amp_dtype, autocast, make_scaler
 from drumtx.config import Config
+from drumtx.data import make_targets
 from drumtx.distributed import Dist
 from drumtx.errors import DrumtxError
 from drumtx.frontend import LogMel
@@ -128,6 +130,42 @@ def compute_loss(
     vel_err = (vel_pred.float() - velocity) ** 2 * mask
     vel_loss = vel_err.sum() / mask.sum().clamp(min=1.0)
     return onset_loss + cfg.train.velocity_weight * vel_loss
+
+
+PROB_EPS = 1e-6  # probabilities back to logits: within float32's reach of 0 and 1
+
+
+def recording_loss(
+    parts: TrainParts, hits: np.ndarray, onset: np.ndarray, velocity: np.ndarray
+) -> tuple[float, int]:
+    """compute_loss of one whole recording, as validation hears it: its activations
+    as inference returns them (onset probabilities and velocities, (T, C) each)
+    against the targets a training crop makes of its ``hits`` (``recording_hits``).
+    Returns (loss, frames), for a frame-weighted mean over recordings."""
+    cfg = parts.cfg
+    n_t, n_classes = onset.shape
+    frames = np.rint(hits["sample"] / cfg.hop_length).astype(np.int64)
+    targets = make_targets(
+        np.minimum(frames, n_t - 1),
+        hits["class"].astype(np.int64),
+        hits["velocity"].astype(np.float32) / 127.0,
+        n_t,
+        n_classes,
+        cfg.data.target_widen_frames,
+    )
+    prob = torch.from_numpy(onset).double().clamp(PROB_EPS, 1.0 - PROB_EPS)
+    logits = torch.log(prob) - torch.log1p(-prob)
+    onset_t, velocity_t, mask = (torch.from_numpy(t)[None] for t in targets)
+    loss = compute_loss(
+        logits[None],
+        torch.from_numpy(velocity)[None],
+        onset_t,
+        velocity_t,
+        mask,
+        parts.pos_weight.cpu(),
+        cfg,
+    )
+    return float(loss), n_t
 
 
 def accumulate_gradients(

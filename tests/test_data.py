@@ -490,3 +490,15 @@ def test_a_crashing_loader_worker_does_not_hang_the_process(store_dir: Path) -> 
     )
     assert done.returncode != 0 and "augmentation bug" in done.stderr
     assert time.monotonic() - start < 60
+
+
+def test_loader_workers_never_outnumber_the_cpus_the_process_may_use(monkeypatch):
+    import os
+
+    import drumtx.data as data
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert [data.loader_workers(n) for n in (0, 1, 2, 4, 16)] == [0, 1, 2, 2, 2]
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS and Windows have none
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert data.loader_workers(4) == 3

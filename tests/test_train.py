@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from pipeline import tiny_config
@@ -74,6 +75,7 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
         "train/data_wait_fraction",
         "val/f1",
         "val/f1/KD",
+        "val/loss",
     ):
         assert _scalars(data_root / "logs" / "t", tag), tag
     _every_tag_is_described(data_root / "logs" / "t")
@@ -704,6 +706,64 @@ def test_soft_onset_weight_makes_a_missed_soft_hit_cost_more() -> None:
     ghost_found[0, 1, 0] = accent_found[0, 2, 1] = 3.0
     assert loss(2.0, ghost_found) < loss(2.0, accent_found)
     assert loss(0.0, ghost_found) == pytest.approx(loss(0.0, accent_found), rel=1e-6)
+
+
+def test_validation_loss_is_the_training_loss_of_whole_recordings() -> None:
+    """recording_loss, from inference's probabilities and a recording's hits, is
+    compute_loss of the logits against the targets a crop of it makes."""
+    from drumtx.data import make_targets
+    from drumtx.processed import HITS_DTYPE
+    from drumtx.train_step import build_parts, compute_loss, recording_loss
+
+    cfg = tiny_config(Path("/nonexistent"), "data.target_widen_frames=1",
+                      "train.soft_onset_weight=1.0")  # fmt: skip
+    n_t, n_classes, hop = 50, 3, cfg.hop_length
+    parts = build_parts(cfg, torch.device("cpu"), n_classes)
+    hits = np.zeros(4, dtype=HITS_DTYPE)
+    hits["sample"] = [5 * hop, 5 * hop + 3, 20 * hop - 2, 49 * hop + 1]
+    hits["class"], hits["velocity"] = [0, 2, 1, 0], [100, 30, 64, 127]
+    onset, velocity, mask = make_targets(
+        np.array([5, 5, 20, 49]), hits["class"].astype(np.int64),
+        hits["velocity"] / 127.0, n_t, n_classes, widen=1,
+    )  # fmt: skip
+    logits = torch.randn(1, n_t, n_classes, generator=torch.Generator().manual_seed(0))
+    vel = torch.rand(1, n_t, n_classes, generator=torch.Generator().manual_seed(1))
+    expected = compute_loss(logits, vel, *(torch.from_numpy(t)[None]
+                            for t in (onset, velocity, mask)), parts.pos_weight, cfg)
+    got, frames = recording_loss(parts, hits, torch.sigmoid(logits)[0].numpy(),
+                                 vel[0].numpy())  # fmt: skip
+    assert frames == n_t
+    assert got == pytest.approx(expected.item(), rel=1e-5)
+    # hearing the hits lowers it; hearing them a few frames late does not
+    heard = np.clip(onset, 0.02, 0.95)  # widened frames as targeted
+    late = np.roll(heard, 3, axis=0)
+    assert recording_loss(parts, hits, heard, velocity)[0] < 0.2 * got
+    assert recording_loss(parts, hits, late, velocity)[0] > 5 * recording_loss(
+        parts, hits, heard, velocity)[0]  # fmt: skip
+
+
+def test_a_run_with_more_workers_than_cpus_says_how_many_it_uses(
+    data_root: Path, capsys, monkeypatch
+):
+    import drumtx.data
+    import drumtx.train
+
+    monkeypatch.setattr(drumtx.data, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(drumtx.train, "usable_cpus", lambda: 1)
+    made = []
+    real_loader = torch.utils.data.DataLoader
+
+    def loader(*args, **kwargs):
+        made.append(kwargs["num_workers"])
+        return real_loader(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", loader)
+    cfg = tiny_config(data_root, "train.max_steps=1", "data.num_workers=3")
+    assert run_train(cfg, run_name="w", resume=None) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: data.num_workers = 3 is more than the CPUs this process may use " \
+        "(1), so the batches come from 1" in out
+    assert made == [1]
 
 
 def test_a_run_says_what_it_trains_and_where_before_its_first_step(
