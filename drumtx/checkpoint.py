@@ -63,6 +63,7 @@ def load_checkpoint(
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)", hint=_REMAKE)
+    _refuse_other_files(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -79,6 +80,37 @@ def load_checkpoint(
         ) from None
     _check_format(path, state)
     return state
+
+
+# How files that are often passed by mistake begin, and what they are.
+_OTHER_FILES = (
+    (b"RIFF", "WAV audio"),
+    (b"fLaC", "FLAC audio"),
+    (b"OggS", "Ogg audio"),
+    (b"ID3", "MP3 audio"),
+    (b"\xff\xfb", "MP3 audio"),
+    (b"FORM", "AIFF audio"),
+    (b"MThd", "a MIDI file"),
+    (b"{", "JSON"),
+    (b"[", "TOML or text"),
+)
+
+
+def _refuse_other_files(path: Path) -> None:
+    """A PyTorch file is a zip archive (or, from torch before 1.6, a pickle); anything
+    else given as a checkpoint (audio, MIDI, a config) is named for what it is."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head.startswith((b"PK\x03\x04", b"\x80")):
+        return
+    kind = next((k for magic, k in _OTHER_FILES if head.startswith(magic)), None)
+    raise CheckpointError(
+        f"{path} is not a model checkpoint"
+        + (f": it looks like {kind}" if kind else " (not a PyTorch file)"),
+        hint="--checkpoint takes a .pt written by python -m drumtx train (best.pt, "
+        "last.pt), a run name, newest or shipped; --list-models lists them. Audio "
+        "to transcribe goes before the options: transcribe song.wav",
+    )
 
 
 _REMAKE = "use another checkpoint (best.pt, last.pt or a step-NNNNNN.pt of the run)"

@@ -85,6 +85,32 @@ def test_truncated_empty_foreign_and_missing(tmp_path):
         assert info.value.hint
 
 
+def test_audio_midi_or_text_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path):
+    """A WAV passed as --checkpoint crashed inside torch's unpickler (IndexError)."""
+    import numpy as np
+    import soundfile as sf
+
+    wav, flac = tmp_path / "song.wav", tmp_path / "song.flac"
+    for path in (wav, flac):
+        sf.write(path, np.zeros(4800, np.float32), 48000)
+    mid = tmp_path / "song.drums.mid"
+    mid.write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0")
+    cfg = tmp_path / "drumtx.json"
+    cfg.write_text('{"a": 1}')
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(bytes(range(7, 200)))
+    for path, words in [
+        (wav, "it looks like WAV audio"),
+        (flac, "it looks like FLAC audio"),
+        (mid, "it looks like a MIDI file"),
+        (cfg, "it looks like JSON"),
+        (noise, r"not a model checkpoint \(not a PyTorch file\)"),
+    ]:
+        with pytest.raises(CheckpointError, match=words) as info:
+            load_checkpoint(path)
+        assert "transcribe song.wav" in info.value.hint
+
+
 def test_version_mismatch_has_a_hint(tmp_path):
     path = tmp_path / "old.pt"
     torch.save({**MINIMAL, "format": "drumtx", "version": 99}, path)
