@@ -236,6 +236,7 @@ def _build_midi(
     tempo_map: TempoMap,
     note_sec: float,
     ticks_per_beat: int,
+    end_sec: float = 0.0,
 ) -> mido.MidiFile:
     _check_write_args(tempo_map.bpm_at(0.0), note_sec, ticks_per_beat)
     # The map as written (whole ticks, microseconds): notes read back where they were.
@@ -257,7 +258,9 @@ def _build_midi(
             )
         )
         last_tick = tick
-    drums.append(mido.MetaMessage("end_of_track", time=0))
+    # A DAW shows the file as long as its longest track: as long as the audio.
+    end_tick = int(np.rint(tempo_map.beats(np.array([end_sec]))[0] * ticks_per_beat))
+    drums.append(mido.MetaMessage("end_of_track", time=max(0, end_tick - last_tick)))
     midi.tracks.extend([conductor, drums])
     return midi
 
@@ -269,13 +272,16 @@ def midi_bytes(
     tempo_map: TempoMap | None = None,
     note_sec: float = 0.05,
     ticks_per_beat: int = 480,
+    end_sec: float = 0.0,
 ) -> bytes:
     """A type 1 Standard MIDI File holding ``notes`` on the drum channel, with
-    ``tempo_map`` (default: a constant ``bpm`` in 4/4)."""
+    ``tempo_map`` (default: a constant ``bpm`` in 4/4); its drum track ends at
+    ``end_sec`` (the audio's length) or its last note-off, whichever is later."""
     _check_write_args(bpm, note_sec, ticks_per_beat)
     tempo_map = tempo_map or TempoMap.constant(bpm)
     buffer = io.BytesIO()
-    _build_midi(notes, tempo_map, note_sec, ticks_per_beat).save(file=buffer)
+    midi = _build_midi(notes, tempo_map, note_sec, ticks_per_beat, end_sec)
+    midi.save(file=buffer)
     return buffer.getvalue()
 
 

@@ -322,6 +322,12 @@ def check_not_raw(path: Path, roots: Roots) -> None:
         )
 
 
+def tmp_beside(path: Path) -> Path:
+    """A hidden name beside ``path`` no other writer takes. Open it with mode 0o666:
+    the umask then decides the final mode, as for a plain open(path, "w")."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 @contextlib.contextmanager
 def replacing(
     path: Path, *, durable: bool = True, full_hint: str = ""
@@ -334,8 +340,7 @@ def replacing(
     skips the fsyncs, for files whose loss an OS crash may cost but a kill may not.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # 0o666 lets the umask decide the final mode, like a plain open(path, "w").
+    tmp = tmp_beside(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     with disk_full_error(path, full_hint):
         try:
@@ -382,6 +387,35 @@ def atomic_write_bytes(
         view = memoryview(data).cast("B")
         while view:
             view = view[os.write(fd, view) :]
+
+
+def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None:
+    """Write several files as one: every file is written beside its target first, and
+    only once all are on disk do they replace their targets (renames need no space).
+    On any error before that every tmp file is removed and no target has changed, so
+    a full disk never leaves a set half old and half new."""
+    tmps: list[Path] = []
+    try:
+        for path, data in files.items():
+            tmp = tmp_beside(path)
+            tmps.append(tmp)
+            with disk_full_error(path, full_hint):
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                try:
+                    view = memoryview(data).cast("B")
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in zip(tmps, files):
+        os.replace(tmp, path)
+    for folder in {path.parent for path in files}:
+        fsync_dir(folder)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

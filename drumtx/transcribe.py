@@ -50,9 +50,9 @@ from drumtx.inference import (
     resolve_device,
 )
 from drumtx.levels import SILENT_DB, PeakMeter
-from drumtx.midi import Note, write_midi
+from drumtx.midi import Note, midi_bytes
 from drumtx.storage import (
-    atomic_write_bytes,
+    atomic_write_files,
     check_not_raw,
     resolve_roots,
 )
@@ -658,7 +658,8 @@ def write_outputs(
     rendering: Rendering,
     grid: BeatGrid,
 ) -> list[Path]:
-    """The job's files, one per format, each written atomically."""
+    """The job's files, one per format, written as one (atomic_write_files): an
+    error leaves every earlier output as it was."""
     assert job.out_base is not None
     job.out_base.parent.mkdir(parents=True, exist_ok=True)
     notes = rendering.notes
@@ -671,19 +672,19 @@ def write_outputs(
         }
         for h in hits
     ]
-    written = []
+    files = {}
     for fmt in rendering.formats:
-        path = job.out_path(fmt)
         if fmt == "mid":
             midi_notes = [Note(r["time_sec"], r["note"], r["velocity"]) for r in rows]
-            write_midi(path, midi_notes, tempo_map=grid.tempo_map,
-                       note_sec=rendering.note_sec)  # fmt: skip
+            data = midi_bytes(midi_notes, tempo_map=grid.tempo_map,
+                              note_sec=rendering.note_sec,
+                              end_sec=grid.duration_sec)  # fmt: skip
         else:
             title = job.input_path.stem
             data = output_bytes(fmt, rows, hits, vocab, rendering, grid, title)
-            atomic_write_bytes(path, data)
-        written.append(path)
-    return written
+        files[job.out_path(fmt)] = data
+    atomic_write_files(files)
+    return list(files)
 
 
 def job_summary(job: Job) -> dict:

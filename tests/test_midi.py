@@ -207,3 +207,27 @@ def test_tempo_map_is_written_and_notes_keep_their_seconds(tmp_path: Path) -> No
     kinds = [m.type for m in conductor if m.type in ("set_tempo", "time_signature")]
     assert kinds == ["set_tempo", "time_signature", "set_tempo", "time_signature",
                      "set_tempo"]  # fmt: skip
+
+
+def test_the_drum_track_lasts_as_long_as_the_audio(tmp_path: Path):
+    """A DAW shows a MIDI file as long as its longest track: it ended at the last
+    note-off (a transcription of 30 s of silence lasted 0 s)."""
+    import io
+
+    from drumtx.tempo import TempoMap
+
+    def length(data: bytes) -> float:  # to the tick (1.3 ms at 97 BPM)
+        return round(mido.MidiFile(file=io.BytesIO(data)).length, 2)
+
+    notes = [Note(1.0, 36, 100), Note(2.5, 38, 90)]
+    assert length(midi_bytes(notes, bpm=97.0, end_sec=29.2)) == pytest.approx(29.2)
+    assert length(midi_bytes([], bpm=120.0, end_sec=30.0)) == pytest.approx(30.0)
+    # never cut short: a note-off after end_sec still ends the track
+    late = midi_bytes(notes, bpm=120.0, note_sec=0.1, end_sec=2.0)
+    assert length(late) == pytest.approx(2.6)
+    tempo_map = TempoMap(start_beats=(0.0, 8.0), sec_per_beat=(0.5, 0.6))
+    changing = midi_bytes(notes, tempo_map=tempo_map, end_sec=20.0)
+    assert length(changing) == pytest.approx(20.0)
+    (tmp_path / "a.mid").write_bytes(changing)
+    (tmp_path / "b.mid").write_bytes(midi_bytes(notes, tempo_map=tempo_map))
+    assert read_notes(tmp_path / "a.mid") == read_notes(tmp_path / "b.mid")

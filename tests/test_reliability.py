@@ -36,6 +36,7 @@ from drumtx.cli import main
 from drumtx.errors import StorageError
 from drumtx.midi import read_notes
 from drumtx.storage import ROOT_KEYS, require_roots
+from drumtx.transcribe import ALL_FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,9 +214,12 @@ def test_transcribe_disk_full_fails_that_input_and_keeps_the_old_output(
     second = click_wav(tmp_path / "in" / "b.wav", [0.3])
     out = tmp_path / "out"
     out.mkdir()
-    old = out / "a.drums.mid"
-    old.write_bytes(b"an earlier transcription")
-    _fail_writes_to(monkeypatch, "a.drums.mid")
+    olds = {out / f"a.drums.{fmt}": f"earlier {fmt}".encode() for fmt in ALL_FORMATS}
+    for path, data in olds.items():
+        path.write_bytes(data)
+    # The disk fills at the set's third file: the two written before it must not
+    # replace their old versions either (a set half old, half new).
+    _fail_writes_to(monkeypatch, "a.drums.json")
     status = main(
         [
             "transcribe",
@@ -223,6 +227,8 @@ def test_transcribe_disk_full_fails_that_input_and_keeps_the_old_output(
             str(second),
             "-o",
             str(out),
+            "-f",
+            "all",
             "--overwrite",
             "--checkpoint",
             str(random_model),
@@ -236,7 +242,8 @@ def test_transcribe_disk_full_fails_that_input_and_keeps_the_old_output(
     assert report["a.wav"]["status"] == "failed"
     assert "no space left" in report["a.wav"]["reason"]
     assert report["b.wav"]["status"] == "done"  # one failure does not stop the rest
-    assert old.read_bytes() == b"an earlier transcription"
+    assert {p: p.read_bytes() for p in olds} == olds
+    assert (out / "b.drums.musicxml").is_file()
     assert _tmp_files(out) == []
     assert "Traceback" not in captured.err
 
