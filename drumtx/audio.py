@@ -18,7 +18,12 @@ import soundfile as sf
 from drumtx.errors import AudioError
 from drumtx.resample import resample_poly
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".aifc")
+# Audio drumtx does not read (libsndfile cannot): a folder's are named, not passed over.
+OTHER_AUDIO_EXTENSIONS = (
+    ".m4a", ".aac", ".mp4", ".alac", ".wma", ".ape", ".wv", ".mka", ".webm", ".caf",
+    ".ac3", ".amr", ".mp2", ".mpc", ".dsf",
+)  # fmt: skip
 INT16_SCALE = 32768.0  # as libsndfile: int16 / 32768 reads back the float
 # Rates a real recording can have. A damaged header can claim any 32-bit rate, and
 # resampling from an odd huge one builds a filter of millions of taps (gigabytes).
@@ -49,7 +54,8 @@ def format_hint() -> str:
     """For a file whose format drumtx does not read."""
     mp3 = "" if _has_mp3() else " (MP3 needs libsndfile 1.1 or newer, not this one)"
     return (
-        f"drumtx reads WAV, FLAC, OGG and MP3{mp3}; convert other formats with "
+        f"drumtx reads WAV, FLAC, OGG, Opus, AIFF and MP3{mp3}; convert other "
+        "formats with "
         "ffmpeg, e.g. ffmpeg -i song.m4a song.wav"
     )
 
@@ -108,6 +114,15 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     if not np.isfinite(mono).all():
         np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return mono
+
+
+def is_audio(path: Path) -> bool:
+    """Whether libsndfile reads ``path`` as audio, whatever its name says (a WAV
+    with no extension, or one renamed)."""
+    try:
+        return sf.info(str(path)).frames > 0
+    except _DECODE_ERRORS:
+        return False
 
 
 def audio_info(path: Path) -> AudioInfo:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,12 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from drumtx.audio import AUDIO_EXTENSIONS, format_hint
+from drumtx.audio import (
+    AUDIO_EXTENSIONS,
+    OTHER_AUDIO_EXTENSIONS,
+    format_hint,
+    is_audio,
+)
 from drumtx.beats import BeatGrid, beat_grid
 from drumtx.checkpoint import (
     ModelChoice,
@@ -370,28 +376,17 @@ def parse_thresholds(items: Sequence[str]) -> tuple[dict[str, float], float | No
 
 def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list[Job]:
     """Expand folders; a missing or unsupported input becomes a failed job, not a crash.
-    """
+    A file named twice (itself and in its folder) is transcribed once."""
     jobs: list[Job] = []
     for given in inputs:
         if given.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(
-                p
-                for p in given.glob(pattern)
-                if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-            )
-            for path in found:
-                rel = path.relative_to(given).with_suffix("")
-                base = (out_dir / rel) if out_dir else path.with_suffix("")
-                jobs.append(Job(path, base))
-            if not found:  # a silent success would look like a transcription
-                jobs.append(_empty_folder_job(given, recursive))
+            jobs += _folder_jobs(given, out_dir, recursive)
             continue
         job = Job(given)
         if not given.exists():
             job.status, job.reason = "failed", "no such file or directory"
             job.hint = f"check the spelling; a relative path starts in {Path.cwd()}"
-        elif given.suffix.lower() not in AUDIO_EXTENSIONS:
+        elif given.suffix.lower() not in AUDIO_EXTENSIONS and not is_audio(given):
             job.status = "failed"
             job.reason = (
                 f"unsupported extension {given.suffix or '(none)'!r}; "
@@ -402,6 +397,41 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
             stem = given.with_suffix("").name
             job.out_base = (out_dir / stem) if out_dir else given.with_suffix("")
         jobs.append(job)
+    seen: set[Path] = set()
+    return [j for j in jobs if not _seen_before(j.input_path, seen)]
+
+
+def _seen_before(path: Path, seen: set[Path]) -> bool:
+    key = path.resolve()
+    if key in seen:
+        return True
+    seen.add(key)
+    return False
+
+
+def _folder_jobs(given: Path, out_dir: Path | None, recursive: bool) -> list[Job]:
+    """A folder's audio files (its tree's with ``recursive``), mirrored under
+    ``out_dir``. Audio in a format drumtx does not read is skipped, saying how to
+    convert it; macOS's ``._name`` files (metadata beside a copied file) are not
+    audio and are passed over."""
+    pattern = "**/*" if recursive else "*"
+    files = sorted(
+        p for p in given.glob(pattern) if p.is_file() and not p.name.startswith("._")
+    )
+    jobs = []
+    for path in files:
+        suffix = path.suffix.lower()
+        if suffix in AUDIO_EXTENSIONS:
+            rel = path.relative_to(given).with_suffix("")
+            base = (out_dir / rel) if out_dir else path.with_suffix("")
+            jobs.append(Job(path, base))
+        elif suffix in OTHER_AUDIO_EXTENSIONS:
+            wav = shlex.quote(path.with_suffix(".wav").name)
+            jobs.append(Job(path, status="skipped", reason=(
+                f"drumtx does not read {suffix[1:].upper()}: convert it, e.g. "
+                f"ffmpeg -i {shlex.quote(path.name)} {wav}")))  # fmt: skip
+    if not any(j.status == "pending" for j in jobs):
+        jobs.append(_empty_folder_job(given, recursive))  # silence would look done
     return jobs
 
 

@@ -208,6 +208,35 @@ def test_a_folder_without_audio_is_an_error_not_a_silent_success(
     assert "hint: its files are .m4a: drumtx reads WAV" in capsys.readouterr().err
 
 
+def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
+    """AIFF and Opus are read; M4A and WMA are skipped, each with its ffmpeg line
+    (they were passed over without a word); macOS's ._ files are not audio; a file
+    named twice is transcribed once; a WAV with no extension is read by content."""
+    folder = tmp_path / "session"
+    _wav(folder / "take1.wav")
+    sf.write(folder / "take2.aiff", np.zeros((4410, 1), np.float32), 44100)
+    sf.write(folder / "take3.opus", np.zeros((4800, 1), np.float32), 48000,
+             format="OGG", subtype="OPUS")  # fmt: skip
+    (folder / "phone.m4a").write_bytes(b"\0" * 100)
+    (folder / "old.wma").write_bytes(b"\0" * 100)
+    (folder / "._take1.wav").write_bytes(b"\0\5\x16\7 Mac OS X metadata")
+    (folder / "notes.txt").write_text("tempo 97")
+    bare = tmp_path / "bounce"
+    _wav(bare.with_suffix(".wav")).rename(bare)
+    out = tmp_path / "out"
+    args = ("-o", str(out), "--checkpoint", str(random_model), "--json")
+    assert _run(str(folder), str(folder / "take1.wav"), str(bare), *args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    status = {Path(e["input"]).name: e["status"] for e in summary["inputs"]}
+    assert status == {"take1.wav": "done", "take2.aiff": "done", "take3.opus": "done",
+                      "old.wma": "skipped", "phone.m4a": "skipped", "bounce": "done"}
+    assert "skipped: " + str(folder / "phone.m4a") + ": drumtx does not read M4A: " \
+        "convert it, e.g. ffmpeg -i phone.m4a phone.wav" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bounce.drums.mid", "take1.drums.mid", "take2.drums.mid", "take3.drums.mid"]
+
+
 def test_a_folder_read_without_r_says_its_subfolders_were_not(
     tmp_path, random_model, capsys
 ):
