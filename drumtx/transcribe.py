@@ -118,6 +118,8 @@ class Job:
     gain_db: float = 0.0  # what the input was turned by before the model heard it
     peak_db: float = 0.0  # the input's loudest sample, dB re full scale (done jobs)
     announced: bool = False  # its failure was printed as it happened
+    formats: tuple[str, ...] | None = None  # to write; None: every format asked for
+    kept: list[Path] = field(default_factory=list)  # outputs --skip-existing kept
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -263,6 +265,9 @@ def _model_line(loaded: LoadedModel) -> str:
 def _print_job(console: Console, job: Job) -> None:
     for path in job.outputs:
         console.print(f"wrote {escape(str(path))}")
+    if job.kept and job.status == "done":
+        names = ", ".join(str(p) for p in job.kept)
+        console.print(f"kept {escape(names)} (already there: --skip-existing)")
     if job.grid is not None:
         console.print(f"  {escape(tempo_line(job.grid))}")
     if job.status == "done" and abs(job.gain_db) >= 0.05:  # as printed
@@ -519,17 +524,29 @@ def check_outputs(
                     "different -o DIR each",
                 )
             owners[target] = job.input_path
-        existing = [job.out_path(f) for f in formats if job.out_path(f).exists()]
-        if existing and not overwrite:
-            if skip_existing:
-                job.status, job.reason = "skipped", "output exists"
-            else:
-                job.status = "failed"
-                job.reason = f"{existing[0]} exists"
-                job.hint = (
-                    "--overwrite replaces it, --skip-existing leaves it, "
-                    "-o DIR writes elsewhere"
-                )
+        _existing_outputs(job, formats, overwrite, skip_existing)
+
+
+def _existing_outputs(
+    job: Job, formats: tuple[str, ...], overwrite: bool, skip_existing: bool
+) -> None:
+    """Outputs already there fail the job, unless --overwrite replaces them or
+    --skip-existing keeps them: then only the missing formats are written, and a job
+    with none missing is skipped."""
+    existing = [f for f in formats if job.out_path(f).exists()]
+    if not existing or overwrite:
+        return
+    names = ", ".join(job.out_path(f).name for f in existing)
+    if not skip_existing:
+        job.status = "failed"
+        job.reason = f"{job.out_path(existing[0])} exists"
+        job.hint = "--overwrite replaces it, --skip-existing leaves it (and writes " \
+            "what is missing), -o DIR writes elsewhere"
+    elif len(existing) == len(formats):
+        job.status, job.reason = "skipped", f"its outputs exist ({names})"
+    else:
+        job.formats = tuple(f for f in formats if f not in existing)
+        job.kept = [job.out_path(f) for f in existing]
 
 
 def transcribe_job(
@@ -703,7 +720,7 @@ def write_outputs(
         for h in hits
     ]
     files = {}
-    for fmt in rendering.formats:
+    for fmt in job.formats or rendering.formats:
         if fmt == "mid":
             midi_notes = [Note(r["time_sec"], r["note"], r["velocity"]) for r in rows]
             data = midi_bytes(midi_notes, tempo_map=grid.tempo_map,
@@ -726,6 +743,7 @@ def job_summary(job: Job) -> dict:
         "hint": job.hint,
         "hits": job.n_hits,
         "outputs": [str(p) for p in job.outputs],
+        **({"kept": [str(p) for p in job.kept]} if job.kept else {}),
     }
     if job.grid is not None:
         rival = job.grid.rival_bpm

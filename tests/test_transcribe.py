@@ -106,6 +106,29 @@ def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_mo
     assert out.read_bytes().startswith(b"MThd")
 
 
+def test_skip_existing_writes_the_formats_still_missing(tmp_path, random_model, capsys):
+    """-f all --skip-existing beside an earlier .mid: it was skipped whole, so the
+    CSV, JSON and MusicXML asked for never came."""
+    song = _wav(tmp_path / "song.wav")
+    mine = tmp_path / "song.drums.mid"
+    mine.write_bytes(b"mine")
+    args = ("--checkpoint", str(random_model), "-f", "all", "--skip-existing")
+    assert _run(str(song), *args, "--json") == 0
+    captured = capsys.readouterr()
+    assert mine.read_bytes() == b"mine"
+    for fmt in ("csv", "json", "musicxml"):
+        assert (tmp_path / f"song.drums.{fmt}").is_file(), fmt
+    assert f"kept {mine} (already there: --skip-existing)" in captured.err
+    (entry,) = json.loads(captured.out)["inputs"]
+    assert entry["status"] == "done" and entry["kept"] == [str(mine)]
+    assert len(entry["outputs"]) == 3
+    # all there now: skipped, and the line says which outputs it found
+    assert _run(str(song), *args) == 0
+    names = ", ".join(f"song.drums.{f}" for f in ("mid", "csv", "json", "musicxml"))
+    assert f"skipped: {song}: its outputs exist ({names})" in capsys.readouterr().err
+    assert mine.read_bytes() == b"mine"
+
+
 def test_recursive_tree_is_mirrored_and_clashes_fail_first(
     tmp_path, random_model, capsys
 ):
