@@ -23,6 +23,7 @@ from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, get_vocab
 from drumtx.frontend import LogMel, n_frames
 from drumtx.inference import (
+    QUIETEST_INPUT_DB,
     LoadedModel,
     array_activations,
     array_gain_db,
@@ -394,9 +395,11 @@ def test_input_gain_turns_only_levels_outside_the_window():
     assert input_gain_db(cfg, -28.0) == 0.0
     assert input_gain_db(cfg, -8.0) == pytest.approx(-12.0)  # a loud master: down
     assert input_gain_db(cfg, -50.0) == pytest.approx(14.0)  # a quiet stem: up
-    assert input_gain_db(cfg, SILENT_DB - 1) == 0.0  # silence stays silence
+    assert input_gain_db(cfg, -76.0) == pytest.approx(40.0)  # a take 50 dB down: up
+    assert input_gain_db(cfg, QUIETEST_INPUT_DB - 1) == 0.0  # silence stays silence
     off = _window(-60.0, 0.0)
     assert input_gain_db(off, -8.0) == input_gain_db(off, -50.0) == 0.0
+    assert input_gain_db(off, -76.0) == 0.0
     assert input_gain_db(_window(-30.0, -30.0), -28.0) == pytest.approx(-2.0)
 
 
