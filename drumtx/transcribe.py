@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ from drumtx.tempo import grid_step
 
 FORMATS = ("mid", "csv", "json", "musicxml", "png")
 ALL_FORMATS = ("mid", "csv", "json", "musicxml")  # -f all: png needs the plot extra
+# -o given one of these names a file, not the folder it wants (made if missing)
+FILE_SUFFIXES = (".mid", ".midi", ".csv", ".json", ".musicxml", ".xml", ".png")
 NOTATION_GRID = 0.25  # MusicXML's grid in beats (16ths) when --quantize is off
 
 
@@ -208,8 +211,16 @@ def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
             f"-o {opts.out_dir} is a file, not a folder",
             hint="name a folder for the outputs (it is made if missing)",
         )
+    out = opts.out_dir
+    if out is not None and not out.exists() and out.suffix.lower() in FILE_SUFFIXES:
+        raise ConfigError(
+            f"-o {out} names a file; -o takes the folder the outputs go into",
+            hint=f"-o {out.parent} writes {out.parent / '<input name>.drums.mid'} "
+            "(a folder that does not exist is made)",
+        )
     jobs = plan_jobs(list(opts.inputs), opts.out_dir, opts.recursive)
     refuse_raw_outputs(cfg, jobs)
+    refuse_unwritable_folders(jobs)
     check_outputs(
         jobs, formats, overwrite=opts.overwrite, skip_existing=opts.skip_existing
     )
@@ -502,6 +513,24 @@ def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
             raise StorageError(
                 exc.message, hint="write the outputs elsewhere with -o DIR"
             ) from None
+
+
+def refuse_unwritable_folders(jobs: list[Job]) -> None:
+    """Fail, before any work, the jobs whose outputs could not be written (a read-only
+    mount, a folder without write permission): they failed only after transcribing."""
+    verdicts: dict[Path, bool] = {}
+    for job in jobs:
+        if job.status != "pending" or job.out_base is None:
+            continue
+        folder = job.out_base.parent.absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the outputs' folder is made in the nearest one
+        if folder not in verdicts:
+            verdicts[folder] = os.access(folder, os.W_OK | os.X_OK)
+        if not verdicts[folder]:
+            job.status = "failed"
+            job.reason = f"cannot write into {folder} (read-only, or no permission)"
+            job.hint = "-o DIR writes the outputs into another folder"
 
 
 def check_outputs(

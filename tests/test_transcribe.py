@@ -688,6 +688,45 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(
     err = capsys.readouterr().err
     assert f"error: -o {taken} is a file, not a folder" in err and "hint:" in err
     assert taken.read_text() == "keep me"
+    # a MIDI file's name given to -o made a folder of that name, silently
+    named = tmp_path / "mysong.mid"
+    assert _run(str(song), "-o", str(named), "--checkpoint", str(random_model)) == 2
+    err = capsys.readouterr().err
+    assert f"error: -o {named} names a file; -o takes the folder" in err
+    assert f"hint: -o {tmp_path} writes {tmp_path / '<input name>.drums.mid'}" in err
+    assert not named.exists()
+
+
+def test_an_unwritable_output_folder_fails_before_any_work(
+    tmp_path, random_model, capsys, monkeypatch
+):
+    """A read-only mount failed each input only after transcribing it."""
+    import os
+
+    import drumtx.transcribe
+
+    song = _wav(tmp_path / "in" / "song.wav")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    asked = []
+
+    def access(path, mode):
+        asked.append(Path(path))
+        return Path(path) != locked and real_access(path, mode)
+
+    monkeypatch.setattr(drumtx.transcribe.os, "access", access)
+    out = locked / "midi" / "day1"  # not there yet: judged by the folder it goes in
+    args = ("--checkpoint", str(random_model), "--json")
+    assert _run(str(song), "-o", str(out), *args) == 1
+    captured = capsys.readouterr()
+    assert "model:" not in captured.err  # refused before the model loaded
+    (entry,) = json.loads(captured.out)["inputs"]
+    assert entry["reason"] == f"cannot write into {locked} (read-only, or no " \
+        "permission)"
+    assert "hint: -o DIR writes the outputs into another folder" in captured.err
+    assert not (locked / "midi").exists() and locked in asked
+    assert _run(str(song), "-o", str(tmp_path / "free"), *args) == 0
 
 
 def test_the_thresholds_in_use_and_their_source_are_said(
