@@ -135,6 +135,9 @@ SCORE_WEIGHTS = np.array(
 )  # fmt: skip
 
 
+TEMPO_STEADY = 0.04  # tempi this close (4 %: 100 against 104 BPM) are one tempo
+
+
 @dataclass(frozen=True)
 class BeatGrid:
     """The tempo map and the beats and downbeats it puts inside the audio."""
@@ -154,6 +157,16 @@ class BeatGrid:
         beats has no median and gets the tempo the map starts with (as written)."""
         median = self.tempo_map.median_bpm(self.duration_sec)
         return median or self.tempo_map.bpm_at(0.0)
+
+    @property
+    def bpm_spread(self) -> tuple[float, float] | None:
+        """(slowest, fastest) quarter notes per minute of the map's steady stretches
+        (the 10th and 90th percentile, quarter by quarter: a one-bar dip does not
+        count), or None where they are within TEMPO_STEADY of each other."""
+        slow, fast = self.tempo_map.bpm_percentiles(self.duration_sec, (10.0, 90.0))
+        if slow <= 0.0 or fast / slow <= 1.0 + TEMPO_STEADY:
+            return None
+        return slow, fast
 
     @property
     def meter(self) -> str:

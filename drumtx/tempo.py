@@ -12,6 +12,7 @@ short pickup bar keeps the next bar's notes on the grid.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,9 +136,20 @@ class TempoMap:
 
     def median_bpm(self, end_sec: float) -> float:
         """Median quarter notes per minute over [0, end_sec] (0 without two beats)."""
+        return self.bpm_percentiles(end_sec, (50.0,))[0]
+
+    def bpm_percentiles(
+        self, end_sec: float, percents: Sequence[float]
+    ) -> tuple[float, ...]:
+        """Percentiles of the quarter notes per minute, quarter by quarter, over [0,
+        end_sec] (0 each without two beats)."""
         last = float(np.floor(self.beats(end_sec)))
         quarters = self.seconds(np.arange(0.0, last + 1.0))
-        return 60.0 / float(np.median(np.diff(quarters))) if len(quarters) > 1 else 0.0
+        if len(quarters) < 2:
+            return tuple(0.0 for _ in percents)
+        # the p-th percentile of tempo is the (100 - p)-th of the beats' lengths
+        lengths = np.percentile(np.diff(quarters), [100.0 - p for p in percents])
+        return tuple(60.0 / float(x) for x in lengths)
 
     def on_ticks(self, ticks_per_beat: int) -> TempoMap:
         """The map as a MIDI file can hold it: tempo changes and meters on whole

@@ -306,14 +306,18 @@ def silence_note(peak_db: float) -> str:
 
 def tempo_line(grid: BeatGrid) -> str:
     """What the outputs' tempo map says, e.g. ``tempo 92.4 BPM, 4/4, first bar line
-    at 0.52 s (or 184.8 BPM? --tempo 184.8)``."""
+    at 0.52 s (or 184.8 BPM? --tempo 184.8)``; a tempo that moves is given as the
+    range of its steady stretches, ``tempo 105.1 to 138.0 BPM (median 121.2)``."""
     if not grid.found:
         return (
             f"tempo: too few hits to find one; {grid.bpm:g} BPM in {grid.meter} "
             "written (--tempo and --meter set them)"
         )
     first = float(grid.downbeats_sec[0]) if len(grid.downbeats_sec) else 0.0
-    line = f"tempo {grid.bpm:.1f} BPM, {grid.meter}, first bar line at {first:.2f} s"
+    spread = grid.bpm_spread
+    bpm = f"{grid.bpm:.1f} BPM" if spread is None else \
+        "{:.1f} to {:.1f} BPM (median {:.1f})".format(*spread, grid.bpm)
+    line = f"tempo {bpm}, {grid.meter}, first bar line at {first:.2f} s"
     if grid.rival_bpm is not None:
         line += f" (or {grid.rival_bpm:.1f} BPM? --tempo {grid.rival_bpm:.1f})"
     return line
@@ -775,12 +779,13 @@ def job_summary(job: Job) -> dict:
         **({"kept": [str(p) for p in job.kept]} if job.kept else {}),
     }
     if job.grid is not None:
-        rival = job.grid.rival_bpm
+        rival, spread = job.grid.rival_bpm, job.grid.bpm_spread
         entry["tempo"] = {
             "bpm": round(job.grid.bpm, 3),
             "meter": job.grid.meter,
             "found": job.grid.found,
             "rival_bpm": None if rival is None else round(rival, 3),
+            "bpm_spread": None if spread is None else [round(x, 3) for x in spread],
         }
         entry["input_gain_db"] = round(job.gain_db, 2)
         entry["input_peak_db"] = round(max(job.peak_db, -200.0), 2)

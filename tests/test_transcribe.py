@@ -496,7 +496,7 @@ def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, c
     assert "tempo 97.0 BPM, 4/4, first bar line at" in out.err
     [entry] = json.loads(out.out)["inputs"]
     assert entry["tempo"] == {"bpm": 97.0, "meter": "4/4", "found": True,
-                              "rival_bpm": None}  # fmt: skip
+                              "rival_bpm": None, "bpm_spread": None}  # fmt: skip
     fallback = grid_of(TempoMap.constant(120.0), 5.0, False)
     assert tempo_line(fallback).startswith("tempo: too few hits to find one; 120 BPM")
     # a clip shorter than two beats says (and --json gives) the tempo written, not 0
@@ -507,6 +507,15 @@ def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, c
     assert tempo_line(hinted) == (
         "tempo 184.8 BPM, 6/8, first bar line at 0.00 s (or 92.4 BPM? --tempo 92.4)"
     )
+    # a song that speeds up says so (it said the median alone: a tempo in neither
+    # half); a one-bar dip does not count
+    change = TempoMap(start_beats=(0.0, 48.0), sec_per_beat=(60 / 105, 60 / 138))
+    sped = grid_of(change, 50.0, True)
+    assert sped.bpm_spread == pytest.approx((105.0, 138.0))
+    assert tempo_line(sped).startswith("tempo 105.0 to 138.0 BPM (median ")
+    dip = TempoMap(start_beats=(0.0, 200.0, 204.0), sec_per_beat=(0.6, 0.66, 0.6))
+    assert grid_of(dip, 240.0, True).bpm_spread is None
+    assert tempo_line(grid_of(dip, 240.0, True)).startswith("tempo 100.0 BPM, 4/4")
 
 
 def test_bad_grid_or_tempo_is_a_usage_error(tmp_path, random_model, capsys):
