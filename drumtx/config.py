@@ -331,7 +331,8 @@ class TranscribeConfig:
             )
         _check_choice("transcribe.device", self.device, DEVICES)
         _check_choice("transcribe.cpu_precision", self.cpu_precision, CPU_PRECISIONS)
-        _check_range("transcribe.segment_sec", self.segment_sec, 1.0, 3600.0)
+        # the shortest segment the shortest overlap leaves anything of
+        _check_range("transcribe.segment_sec", self.segment_sec, 2.0, 3600.0)
         _check_range("transcribe.min_input_db", self.min_input_db, -60.0, 0.0)
         _check_range("transcribe.max_input_db", self.max_input_db, -60.0, 0.0)
         if self.min_input_db > self.max_input_db:
@@ -595,10 +596,13 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         )
 
 
+WHERE_SET = "the value comes from a command option,"
+
+
 def _where_set(name: str) -> str:
     """Where a bad value can have come from, for a hint."""
     table, key = name.split(".", 1)
     return (
-        f"the value comes from a command option, --set {name}=..., --profile, or "
+        f"{WHERE_SET} --set {name}=..., --profile, or "
         f"the [{table}] table's {key} in drumtx.toml (drumtx doctor names the file)"
     )

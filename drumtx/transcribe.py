@@ -41,7 +41,7 @@ from drumtx.checkpoint import (
     shipped_models,
     trained_runs,
 )
-from drumtx.config import Config
+from drumtx.config import WHERE_SET, Config
 from drumtx.console import Progress, make_console
 from drumtx.drums import Hit, Vocab, output_notes
 from drumtx.errors import ConfigError, DrumtxError, StorageError
@@ -57,6 +57,7 @@ from drumtx.inference import (
     resolve_device,
 )
 from drumtx.levels import SILENT_DB, PeakMeter
+from drumtx.meter import TEMPO_LIMITS_BPM
 from drumtx.midi import Note, midi_bytes
 from drumtx.storage import (
     atomic_write_files,
@@ -338,11 +339,35 @@ def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
         "meter": opts.meter,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
+    if opts.tempo is not None and opts.tempo <= 0:  # 0 in the config: found
+        raise ConfigError(
+            f"--tempo {opts.tempo:g} is no tempo",
+            hint="give the BPM to write ({:g} to {:g}), or leave --tempo out to find "
+            "the tempo map from the drums".format(*TEMPO_LIMITS_BPM),
+        )
     if opts.plot:
         formats = changes.get("formats", cfg.transcribe.formats)
         changes["formats"] = f"{formats},png"
-    section = dataclasses.replace(cfg.transcribe, **changes)
+    try:
+        section = dataclasses.replace(cfg.transcribe, **changes)
+    except ConfigError as exc:  # a bad option's generic hint names the option
+        named = [k for k in OPTION_FLAGS if exc.message.startswith(f"transcribe.{k} ")]
+        if not named or named[0] not in changes or not exc.hint.startswith(WHERE_SET):
+            raise
+        flag = OPTION_FLAGS[named[0]]
+        raise ConfigError(
+            exc.message, hint=f"it is {flag} {changes[named[0]]}: change that value"
+        ) from None
     return dataclasses.replace(cfg, transcribe=section)
+
+
+# [transcribe] keys and the options that set them, for an option's error
+OPTION_FLAGS = {
+    "segment_sec": "--segment",
+    "overlap_sec": "--overlap",
+    "batch_size": "--batch-size",
+    "tempo": "--tempo",
+}
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

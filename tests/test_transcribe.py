@@ -523,7 +523,17 @@ def test_bad_grid_or_tempo_is_a_usage_error(tmp_path, random_model, capsys):
     assert _run(str(song), "--checkpoint", str(random_model), "--quantize", "1/7") == 2
     assert "transcribe.quantize" in capsys.readouterr().err
     assert _run(str(song), "--checkpoint", str(random_model), "--tempo", "5") == 2
-    assert "transcribe.tempo" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "transcribe.tempo = 5.0 is out of range; expected 20.0 to 400.0" in err
+    assert "hint: it is --tempo 5.0: change that value" in err  # not the config's
+    # 0, the config's "found from the drums", was taken silently from --tempo
+    assert _run(str(song), "--checkpoint", str(random_model), "--tempo", "0") == 2
+    err = capsys.readouterr().err
+    assert "error: --tempo 0 is no tempo" in err and "leave --tempo out" in err
+    # a segment no overlap leaves anything of is out of range, not a later error
+    assert _run(str(song), "--checkpoint", str(random_model), "--segment", "1") == 2
+    err = capsys.readouterr().err
+    assert "expected 2.0 to 3600.0" in err and "hint: it is --segment 1.0" in err
     assert not (tmp_path / "song.drums.mid").exists()
 
 
