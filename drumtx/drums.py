@@ -157,21 +157,27 @@ def output_notes(vocab: Vocab, drum_map: str | Path = "gm") -> tuple[int, ...]:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(
-            f"drum map {path} is not a readable TOML file: {exc}"
+            f"drum map {path} is not a readable TOML file: {exc}", hint=_MAP_HINT
         ) from None
     except RecursionError:  # tomllib recurses once per nesting level
         raise ConfigError(
-            f"drum map {path} is not a readable TOML file: nested too deeply"
+            f"drum map {path} is not a readable TOML file: nested too deeply",
+            hint=_MAP_HINT,
         ) from None
     notes = list(vocab.gm_notes)
     for code, note in table.items():
-        index = vocab.index(code)
+        index = vocab.index(code.strip().upper())  # kd = 35, as --threshold kd=0.6
         if isinstance(note, bool) or not isinstance(note, int) or not 0 <= note <= 127:
             raise ConfigError(
-                f"drum map {path}: {code} = {note!r} is not a MIDI note 0-127"
+                f"drum map {path}: {code} = {note!r} is not a MIDI note 0-127",
+                hint=f"write {code} = N with N from 0 to 127 (General MIDI's for "
+                f"{code.strip().upper()}: {vocab.gm_notes[index]})",
             )
         notes[index] = note
     return tuple(notes)
+
+
+_MAP_HINT = "a drum map holds one line per class to change, e.g. KD = 35 (no tables)"
 
 
 def reduce_to_adtof5(code: str) -> str:

@@ -373,7 +373,7 @@ def _drum_map_or_error(path: Path) -> None:
     try:
         notes = output_notes(ROLAND9, path)
     except DrumtxError as exc:
-        assert exc.message
+        assert exc.message and exc.hint  # every refusal says what to write instead
         return
     assert len(notes) == ROLAND9.n_classes and all(0 <= n <= 127 for n in notes)
 

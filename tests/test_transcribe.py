@@ -14,6 +14,7 @@ import soundfile as sf
 import torch
 
 from drumtx.cli import main
+from drumtx.errors import ConfigError
 
 
 def _wav(
@@ -377,6 +378,24 @@ def test_drum_map_file_changes_notes(tmp_path, random_model):
     for row in rows:
         _, code, note, _ = row.split(",")
         assert mapping[code] == int(note)
+
+
+def test_a_drum_map_takes_codes_in_either_case_and_says_how_to_mend_it(tmp_path):
+    from drumtx.drums import ROLAND9, output_notes
+
+    drum_map = tmp_path / "map.toml"
+    drum_map.write_text("kd = 35\nSd = 40\n")  # as --threshold kd=0.6 takes them
+    notes = output_notes(ROLAND9, drum_map)
+    assert notes[ROLAND9.index("KD")] == 35 and notes[ROLAND9.index("SD")] == 40
+    for text, hint in [
+        ("KD = 200\n", "write KD = N with N from 0 to 127 (General MIDI's for KD: 36)"),
+        ("KD = \n", "a drum map holds one line per class to change, e.g. KD = 35"),
+        ("XX = 36\n", "classes of roland9: KD, SD"),
+    ]:
+        drum_map.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            output_notes(ROLAND9, drum_map)
+        assert info.value.hint.startswith(hint), (text, info.value.hint)
 
 
 def test_trained_model_transcribes_held_out_clips(tmp_path, trained_tiny, capsys):
