@@ -387,6 +387,10 @@ def test_active_level_is_the_loud_parts_level_in_any_chunking():
         assert active_level_db(chunks, MODEL_RATE) == pytest.approx(whole, abs=1e-9)
     assert active_level_db([np.zeros(48_000, np.float32)], MODEL_RATE) < SILENT_DB
     assert active_level_db([], MODEL_RATE) < SILENT_DB
+    # a DC offset is no level: the same tone riding on 0.2 measures the same
+    offset = active_level_db([audio + np.float32(0.2)], MODEL_RATE)
+    assert offset == pytest.approx(whole, abs=0.01)
+    assert active_level_db([np.full(48_000, 0.3, np.float32)], MODEL_RATE) < SILENT_DB
 
 
 def test_input_gain_turns_only_levels_outside_the_window():
