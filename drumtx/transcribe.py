@@ -30,6 +30,7 @@ from rich.markup import escape
 from drumtx.audio import (
     AUDIO_EXTENSIONS,
     OTHER_AUDIO_EXTENSIONS,
+    audio_info,
     format_hint,
     is_audio,
 )
@@ -121,6 +122,7 @@ class Job:
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
     gain_db: float = 0.0  # what the input was turned by before the model heard it
     peak_db: float = 0.0  # the input's loudest sample, dB re full scale (done jobs)
+    input_rate: int = 48_000  # the input file's sample rate, Hz
     announced: bool = False  # its failure was printed as it happened
     formats: tuple[str, ...] | None = None  # to write; None: every format asked for
     kept: list[Path] = field(default_factory=list)  # outputs --skip-existing kept
@@ -288,6 +290,8 @@ def _print_job(console: Console, job: Job) -> None:
             f"  input turned {way} {abs(job.gain_db):.1f} dB for the model "
             "(transcribe.min_input_db, max_input_db)"
         )
+    if job.status == "done" and job.input_rate < NARROW_INPUT_HZ:
+        console.print(f"  [yellow]{escape(narrow_note(job.input_rate))}[/]")
     if job.status == "done" and job.peak_db < SILENT_DB:
         console.print(f"  [yellow]{escape(silence_note(job.peak_db))}[/]")
     if job.status == "failed":
@@ -295,6 +299,19 @@ def _print_job(console: Console, job: Job) -> None:
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
         )
         job.announced = True
+
+
+# Below this sample rate an input holds nothing where hi-hats and cymbals ring most
+# (an 8 kHz file, a phone's, lost every hi-hat of a groove without a word).
+NARROW_INPUT_HZ = 22_050
+
+
+def narrow_note(sample_rate: int) -> str:
+    return (
+        f"input's sample rate is {sample_rate} Hz: it holds nothing above "
+        f"{sample_rate / 2000:.1f} kHz, where hi-hats and cymbals ring, so they may "
+        "be missed"
+    )
 
 
 def silence_note(peak_db: float) -> str:
@@ -621,6 +638,7 @@ def transcribe_job(
     t = cfg.transcribe
     try:
         rate = loaded.cfg.audio.sample_rate
+        job.input_rate = audio_info(job.input_path).sample_rate
         n_samples, chunks, gain_db = leveled_stream(job.input_path, loaded.cfg)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
         meter = PeakMeter()
@@ -814,6 +832,7 @@ def job_summary(job: Job) -> dict:
         }
         entry["input_gain_db"] = round(job.gain_db, 2)
         entry["input_peak_db"] = round(max(job.peak_db, -200.0), 2)
+        entry["input_sample_rate"] = job.input_rate
     return entry
 
 

@@ -95,6 +95,22 @@ def test_a_silent_input_says_so(tmp_path, random_model, capsys):
     assert "input is" not in song_block
 
 
+def test_a_narrow_band_input_says_its_cymbals_may_be_missed(
+    tmp_path, random_model, capsys
+):
+    phone = _wav(tmp_path / "phone.wav", rate=8000)
+    full = _wav(tmp_path / "full.wav", rate=22050)
+    assert _run(str(phone), str(full), "--checkpoint", str(random_model), "--json") == 0
+    captured = capsys.readouterr()
+    note = "input's sample rate is 8000 Hz: it holds nothing above 4.0 kHz, where " \
+        "hi-hats and cymbals ring, so they may be missed"
+    assert captured.err.count(note) == 1
+    assert "sample rate is" not in captured.err.split("full.drums.mid")[1]
+    rates = {Path(e["input"]).name: e["input_sample_rate"]
+             for e in json.loads(captured.out)["inputs"]}  # fmt: skip
+    assert rates == {"phone.wav": 8000, "full.wav": 22050}
+
+
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     out = tmp_path / "song.drums.mid"
