@@ -904,15 +904,17 @@ def pickup_map(
     (``exact_tempo``) at the first segment's tempo, the bar lines then moving by less
     than a 64th note.
 
-    Less than a 64th note before the first bar line holds no pickup: the first bar
-    starts at 0 and is played a little slower so that the second one starts on time
-    (``exact_tempo``: not slower; the bar lines move by that sliver)."""
+    Less than 1.5 32nd notes before the first bar line (a silence before the song
+    starts, more often than a played pickup) holds no pickup: the first bar starts at
+    0 and is played a little slower so that the second one starts on time, rather
+    than a 1/32 bar at up to twice the tempo, which a DAW reads as the song's
+    (``exact_tempo``: under a 64th note, the bar lines move by that sliver)."""
     spb = tempi[0]
     bar = meter[0] * 4.0 / meter[1]  # quarter notes
     n_32nds = round(8 * first_bar_sec / spb)
     if first_bar_sec < 1e-3 or (exact_tempo and n_32nds == 0):  # no pickup
         return TempoMap(tuple(starts), tuple(tempi), ((0.0, *meter),))
-    if n_32nds == 0:  # a sliver: stretch the first bar rather than a 1/32 bar at 4x
+    if n_32nds <= 1 and not exact_tempo:  # a sliver: stretch the first bar
         first_spb = (first_bar_sec + bar * spb) / bar
         return TempoMap(
             (0.0, *(bar + s for s in starts)), (first_spb, *tempi), ((0.0, *meter),)
