@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,26 +173,55 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")
     console.print(f"  chosen: {escape(choice.reason)}")
     console.print(f"  {escape(thresholds_line(loaded, rendering, opts.thresholds))}")
-    progress = Progress(
-        console,
-        "transcribing",
-        len(todo),
-        unit="files",
-        log_every_sec=None,  # piped: the per-file lines below are the progress
-        transient=True,
-        enabled=opts.progress and not opts.as_json,
-    )
-    with progress:
-        for job in todo:
-            transcribe_job(job, loaded, cfg, rendering)
-            _print_job(console, job)
-            progress.advance()
+    transcribe_all(todo, loaded, cfg, rendering, console,
+                   progress=opts.progress and not opts.as_json)  # fmt: skip
     model = {
         "path": str(choice.path),
         "chosen": choice.reason,
         "thresholds": dict(zip(loaded.vocab.codes, rendering.thresholds)),
     }
     return report(jobs, console, as_json=opts.as_json, model=model)
+
+
+def transcribe_all(
+    todo: list[Job],
+    loaded: LoadedModel,
+    cfg: Config,
+    rendering: Rendering,
+    console: Console,
+    progress: bool,
+) -> None:
+    """Each job in turn, its lines printed as it ends; on a terminal a bar counts the
+    seconds of audio heard (a bar of files stood at 0/1 through a long song)."""
+    seconds = [audio_seconds(job.input_path) for job in todo]
+    bar = Progress(
+        console,
+        "transcribing",
+        sum(seconds),
+        unit="s of audio",
+        log_every_sec=None,  # piped: the per-file lines below are the progress
+        transient=True,
+        enabled=progress,
+    )
+    with bar:
+        for job, length in zip(todo, seconds):
+            start = bar.done
+            bar.update(start, info=job.input_path.name)
+
+            def heard(sec: int, start: int = start, length: int = length) -> None:
+                bar.update(start + min(sec, length))
+
+            transcribe_job(job, loaded, cfg, rendering, heard)
+            _print_job(console, job)
+            bar.update(start + length)
+
+
+def audio_seconds(path: Path) -> int:
+    """Whole seconds of a file's audio, at least 1 (1 where its header is unread)."""
+    try:
+        return max(1, math.ceil(audio_info(path).duration_sec))
+    except DrumtxError:
+        return 1
 
 
 def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
@@ -625,7 +655,11 @@ def _existing_outputs(
 
 
 def transcribe_job(
-    job: Job, loaded: LoadedModel, cfg: Config, rendering: Rendering
+    job: Job,
+    loaded: LoadedModel,
+    cfg: Config,
+    rendering: Rendering,
+    heard: Callable[[int], None] | None = None,
 ) -> None:
     """Transcribe one input into its outputs.
 
@@ -644,7 +678,7 @@ def transcribe_job(
         meter = PeakMeter()
         onset, velocity = predict_activations(
             loaded,
-            harmony.wrap(meter.wrap(chunks)),
+            harmony.wrap(meter.wrap(counted(chunks, rate, heard))),
             n_samples,
             segment_sec=t.segment_sec,
             overlap_sec=t.overlap_sec,
@@ -680,6 +714,21 @@ def transcribe_job(
     except Exception as exc:
         _add_note(exc, f"drumtx: raised while transcribing {job.input_path}")
         raise
+
+
+def counted(
+    chunks: Iterator[np.ndarray], rate: int, heard: Callable[[int], None] | None
+) -> Iterator[np.ndarray]:
+    """The chunks, calling ``heard`` (if any) with the whole seconds passed on so far.
+    """
+    if heard is None:
+        yield from chunks
+        return
+    n = 0
+    for chunk in chunks:
+        yield chunk
+        n += len(chunk)
+        heard(n // rate)
 
 
 def _add_note(exc: BaseException, note: str) -> None:

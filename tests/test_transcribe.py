@@ -111,6 +111,28 @@ def test_a_narrow_band_input_says_its_cymbals_may_be_missed(
     assert rates == {"phone.wav": 8000, "full.wav": 22050}
 
 
+def test_the_progress_counts_the_seconds_of_audio_heard(tmp_path, random_model):
+    """A bar of files stood at 0/1 through a whole song; it counts seconds now."""
+    from drumtx.config import load_config
+    from drumtx.inference import load_model
+    from drumtx.transcribe import (
+        Job,
+        audio_seconds,
+        make_rendering,
+        transcribe_job,
+    )
+
+    song = _wav(tmp_path / "song.wav", seconds=64.5)
+    assert audio_seconds(song) == 65 and audio_seconds(tmp_path / "none.wav") == 1
+    cfg = load_config(None)
+    loaded = load_model(random_model, cfg, torch.device("cpu"))
+    heard: list[int] = []
+    job = Job(song, tmp_path / "song")
+    transcribe_job(job, loaded, cfg, make_rendering(cfg, loaded, []), heard.append)
+    assert job.status == "done"
+    assert heard == [30, 60, 64]  # as the audio streams in, 30 s at a time
+
+
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     out = tmp_path / "song.drums.mid"
