@@ -8,6 +8,7 @@ float WAV/AIFF) are replaced by 0: the model would turn one NaN into a NaN loss.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,9 @@ class AudioInfo:
     format: str  # e.g. "WAV"
     subtype: str  # e.g. "PCM_16"
     duration_sec: float
+    # what the header promises, where the file holds less (an interrupted copy or
+    # recording; libsndfile reads what is there): None for a whole file
+    promised_sec: float | None = None
 
 
 EMPTY_HINT = (
@@ -143,7 +147,21 @@ def audio_info(path: Path) -> AudioInfo:
         format=str(info.format),
         subtype=str(info.subtype),
         duration_sec=info.frames / info.samplerate,
+        promised_sec=_promised_sec(info.extra_info, info.frames / info.samplerate),
     )
+
+
+# libsndfile's log of a WAV or AIFF whose data chunk runs past the file's end
+_CUT_SHORT = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def _promised_sec(log: str, held_sec: float) -> float | None:
+    """The seconds a cut-short file's header promises (None if it holds them all)."""
+    found = _CUT_SHORT.search(log or "")
+    if not found:
+        return None
+    promised, held = int(found.group(1)), int(found.group(2))
+    return held_sec * promised / held if 0 < held < promised else None
 
 
 def load_audio(path: Path, sample_rate: int | None = None) -> np.ndarray:

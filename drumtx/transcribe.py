@@ -31,6 +31,7 @@ from rich.markup import escape
 from drumtx.audio import (
     AUDIO_EXTENSIONS,
     OTHER_AUDIO_EXTENSIONS,
+    AudioInfo,
     audio_info,
     format_hint,
     is_audio,
@@ -123,7 +124,7 @@ class Job:
     grid: BeatGrid | None = None  # the tempo map written (done jobs)
     gain_db: float = 0.0  # what the input was turned by before the model heard it
     peak_db: float = 0.0  # the input's loudest sample, dB re full scale (done jobs)
-    input_rate: int = 48_000  # the input file's sample rate, Hz
+    info: AudioInfo | None = None  # the input file's header (once read)
     announced: bool = False  # its failure was printed as it happened
     formats: tuple[str, ...] | None = None  # to write; None: every format asked for
     kept: list[Path] = field(default_factory=list)  # outputs --skip-existing kept
@@ -320,15 +321,32 @@ def _print_job(console: Console, job: Job) -> None:
             f"  input turned {way} {abs(job.gain_db):.1f} dB for the model "
             "(transcribe.min_input_db, max_input_db)"
         )
-    if job.status == "done" and job.input_rate < NARROW_INPUT_HZ:
-        console.print(f"  [yellow]{escape(narrow_note(job.input_rate))}[/]")
-    if job.status == "done" and job.peak_db < SILENT_DB:
-        console.print(f"  [yellow]{escape(silence_note(job.peak_db))}[/]")
+    for note in input_notes(job):
+        console.print(f"  [yellow]{escape(note)}[/]")
     if job.status == "failed":
         console.print(
             f"[red]failed[/] {escape(str(job.input_path))}: {escape(job.reason)}"
         )
         job.announced = True
+
+
+def input_notes(job: Job) -> list[str]:
+    """What a done job's lines say of its input's faults: cut short, narrow band,
+    silent; its outputs are the audio's doing there, not the model's."""
+    if job.status != "done" or job.info is None:
+        return []
+    notes = []
+    if job.info.promised_sec is not None:
+        notes.append(
+            f"input is cut short: its header promises {job.info.promised_sec:.1f} s, "
+            f"the file holds {job.info.duration_sec:.1f} s (an interrupted copy or "
+            "recording?)"
+        )
+    if job.info.sample_rate < NARROW_INPUT_HZ:
+        notes.append(narrow_note(job.info.sample_rate))
+    if job.peak_db < SILENT_DB:
+        notes.append(silence_note(job.peak_db))
+    return notes
 
 
 # Below this sample rate an input holds nothing where hi-hats and cymbals ring most
@@ -672,7 +690,7 @@ def transcribe_job(
     t = cfg.transcribe
     try:
         rate = loaded.cfg.audio.sample_rate
-        job.input_rate = audio_info(job.input_path).sample_rate
+        job.info = audio_info(job.input_path)
         n_samples, chunks, gain_db = leveled_stream(job.input_path, loaded.cfg)
         harmony = ChromaStream(rate)  # the band's chord changes: bar-line evidence
         meter = PeakMeter()
@@ -881,7 +899,7 @@ def job_summary(job: Job) -> dict:
         }
         entry["input_gain_db"] = round(job.gain_db, 2)
         entry["input_peak_db"] = round(max(job.peak_db, -200.0), 2)
-        entry["input_sample_rate"] = job.input_rate
+        entry["input_sample_rate"] = None if job.info is None else job.info.sample_rate
     return entry
 
 

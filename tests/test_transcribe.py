@@ -133,6 +133,21 @@ def test_the_progress_counts_the_seconds_of_audio_heard(tmp_path, random_model):
     assert heard == [30, 60, 64]  # as the audio streams in, 30 s at a time
 
 
+def test_a_cut_short_input_says_so(tmp_path, random_model, capsys):
+    """A WAV whose copy was interrupted was read as far as it went without a word."""
+    from drumtx.audio import audio_info
+
+    whole = _wav(tmp_path / "whole.wav", seconds=4.0, rate=8000)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 2 * 8000])  # the header and 1 s
+    assert audio_info(whole).promised_sec is None
+    assert audio_info(cut).promised_sec == pytest.approx(4.0, abs=0.01)
+    assert _run(str(cut), str(whole), "--checkpoint", str(random_model)) == 0
+    err = capsys.readouterr().err
+    note = "input is cut short: its header promises 4.0 s, the file holds 1.0 s"
+    assert err.count(note) == 1 and note in err.split("whole.drums.mid")[0]
+
+
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     out = tmp_path / "song.drums.mid"
