@@ -161,9 +161,12 @@ class BeatGrid:
     @property
     def bpm_spread(self) -> tuple[float, float] | None:
         """(slowest, fastest) quarter notes per minute of the map's steady stretches
-        (the 10th and 90th percentile, quarter by quarter: a one-bar dip does not
-        count), or None where they are within TEMPO_STEADY of each other."""
-        slow, fast = self.tempo_map.bpm_percentiles(self.duration_sec, (10.0, 90.0))
+        (the 10th and 90th percentile, quarter by quarter from the first full bar: a
+        one-bar dip or a pickup's tempo does not count), or None where they are within
+        TEMPO_STEADY of each other."""
+        slow, fast = self.tempo_map.bpm_percentiles(
+            self.duration_sec, (10.0, 90.0), from_beat=self.tempo_map.pickup_beats
+        )
         if slow <= 0.0 or fast / slow <= 1.0 + TEMPO_STEADY:
             return None
         return slow, fast
@@ -890,6 +893,9 @@ def fit_segments(beats_sec: np.ndarray, knots: list[int]) -> tuple[float, np.nda
     return float(coef[0]), slopes
 
 
+PICKUP_TEMPO_SLACK = 0.1  # a pickup bar's own tempo within 10 % of the song's
+
+
 def pickup_map(
     first_bar_sec: float,
     starts: Sequence[float],
@@ -904,25 +910,30 @@ def pickup_map(
     (``exact_tempo``) at the first segment's tempo, the bar lines then moving by less
     than a 64th note.
 
-    Less than 1.5 32nd notes before the first bar line (a silence before the song
-    starts, more often than a played pickup) holds no pickup: the first bar starts at
-    0 and is played a little slower so that the second one starts on time, rather
-    than a 1/32 bar at up to twice the tempo, which a DAW reads as the song's
-    (``exact_tempo``: under a 64th note, the bar lines move by that sliver)."""
+    A pickup whose exact tempo would be more than PICKUP_TEMPO_SLACK off the song's
+    is played at the song's instead (a 40 ms lead-in at 102 BPM was a 1/32 bar at
+    187 BPM, which a DAW's import reads as the song's tempo): the bar lines then move
+    by less than half a 32nd note. Less than a 64th note before the first bar line
+    holds no pickup: the first bar starts at 0 and is played a little slower so that
+    the second one starts on time (``exact_tempo``: not slower; the bar lines move by
+    that sliver)."""
     spb = tempi[0]
     bar = meter[0] * 4.0 / meter[1]  # quarter notes
     n_32nds = round(8 * first_bar_sec / spb)
     if first_bar_sec < 1e-3 or (exact_tempo and n_32nds == 0):  # no pickup
         return TempoMap(tuple(starts), tuple(tempi), ((0.0, *meter),))
-    if n_32nds <= 1 and not exact_tempo:  # a sliver: stretch the first bar
+    if n_32nds == 0:  # a sliver: stretch the first bar rather than a 1/32 bar at 4x
         first_spb = (first_bar_sec + bar * spb) / bar
         return TempoMap(
             (0.0, *(bar + s for s in starts)), (first_spb, *tempi), ((0.0, *meter),)
         )
     pickup = n_32nds / 8  # quarter notes
+    fill_spb = first_bar_sec / pickup
+    if exact_tempo or abs(fill_spb / spb - 1.0) > PICKUP_TEMPO_SLACK:
+        fill_spb = spb
     return TempoMap(
         (0.0, *(pickup + s for s in starts)),
-        (spb if exact_tempo else first_bar_sec / pickup, *tempi),
+        (fill_spb, *tempi),
         ((0.0, *pickup_meter(pickup)), (pickup, *meter)),
     )
 

@@ -139,12 +139,12 @@ class TempoMap:
         return self.bpm_percentiles(end_sec, (50.0,))[0]
 
     def bpm_percentiles(
-        self, end_sec: float, percents: Sequence[float]
+        self, end_sec: float, percents: Sequence[float], from_beat: float = 0.0
     ) -> tuple[float, ...]:
-        """Percentiles of the quarter notes per minute, quarter by quarter, over [0,
-        end_sec] (0 each without two beats)."""
-        last = float(np.floor(self.beats(end_sec)))
-        quarters = self.seconds(np.arange(0.0, last + 1.0))
+        """Percentiles of the quarter notes per minute, quarter by quarter, from
+        ``from_beat`` to ``end_sec`` (0 each without two beats)."""
+        last = float(np.floor(self.beats(end_sec) - from_beat))
+        quarters = self.seconds(from_beat + np.arange(0.0, last + 1.0))
         if len(quarters) < 2:
             return tuple(0.0 for _ in percents)
         # the p-th percentile of tempo is the (100 - p)-th of the beats' lengths
