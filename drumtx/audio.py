@@ -123,6 +123,8 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
 def is_audio(path: Path) -> bool:
     """Whether libsndfile reads ``path`` as audio, whatever its name says (a WAV
     with no extension, or one renamed)."""
+    if not path.is_file():  # a FIFO or device would block the read
+        return False
     try:
         return sf.info(str(path)).frames > 0
     except _DECODE_ERRORS:

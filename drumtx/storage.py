@@ -394,6 +394,9 @@ def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None
     only once all are on disk do they replace their targets (renames need no space).
     On any error before that every tmp file is removed and no target has changed, so
     a full disk never leaves a set half old and half new."""
+    for path in files:
+        if path.is_dir():  # found before anything is written, and named as itself
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
     tmps: list[Path] = []
     try:
         for path, data in files.items():
@@ -412,8 +415,14 @@ def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
         raise
-    for tmp, path in zip(tmps, files):
-        os.replace(tmp, path)
+    renamed = 0
+    try:
+        for tmp, path in zip(tmps, files):
+            os.replace(tmp, path)
+            renamed += 1
+    finally:  # a rename that failed leaves no tmp file behind
+        for tmp in tmps[renamed:]:
+            tmp.unlink(missing_ok=True)
     for folder in {path.parent for path in files}:
         fsync_dir(folder)
 

@@ -507,12 +507,14 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
             stem = given.with_suffix("").name
             job.out_base = (out_dir / stem) if out_dir else given.with_suffix("")
         jobs.append(job)
-    seen: set[Path] = set()
-    return [j for j in jobs if not _seen_before(j.input_path, seen)]
+    seen: set[tuple[Path, Path | None]] = set()
+    return [j for j in jobs if not _seen_before(j, seen)]
 
 
-def _seen_before(path: Path, seen: set[Path]) -> bool:
-    key = path.resolve()
+def _seen_before(job: Job, seen: set[tuple[Path, Path | None]]) -> bool:
+    """The same file to the same outputs (named itself and in its folder); a link
+    to it writes under its own name and runs."""
+    key = (job.input_path.resolve(), job.out_base and job.out_base.absolute())
     if key in seen:
         return True
     seen.add(key)
@@ -621,7 +623,11 @@ def refuse_unwritable_folders(jobs: list[Job]) -> None:
             folder = folder.parent  # the outputs' folder is made in the nearest one
         if folder not in verdicts:
             verdicts[folder] = os.access(folder, os.W_OK | os.X_OK)
-        if not verdicts[folder]:
+        if not folder.is_dir():
+            job.status = "failed"
+            job.reason = f"{folder} is a file, so no folder can be made in it"
+            job.hint = "-o DIR writes the outputs into another folder"
+        elif not verdicts[folder]:
             job.status = "failed"
             job.reason = f"cannot write into {folder} (read-only, or no permission)"
             job.hint = "-o DIR writes the outputs into another folder"
@@ -647,7 +653,8 @@ def check_outputs(
                     "different -o DIR each",
                 )
             owners[target] = job.input_path
-        _existing_outputs(job, formats, overwrite, skip_existing)
+        if job.status == "pending":  # an unwritable folder's failure stands
+            _existing_outputs(job, formats, overwrite, skip_existing)
 
 
 def _existing_outputs(

@@ -15,6 +15,7 @@ from drumtx.errors import StorageError
 from drumtx.storage import (
     Roots,
     atomic_write_bytes,
+    atomic_write_files,
     atomic_write_text,
     check_not_raw,
     device_kind,
@@ -443,3 +444,34 @@ def test_atomic_write_handles_short_writes(tmp_path, monkeypatch):
     atomic_write_bytes(tmp_path / "a.bin", bytes(range(256)) * 4)
     monkeypatch.undo()
     assert (tmp_path / "a.bin").read_bytes() == bytes(range(256)) * 4
+
+
+def test_files_written_as_one_change_nothing_when_one_cannot_be(tmp_path, monkeypatch):
+    """A folder in the way is found before anything is written; a rename that fails
+    leaves no hidden tmp file behind."""
+    import os
+
+    old = {tmp_path / f"a.{x}": f"old {x}".encode() for x in ("mid", "csv", "json")}
+    for path, data in old.items():
+        path.write_bytes(data)
+    blocked = tmp_path / "a.musicxml"
+    blocked.mkdir()
+    new = {path: b"new" for path in [*old, blocked]}
+    with pytest.raises(IsADirectoryError) as info:
+        atomic_write_files(new)
+    assert info.value.filename == str(blocked)
+    assert {p: p.read_bytes() for p in old} == old
+    blocked.rmdir()
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise PermissionError(1, "Operation not permitted", str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(PermissionError):
+        atomic_write_files(new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
+    atomic_write_files({})  # nothing to write is no error

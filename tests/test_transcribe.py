@@ -312,6 +312,19 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
         "convert it, e.g. ffmpeg -i phone.m4a phone.wav" in captured.err
     assert sorted(p.name for p in out.iterdir()) == [
         "bounce.drums.mid", "take1.drums.mid", "take2.drums.mid", "take3.drums.mid"]
+    # a link to a take writes under its own name, so it runs; a FIFO is no audio
+    # (reading it to look blocked forever)
+    import os
+
+    alias = tmp_path / "alias.wav"
+    alias.symlink_to(folder / "take1.wav")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert _run(str(folder / "take1.wav"), str(alias), str(fifo), *args,
+                "--overwrite") == 1  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    status = {Path(e["input"]).name: e["status"] for e in summary["inputs"]}
+    assert status == {"take1.wav": "done", "alias.wav": "done", "pipe": "failed"}
 
 
 def test_a_folder_read_without_r_says_its_subfolders_were_not(
@@ -817,6 +830,15 @@ def test_an_unwritable_output_folder_fails_before_any_work(
         "permission)"
     assert "hint: -o DIR writes the outputs into another folder" in captured.err
     assert not (locked / "midi").exists() and locked in asked
+    # beside an earlier output the folder's fault is said, not "--overwrite replaces"
+    (locked / "song.drums.mid").write_bytes(b"mine")
+    assert _run(str(song), "-o", str(locked), *args) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert entry["reason"].startswith(f"cannot write into {locked}")
+    # a file where a folder must be made is named as such
+    assert _run(str(song), "-o", str(song / "out"), *args) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert entry["reason"] == f"{song} is a file, so no folder can be made in it"
     assert _run(str(song), "-o", str(tmp_path / "free"), *args) == 0
 
 
