@@ -369,9 +369,9 @@ def _add_transcribe(
         "transcribe",
         parents=[common],
         help="drum audio -> <stem>.drums.mid",
-        description="Transcribe drum audio (wav, flac, ogg, mp3; any rate and channel "
-        "count) into MIDI on channel 10, with the tempo map and bars found in the "
-        "drums. Existing outputs are never overwritten unless asked.",
+        description="Transcribe drum audio (wav, flac, ogg, opus, aiff, mp3; any rate "
+        "and channel count) into MIDI on channel 10, with the tempo map and bars "
+        "found in the drums. Existing outputs are never overwritten unless asked.",
     )
     p.add_argument(
         "inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders"
@@ -416,7 +416,9 @@ def _add_transcribe(
         "--overwrite", action="store_true", help="replace existing outputs"
     )
     mode.add_argument(
-        "--skip-existing", action="store_true", help="skip inputs whose outputs exist"
+        "--skip-existing",
+        action="store_true",
+        help="keep existing outputs, write only the missing formats",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -368,10 +368,17 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_share() -> int:
+    """This process's share of the usable CPUs: torchrun's ranks on this machine
+    (LOCAL_WORLD_SIZE) share them; at least 1."""
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, usable_cpus() // ranks)
+
+
 def loader_workers(asked: int) -> int:
-    """``data.num_workers``, at most one per usable CPU: more only take the cores
-    from one another and from the training step (and torch warns of it)."""
-    return min(asked, usable_cpus())
+    """``data.num_workers``, at most one per CPU of this process's share: more only
+    take the cores from one another and from the training step (torch warns)."""
+    return min(asked, cpu_share())
 
 
 WORKER_STOP_GRACE_SEC = 10  # a signalled worker keeps making batches this long

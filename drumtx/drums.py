@@ -165,8 +165,16 @@ def output_notes(vocab: Vocab, drum_map: str | Path = "gm") -> tuple[int, ...]:
             hint=_MAP_HINT,
         ) from None
     notes = list(vocab.gm_notes)
+    named: dict[int, str] = {}
     for code, note in table.items():
         index = vocab.index(code.strip().upper())  # kd = 35, as --threshold kd=0.6
+        if index in named:
+            raise ConfigError(
+                f"drum map {path} names {vocab.codes[index]} twice ({named[index]} "
+                f"and {code})",
+                hint="keep one line per class",
+            )
+        named[index] = code
         if isinstance(note, bool) or not isinstance(note, int) or not 0 <= note <= 127:
             raise ConfigError(
                 f"drum map {path}: {code} = {note!r} is not a MIDI note 0-127",

@@ -17,7 +17,7 @@ import torch
 
 from drumtx.checkpoint import load_checkpoint, model_config, run_dirs
 from drumtx.config import MODEL_TABLES, Config
-from drumtx.data import loader_workers, make_loader, open_store, usable_cpus
+from drumtx.data import cpu_share, loader_workers, make_loader, open_store
 from drumtx.distributed import (
     Dist,
     RunClock,
@@ -299,8 +299,8 @@ def train_loader(
     workers = loader_workers(cfg.data.num_workers)
     if workers < cfg.data.num_workers:
         log(dist, f"note: data.num_workers = {cfg.data.num_workers} is more than "
-            f"the CPUs this process may use ({usable_cpus()}), so the batches come "
-            f"from {workers}")  # fmt: skip
+            f"this process's share of the CPUs ({cpu_share()}), so each process's "
+            f"batches come from {workers}")  # fmt: skip
     return make_loader(
         cfg,
         train_dir,

@@ -499,6 +499,9 @@ def test_loader_workers_never_outnumber_the_cpus_the_process_may_use(monkeypatch
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert [data.loader_workers(n) for n in (0, 1, 2, 4, 16)] == [0, 1, 2, 2, 2]
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks share them
+    assert [data.loader_workers(n) for n in (0, 1, 4)] == [0, 1, 1]
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.delattr(os, "sched_getaffinity")  # macOS and Windows have none
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     assert data.loader_workers(4) == 3

@@ -746,10 +746,8 @@ def test_a_run_with_more_workers_than_cpus_says_how_many_it_uses(
     data_root: Path, capsys, monkeypatch
 ):
     import drumtx.data
-    import drumtx.train
 
     monkeypatch.setattr(drumtx.data, "usable_cpus", lambda: 1)
-    monkeypatch.setattr(drumtx.train, "usable_cpus", lambda: 1)
     made = []
     real_loader = torch.utils.data.DataLoader
 
@@ -761,8 +759,8 @@ def test_a_run_with_more_workers_than_cpus_says_how_many_it_uses(
     cfg = tiny_config(data_root, "train.max_steps=1", "data.num_workers=3")
     assert run_train(cfg, run_name="w", resume=None) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "note: data.num_workers = 3 is more than the CPUs this process may use " \
-        "(1), so the batches come from 1" in out
+    assert "note: data.num_workers = 3 is more than this process's share of the " \
+        "CPUs (1), so each process's batches come from 1" in out
     assert made == [1]
 
 

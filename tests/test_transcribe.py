@@ -457,6 +457,7 @@ def test_a_drum_map_takes_codes_in_either_case_and_says_how_to_mend_it(tmp_path)
         ("KD = 200\n", "write KD = N with N from 0 to 127 (General MIDI's for KD: 36)"),
         ("KD = \n", "a drum map holds one line per class to change, e.g. KD = 35"),
         ("XX = 36\n", "classes of roland9: KD, SD"),
+        ("kd = 35\nKD = 40\n", "keep one line per class"),
     ]:
         drum_map.write_text(text)
         with pytest.raises(ConfigError) as info:
