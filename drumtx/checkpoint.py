@@ -88,7 +88,6 @@ _OTHER_FILES = (
     (b"fLaC", "FLAC audio"),
     (b"OggS", "Ogg audio"),
     (b"ID3", "MP3 audio"),
-    (b"\xff\xfb", "MP3 audio"),
     (b"FORM", "AIFF audio"),
     (b"MThd", "a MIDI file"),
     (b"{", "JSON"),
@@ -104,12 +103,16 @@ def _refuse_other_files(path: Path) -> None:
     if head.startswith((b"PK\x03\x04", b"\x80")):
         return
     kind = next((k for magic, k in _OTHER_FILES if head.startswith(magic)), None)
+    if kind is None and len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        kind = "MP3 audio"  # an MPEG frame's sync word, without an ID3 tag first
+    audio = kind is not None and kind.endswith("audio")
     raise CheckpointError(
         f"{path} is not a model checkpoint"
         + (f": it looks like {kind}" if kind else " (not a PyTorch file)"),
-        hint="--checkpoint takes a .pt written by python -m drumtx train (best.pt, "
-        "last.pt), a run name, newest or shipped; --list-models lists them. Audio "
-        "to transcribe goes before the options: transcribe song.wav",
+        hint="a checkpoint is a .pt file written by python -m drumtx train (a run's "
+        "best.pt or last.pt); transcribe --list-models lists them"
+        + ("; the audio to transcribe goes before the options: transcribe song.wav "
+           "--checkpoint best.pt" if audio else ""),
     )
 
 

@@ -523,9 +523,9 @@ def _seen_before(job: Job, seen: set[tuple[Path, Path | None]]) -> bool:
 
 def _folder_jobs(given: Path, out_dir: Path | None, recursive: bool) -> list[Job]:
     """A folder's audio files (its tree's with ``recursive``), mirrored under
-    ``out_dir``. Audio in a format drumtx does not read is skipped, saying how to
-    convert it; macOS's ``._name`` files (metadata beside a copied file) are not
-    audio and are passed over."""
+    ``out_dir``. Audio in a format drumtx does not read fails, saying how to
+    convert it (as a file named directly does); macOS's ``._name`` files (metadata
+    beside a copied file) are not audio and are passed over."""
     pattern = "**/*" if recursive else "*"
     files = sorted(
         p for p in given.glob(pattern) if p.is_file() and not p.name.startswith("._")
@@ -539,10 +539,10 @@ def _folder_jobs(given: Path, out_dir: Path | None, recursive: bool) -> list[Job
             jobs.append(Job(path, base))
         elif suffix in OTHER_AUDIO_EXTENSIONS:
             wav = shlex.quote(path.with_suffix(".wav").name)
-            jobs.append(Job(path, status="skipped", reason=(
+            jobs.append(Job(path, status="failed", hint=format_hint(), reason=(
                 f"drumtx does not read {suffix[1:].upper()}: convert it, e.g. "
                 f"ffmpeg -i {shlex.quote(path.name)} {wav}")))  # fmt: skip
-    if not any(j.status == "pending" for j in jobs):
+    if not jobs:
         jobs.append(_empty_folder_job(given, recursive))  # silence would look done
     return jobs
 

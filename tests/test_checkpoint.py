@@ -99,16 +99,22 @@ def test_audio_midi_or_text_given_as_a_checkpoint_is_named_for_what_it_is(tmp_pa
     cfg.write_text('{"a": 1}')
     noise = tmp_path / "noise.bin"
     noise.write_bytes(bytes(range(7, 200)))
+    mpeg = tmp_path / "untagged.mp3"
+    mpeg.write_bytes(b"\xff\xf3\x84\x64" + bytes(100))  # MPEG-2 layer III, no ID3
     for path, words in [
         (wav, "it looks like WAV audio"),
         (flac, "it looks like FLAC audio"),
+        (mpeg, "it looks like MP3 audio"),
         (mid, "it looks like a MIDI file"),
         (cfg, "it looks like JSON"),
         (noise, r"not a model checkpoint \(not a PyTorch file\)"),
     ]:
         with pytest.raises(CheckpointError, match=words) as info:
             load_checkpoint(path)
-        assert "transcribe song.wav" in info.value.hint
+        assert "written by python -m drumtx train" in info.value.hint
+        # train --resume and init_from load checkpoints too: only audio gets the
+        # transcribe line
+        assert ("transcribe song.wav" in info.value.hint) == ("audio" in words)
 
 
 def test_version_mismatch_has_a_hint(tmp_path):

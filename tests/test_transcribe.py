@@ -282,12 +282,14 @@ def test_a_folder_without_audio_is_an_error_not_a_silent_success(
     (empty / "sub").mkdir()
     (empty / "sub" / "take.m4a").write_bytes(b"\0" * 100)
     assert _run(str(empty), "-r", *args) == 1
-    assert "hint: its files are .m4a: drumtx reads WAV" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "take.m4a: drumtx does not read M4A: convert it, e.g. ffmpeg" in err
+    assert "hint: drumtx reads WAV" in err
 
 
 def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
-    """AIFF and Opus are read; M4A and WMA are skipped, each with its ffmpeg line
-    (they were passed over without a word); macOS's ._ files are not audio; a file
+    """AIFF and Opus are read; M4A and WMA fail, each with its ffmpeg line (they
+    were passed over without a word, and exit 0); macOS's ._ files are not audio; a file
     named twice is transcribed once; a WAV with no extension is read by content."""
     folder = tmp_path / "session"
     _wav(folder / "take1.wav")
@@ -302,14 +304,23 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
     _wav(bare.with_suffix(".wav")).rename(bare)
     out = tmp_path / "out"
     args = ("-o", str(out), "--checkpoint", str(random_model), "--json")
-    assert _run(str(folder), str(folder / "take1.wav"), str(bare), *args) == 0
+    assert _run(str(folder), str(folder / "take1.wav"), str(bare), *args) == 1
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     status = {Path(e["input"]).name: e["status"] for e in summary["inputs"]}
     assert status == {"take1.wav": "done", "take2.aiff": "done", "take3.opus": "done",
-                      "old.wma": "skipped", "phone.m4a": "skipped", "bounce": "done"}
-    assert "skipped: " + str(folder / "phone.m4a") + ": drumtx does not read M4A: " \
+                      "old.wma": "failed", "phone.m4a": "failed", "bounce": "done"}
+    assert "failed: " + str(folder / "phone.m4a") + ": drumtx does not read M4A: " \
         "convert it, e.g. ffmpeg -i phone.m4a phone.wav" in captured.err
+    assert "error: 2 of 6 inputs failed" in captured.err
+    assert captured.err.count("hint: drumtx reads WAV") == 1
+    # a folder of M4A alone: its files' lines say it all (no "no audio file" entry)
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    (phone / "a.m4a").write_bytes(b"\0" * 100)
+    assert _run(str(phone), *args) == 1
+    (entry,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert entry["input"] == str(phone / "a.m4a")
     assert sorted(p.name for p in out.iterdir()) == [
         "bounce.drums.mid", "take1.drums.mid", "take2.drums.mid", "take3.drums.mid"]
     # a link to a take writes under its own name, so it runs; a FIFO is no audio
