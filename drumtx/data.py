@@ -245,7 +245,7 @@ class BlockSampler:
         rel = hits["sample"] - start_in_rec
         keep = (rel >= 0) & (rel < n_read)
         at = rel[keep] * (SPEED_STEPS / speed)  # crop samples
-        frames = np.minimum(np.rint(at / spec.hop_length).astype(np.int64), n_t - 1)
+        frames = hit_frames(at, spec.hop_length, n_t)
         classes = hits["class"][keep].astype(np.int64)
         vel = hits["velocity"][keep].astype(np.float32) / 127.0
         onset, velocity, mask = make_targets(
@@ -259,6 +259,12 @@ class BlockSampler:
                                  spec.n_classes, UNSURE_RADIUS_FRAMES)  # fmt: skip
             onset[(weight == 0) & (onset == 0)] = IGNORE_TARGET
         return onset, velocity, mask
+
+
+def hit_frames(samples: np.ndarray, hop_length: int, n_t: int) -> np.ndarray:
+    """The frame each hit's onset lands in (frame t centred at t * hop_length), the
+    last frame for a hit in the final partial hop."""
+    return np.minimum(np.rint(samples / hop_length).astype(np.int64), n_t - 1)
 
 
 def make_targets(

@@ -384,9 +384,14 @@ def atomic_write_bytes(
 ) -> None:
     """Write path all at once (see :func:`replacing`)."""
     with replacing(path, durable=durable, full_hint=full_hint) as fd:
-        view = memoryview(data).cast("B")
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """os.write until every byte is written (a write may take only part)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None:
@@ -405,9 +410,7 @@ def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None
             with disk_full_error(path, full_hint):
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 try:
-                    view = memoryview(data).cast("B")
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    write_all(fd, data)
                     os.fsync(fd)
                 finally:
                     os.close(fd)

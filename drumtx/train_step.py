@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from drumtx.amp import amp_dtype, autocast, make_scaler
 from drumtx.config import Config
-from drumtx.data import make_targets
+from drumtx.data import hit_frames, make_targets
 from drumtx.distributed import Dist
 from drumtx.errors import DrumtxError
 from drumtx.frontend import LogMel
@@ -144,9 +144,8 @@ def recording_loss(
     Returns (loss, frames), for a frame-weighted mean over recordings."""
     cfg = parts.cfg
     n_t, n_classes = onset.shape
-    frames = np.rint(hits["sample"] / cfg.hop_length).astype(np.int64)
     targets = make_targets(
-        np.minimum(frames, n_t - 1),
+        hit_frames(hits["sample"], cfg.hop_length, n_t),
         hits["class"].astype(np.int64),
         hits["velocity"].astype(np.float32) / 127.0,
         n_t,

@@ -429,7 +429,6 @@ def apply_options(cfg: Config, opts: TranscribeOptions) -> Config:
 # [transcribe] keys and the options that set them, for an option's error
 OPTION_FLAGS = {
     "segment_sec": "--segment",
-    "overlap_sec": "--overlap",
     "batch_size": "--batch-size",
     "tempo": "--tempo",
 }
