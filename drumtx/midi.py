@@ -209,8 +209,12 @@ def metronome_clocks(numerator: int, denominator: int) -> int:
 def _conductor(tempo_map: TempoMap, ticks_per_beat: int) -> mido.MidiTrack:
     """Track 0: the name, every tempo and time signature of ``tempo_map``, in ticks."""
     events = [(0, 0, mido.MetaMessage("track_name", name="drumtx"))]
+    previous = None
     for start, spb in zip(tempo_map.start_beats, tempo_map.sec_per_beat):
         tempo_us = round(spb * 1e6)  # on_ticks made it a whole number
+        if tempo_us == previous:  # a pickup bar at the song's tempo: no change
+            continue
+        previous = tempo_us
         tick = round(start * ticks_per_beat)
         events.append((tick, 1, mido.MetaMessage("set_tempo", tempo=tempo_us)))
     for start, numerator, denominator in tempo_map.meters:

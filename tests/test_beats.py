@@ -228,6 +228,16 @@ def test_pickup_bar_fills_the_time_before_the_first_bar_line() -> None:
     assert lead_in.meters == ((0.0, 1, 32), (0.125, 4, 4))
     assert lead_in.sec_per_beat == pytest.approx((spb, spb))
     assert abs(float(lead_in.seconds(0.125)) - 0.04) < spb / 16
+    import io
+
+    import mido
+
+    from drumtx.midi import midi_bytes
+
+    data = midi_bytes([], tempo_map=lead_in)
+    conductor = mido.MidiFile(file=io.BytesIO(data)).tracks[0]
+    assert [m.type for m in conductor if m.type in ("set_tempo", "time_signature")] == [
+        "set_tempo", "time_signature", "time_signature"]  # one tempo, as a DAW wants
     # a pickup whose exact tempo is within 10 % keeps its exact bar line
     near = beats.pickup_map(0.95 * spb, [0.0], [spb])  # 7.6 32nds: 8 at 105 %
     assert near.meters == ((0.0, 1, 4), (1.0, 4, 4))
