@@ -413,7 +413,7 @@ class Run:
                 f"step {step}: val micro-F1 {metrics['micro_f1']:.3f}"
                 + (f", mixed at {VAL_MIX} {mixed['micro_f1']:.3f}" if mixed else "")
                 + f" (score {metrics['score']:.3f}, "
-                + f"best {self.state.best_score:.3f})"
+                + f"best {self.state.best_score:.3f}), val loss {metrics['loss']:.4f}"
             )
         barrier(self.dist)
 

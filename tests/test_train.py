@@ -4,6 +4,7 @@ nothing, torchrun."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -204,7 +205,9 @@ def test_non_finite_loss_stops_with_the_step(data_root: Path, monkeypatch):
 def test_resume_from_an_eval_step_does_not_validate_it_again(data_root: Path, capsys):
     cfg = tiny_config(data_root, "train.max_steps=3", "train.eval_every=3")
     assert run_train(cfg, run_name="e", resume=None) == 0
-    assert "step 3: val micro-F1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "step 3: val micro-F1" in out
+    assert re.search(r"best \d\.\d{3}\), val loss \d+\.\d{4}\n", out), out
     longer = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
     assert run_train(longer, run_name="e", resume="auto") == 0
     out = capsys.readouterr().out
