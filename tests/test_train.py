@@ -91,8 +91,6 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
 
 def _every_tag_is_described(log_dir: Path) -> None:
     """TensorBoard's Text tab explains every scalar the run logged (TAGS)."""
-    import re
-
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from drumtx.train_log import TAG_GUIDE, TAGS
