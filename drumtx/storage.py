@@ -387,6 +387,25 @@ def atomic_write_bytes(
         write_all(fd, data)
 
 
+def _move(tmp: Path, path: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``path``; without ``replace`` atomically refuse an existing
+    ``path`` (a hard link fails if it exists), where the filesystem has hard links."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    clash = FileExistsError(errno.EEXIST, "written meanwhile", str(path))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise clash from None
+    except OSError:  # no hard links here (FAT, exFAT): checked just before instead
+        if path.exists():
+            raise clash from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """os.write until every byte is written (a write may take only part)."""
     view = memoryview(data).cast("B")
@@ -394,11 +413,15 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None:
+def atomic_write_files(
+    files: dict[Path, bytes], *, replace: bool = True, full_hint: str = ""
+) -> None:
     """Write several files as one: every file is written beside its target first, and
     only once all are on disk do they replace their targets (renames need no space).
     On any error before that every tmp file is removed and no target has changed, so
-    a full disk never leaves a set half old and half new."""
+    a full disk never leaves a set half old and half new. ``replace=False`` never
+    replaces a file that exists (one another process wrote meanwhile): FileExistsError
+    names it, and it is kept."""
     for path in files:
         if path.is_dir():  # found before anything is written, and named as itself
             raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
@@ -420,8 +443,12 @@ def atomic_write_files(files: dict[Path, bytes], *, full_hint: str = "") -> None
         raise
     renamed = 0
     try:
+        if not replace:  # all checked first: a clash leaves the whole set unwritten
+            for path in files:
+                if path.exists():
+                    raise FileExistsError(errno.EEXIST, "exists", str(path))
         for tmp, path in zip(tmps, files):
-            os.replace(tmp, path)
+            _move(tmp, path, replace)
             renamed += 1
     finally:  # a rename that failed leaves no tmp file behind
         for tmp in tmps[renamed:]:

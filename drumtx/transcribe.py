@@ -146,6 +146,7 @@ class Rendering:
     tempo_bpm: float | None = None  # None: the tempo map is found from the drums
     quantize_beats: float | None = None  # grid step in beats; None: no snapping
     meter: str = "auto"  # the bars' meter; auto: found from the drums
+    overwrite: bool = False  # --overwrite: replace outputs that exist
 
 
 def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
@@ -170,7 +171,7 @@ def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
         return report(jobs, console, as_json=opts.as_json, model=model)  # not loaded
     device = resolve_device(cfg.transcribe.device)
     loaded = load_model(choice.path, cfg, device)
-    rendering = make_rendering(cfg, loaded, opts.thresholds)
+    rendering = make_rendering(cfg, loaded, opts.thresholds, opts.overwrite)
     console.print(f"model: {escape(str(choice.path))} {_model_line(loaded)}")
     console.print(f"  chosen: {escape(choice.reason)}")
     console.print(f"  {escape(thresholds_line(loaded, rendering, opts.thresholds))}")
@@ -262,7 +263,10 @@ def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
 
 
 def make_rendering(
-    cfg: Config, loaded: LoadedModel, threshold_args: Sequence[str]
+    cfg: Config,
+    loaded: LoadedModel,
+    threshold_args: Sequence[str],
+    overwrite: bool = False,
 ) -> Rendering:
     overrides, global_threshold = parse_thresholds(threshold_args)
     if global_threshold is not None:
@@ -277,6 +281,7 @@ def make_rendering(
         tempo_bpm=t.tempo or None,
         quantize_beats=None if t.quantize == "off" else grid_step(t.quantize),
         meter=t.meter,
+        overwrite=overwrite,
     )
 
 
@@ -879,7 +884,15 @@ def write_outputs(
             title = job.input_path.stem
             data = output_bytes(fmt, rows, hits, vocab, rendering, grid, title)
         files[job.out_path(fmt)] = data
-    atomic_write_files(files)
+    try:
+        atomic_write_files(files, replace=rendering.overwrite)
+    except FileExistsError as exc:
+        raise StorageError(
+            f"{exc.filename} appeared while this input was transcribed (another run "
+            "writing the same outputs?); it was kept, and none of this input's outputs "
+            "were written",
+            hint="--overwrite replaces it, -o DIR writes elsewhere",
+        ) from None
     return list(files)
 
 

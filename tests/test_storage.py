@@ -475,3 +475,17 @@ def test_files_written_as_one_change_nothing_when_one_cannot_be(tmp_path, monkey
         atomic_write_files(new)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "a.mid"]
     atomic_write_files({})  # nothing to write is no error
+
+
+def test_files_written_without_replace_keep_a_file_that_appeared(tmp_path):
+    """Two runs writing the same outputs: the second must not replace the first's."""
+    new = {tmp_path / f"a.{x}": b"second" for x in ("mid", "csv")}
+    atomic_write_files(new, replace=False)  # nothing there yet: written
+    assert all(p.read_bytes() == b"second" for p in new)
+    (tmp_path / "a.csv").write_bytes(b"first")
+    (tmp_path / "a.mid").unlink()
+    with pytest.raises(FileExistsError) as info:
+        atomic_write_files({p: b"third" for p in new}, replace=False)
+    assert info.value.filename == str(tmp_path / "a.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]  # nothing else
+    assert (tmp_path / "a.csv").read_bytes() == b"first"

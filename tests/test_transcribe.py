@@ -148,6 +148,34 @@ def test_a_cut_short_input_says_so(tmp_path, random_model, capsys):
     assert err.count(note) == 1 and note in err.split("whole.drums.mid")[0]
 
 
+def test_an_output_another_run_wrote_meanwhile_is_kept(
+    tmp_path, random_model, capsys, monkeypatch
+):
+    """Two transcribes of one take into one folder at once both said `wrote` and the
+    later one replaced the earlier's files, without --overwrite."""
+    import drumtx.transcribe
+
+    song = _wav(tmp_path / "song.wav")
+    theirs = tmp_path / "song.drums.mid"
+    real_decode = drumtx.transcribe.decode_hits
+
+    def decode_while_another_run_writes(*args, **kwargs):
+        theirs.write_bytes(b"the other run's")
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(drumtx.transcribe, "decode_hits",
+                        decode_while_another_run_writes)  # fmt: skip
+    args = ("--checkpoint", str(random_model), "-f", "mid,csv")
+    assert _run(str(song), *args) == 1
+    err = capsys.readouterr().err
+    assert f"{theirs} appeared while this input was transcribed" in err
+    assert "hint: --overwrite replaces it" in err
+    assert theirs.read_bytes() == b"the other run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.drums.mid", "song.wav"]
+    assert _run(str(song), *args, "--overwrite") == 0  # asked: replaced
+    assert theirs.read_bytes().startswith(b"MThd")
+
+
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, random_model):
     song = _wav(tmp_path / "song.wav")
     out = tmp_path / "song.drums.mid"
