@@ -19,11 +19,14 @@ import soundfile as sf
 from drumtx.errors import AudioError
 from drumtx.resample import resample_poly
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".aifc")
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".caf",
+    ".w64", ".rf64", ".au",
+)  # fmt: skip
 # Audio drumtx does not read (libsndfile cannot): a folder's are named, not passed over.
 OTHER_AUDIO_EXTENSIONS = (
-    ".m4a", ".aac", ".mp4", ".alac", ".wma", ".ape", ".wv", ".mka", ".webm", ".caf",
-    ".ac3", ".amr", ".mp2", ".mpc", ".dsf",
+    ".m4a", ".aac", ".mp4", ".mov", ".alac", ".wma", ".ape", ".wv", ".mka", ".webm",
+    ".ac3", ".amr", ".mpc", ".dsf",
 )  # fmt: skip
 INT16_SCALE = 32768.0  # as libsndfile: int16 / 32768 reads back the float
 # Rates a real recording can have. A damaged header can claim any 32-bit rate, and
@@ -58,7 +61,7 @@ def format_hint() -> str:
     """For a file whose format drumtx does not read."""
     mp3 = "" if _has_mp3() else " (MP3 needs libsndfile 1.1 or newer, not this one)"
     return (
-        f"drumtx reads WAV, FLAC, OGG, Opus, AIFF and MP3{mp3}; convert other "
+        f"drumtx reads WAV, FLAC, OGG, Opus, AIFF, CAF, AU and MP3{mp3}; convert other "
         "formats with "
         "ffmpeg, e.g. ffmpeg -i song.m4a song.wav"
     )

@@ -929,7 +929,7 @@ def pickup_map(
         )
     pickup = n_32nds / 8  # quarter notes
     fill_spb = first_bar_sec / pickup
-    if exact_tempo or abs(fill_spb / spb - 1.0) > PICKUP_TEMPO_SLACK:
+    if exact_tempo or max(fill_spb / spb, spb / fill_spb) > 1.0 + PICKUP_TEMPO_SLACK:
         fill_spb = spb
     return TempoMap(
         (0.0, *(pickup + s for s in starts)),

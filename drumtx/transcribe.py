@@ -72,7 +72,8 @@ from drumtx.tempo import grid_step
 FORMATS = ("mid", "csv", "json", "musicxml", "png")
 ALL_FORMATS = ("mid", "csv", "json", "musicxml")  # -f all: png needs the plot extra
 # -o given one of these names a file, not the folder it wants (made if missing)
-FILE_SUFFIXES = (".mid", ".midi", ".csv", ".json", ".musicxml", ".xml", ".png")
+FILE_SUFFIXES = (".mid", ".midi", ".csv", ".json", ".musicxml", ".xml", ".png",
+                 *AUDIO_EXTENSIONS)  # fmt: skip
 NOTATION_GRID = 0.25  # MusicXML's grid in beats (16ths) when --quantize is off
 
 
@@ -255,7 +256,7 @@ def plan(cfg: Config, opts: TranscribeOptions) -> list[Job]:
         )
     jobs = plan_jobs(list(opts.inputs), opts.out_dir, opts.recursive)
     refuse_raw_outputs(cfg, jobs)
-    refuse_unwritable_folders(jobs)
+    refuse_unwritable_folders(jobs, formats if opts.skip_existing else ())
     check_outputs(
         jobs, formats, overwrite=opts.overwrite, skip_existing=opts.skip_existing
     )
@@ -542,10 +543,10 @@ def _folder_jobs(given: Path, out_dir: Path | None, recursive: bool) -> list[Job
             base = (out_dir / rel) if out_dir else path.with_suffix("")
             jobs.append(Job(path, base))
         elif suffix in OTHER_AUDIO_EXTENSIONS:
-            wav = shlex.quote(path.with_suffix(".wav").name)
+            wav = shlex.quote(str(path.with_suffix(".wav")))
             jobs.append(Job(path, status="failed", hint=format_hint(), reason=(
                 f"drumtx does not read {suffix[1:].upper()}: convert it, e.g. "
-                f"ffmpeg -i {shlex.quote(path.name)} {wav}")))  # fmt: skip
+                f"ffmpeg -i {shlex.quote(str(path))} {wav}")))  # fmt: skip
     if not jobs:
         jobs.append(_empty_folder_job(given, recursive))  # silence would look done
     return jobs
@@ -585,7 +586,8 @@ def _empty_folder_job(folder: Path, recursive: bool) -> Job:
     pattern = "**/*" if recursive else "*"
     try:
         entries = list(folder.iterdir())
-        others = sorted({p.suffix.lower() for p in folder.glob(pattern) if p.is_file()})
+        others = sorted({p.suffix.lower() for p in folder.glob(pattern)
+                         if p.is_file() and not p.name.startswith("._")})  # fmt: skip
     except OSError as exc:  # unreadable: that is the reason then
         job.reason = f"a folder drumtx cannot read ({exc.strerror or exc})"
         job.hint = "check its permissions"
@@ -615,12 +617,16 @@ def refuse_raw_outputs(cfg: Config, jobs: list[Job]) -> None:
             ) from None
 
 
-def refuse_unwritable_folders(jobs: list[Job]) -> None:
+def refuse_unwritable_folders(jobs: list[Job], kept: tuple[str, ...] = ()) -> None:
     """Fail, before any work, the jobs whose outputs could not be written (a read-only
-    mount, a folder without write permission): they failed only after transcribing."""
+    mount, a folder without write permission): they failed only after transcribing.
+    A job whose outputs of the ``kept`` formats (--skip-existing's) all exist writes
+    nothing and is left to be skipped."""
     verdicts: dict[Path, bool] = {}
     for job in jobs:
         if job.status != "pending" or job.out_base is None:
+            continue
+        if kept and all(job.out_path(f).exists() for f in kept):
             continue
         folder = job.out_base.parent.absolute()
         while not folder.exists() and folder != folder.parent:

@@ -242,6 +242,9 @@ def test_pickup_bar_fills_the_time_before_the_first_bar_line() -> None:
     near = beats.pickup_map(0.95 * spb, [0.0], [spb])  # 7.6 32nds: 8 at 105 %
     assert near.meters == ((0.0, 1, 4), (1.0, 4, 4))
     assert float(near.seconds(1.0)) == pytest.approx(0.95 * spb)
+    # 10 % either way in BPM: a 5/32 pickup at 112.8 BPM for 102 was let through
+    five = beats.pickup_map(0.333, [0.0], [spb])  # 4.5 32nds: 5 at 112.6 BPM
+    assert five.sec_per_beat == pytest.approx((spb, spb))
     # the same through the grid: a steady song with that lead-in says one tempo
     grid = beats.grid_of(beats.pickup_map(0.04, [0.0], [0.5]), 12.0, True)
     assert grid.bpm_spread is None

@@ -324,6 +324,7 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
     sf.write(folder / "take2.aiff", np.zeros((4410, 1), np.float32), 44100)
     sf.write(folder / "take3.opus", np.zeros((4800, 1), np.float32), 48000,
              format="OGG", subtype="OPUS")  # fmt: skip
+    sf.write(folder / "take4.caf", np.zeros((4410, 1), np.float32), 44100)
     (folder / "phone.m4a").write_bytes(b"\0" * 100)
     (folder / "old.wma").write_bytes(b"\0" * 100)
     (folder / "._take1.wav").write_bytes(b"\0\5\x16\7 Mac OS X metadata")
@@ -337,10 +338,12 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
     summary = json.loads(captured.out)
     status = {Path(e["input"]).name: e["status"] for e in summary["inputs"]}
     assert status == {"take1.wav": "done", "take2.aiff": "done", "take3.opus": "done",
-                      "old.wma": "failed", "phone.m4a": "failed", "bounce": "done"}
-    assert "failed: " + str(folder / "phone.m4a") + ": drumtx does not read M4A: " \
-        "convert it, e.g. ffmpeg -i phone.m4a phone.wav" in captured.err
-    assert "error: 2 of 6 inputs failed" in captured.err
+                      "take4.caf": "done", "old.wma": "failed", "phone.m4a": "failed",
+                      "bounce": "done"}  # fmt: skip
+    m4a = folder / "phone.m4a"
+    assert f"failed: {m4a}: drumtx does not read M4A: convert it, e.g. ffmpeg -i " \
+        f"{m4a} {m4a.with_suffix('.wav')}" in captured.err
+    assert "error: 2 of 7 inputs failed" in captured.err
     assert captured.err.count("hint: drumtx reads WAV") == 1
     # a folder of M4A alone: its files' lines say it all (no "no audio file" entry)
     phone = tmp_path / "phone"
@@ -350,7 +353,8 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
     (entry,) = json.loads(capsys.readouterr().out)["inputs"]
     assert entry["input"] == str(phone / "a.m4a")
     assert sorted(p.name for p in out.iterdir()) == [
-        "bounce.drums.mid", "take1.drums.mid", "take2.drums.mid", "take3.drums.mid"]
+        "bounce.drums.mid", "take1.drums.mid", "take2.drums.mid", "take3.drums.mid",
+        "take4.drums.mid"]
     # a link to a take writes under its own name, so it runs; a FIFO is no audio
     # (reading it to look blocked forever)
     import os
@@ -839,6 +843,9 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(
     assert f"error: -o {named} names a file; -o takes the folder" in err
     assert f"hint: -o {tmp_path} writes {tmp_path / '<input name>.drums.mid'}" in err
     assert not named.exists()
+    assert _run(str(song), "-o", str(tmp_path / "out.wav"), "--checkpoint",
+                str(random_model)) == 2  # fmt: skip
+    assert not (tmp_path / "out.wav").exists()
 
 
 def test_an_unwritable_output_folder_fails_before_any_work(
@@ -875,6 +882,10 @@ def test_an_unwritable_output_folder_fails_before_any_work(
     assert _run(str(song), "-o", str(locked), *args) == 1
     (entry,) = json.loads(capsys.readouterr().out)["inputs"]
     assert entry["reason"].startswith(f"cannot write into {locked}")
+    # --skip-existing with every output there writes nothing: skipped, not failed
+    assert _run(str(song), "-o", str(locked), *args, "--skip-existing") == 0
+    (entry,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert entry["status"] == "skipped"
     # a file where a folder must be made is named as such
     assert _run(str(song), "-o", str(song / "out"), *args) == 1
     (entry,) = json.loads(capsys.readouterr().out)["inputs"]
