@@ -607,9 +607,8 @@ def test_quantize_and_tempo_shape_every_output(tmp_path, random_model):
     data = json.loads((tmp_path / "song.drums.json").read_text())
     json_times = np.array([h["time_sec"] for h in data["hits"]])
     assert np.abs(tm.snap(json_times, 0.25) - json_times).max() < 1e-5
-    assert [t["bpm"] for t in data["tempo"]] == pytest.approx(
-        [97.0] * len(tm.sec_per_beat)
-    )
+    bpms = [t["bpm"] for t in data["tempo"]]  # a pickup at the tempo: no change
+    assert bpms and bpms == pytest.approx([97.0] * len(bpms))
 
 
 def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, capsys):
