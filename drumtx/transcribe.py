@@ -129,6 +129,7 @@ class Job:
     announced: bool = False  # its failure was printed as it happened
     formats: tuple[str, ...] | None = None  # to write; None: every format asked for
     kept: list[Path] = field(default_factory=list)  # outputs --skip-existing kept
+    merged: int = 0  # hits --quantize merged into another of their class
 
     def out_path(self, fmt: str) -> Path:
         assert self.out_base is not None
@@ -321,6 +322,11 @@ def _print_job(console: Console, job: Job) -> None:
         console.print(f"kept {escape(names)} (already there: --skip-existing)")
     if job.grid is not None:
         console.print(f"  {escape(tempo_line(job.grid))}")
+    if job.merged:
+        console.print(
+            f"  --quantize merged {job.merged} of {job.n_hits + job.merged} hits into "
+            "another of their class on the same grid point (a finer grid keeps them)"
+        )
     if job.status == "done" and abs(job.gain_db) >= 0.05:  # as printed
         way = "up" if job.gain_db > 0 else "down"
         console.print(
@@ -725,11 +731,7 @@ def transcribe_job(
         grid = beat_grid(onset, velocity, codes, fps, bpm=rendering.tempo_bpm,
                          meter=rendering.meter, hits=hits,
                          chroma=harmony.chroma())  # fmt: skip
-        if rendering.quantize_beats is not None:
-            hits = quantize_hits(hits, grid, rendering.quantize_beats)
-        if rendering.velocity_fixed is not None:
-            fixed = rendering.velocity_fixed
-            hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
+        hits = shaped_hits(job, hits, grid, rendering)
         job.outputs = write_outputs(job, hits, loaded.vocab, rendering, grid)
         job.status, job.n_hits, job.grid = "done", len(hits), grid
         job.gain_db, job.peak_db = gain_db, meter.peak_db
@@ -782,6 +784,22 @@ def _out_of_memory(job: Job, kind: str) -> None:
     job.status = "failed"
     job.reason = f"out of memory ({kind})"
     job.hint = "a smaller --batch-size or --segment needs less"
+
+
+def shaped_hits(
+    job: Job, hits: list[Hit], grid: BeatGrid, rendering: Rendering
+) -> list[Hit]:
+    """The hits as the outputs write them: on --quantize's grid (``job.merged``
+    counts the hits that met another of their class on one grid point), and at
+    --velocity's fixed velocity."""
+    if rendering.quantize_beats is not None:
+        found = len(hits)
+        hits = quantize_hits(hits, grid, rendering.quantize_beats)
+        job.merged = found - len(hits)
+    if rendering.velocity_fixed is not None:
+        fixed = rendering.velocity_fixed
+        hits = [dataclasses.replace(h, velocity=fixed) for h in hits]
+    return hits
 
 
 def quantize_hits(hits: Sequence[Hit], grid: BeatGrid, step_beats: float) -> list[Hit]:
@@ -925,6 +943,7 @@ def job_summary(job: Job) -> dict:
         entry["input_gain_db"] = round(job.gain_db, 2)
         entry["input_peak_db"] = round(max(job.peak_db, -200.0), 2)
         entry["input_sample_rate"] = None if job.info is None else job.info.sample_rate
+        entry["merged_by_quantize"] = job.merged
     return entry
 
 

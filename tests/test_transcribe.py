@@ -611,6 +611,24 @@ def test_quantize_and_tempo_shape_every_output(tmp_path, random_model):
     assert bpms and bpms == pytest.approx([97.0] * len(bpms))
 
 
+def test_hits_quantize_merges_are_counted_and_said(tmp_path, random_model, capsys):
+    """Hits of one class meeting on one grid point became one without a word."""
+    song = _wav(tmp_path / "song.wav", seconds=6.0)
+    args = [str(song), "--checkpoint", str(random_model), "--threshold", "0.01",
+            "-f", "csv", "--json"]  # fmt: skip
+    assert _run(*args) == 0
+    (plain,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert plain["merged_by_quantize"] == 0
+    assert _run(*args, "--quantize", "1/8", "--tempo", "60", "--overwrite") == 0
+    captured = capsys.readouterr()
+    (coarse,) = json.loads(captured.out)["inputs"]
+    merged = coarse["merged_by_quantize"]
+    assert merged > 0 and coarse["hits"] + merged == plain["hits"]
+    assert f"--quantize merged {merged} of {plain['hits']} hits" in captured.err
+    rows = (tmp_path / "song.drums.csv").read_text().splitlines()[1:]
+    assert len(rows) == coarse["hits"]
+
+
 def test_the_tempo_found_is_said_with_an_octave_to_try(tmp_path, random_model, capsys):
     """Each file's line says the tempo map written; --json carries it too."""
     from drumtx.beats import grid_of
