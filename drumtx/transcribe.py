@@ -507,6 +507,8 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
         if not given.exists():
             job.status, job.reason = "failed", "no such file or directory"
             job.hint = f"check the spelling; a relative path starts in {Path.cwd()}"
+        elif given.suffix.lower() in OTHER_AUDIO_EXTENSIONS and not is_audio(given):
+            job = _unread_format_job(given)
         elif given.suffix.lower() not in AUDIO_EXTENSIONS and not is_audio(given):
             job.status = "failed"
             job.reason = (
@@ -520,6 +522,14 @@ def plan_jobs(inputs: list[Path], out_dir: Path | None, recursive: bool) -> list
         jobs.append(job)
     seen: set[tuple[Path, Path | None]] = set()
     return [j for j in jobs if not _seen_before(j, seen)]
+
+
+def _unread_format_job(path: Path) -> Job:
+    """A failed job for audio in a format libsndfile does not read (M4A, WMA, ...)."""
+    wav = shlex.quote(str(path.with_suffix(".wav")))
+    return Job(path, status="failed", hint=format_hint(), reason=(
+        f"drumtx does not read {path.suffix[1:].upper()}: convert it, e.g. "
+        f"ffmpeg -i {shlex.quote(str(path))} {wav}"))  # fmt: skip
 
 
 def _seen_before(job: Job, seen: set[tuple[Path, Path | None]]) -> bool:
@@ -549,10 +559,7 @@ def _folder_jobs(given: Path, out_dir: Path | None, recursive: bool) -> list[Job
             base = (out_dir / rel) if out_dir else path.with_suffix("")
             jobs.append(Job(path, base))
         elif suffix in OTHER_AUDIO_EXTENSIONS:
-            wav = shlex.quote(str(path.with_suffix(".wav")))
-            jobs.append(Job(path, status="failed", hint=format_hint(), reason=(
-                f"drumtx does not read {suffix[1:].upper()}: convert it, e.g. "
-                f"ffmpeg -i {shlex.quote(str(path))} {wav}")))  # fmt: skip
+            jobs.append(_unread_format_job(path))
     if not jobs:
         jobs.append(_empty_folder_job(given, recursive))  # silence would look done
     return jobs

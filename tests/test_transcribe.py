@@ -344,6 +344,9 @@ def test_a_folder_is_read_as_a_drummer_fills_it(tmp_path, random_model, capsys):
     assert f"failed: {m4a}: drumtx does not read M4A: convert it, e.g. ffmpeg -i " \
         f"{m4a} {m4a.with_suffix('.wav')}" in captured.err
     assert "error: 2 of 7 inputs failed" in captured.err
+    assert _run(str(m4a), *args) == 1  # named directly: the same line
+    (entry,) = json.loads(capsys.readouterr().out)["inputs"]
+    assert entry["reason"].startswith("drumtx does not read M4A: convert it")
     assert captured.err.count("hint: drumtx reads WAV") == 1
     # a folder of M4A alone: its files' lines say it all (no "no audio file" entry)
     phone = tmp_path / "phone"
