@@ -61,9 +61,8 @@ def format_hint() -> str:
     """For a file whose format drumtx does not read."""
     mp3 = "" if _has_mp3() else " (MP3 needs libsndfile 1.1 or newer, not this one)"
     return (
-        f"drumtx reads WAV, FLAC, OGG, Opus, AIFF, CAF, AU and MP3{mp3}; convert other "
-        "formats with "
-        "ffmpeg, e.g. ffmpeg -i song.m4a song.wav"
+        f"drumtx reads WAV, FLAC, OGG, Opus, AIFF, CAF, AU and MP3{mp3}; convert "
+        "other formats with ffmpeg, e.g. ffmpeg -i song.m4a song.wav"
     )
 
 
@@ -129,9 +128,10 @@ def is_audio(path: Path) -> bool:
     if not path.is_file():  # a FIFO or device would block the read
         return False
     try:
-        return sf.info(str(path)).frames > 0
-    except _DECODE_ERRORS:
+        audio_info(path)
+    except AudioError:
         return False
+    return True
 
 
 def audio_info(path: Path) -> AudioInfo:

@@ -152,8 +152,7 @@ def recording_loss(
         n_classes,
         cfg.data.target_widen_frames,
     )
-    prob = torch.from_numpy(onset).double().clamp(PROB_EPS, 1.0 - PROB_EPS)
-    logits = torch.log(prob) - torch.log1p(-prob)
+    logits = torch.logit(torch.from_numpy(onset).double(), eps=PROB_EPS)
     onset_t, velocity_t, mask = (torch.from_numpy(t)[None] for t in targets)
     loss = compute_loss(
         logits[None],
