@@ -369,9 +369,9 @@ def _add_transcribe(
         "transcribe",
         parents=[common],
         help="drum audio -> <stem>.drums.mid",
-        description="Transcribe drum audio (wav, flac, ogg, opus, aiff, mp3; any rate "
-        "and channel count) into MIDI on channel 10, with the tempo map and bars "
-        "found in the drums. Existing outputs are never overwritten unless asked.",
+        description="Transcribe drum audio (wav, flac, ogg, opus, aiff, caf, au, mp3; "
+        "any rate and channel count) into MIDI on channel 10, with the tempo map and "
+        "bars found in the drums. Existing outputs are never overwritten unless asked.",
     )
     p.add_argument(
         "inputs", nargs="*", type=Path, metavar="INPUT", help="files or folders"
