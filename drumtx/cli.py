@@ -417,7 +417,9 @@ def _add_transcribe(
     )
     mode.add_argument("--skip-existing", action="store_true",
                       help="keep existing outputs, write only the missing formats")
-    p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary to stdout (with --list-models: the "
+                   "listing)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_transcribe)
 

@@ -153,7 +153,7 @@ class Rendering:
 
 def run_transcribe(cfg: Config, opts: TranscribeOptions) -> int:
     if opts.list_models:
-        return list_models(cfg, opts.checkpoint, opts.checkpoint_from)
+        return list_models(cfg, opts.checkpoint, opts.checkpoint_from, opts.as_json)
     cfg = apply_options(cfg, opts)
     jobs = plan(cfg, opts)
     console = make_console(stderr=True)
@@ -997,27 +997,39 @@ def report(
 
 
 def list_models(
-    cfg: Config, checkpoint: str | Path | None = None, named_by: str = "--checkpoint"
+    cfg: Config,
+    checkpoint: str | Path | None = None,
+    named_by: str = "--checkpoint",
+    as_json: bool = False,
 ) -> int:
-    """Shipped models, trained runs' best.pt files, and the one transcribe would use."""
-    shipped = shipped_models()
-    print("shipped with drumtx:")
-    for path in shipped:
+    """Shipped models, trained runs' best.pt files, and the one transcribe would use
+    (``as_json``: as one JSON object on stdout)."""
+    shipped = []
+    for path in shipped_models():
         card = path.with_suffix(".json")
         about = json.loads(card.read_text()).get("summary", "") if card.exists() else ""
-        print(f"  {path}  {about}")
-    if not shipped:
-        print("  (none)")
+        shipped.append({"path": str(path), "summary": about})
     checkpoint_dir = resolve_roots(cfg).checkpoint_dir
-    runs = trained_runs(checkpoint_dir)
+    runs = [
+        {"name": run.name, "path": str(run / "best.pt")}
+        for run in trained_runs(checkpoint_dir)
+    ]
+    if as_json:  # a wrong name: the error alone, no half a listing on stdout
+        choice = choose_model(cfg, checkpoint, named_by)
+        listing = {"shipped": shipped, "checkpoint_dir": str(checkpoint_dir),
+                   "runs": runs, "uses": {"path": str(choice.path),
+                                          "chosen": _plain(choice)}}  # fmt: skip
+        print(json.dumps(listing, indent=2))
+        return 0
+    print("shipped with drumtx:")
+    for model in shipped or [{"path": "(none)", "summary": ""}]:
+        print(f"  {model['path']}  {model['summary']}".rstrip())
     print(
         f"trained runs under {checkpoint_dir}, oldest first (used only when named: "
         '--checkpoint RUN, or transcribe.checkpoint = "RUN" or "newest"):'
     )
-    for run in runs:
-        print(f"  {run.name}  {run / 'best.pt'}")
-    if not runs:
-        print("  (none)")
+    for run in runs or [{"name": "(none)", "path": ""}]:
+        print(f"  {run['name']}  {run['path']}".rstrip())
     # a wrong name: error after the list
     choice = choose_model(cfg, checkpoint, named_by)
     print(f"transcribe uses: {choice.path}")

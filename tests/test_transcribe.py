@@ -782,6 +782,19 @@ def test_a_trained_run_is_used_only_when_named(tmp_path, random_model, capsys):
     listed = ["transcribe", "--list-models", "--data-root", str(root)]
     assert main([*listed, "--checkpoint", "newest"]) == 0
     assert f"transcribe uses: {run_best}" in capsys.readouterr().out
+    # --json: the same listing as one object on stdout, and for a wrong name only the
+    # error (no half a listing)
+    assert main([*listed, "--json", "--checkpoint", "quick"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["runs"] == [{"name": "quick", "path": str(run_best)}]
+    assert [m["path"] for m in listing["shipped"]] == [
+        str(SHIPPED_MODELS_DIR / "default.pt")
+    ]
+    assert listing["uses"]["path"] == str(run_best)
+    assert "--checkpoint quick" in listing["uses"]["chosen"]
+    assert main([*listed, "--json", "--checkpoint", "qiuck"]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "did you mean 'quick'" in said.err
 
 
 def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
