@@ -6,11 +6,15 @@ tree, so the training data cannot travel as a store (one hour of drums and backi
 346 MB). ``pack`` (here, on the CPU) gathers what only this machine can make:
 
 - the renders through real recorded kits and SoundFont kits (their samples are hundreds
-  of MB; FluidSynth is not there), resampled to the model's rate and coded as Ogg Opus
-  (``--opus-level``; 0.93 is about 24 kbit/s: the shipped model's hits on 1.8 min of
-  MuldjordKit renders agree with its hits on the uncoded audio at F1 0.958, at 31 kbit/s
-  0.966, at 43 kbit/s 0.983);
-- the music pool's train split, coded the same way;
+  of MB; FluidSynth is not there), resampled to ``--sample-rate`` (48 kHz, the shipped
+  model's rate and frontend, by default; 24 kHz the config's) and coded as Ogg Opus
+  (``--opus-level``; 0.93 is about 24 kbit/s at either rate: the 24 kHz model shipped
+  then heard 1.8 min of MuldjordKit renders coded so with F1 0.958 agreement to its
+  hits on the uncoded audio, at 31 kbit/s 0.966, at 43 kbit/s 0.983; at 48 kHz Opus
+  keeps the energy above 12 kHz, see README, On a GPU, for the 48 kHz model's
+  agreement);
+- the music pool's train split, coded the same way (a pool at the pack's rate:
+  ``build_music_pool.py --resample-from`` writes one at 48 kHz);
 - the GMD train and validation MIDI, the full-band songs and the small Debian Hydrogen
   kits, as they are.
 
@@ -73,11 +77,19 @@ from drumtx.audio import load_audio, to_int16  # noqa: E402
 from drumtx.cli import print_error  # noqa: E402
 from drumtx.egmd import egmd_csv_path  # noqa: E402
 from drumtx.errors import ConfigError, DrumtxError  # noqa: E402
+from drumtx.frontend import extended_f_max  # noqa: E402
 from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
 
-# The rate run trains at (the default audio.sample_rate: preprocess and train get no
-# other): packed audio is coded at it, and weights to start from must be at it.
-SAMPLE_RATE = 24_000
+# The rates a pack is made at (--sample-rate; pack.json keeps it and run trains at
+# it): packed audio is coded at it, and weights to start from must be at it. 48 kHz
+# with the shipped model's frontend (144 mel bands to 18.5 kHz, the same 43-ms window:
+# the hi-hat over the snare, docs/model-history.md, Above 12 kHz) is the default;
+# 24 kHz is the config's own (128 bands to 12 kHz), what the first lease trained at.
+SAMPLE_RATE = 48_000
+FRONTENDS = {
+    24_000: (1024, 128, 12000.0),  # (frontend.n_fft, n_mels, f_max_hz)
+    48_000: (2048, 144, extended_f_max(30.0, 12000.0, 128, 144)),
+}
 EGMD = "e-gmd-v1.0.0"
 HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 # How the shards render: a random studio for 60 %, and the snare's wires buzzing after
@@ -98,10 +110,26 @@ RUN = "gpu-run"
 # --- pack (here) -------------------------------------------------------------------
 
 
-def write_opus(path: Path, audio: np.ndarray, level: float) -> None:
+def write_opus(path: Path, audio: np.ndarray, level: float, rate: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), to_int16(audio), SAMPLE_RATE, format="OGG", subtype="OPUS",
+    sf.write(str(path), to_int16(audio), rate, format="OGG", subtype="OPUS",
              compression_level=level)  # fmt: skip
+
+
+def rate_sets(rate: int) -> list[str]:
+    """--set values that make preprocess and train work at ``rate`` (FRONTENDS)."""
+    n_fft, n_mels, f_max = FRONTENDS[rate]
+    sets = [f"audio.sample_rate={rate}", f"frontend.n_fft={n_fft}",
+            f"frontend.n_mels={n_mels}", f"frontend.f_max_hz={f_max!r}"]  # fmt: skip
+    return [x for s in sets for x in ("--set", s)]
+
+
+def pack_rate(pack_dir: Path) -> int:
+    """The rate a pack was made at (pack.json; packs from before it: 24 kHz)."""
+    info = pack_dir / "pack.json"
+    if not info.is_file():
+        return 24_000
+    return int(json.loads(info.read_text()).get("sample_rate", 24_000))
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -118,17 +146,19 @@ def write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None
         writer.writerows(rows)
 
 
-def pack_renders(renders: Path, out: Path, level: float) -> dict:
-    """A make-dataset root's renders as Opus at the model's rate, beside their MIDI."""
+def pack_renders(
+    renders: Path, out: Path, level: float, rate: int = SAMPLE_RATE
+) -> dict:
+    """A make-dataset root's renders as Opus at ``rate``, beside their MIDI."""
     src = renders / EGMD
     fields, rows = read_csv(egmd_csv_path(src))
     dest = out / "renders" / EGMD
     seconds = 0.0
     for row in rows:
-        audio = load_audio(src / row["audio_filename"], SAMPLE_RATE)
-        seconds += len(audio) / SAMPLE_RATE
+        audio = load_audio(src / row["audio_filename"], rate)
+        seconds += len(audio) / rate
         ogg = str(Path(row["audio_filename"]).with_suffix(".ogg"))
-        write_opus(dest / ogg, audio, level)
+        write_opus(dest / ogg, audio, level, rate)
         (dest / row["midi_filename"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / row["midi_filename"], dest / row["midi_filename"])
         row["audio_filename"] = ogg
@@ -157,7 +187,8 @@ def pack_music(music: Path, out: Path, level: float, source_hours: float) -> dic
         writer.add(pool.audio[start : start + length] / 32768.0, meta)
     writer.close()
     pcm = np.fromfile(dest / "music.i16", dtype=np.int16)
-    write_opus(dest / "music.ogg", pcm.astype(np.float32) / 32768.0, level)
+    write_opus(dest / "music.ogg", pcm.astype(np.float32) / 32768.0, level,
+               pool.sample_rate)  # fmt: skip
     (dest / "music.i16").unlink()
     hours = {k: round(v / pool.sample_rate / 3600, 3) for k, v in taken.items()}
     return {"hours": round(len(pcm) / pool.sample_rate / 3600, 3), "sources": hours}
@@ -202,11 +233,11 @@ def missing_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(str(path), hint) for path, hint in needs if not path.exists()]
 
 
-def rate_refusal(weights: Path) -> tuple[str, str] | None:
+def rate_refusal(weights: Path, rate: int) -> tuple[str, str] | None:
     """(error, hint) where ``weights`` are a model at another audio.sample_rate than
-    SAMPLE_RATE. Training takes the rate of the weights it starts from, so its store,
-    preprocessed at SAMPLE_RATE, would be refused on the lent machine after minutes
-    of rendering and preprocessing; say so here instead."""
+    ``rate``, the pack's. Training takes the rate of the weights it starts from, so
+    its store, preprocessed at the pack's rate, would be refused on the lent machine
+    after minutes of rendering and preprocessing; say so here instead."""
     from drumtx.checkpoint import load_checkpoint, model_config
     from drumtx.config import load_config
 
@@ -214,14 +245,28 @@ def rate_refusal(weights: Path) -> tuple[str, str] | None:
         state = load_checkpoint(weights)
     except DrumtxError as exc:  # not a checkpoint: refused here too
         return exc.message, exc.hint or "--weights names an earlier call's gpu-run.pt"
-    rate = model_config(load_config(None), state).audio.sample_rate
-    if rate == SAMPLE_RATE:
+    model_rate = model_config(load_config(None), state).audio.sample_rate
+    if model_rate == rate:
         return None
     return (
-        f"{weights} is a {rate} Hz model; gpu_train packs, preprocesses and trains "
-        f"at {SAMPLE_RATE} Hz",
-        f"start from a {SAMPLE_RATE} Hz model's weights (an earlier call's "
-        "gpu-run.pt), or from none",
+        f"{weights} is a {model_rate} Hz model; this pack is made, preprocessed and "
+        f"trained at {rate} Hz",
+        f"pack --sample-rate {model_rate} to continue it, or start from a {rate} Hz "
+        "model's weights (an earlier call's gpu-run.pt), or from none",
+    )
+
+
+def pool_rate_refusal(music: Path, rate: int) -> tuple[str, str] | None:
+    """(error, hint) where the music pool is at another rate than the pack."""
+    index = json.loads((music / "train" / "index.json").read_text())
+    pool_rate = int(index["sample_rate"])
+    if pool_rate == rate:
+        return None
+    return (
+        f"the music pool {music} is at {pool_rate} Hz; the pack is made at {rate} Hz",
+        f"python tools/build_music_pool.py --resample-from {music} --sample-rate "
+        f"{rate} --out MUSIC{rate // 1000} --scratch SCRATCH; then --music that, "
+        f"or pack --sample-rate {pool_rate}",
     )
 
 
@@ -237,7 +282,10 @@ def pack(args: argparse.Namespace) -> int:
         path, hint = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         return fail(f"{path} not found{more}", hint)
-    refused = rate_refusal(args.weights) if args.weights else None
+    rate = args.sample_rate
+    refused = pool_rate_refusal(args.music, rate)
+    if args.weights and not refused:
+        refused = rate_refusal(args.weights, rate)
     if refused:
         return fail(*refused)
     out = args.out
@@ -247,7 +295,7 @@ def pack(args: argparse.Namespace) -> int:
                         "--overwrite replaces it, or --out another folder")  # fmt: skip
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    info = {"opus_level": args.opus_level}
+    info: dict = {"sample_rate": rate, "opus_level": args.opus_level}
     if args.weights:
         shutil.copy2(args.weights, out / INIT_NAME)
         info["weights"] = str(args.weights)
@@ -255,7 +303,7 @@ def pack(args: argparse.Namespace) -> int:
     shutil.copytree(args.songs, out / "songs")
     for kit in PACK_KITS:
         shutil.copytree(HYDROGEN / kit, out / "kits" / kit)
-    info["renders"] = pack_renders(args.renders, out, args.opus_level)
+    info["renders"] = pack_renders(args.renders, out, args.opus_level, rate)
     info["music"] = pack_music(
         args.music, out, args.music_opus_level, args.music_source_hours
     )
@@ -396,8 +444,9 @@ def scalar_median(log_dir: Path, tag: str, after_step: int = 0) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    rate = pack_rate(args.pack)
     init = args.init_from or args.pack / INIT_NAME
-    refused = rate_refusal(init) if init.is_file() else None
+    refused = rate_refusal(init, rate) if init.is_file() else None
     if refused:  # before any of the lent machine's minutes go
         return fail(*refused)
     clock = Clock(args.minutes)
@@ -435,18 +484,19 @@ def run(args: argparse.Namespace) -> int:
                "validation", "--workers", str(args.workers), "--allow-skips",
                "--set", "backing.soundfonts='none'",
                "--set", f"backing.songs_dir='{(args.pack / 'songs').resolve()}'",
-               log=work / "preprocess.log")  # fmt: skip
+               *rate_sets(rate), log=work / "preprocess.log")  # fmt: skip
         stage("preprocess")
         for split in ("train", "validation"):
             manifest = json.loads(
                 (root / "processed_data" / split / "manifest.json").read_text()
             )
             report["data"][f"{split}_hours"] = round(
-                manifest["n_samples"] / SAMPLE_RATE / 3600, 3
+                manifest["n_samples"] / rate / 3600, 3
             )
         save_report()
 
-        sets = train_sets(args, music_dir)
+        sets = train_sets(args, music_dir) + rate_sets(rate)
+        report["sample_rate"] = rate
         common = ["train", "--data-root", str(root), "--run", RUN, *sets]
         probe = args.probe_steps
         start = []  # a carried earlier run's weights, with its network shape
@@ -555,6 +605,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--renders", type=Path, required=True, help="a make-dataset root")
     p.add_argument("--music", type=Path, required=True, help="build_music_pool --out")
     p.add_argument("--out", type=Path, default=REPO / ".gpupack")
+    p.add_argument("--sample-rate", type=int, choices=sorted(FRONTENDS),
+                   default=SAMPLE_RATE,
+                   help="Hz the pack is coded at and run trains at (default "
+                   f"{SAMPLE_RATE}: the shipped model's frontend)")  # fmt: skip
     p.add_argument("--opus-level", type=float, default=0.93)
     p.add_argument("--music-opus-level", type=float, default=0.93)
     p.add_argument("--music-source-hours", type=float, default=0.0,
