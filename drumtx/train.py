@@ -8,6 +8,7 @@ only raise a flag; the loop reads it between optimizer steps, saves, and returns
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,9 @@ def train(
                 return run.save_interrupted()
             last_step = step >= cfg.train.max_steps or out_of_time
             if run.is_eval_step(step, last_step):
+                t0 = time.perf_counter()
                 run.evaluate_and_save(step)
+                meter.exclude(time.perf_counter() - t0)
             if last_step:
                 break
 
@@ -191,9 +194,9 @@ def train(
                 return run.save_interrupted()
             bad_steps.check(result, step)
             state.step += 1
-            meter.step_done()
+            meter.step_done(result.loss, result.grad_norm)
             if state.step % cfg.train.log_every == 0 or state.step == first_step + 1:
-                scalars = meter.scalars(result.loss, result.grad_norm, lr)
+                scalars = meter.scalars(lr)
                 run.log_step(state.step, scalars)
     run.report()
     return 0

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from drumtx.config import Config
@@ -30,7 +31,9 @@ def hours_per_step(cfg: Config, world_size: int) -> float:
 
 
 class StepMeter:
-    """Steps, seconds and seconds spent waiting for batches since the last log line."""
+    """Steps, seconds and seconds spent waiting for batches since the last log line,
+    and the sum of the steps' losses and gradient norms (kept on the device: read
+    only at log time)."""
 
     def __init__(self, hours_per_step: float) -> None:
         self.hours_per_step = hours_per_step
@@ -40,6 +43,8 @@ class StepMeter:
         self.t_start = time.perf_counter()
         self.steps = 0
         self.wait_sec = 0.0
+        self.other_sec = 0.0  # validation and checkpoints: not training time
+        self.sums: Tensor | None = None  # (loss, grad norm, finite steps)
 
     def timed(self, batches: Iterator) -> Callable[[], Any]:
         """``next(batches)``, with the wait counted as data wait."""
@@ -52,16 +57,32 @@ class StepMeter:
 
         return next_batch
 
-    def step_done(self) -> None:
+    def step_done(self, loss: Tensor, grad_norm: Tensor) -> None:
+        """Count a step; its loss and gradient norm join the window's means unless
+        they are not finite (a skipped step: BadSteps reports those)."""
         self.steps += 1
+        pair = torch.stack([loss.detach().float(), grad_norm.detach().float()])
+        finite = torch.isfinite(pair).all()
+        step = torch.cat([torch.where(finite, pair, 0.0), finite.float()[None]])
+        self.sums = step if self.sums is None else self.sums + step
 
-    def scalars(self, loss: Tensor, grad_norm: Tensor, lr: float) -> dict[str, float]:
-        """train/* scalars over the steps since the last call; starts a new window."""
-        elapsed = max(time.perf_counter() - self.t_start, 1e-9)
+    def exclude(self, seconds: float) -> None:
+        """Time spent on something else (validation, saving), left out of the rates."""
+        self.other_sec += seconds
+
+    def scalars(self, lr: float) -> dict[str, float]:
+        """train/* scalars over the steps since the last call (means of the steps'
+        loss and gradient norm); starts a new window."""
+        elapsed = time.perf_counter() - self.t_start - self.other_sec
+        elapsed = max(elapsed, 1e-9)
+        loss, grad_norm, n = (  # a CPU-GPU sync: at log time only
+            self.sums.tolist() if self.sums is not None else (0.0, 0.0, 0.0)
+        )
+        nan = float("nan")  # a window of skipped steps only
         out = {
-            "train/loss": loss.item(),  # a CPU-GPU sync: at log time only
+            "train/loss": loss / n if n else nan,
             "train/lr": lr,
-            "train/grad_norm": float(grad_norm),
+            "train/grad_norm": grad_norm / n if n else nan,
             "train/audio_hours_per_sec": self.hours_per_step * self.steps / elapsed,
             "train/data_wait_fraction": min(1.0, self.wait_sec / elapsed),
         }
@@ -174,13 +195,16 @@ def open_writer(
 # What each logged tag means, shown in TensorBoard's Text tab beside the curves.
 # tests/test_train.py checks that every scalar a run logs is described here.
 TAGS = (
-    ("train/loss", "the step's loss: class-weighted onset BCE + velocity MSE"),
-    ("train/lr", "learning rate (warm-up, then cosine down to train.min_lr)"),
-    ("train/grad_norm", "gradient norm before clipping (train.grad_clip)"),
-    ("train/audio_hours_per_sec", "hours of audio trained on per second, since "
-     "the last log"),
-    ("train/data_wait_fraction", "share of step time spent waiting for data: "
-     "high means the disk, not the model, limits the run"),
+    ("train/loss", "the loss (class-weighted onset BCE + velocity MSE), the mean "
+     "over the steps since the last log (train.log_every)"),
+    ("train/lr", "learning rate of the logged step (warm-up, then cosine down to "
+     "train.min_lr)"),
+    ("train/grad_norm", "gradient norm before clipping (train.grad_clip), the mean "
+     "over the steps since the last log"),
+    ("train/audio_hours_per_sec", "hours of audio trained on per second of "
+     "training since the last log (validation and saving left out)"),
+    ("train/data_wait_fraction", "share of that training time spent waiting for "
+     "data: high means the disk, not the model, limits the run"),
     ("val/loss", "train/loss's loss on the validation recordings, drums alone, "
      "whole and heard as transcribe hears them (no augmentation, no music): rising "
      "while train/loss falls is over-fitting"),

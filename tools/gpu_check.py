@@ -327,9 +327,9 @@ def loader_window(
     next_batch = meter.timed(batches)
     for _ in range(steps):
         result = optimizer_step(parts, next_batch, cfg.train.lr)
-        meter.step_done()
+        meter.step_done(result.loss, result.grad_norm)
     sync(parts.device)
-    scalars = meter.scalars(result.loss, result.grad_norm, cfg.train.lr)
+    scalars = meter.scalars(cfg.train.lr)
     del batches, loader  # stops persistent workers before the next window
     return {
         "audio_hours_per_sec": scalars["train/audio_hours_per_sec"],
