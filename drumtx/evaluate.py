@@ -295,11 +295,13 @@ def tune(
         )
     ]
     codes = loaded.vocab.codes
-    tunable = [
-        c
-        for c in range(len(codes))
-        if sum(1 for *_, ref in cached for h in ref if h.cls == c) >= MIN_TUNING_HITS
-    ]  # the rest keep the config's threshold
+    # distinct reference hits (cached holds each recording once per level)
+    per_class = np.bincount(
+        [h.cls for index in indices for h in reference_hits(store, index)],
+        minlength=len(codes),
+    )
+    tunable = [c for c in range(len(codes)) if per_class[c] >= MIN_TUNING_HITS]
+    # the rest keep the config's threshold
     grid = {
         c: [_class_counts(loaded, cached, c, t) for t in THRESHOLD_GRID]
         for c in tunable

@@ -509,6 +509,29 @@ def test_tuning_hears_the_music_dir_too(
     )
 
 
+def test_a_class_too_rare_to_tune_counts_each_hit_once_however_many_levels(
+    root, fitted_checkpoint, monkeypatch
+) -> None:
+    """Tuning hears every recording at each level (drums alone, +6 dB, 0 dB), but a
+    reference hit is one hit: a class with fewer distinct hits than MIN_TUNING_HITS
+    keeps its configured threshold however many levels there are."""
+    from drumtx import evaluate as evaluate_module
+
+    loaded = load_model(fitted_checkpoint, _tiny_config(), torch.device("cpu"))
+    store = load_store(root / "processed_data" / "validation", loaded.cfg)
+    indices = list(range(len(store.recordings)))
+    counts = np.bincount(
+        [h.cls for i in indices for h in reference_hits(store, i)], minlength=9
+    )
+    rare = int(np.flatnonzero(counts)[np.argmin(counts[counts > 0])])
+    # between the class's distinct hits and three times them
+    monkeypatch.setattr(evaluate_module, "MIN_TUNING_HITS", int(counts[rare]) + 1)
+    picks = evaluate_module.tune(loaded, store, indices, levels=(None, None, None))
+    assert ROLAND9.codes[rare] not in picks
+    common = [ROLAND9.codes[c] for c in np.flatnonzero(counts > counts[rare])]
+    assert common and set(common) <= set(picks)
+
+
 def test_micro_objective_trades_a_weak_class_for_the_total() -> None:
     """A weak class whose F1 peaks at a low threshold by adding hits that are mostly
     wrong: per-class tuning takes a lower threshold than micro tuning, and the
