@@ -1,7 +1,8 @@
 """``drumtx evaluate``: onset F1 per class on a processed split, as papers report it.
 
 Onsets match within +-50 ms per class (mir_eval semantics); micro F1 sums the counts of
-all classes, macro F1 averages the per-class F1. Every 9-class result is also reduced
+all classes, macro F1 averages the per-class F1 of the classes with reference hits.
+Every 9-class result is also reduced
 to adtof5, and velocity-aware F1 follows Onsets & Frames (mir_eval
 transcription_velocity). ``--tune-thresholds`` picks per-class thresholds on the
 validation split (never on the split being reported) and stores them in the checkpoint.
@@ -445,7 +446,7 @@ def print_music_alone(alone: dict[str, Any], console: Console) -> None:
 
 def _score(row: dict[str, Any], key: str) -> str:
     """A class's score, or "-" where neither the reference nor the output has a hit
-    (mir_eval's 0 there is no measurement; macro F1 leaves the class out)."""
+    (mir_eval's 0 there is no measurement)."""
     return f"{row[key]:.3f}" if row["n_ref"] or row["n_est"] else "-"
 
 
@@ -471,8 +472,9 @@ def _dash_legend(conditions: list[dict[str, Any]], console: Console) -> None:
     """Under a table that shows a "-" (see _score), what it means."""
     rows = [r for c in conditions for r in c["classes"].values()]
     if any(not (r["n_ref"] or r["n_est"]) for r in rows):
-        console.print("-: a class with no hits in the reference or the output (left "
-                      "out of macro F1)")  # fmt: skip
+        console.print("-: a class with no hits in the reference or the output")
+    if any(not r["n_ref"] for r in rows):
+        console.print("macro F1 averages the classes with reference hits")
 
 
 TOP_ERRORS = 3  # a printed confusion cell names the row's three commonest columns

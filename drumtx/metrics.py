@@ -290,7 +290,11 @@ def summarize(counts: Sequence[ClassCounts], codes: Sequence[str]) -> dict[str, 
 
     Returns ``{"classes": {code: {precision, recall, f1, tp, n_ref, n_est}},
     "micro": {...same keys...}, "macro": {"precision", "recall", "f1", "classes"},
-    "micro_f1": float, "macro_f1": float}``; ``macro.classes`` lists the codes averaged.
+    "micro_f1": float, "macro_f1": float}``; ``macro.classes`` lists the codes averaged:
+    those with reference hits, as papers average. A class the reference never plays
+    is not measured by the split (its false hits count against micro F1's precision):
+    were its F1 of 0 averaged in whenever the model fires on it, macro F1 would move
+    with the model's mistakes in classes the split does not have.
     """
     if not counts:  # nothing evaluated yet: every class at zero
         counts = [ClassCounts() for _ in codes]
@@ -299,7 +303,7 @@ def summarize(counts: Sequence[ClassCounts], codes: Sequence[str]) -> dict[str, 
     micro = ClassCounts()
     for item in counts:
         micro = micro + item
-    present = [(c, n) for c, n in zip(codes, counts) if n.n_ref or n.n_est]
+    present = [(c, n) for c, n in zip(codes, counts) if n.n_ref]
     macro = {
         key: float(np.mean([getattr(n, key) for _, n in present])) if present else 0.0
         for key in ("precision", "recall", "f1")

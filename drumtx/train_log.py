@@ -210,8 +210,8 @@ TAGS = (
      "while train/loss falls is over-fitting"),
     ("val/f1", "validation **micro** F1 of onsets within +-50 ms, every class "
      "pooled, drums alone"),
-    ("val/f1_macro", "validation macro F1 (the mean over classes with hits), drums "
-     "alone"),
+    ("val/f1_macro", "validation macro F1 (the mean over the classes with "
+     "reference hits), drums alone"),
     ("val/f1/<class>", "one class's onset F1, drums alone; not logged while the "
      "class has no hit in the reference or the output"),
     ("val/f1_mix_0dB", "val/f1 with the drums mixed into their backing at 0 dB "

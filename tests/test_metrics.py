@@ -74,7 +74,7 @@ def test_summarize_micro_and_macro() -> None:
         ClassCounts(tp=8, n_ref=10, n_est=8),  # P 1.0, R 0.8
         ClassCounts(tp=1, n_ref=2, n_est=4),  # P 0.25, R 0.5
         ClassCounts(tp=0, n_ref=0, n_est=0),  # absent: left out of the macro mean
-        ClassCounts(tp=0, n_ref=0, n_est=3),  # only false positives: F1 0, counted
+        ClassCounts(tp=0, n_ref=0, n_est=3),  # only false positives: not measured
     ]
     summary = summarize(counts, ("KD", "SD", "HH", "OH"))
     assert summary["classes"]["KD"]["f1"] == pytest.approx(2 * 0.8 / 1.8)
@@ -83,8 +83,13 @@ def test_summarize_micro_and_macro() -> None:
     assert summary["micro"]["recall"] == pytest.approx(9 / 12)
     assert summary["micro_f1"] == pytest.approx(2 * 9 / (15 + 12))
     f1_sd = 2 * 0.25 * 0.5 / 0.75
-    assert summary["macro_f1"] == pytest.approx((2 * 0.8 / 1.8 + f1_sd + 0.0) / 3)
-    assert summary["macro"]["classes"] == ["KD", "SD", "OH"]
+    assert summary["macro_f1"] == pytest.approx((2 * 0.8 / 1.8 + f1_sd) / 2)
+    assert summary["macro"]["classes"] == ["KD", "SD"]
+    # a model firing on a class the split never plays does not move macro F1 (the
+    # false hits count against micro precision instead)
+    quiet = summarize([*counts[:3], ClassCounts()], ("KD", "SD", "HH", "OH"))
+    assert quiet["macro_f1"] == summary["macro_f1"]
+    assert quiet["micro_f1"] > summary["micro_f1"]
 
 
 def test_counts_sum_over_recordings() -> None:
