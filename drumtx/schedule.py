@@ -135,11 +135,27 @@ def _changed_error(old: Schedule, new: Schedule, changed: list[str]) -> ConfigEr
     )
 
 
+# Tables whose every change a resume applies (and prints): what the crops, targets,
+# augmentation, backing and validation decoding are. data.vocab is the network's.
+APPLIED_TABLES = ("data", "backing", "decode")
+# train keys a resume handles elsewhere: the schedule (refused or restarted) and its
+# horizon (max_steps: a line of its own)
+OWN_LINES = (*SCHEDULE_KEYS, "max_steps", "resume_schedule")
+
+
 def _applied_changes(cfg: Config, saved: Mapping[str, Any]) -> list[str]:
-    before = saved.get("config", {}).get("train", {})
-    now = cfg.to_dict()["train"]
+    """A line for each setting the resumed run takes from the current config that
+    differs from what the run was trained with so far: the loss, batch, data,
+    augmentation and backing settings change the curves from the resumed step on,
+    so a reader of the logs must be told."""
+    before, now = saved.get("config", {}), cfg.to_dict()
+    keys = [("train", k) for k in APPLIED_ON_RESUME]
+    keys += [("train", k) for k in now["train"]
+             if k not in APPLIED_ON_RESUME and k not in OWN_LINES]  # fmt: skip
+    keys += [(t, k) for t in APPLIED_TABLES for k in now[t]
+             if (t, k) != ("data", "vocab")]  # fmt: skip
     return [
-        f"resume: train.{k} {before[k]!r} -> {now[k]!r} (applied)"
-        for k in APPLIED_ON_RESUME
-        if k in before and before[k] != now[k]
+        f"resume: {t}.{k} {before[t][k]!r} -> {now[t][k]!r} (applied)"
+        for t, k in keys
+        if k in before.get(t, {}) and before[t][k] != now[t][k]
     ]

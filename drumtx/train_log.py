@@ -183,6 +183,7 @@ def open_writer(
     log_dir.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(cfg.to_dict(), indent=2)
+    keep_earlier_config(log_dir / "config.json", text + "\n", resumed_at)
     (log_dir / "config.json").write_text(text + "\n")
     earlier = resumed_at or any(log_dir.glob("events.out.tfevents.*"))
     purge = {"purge_step": resumed_at + 1} if earlier else {}
@@ -190,6 +191,18 @@ def open_writer(
     writer.add_text("config", "```\n" + text + "\n```")
     writer.add_text("tags", TAG_GUIDE)
     return writer
+
+
+def keep_earlier_config(path: Path, text: str, resumed_at: int) -> Path | None:
+    """Before a resume with other settings overwrites ``config.json``, keep the one
+    the steps up to ``resumed_at`` trained with as ``config.before-step-N.json`` (the
+    first such file of that step stays). Returns the kept file, if any."""
+    if not path.is_file() or path.read_text() == text:
+        return None
+    kept = path.with_name(f"config.before-step-{resumed_at:06d}.json")
+    if not kept.exists():
+        path.replace(kept)
+    return kept
 
 
 # What each logged tag means, shown in TensorBoard's Text tab beside the curves.

@@ -78,6 +78,23 @@ def test_other_changed_train_settings_are_applied_and_printed() -> None:
     assert notes == ["resume: train.batch_size 8 -> 16 (applied)"]
 
 
+def test_changed_data_and_backing_settings_are_printed_as_applied() -> None:
+    """The targets, crops and backing a resumed run trains on come from the current
+    config: each change moves the curves from that step on, so each is said."""
+    changed = tiny_config(
+        ROOT, *BASE, "data.target_widen_frames=2", "backing.seed=9",
+        "train.log_every=7", "data.vocab='basic3'",
+    )  # fmt: skip
+    _, notes = resumed_schedule(changed, _saved(*BASE))
+    widen = _saved(*BASE)["config"]["data"]["target_widen_frames"]
+    assert f"resume: data.target_widen_frames {widen!r} -> 2 (applied)" in notes
+    assert any(n.startswith("resume: backing.seed ") for n in notes)
+    assert any(n.startswith("resume: train.log_every ") for n in notes)
+    # the vocabulary is the network's (train.network_kept says it is not applied)
+    assert not any("data.vocab" in n for n in notes)
+    assert len(notes) == 3
+
+
 def test_a_checkpoint_from_before_the_schedule_was_saved() -> None:
     """Its config's train table gives the schedule; the weight decay is the one its
     optimizer really used (an older resume ignored a changed config)."""

@@ -3,6 +3,7 @@ nothing, torchrun."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -149,13 +150,24 @@ def test_a_resume_keeps_the_network_and_says_what_it_did_not_apply(
     assert run_train(cfg, run_name="n", resume=None) == 0
     capsys.readouterr()
     other = tiny_config(
-        data_root, "train.max_steps=2", "model.preset='small'", "data.vocab='basic3'"
-    )
+        data_root, "train.max_steps=2", "model.preset='small'", "data.vocab='basic3'",
+        "data.target_widen_frames=3",
+    )  # fmt: skip
     assert run_train(other, run_name="n", resume="auto") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "resume: model.preset = 'small' is not applied: a run keeps its network " \
         "(model.preset = 'tiny')" in out
     assert "resume: data.vocab = 'basic3' is not applied" in out
+    # what a resume does apply is said too, and the settings step 1 was trained
+    # with stay beside the new config.json
+    before = cfg.to_dict()["data"]["target_widen_frames"]
+    assert f"resume: data.target_widen_frames {before!r} -> 3 (applied)" in out
+    logs = data_root / "logs" / "n"
+    earlier = json.loads((logs / "config.before-step-000001.json").read_text())
+    assert earlier["data"]["target_widen_frames"] == before
+    assert json.loads((logs / "config.json").read_text())["data"][
+        "target_widen_frames"
+    ] == 3
     last = load_checkpoint(data_root / "checkpoints" / "n" / "last.pt")
     assert last["step"] == 2 and last["config"]["model"]["preset"] == "tiny"
     assert last["vocab"] == "roland9"
