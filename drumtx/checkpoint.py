@@ -145,14 +145,22 @@ def step_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / f"step-{step:06d}.pt"
 
 
-def prune_step_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+def prune_step_checkpoints(
+    run_dir: Path, keep: int, upto: int | None = None
+) -> list[Path]:
     """Delete all but the newest ``keep`` step-NNNNNN.pt files; return what was removed.
+
+    ``upto``: the run's current step. Files of later steps are an attempt the run was
+    resumed from before (``--resume step-NNNNNN.pt``): not this run's history, and not
+    to be deleted for it (the newest would otherwise outrank, and delete, the very
+    checkpoint just written); this run's own saves replace them as it reaches them.
     """
-    steps = sorted(
+    found = [
         (int(m.group(1)), p)
         for p in Path(run_dir).glob("step-*.pt")
         if (m := STEP_PATTERN.match(p.name))
-    )
+    ]
+    steps = sorted((n, p) for n, p in found if upto is None or n <= upto)
     doomed = [p for _, p in steps[: max(len(steps) - keep, 0)]]
     for p in doomed:
         p.unlink(missing_ok=True)

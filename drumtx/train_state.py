@@ -185,7 +185,7 @@ def save_training(
     keep = make_room(run_dir, cfg.train.keep_checkpoints)
     if keep > 0:
         save_checkpoint(step_path(run_dir, state.step), payload)
-        prune_step_checkpoints(run_dir, keep)
+        prune_step_checkpoints(run_dir, keep, upto=state.step)
     if improved:
         # best.pt carries no optimizer state: it is the model users transcribe with.
         best = {k: v for k, v in payload.items() if k not in ("optimizer", "scaler")}

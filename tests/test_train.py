@@ -185,11 +185,19 @@ def test_a_resume_from_an_older_step_replaces_the_curves_after_it(data_root: Pat
     cfg = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
     assert run_train(cfg, run_name="p", resume=None) == 0
     older = data_root / "checkpoints" / "p" / "step-000003.pt"
-    assert run_train(cfg, run_name="p", resume=str(older)) == 0
+    # a shorter attempt from step 3 keeping one step checkpoint: its own save at
+    # step 5 stays (the abandoned step 6 outranked and deleted it), step 6 too
+    short = tiny_config(
+        data_root, "train.max_steps=5", "train.eval_every=3", "train.keep_checkpoints=1"
+    )
+    assert run_train(short, run_name="p", resume=str(older)) == 0
+    steps = sorted(p.name for p in older.parent.glob("step-*.pt"))
+    assert steps == ["step-000005.pt", "step-000006.pt"]
+    assert run_train(cfg, run_name="p", resume="auto") == 0
     acc = EventAccumulator(str(data_root / "logs" / "p"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
-    assert [e.step for e in acc.Scalars("val/f1")] == [3, 6]
+    assert [e.step for e in acc.Scalars("val/f1")] == [3, 5, 6]
     # An attempt that logged but never saved (as a crash before the first save
     # leaves it): the run starts again at step 0 over its curves, not beside them.
     shutil.rmtree(data_root / "checkpoints" / "p")
