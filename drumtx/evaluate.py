@@ -88,12 +88,11 @@ def run_evaluate(
             loaded, path, val_dir, limit, console, backing_db, pool, tune_objective,
             progress,
         )  # fmt: skip
-        if split == "validation":
-            console.print(
-                "[yellow]warning:[/] thresholds were tuned on the split being "
-                "reported; these validation numbers are optimistic "
-                "(report --split test)"
-            )
+    if tuned_on_this(loaded.thresholds_tuned_on, roots.processed_dir, split):
+        console.print(
+            "[yellow]warning:[/] this model's thresholds were tuned on the split being "
+            "reported; these numbers are optimistic (report --split test)"
+        )
     store = load_store(roots.processed_dir / split, loaded.cfg, model_wants(path))
     if pool is not None:
         store = with_music_from(store, pool)
@@ -108,6 +107,7 @@ def run_evaluate(
             loaded, store, indices, backing_db, egmd_dir=egmd_dir, tick=bar.advance
         )
     results.update(checkpoint=str(path), split=split, precision=precision_of(loaded))
+    results["thresholds_tuned_on"] = loaded.thresholds_tuned_on
     t = loaded.cfg.transcribe  # the active levels inputs were brought into, dBFS
     results["input_levels_db"] = [t.min_input_db, t.max_input_db]
     if pool is not None:
@@ -120,6 +120,14 @@ def run_evaluate(
     else:
         print_results(results, make_console())
     return 0
+
+
+def tuned_on_this(tuned_on: dict | None, processed_dir: Path, split: str) -> bool:
+    """Whether stored thresholds were tuned on this very split of this data."""
+    if not tuned_on:
+        return False
+    same_data = tuned_on.get("processed_dir") == str(Path(processed_dir).resolve())
+    return same_data and tuned_on.get("split") == split
 
 
 def comparable_precision(cfg: Config) -> Config:
@@ -254,8 +262,16 @@ def tune_and_store(
     label = "tuning thresholds on validation"
     with progress_bar(console, label, len(indices) * len(levels), progress) as bar:
         tuned = tune(loaded, val, indices, levels, objective, tick=bar.advance)
-    store_thresholds(path, tuned)
-    loaded.thresholds = tuned
+    tuned_on = {
+        "split": "validation",
+        "processed_dir": str(val_dir.parent.resolve()),
+        "recordings": len(indices),
+        "levels": ["drums alone" if x is None else f"{x:+g} dB" for x in levels],
+        "music": str(pool.split_dir) if pool is not None else None,
+        "objective": objective,
+    }
+    store_thresholds(path, tuned, tuned_on)
+    loaded.thresholds, loaded.thresholds_tuned_on = tuned, tuned_on
     console.print(
         f"tuned thresholds ({objective} F1) on validation, stored in {path}: {tuned}"
     )
@@ -367,10 +383,16 @@ def _class_counts(
     return total
 
 
-def store_thresholds(path: Path, thresholds: dict[str, float]) -> None:
-    """Rewrite the checkpoint (atomically) with the tuned thresholds added."""
+def store_thresholds(
+    path: Path, thresholds: dict[str, float], tuned_on: dict[str, Any] | None = None
+) -> None:
+    """Rewrite the checkpoint (atomically) with the tuned thresholds added, and where
+    they were tuned (``tuned_on``; None: not known, any earlier record is dropped)."""
     state = load_checkpoint(path)
     state["thresholds"] = thresholds
+    state.pop("thresholds_tuned_on", None)
+    if tuned_on is not None:
+        state["thresholds_tuned_on"] = tuned_on
     save_checkpoint(
         path, {k: v for k, v in state.items() if k not in ("format", "version")}
     )

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +52,9 @@ class LoadedModel:
     source: str  # where the weights came from, for the start line
     device: torch.device
     amp: str = "auto"  # train.amp's choice (drumtx.amp); validation passes the run's
+    # where evaluate --tune-thresholds tuned ``thresholds`` (split, data, recordings,
+    # levels, objective); None: not recorded (untuned, or tuned before it was)
+    thresholds_tuned_on: dict[str, Any] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,7 +90,10 @@ def load_model(path: Path, cfg: Config, device: torch.device) -> LoadedModel:
         model = fold_batch_norms(model.eval()).to(device)
     frontend = LogMel.from_config(model_cfg).to(device)
     thresholds = {str(k): float(v) for k, v in state.get("thresholds", {}).items()}
-    return LoadedModel(model, frontend, model_cfg, vocab, thresholds, str(path), device)
+    return LoadedModel(
+        model, frontend, model_cfg, vocab, thresholds, str(path), device,
+        thresholds_tuned_on=state.get("thresholds_tuned_on"),
+    )  # fmt: skip
 
 
 def precision_of(loaded: LoadedModel) -> str:

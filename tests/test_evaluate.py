@@ -291,12 +291,25 @@ def test_tuned_thresholds_are_stored_and_used_by_transcribe(
     assert all(v in THRESHOLD_GRID for v in tuned.values())
     used = json.loads(out)["thresholds"]
     assert used == {**{c: 0.5 for c in ROLAND9.codes}, **tuned}  # used at once
-    assert set(after) == set(before) | {"thresholds"}  # every other key kept, unchanged
+    # where they were tuned is kept beside them, and evaluate reports it
+    tuned_on = after["thresholds_tuned_on"]
+    assert tuned_on["split"] == "validation" and tuned_on["recordings"] == 2
+    assert tuned_on["processed_dir"] == str((root / "processed_data").resolve())
+    assert tuned_on["objective"] == "micro" and tuned_on["music"] is None
+    assert json.loads(out)["thresholds_tuned_on"] == tuned_on
+    # every other key kept, unchanged
+    assert set(after) == set(before) | {"thresholds", "thresholds_tuned_on"}
     for key in ("config", "vocab", "step", "best_f1", "note"):
         assert after[key] == before[key], key
     for name, tensor in before["model"].items():
         assert torch.equal(after["model"][name], tensor), name
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["best.pt"]
+
+    # a later evaluate on the split they were tuned on says so; on another, nothing
+    _, _, err = _evaluate(capsys, root, checkpoint, "--split", "validation", "--json")
+    assert "thresholds were tuned on the split being reported" in err
+    _, _, err = _evaluate(capsys, root, checkpoint, "--json", "--limit", "1")
+    assert "tuned on the split" not in err
 
     loaded = load_model(checkpoint, _tiny_config(), torch.device("cpu"))
     assert class_thresholds(loaded) == [used[c] for c in ROLAND9.codes]
