@@ -109,7 +109,9 @@ class DataConfig:
     # Augmentation, applied per crop on the fly.
     gain_db_min: float = -12.0
     gain_db_max: float = 6.0
-    eq_prob: float = 0.5  # random low/high shelf and peak filters
+    # random low/high shelf and peak filters, drawn apart on the drum bus and on the
+    # master at eq_prob / 2 each (a crop gets some EQ with 1 - (1 - eq_prob / 2)^2)
+    eq_prob: float = 0.5
     noise_prob: float = 0.3  # coloured noise at 20-50 dB SNR
     reverb_prob: float = 0.3  # synthetic room impulse response
     mix_prob: float = 0.0  # sum two crops (different kits) into one example
@@ -125,7 +127,7 @@ class DataConfig:
     # Of the crops mixed with a band, those where the drums stop for a while (a break,
     # an intro) and the band plays on: no onsets there, so music alone fires nothing.
     break_prob: float = 0.0
-    compress_prob: float = 0.4  # drum-bus and master compression
+    compress_prob: float = 0.4  # drum-bus and master compression, as eq_prob: p/2 each
     saturate_prob: float = 0.2  # tape-like saturation or hard clipping
     codec_prob: float = 0.1  # an MP3 or Ogg Vorbis round trip
     lowpass_prob: float = 0.0  # the mix band-limited as a low-rate or lossy file is
