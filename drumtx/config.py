@@ -251,10 +251,6 @@ class TrainConfig:
     time_limit_min: float = (
         0.0  # stop (evaluate, save) after this many minutes; 0 = none
     )
-    # with time_limit_min: the cosine follows the share of the time used where that is
-    # further along than the steps' share of max_steps, so a run meant to end at its
-    # limit (the demo) ends annealed; off for runs resumed in time slices
-    anneal_by_time: bool = False
     cpu_threads: int = 0  # torch threads on CPU; 0 = torch's default (all cores)
     seed: int = 1234
 

@@ -57,7 +57,6 @@ def demo_config(cfg: Config, demo_dir: Path, minutes: float) -> Config:
         "log_every": 25,
         "val_max_recordings": 12,
         "time_limit_min": minutes,
-        "anneal_by_time": True,  # max_steps is out of reach: the clock ends the cosine
         "keep_checkpoints": 1,
         "cpu_threads": 1,  # the loader worker takes the other core
     }

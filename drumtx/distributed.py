@@ -155,13 +155,6 @@ class RunClock:
         return time.monotonic() - self.start
 
     @property
-    def fraction_used(self) -> float:
-        """Share of the time limit used (0 without a limit)."""
-        if self.limit_sec <= 0:
-            return 0.0
-        return min(1.0, self.elapsed_sec / self.limit_sec)
-
-    @property
     def time_up(self) -> bool:
         return self.limit_sec > 0 and self.elapsed_sec > self.limit_sec
 

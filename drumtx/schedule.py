@@ -62,14 +62,12 @@ class Schedule:
         decay = groups[0]["weight_decay"] if groups else t["weight_decay"]
         return cls(t["lr"], t["min_lr"], t["warmup_steps"], t["max_steps"], decay)
 
-    def lr_at(self, step: int, time_fraction: float = 0.0) -> float:
-        """Linear warm-up, then cosine decay to min_lr at horizon_steps; pure.
-        ``time_fraction``: the share of a time limit used (train.anneal_by_time), the
-        cosine's progress where it is further along than the steps'."""
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to min_lr at horizon_steps; pure."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         span = max(1, self.horizon_steps - self.warmup_steps)
-        progress = min(max((step - self.warmup_steps) / span, time_fraction), 1.0)
+        progress = min((step - self.warmup_steps) / span, 1.0)
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         return self.min_lr + (self.lr - self.min_lr) * cosine
 

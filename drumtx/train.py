@@ -184,7 +184,7 @@ def train(
             if last_step:
                 break
 
-            lr = state.schedule.lr_at(step, time_fraction(cfg, run.clock))
+            lr = state.schedule.lr_at(step)
             try:
                 result = optimizer_step(parts, next_batch, lr)
             except RuntimeError as exc:
@@ -200,12 +200,6 @@ def train(
                 run.log_step(state.step, scalars)
     run.report()
     return 0
-
-
-def time_fraction(cfg: Config, clock: RunClock) -> float:
-    """What the cosine reads of the clock: the time limit's share used, with
-    train.anneal_by_time; else 0 (the steps alone set the schedule)."""
-    return clock.fraction_used if cfg.train.anneal_by_time else 0.0
 
 
 def start_lines(

@@ -106,12 +106,3 @@ def test_a_checkpoint_from_before_the_schedule_was_saved() -> None:
     old = Schedule.from_checkpoint(saved)
     assert (old.lr, old.warmup_steps, old.horizon_steps) == (1e-3, 10, 100)
     assert old.weight_decay == 0.02
-
-
-def test_anneal_by_time_follows_the_clock_where_it_is_further_along() -> None:
-    schedule = Schedule.from_config(tiny_config(ROOT, *BASE))  # warm-up 10, horizon 100
-    assert schedule.lr_at(20, 0.0) == schedule.lr_at(20)
-    assert schedule.lr_at(20, 1.0) == pytest.approx(schedule.min_lr)
-    assert schedule.lr_at(80, 0.1) == schedule.lr_at(80)  # the steps are ahead
-    assert schedule.lr_at(20, 0.5) == pytest.approx(schedule.lr_at(55))  # half way
-    assert schedule.lr_at(5, 0.9) == schedule.lr_at(5)  # warm-up counts steps

@@ -21,7 +21,6 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from drumtx.checkpoint import load_checkpoint
 from drumtx.errors import ConfigError, DrumtxError
-from drumtx.schedule import Schedule
 from drumtx.train import lr_at, run_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -243,43 +242,6 @@ def test_a_time_limited_run_shows_its_time_budget(data_root: Path, capsys):
     steps = [line for line in lines if line.startswith("step 1 ")]
     assert steps and "/1:30:00" in steps[0], lines
     assert not any(line.startswith("step 1/2") for line in lines)
-
-
-def test_anneal_by_time_ends_the_cosine_at_the_time_limit(
-    data_root: Path, monkeypatch, capsys
-):
-    """The demo's max_steps is out of reach: with train.anneal_by_time the cosine reads
-    the clock, so a run near its time limit trains near min_lr; without it, a time
-    slice of a longer run keeps the steps' schedule."""
-    from drumtx import distributed
-
-    monkeypatch.setattr(  # 90 % of the limit used, whatever the step
-        distributed.RunClock, "elapsed_sec", property(lambda c: 0.9 * c.limit_sec)
-    )
-    lrs = {}
-    for anneal in ("true", "false"):
-        cfg = tiny_config(
-            data_root, "train.max_steps=3", "train.time_limit_min=60",
-            "train.warmup_steps=1", "train.lr=1e-3", "train.min_lr=1e-5",
-            "train.log_every=1", f"train.anneal_by_time={anneal}",
-        )  # fmt: skip
-        assert run_train(cfg, run_name=f"t{anneal}", resume=None) == 0
-        out = capsys.readouterr().out
-        lrs[anneal] = [float(m) for m in re.findall(r"^step 3 .* lr (\S+)", out, re.M)]
-    expected = Schedule.from_config(cfg)
-    assert lrs["true"] == [pytest.approx(expected.lr_at(2, 0.9), rel=0.01)]
-    assert lrs["true"][0] < 0.05e-3  # near min_lr: 90 % of the cosine done
-    assert lrs["false"] == [pytest.approx(expected.lr_at(2), rel=0.01)]
-    assert lrs["false"][0] > 10 * lrs["true"][0]  # half way down the steps
-
-
-def test_the_demo_anneals_by_its_time_limit(tmp_path: Path) -> None:
-    from drumtx.config import load_config
-    from drumtx.demo import demo_config
-
-    train = demo_config(load_config(None), tmp_path, minutes=3.0).train
-    assert train.time_limit_min == 3.0 and train.anneal_by_time
-    assert train.max_steps > 10_000  # out of reach in 3 minutes: the clock decides
 
 
 # --- interruptions --------------------------------------------------------------------
