@@ -190,7 +190,40 @@ def open_writer(
     writer = SummaryWriter(log_dir=str(log_dir), **purge)
     writer.add_text("config", "```\n" + text + "\n```")
     writer.add_text("tags", TAG_GUIDE)
+    log_hparams(writer, cfg)
     return writer
+
+
+# The validation scalars TensorBoard's HParams tab sets beside each run's settings.
+HPARAM_METRICS = ("val/score", "val/f1", "val/f1_mix_0dB", "val/f1_macro", "val/loss")
+# Tables that say where files are or how transcribe runs, not how the model trained.
+NOT_HPARAMS = ("storage", "transcribe")
+
+
+def hparam_values(cfg: Config) -> dict[str, bool | int | float | str]:
+    """Every training setting as ``table.key``: its value where TensorBoard takes it
+    (a number, a string, a bool), else its JSON text."""
+    flat: dict[str, bool | int | float | str] = {}
+    for table, values in cfg.to_dict().items():
+        if table in NOT_HPARAMS:
+            continue
+        for key, value in values.items():
+            plain = isinstance(value, (bool, int, float, str))
+            flat[f"{table}.{key}"] = value if plain else json.dumps(value)
+    return flat
+
+
+def log_hparams(writer, cfg: Config) -> None:
+    """The run's settings in TensorBoard's HParams tab, each a column beside the
+    validation scores the run logs (HPARAM_METRICS), so runs sort and compare there
+    instead of by diffing config.json files."""
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, end = hparams(
+        hparam_values(cfg), dict.fromkeys(HPARAM_METRICS, 0.0)
+    )
+    for summary in (experiment, start, end):
+        writer.file_writer.add_summary(summary)
 
 
 def keep_earlier_config(path: Path, text: str, resumed_at: int) -> Path | None:

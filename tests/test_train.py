@@ -81,6 +81,7 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
     ):
         assert _scalars(data_root / "logs" / "t", tag), tag
     _every_tag_is_described(data_root / "logs" / "t")
+    _settings_are_in_the_hparams_tab(data_root / "logs" / "t", cfg)
     run_dir = data_root / "checkpoints" / "t"
     assert {"last.pt", "best.pt", "step-000040.pt"} <= {
         p.name for p in run_dir.iterdir()
@@ -88,6 +89,31 @@ def test_tiny_model_loss_falls_and_logs(data_root: Path):
     best = load_checkpoint(run_dir / "best.pt")
     assert "optimizer" not in best and best["config"]["model"]["preset"] == "tiny"
     assert _adam_steps(load_checkpoint(run_dir / "last.pt")) == {40.0}
+
+
+def _settings_are_in_the_hparams_tab(log_dir: Path, cfg) -> None:
+    """TensorBoard's HParams tab holds the run's settings and names the validation
+    scores beside them, so runs compare there without diffing config.json files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from drumtx.train_log import HPARAM_METRICS
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    data = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw)
+            for tag, raw in content.items()}  # fmt: skip
+    start = next(d.session_start_info for d in data.values()
+                 if d.HasField("session_start_info"))  # fmt: skip
+    assert start.hparams["train.lr"].number_value == pytest.approx(cfg.train.lr)
+    assert start.hparams["model.preset"].string_value == "tiny"
+    assert start.hparams["data.vocab"].string_value == "roland9"
+    assert not any(k.startswith(("storage.", "transcribe.")) for k in start.hparams)
+    experiment = next(d.experiment for d in data.values() if d.HasField("experiment"))
+    named = {m.name.tag for m in experiment.metric_infos}
+    assert named == set(HPARAM_METRICS)
+    assert named <= set(acc.Tags()["scalars"])  # each is a curve the run logs
 
 
 def _every_tag_is_described(log_dir: Path) -> None:
