@@ -8,7 +8,6 @@ only raise a flag; the loop reads it between optimizer steps, saves, and returns
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,9 +177,8 @@ def train(
                 return run.save_interrupted()
             last_step = step >= cfg.train.max_steps or out_of_time
             if run.is_eval_step(step, last_step):
-                t0 = time.perf_counter()
-                run.evaluate_and_save(step)
-                meter.exclude(time.perf_counter() - t0)
+                with meter.paused():  # not training time
+                    run.evaluate_and_save(step)
             if last_step:
                 break
 
@@ -196,8 +194,7 @@ def train(
             state.step += 1
             meter.step_done(result.loss, result.grad_norm)
             if state.step % cfg.train.log_every == 0 or state.step == first_step + 1:
-                scalars = meter.scalars(lr)
-                run.log_step(state.step, scalars)
+                run.log_step(state.step, meter.scalars(lr))
     run.report()
     return 0
 

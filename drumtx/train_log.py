@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,15 @@ class StepMeter:
     def exclude(self, seconds: float) -> None:
         """Time spent on something else (validation, saving), left out of the rates."""
         self.other_sec += seconds
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The block's time is excluded (``exclude``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.exclude(time.perf_counter() - t0)
 
     def scalars(self, lr: float) -> dict[str, float]:
         """train/* scalars over the steps since the last call (means of the steps'
