@@ -135,12 +135,18 @@ def _changed_error(old: Schedule, new: Schedule, changed: list[str]) -> ConfigEr
     )
 
 
-# Tables whose every change a resume applies (and prints): what the crops, targets,
-# augmentation, backing and validation decoding are. data.vocab is the network's.
-APPLIED_TABLES = ("data", "backing", "decode")
-# train keys a resume handles elsewhere: the schedule (refused or restarted) and its
-# horizon (max_steps: a line of its own)
-OWN_LINES = (*SCHEDULE_KEYS, "max_steps", "resume_schedule")
+# Tables whose changes a resume applies (and prints): what the crops, targets,
+# augmentation and validation decoding are. Not [backing]: preprocess made the
+# tracks, which are in the store.
+APPLIED_TABLES = ("data", "decode")
+# Keys a resume handles elsewhere or does not read: the schedule (refused or
+# restarted), its horizon (max_steps: a line of its own), the network's vocabulary
+# (train.network_kept), the initial weights (a resumed run has its own) and what
+# only preprocess reads.
+NOT_APPLIED = {
+    "train": (*SCHEDULE_KEYS, "max_steps", "resume_schedule", "init_from"),
+    "data": ("vocab", "max_recordings"),
+}
 
 
 def _applied_changes(cfg: Config, saved: Mapping[str, Any]) -> list[str]:
@@ -150,10 +156,9 @@ def _applied_changes(cfg: Config, saved: Mapping[str, Any]) -> list[str]:
     so a reader of the logs must be told."""
     before, now = saved.get("config", {}), cfg.to_dict()
     keys = [("train", k) for k in APPLIED_ON_RESUME]
-    keys += [("train", k) for k in now["train"]
-             if k not in APPLIED_ON_RESUME and k not in OWN_LINES]  # fmt: skip
-    keys += [(t, k) for t in APPLIED_TABLES for k in now[t]
-             if (t, k) != ("data", "vocab")]  # fmt: skip
+    keys += [("train", k) for k in now["train"] if k not in APPLIED_ON_RESUME]
+    keys += [(t, k) for t in APPLIED_TABLES for k in now[t]]
+    keys = [(t, k) for t, k in keys if k not in NOT_APPLIED.get(t, ())]
     return [
         f"resume: {t}.{k} {before[t][k]!r} -> {now[t][k]!r} (applied)"
         for t, k in keys

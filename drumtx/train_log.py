@@ -45,7 +45,7 @@ class StepMeter:
         self.steps = 0
         self.wait_sec = 0.0
         self.other_sec = 0.0  # validation and checkpoints: not training time
-        self.sums: Tensor | None = None  # (loss, grad norm, finite steps)
+        self.sums: Tensor | None = None  # loss, its steps, grad norm, its steps
 
     def timed(self, batches: Iterator) -> Callable[[], Any]:
         """``next(batches)``, with the wait counted as data wait."""
@@ -59,12 +59,14 @@ class StepMeter:
         return next_batch
 
     def step_done(self, loss: Tensor, grad_norm: Tensor) -> None:
-        """Count a step; its loss and gradient norm join the window's means unless
-        they are not finite (a skipped step: BadSteps reports those)."""
+        """Count a step; its loss and gradient norm each join the window's mean where
+        finite (an fp16 step whose gradients overflowed still has its loss; a
+        non-finite one is BadSteps' to report)."""
         self.steps += 1
         pair = torch.stack([loss.detach().float(), grad_norm.detach().float()])
-        finite = torch.isfinite(pair).all()
-        step = torch.cat([torch.where(finite, pair, 0.0), finite.float()[None]])
+        finite = torch.isfinite(pair)
+        step = torch.stack([torch.where(finite, pair, 0.0), finite.float()], 1)
+        step = step.flatten()  # loss, its count, grad norm, its count
         self.sums = step if self.sums is None else self.sums + step
 
     def exclude(self, seconds: float) -> None:
@@ -85,14 +87,14 @@ class StepMeter:
         loss and gradient norm); starts a new window."""
         elapsed = time.perf_counter() - self.t_start - self.other_sec
         elapsed = max(elapsed, 1e-9)
-        loss, grad_norm, n = (  # a CPU-GPU sync: at log time only
-            self.sums.tolist() if self.sums is not None else (0.0, 0.0, 0.0)
+        loss, n_loss, grad_norm, n_grad = (  # a CPU-GPU sync: at log time only
+            self.sums.tolist() if self.sums is not None else (0.0,) * 4
         )
-        nan = float("nan")  # a window of skipped steps only
+        nan = float("nan")  # nothing finite in the window
         out = {
-            "train/loss": loss / n if n else nan,
+            "train/loss": loss / n_loss if n_loss else nan,
             "train/lr": lr,
-            "train/grad_norm": grad_norm / n if n else nan,
+            "train/grad_norm": grad_norm / n_grad if n_grad else nan,
             "train/audio_hours_per_sec": self.hours_per_step * self.steps / elapsed,
             "train/data_wait_fraction": min(1.0, self.wait_sec / elapsed),
         }
@@ -237,9 +239,11 @@ def log_hparams(writer, cfg: Config) -> None:
 
 
 def keep_earlier_config(path: Path, text: str, resumed_at: int) -> Path | None:
-    """Before a resume with other settings overwrites ``config.json``, keep the one
-    the steps up to ``resumed_at`` trained with as ``config.before-step-N.json`` (the
-    first such file of that step stays). Returns the kept file, if any."""
+    """Before a resume with other settings overwrites ``config.json``, keep it as
+    ``config.before-step-N.json`` (N = ``resumed_at``): the settings of the attempt
+    that wrote it, which trained the steps up to N unless that attempt itself was
+    resumed from an older step (the first such file of a step stays). Returns the
+    kept file, if any."""
     if not path.is_file() or path.read_text() == text:
         return None
     kept = path.with_name(f"config.before-step-{resumed_at:06d}.json")

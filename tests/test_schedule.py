@@ -82,16 +82,19 @@ def test_changed_data_and_backing_settings_are_printed_as_applied() -> None:
     """The targets, crops and backing a resumed run trains on come from the current
     config: each change moves the curves from that step on, so each is said."""
     changed = tiny_config(
-        ROOT, *BASE, "data.target_widen_frames=2", "backing.seed=9",
-        "train.log_every=7", "data.vocab='basic3'",
+        ROOT, *BASE, "data.target_widen_frames=2", "decode.min_gap_sec=0.05",
+        "train.log_every=7", "data.vocab='basic3'", "backing.seed=9",
+        "data.max_recordings=5", "train.init_from='/x/other.pt'",
     )  # fmt: skip
     _, notes = resumed_schedule(changed, _saved(*BASE))
     widen = _saved(*BASE)["config"]["data"]["target_widen_frames"]
     assert f"resume: data.target_widen_frames {widen!r} -> 2 (applied)" in notes
-    assert any(n.startswith("resume: backing.seed ") for n in notes)
+    assert any(n.startswith("resume: decode.min_gap_sec ") for n in notes)
     assert any(n.startswith("resume: train.log_every ") for n in notes)
-    # the vocabulary is the network's (train.network_kept says it is not applied)
-    assert not any("data.vocab" in n for n in notes)
+    # not read by a resumed run: the network's vocabulary (train.network_kept says
+    # so), the backing tracks and recordings preprocess made, the initial weights
+    for key in ("data.vocab", "backing.seed", "data.max_recordings", "init_from"):
+        assert not any(key in n for n in notes), key
     assert len(notes) == 3
 
 

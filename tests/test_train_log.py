@@ -31,6 +31,11 @@ def test_a_skipped_non_finite_step_counts_as_a_step_but_not_in_the_means() -> No
     scalars = meter.scalars(lr=1e-3)
     assert scalars["train/loss"] == pytest.approx(0.4)
     assert scalars["train/grad_norm"] == pytest.approx(1.0)
+    # fp16 gradients that overflowed: the step is skipped, its loss is still a loss
+    meter.step_done(torch.tensor(0.3), torch.tensor(float("inf")))
+    scalars = meter.scalars(lr=1e-3)
+    assert scalars["train/loss"] == pytest.approx(0.3)
+    assert scalars["train/grad_norm"] != scalars["train/grad_norm"]  # NaN
     meter.step_done(torch.tensor(float("nan")), torch.tensor(1.0))
     only_bad = meter.scalars(lr=1e-3)
     assert only_bad["train/loss"] != only_bad["train/loss"]  # NaN: nothing to average
