@@ -13,7 +13,7 @@ import difflib
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,23 +145,28 @@ def step_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / f"step-{step:06d}.pt"
 
 
+def step_numbers(run_dir: Path) -> list[int]:
+    """The steps of the run's step-NNNNNN.pt files, ascending."""
+    return sorted(
+        int(m.group(1))
+        for p in Path(run_dir).glob("step-*.pt")
+        if (m := STEP_PATTERN.match(p.name))
+    )
+
+
 def prune_step_checkpoints(
-    run_dir: Path, keep: int, upto: int | None = None
+    run_dir: Path, keep: int, skip: Collection[int] = ()
 ) -> list[Path]:
     """Delete all but the newest ``keep`` step-NNNNNN.pt files; return what was removed.
 
-    ``upto``: the run's current step. Files of later steps are an attempt the run was
-    resumed from before (``--resume step-NNNNNN.pt``): not this run's history, and not
-    to be deleted for it (the newest would otherwise outrank, and delete, the very
-    checkpoint just written); this run's own saves replace them as it reaches them.
+    ``skip``: steps whose files are neither counted nor deleted: an earlier attempt's
+    saves after the step this run was resumed from (``--resume step-NNNNNN.pt``).
+    They are not this run's history (the newest would otherwise outrank, and delete,
+    the run's own saves) and not this run's to delete; its saves replace them as it
+    reaches their steps.
     """
-    found = [
-        (int(m.group(1)), p)
-        for p in Path(run_dir).glob("step-*.pt")
-        if (m := STEP_PATTERN.match(p.name))
-    ]
-    steps = sorted((n, p) for n, p in found if upto is None or n <= upto)
-    doomed = [p for _, p in steps[: max(len(steps) - keep, 0)]]
+    own = [n for n in step_numbers(run_dir) if n not in skip]
+    doomed = [step_path(run_dir, n) for n in own[: max(len(own) - keep, 0)]]
     for p in doomed:
         p.unlink(missing_ok=True)
     return doomed

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drumtx.checkpoint import load_checkpoint, model_config, run_dirs
+from drumtx.checkpoint import load_checkpoint, model_config, run_dirs, step_numbers
 from drumtx.config import MODEL_TABLES, Config
 from drumtx.data import cpu_share, loader_workers, make_loader, open_store
 from drumtx.distributed import (
@@ -366,6 +366,7 @@ class Run:
     ) -> Run:
         val_store = open_store(cfg, roots.processed_dir / "validation")
         n_val = len(val_store.recordings)
+        state.abandoned = frozenset(n for n in step_numbers(run_dir) if n > state.step)
         clock = RunClock(cfg.train.time_limit_min)
         for line in start_lines(cfg, parts, state.step, run_dir, log_dir, dist):
             log(dist, line)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ class TrainState:
     best_score: float = -1.0  # the best validation score so far; picks best.pt
     history: list[dict[str, Any]] = field(default_factory=list)  # {"step", "score"}
     schedule: Schedule | None = None  # the learning-rate schedule the run follows
+    # steps of step-NNNNNN.pt files an earlier attempt saved after the step this run
+    # resumed from: not this run's to count or prune (until its saves replace them)
+    abandoned: frozenset[int] = frozenset()
 
     @property
     def evaluated_step(self) -> int:
@@ -182,25 +185,27 @@ def save_training(
     payload = training_payload(cfg, parts, state, rngs)
     # last.pt first: whatever else a kill interrupts, resume finds the newest state.
     save_checkpoint(run_dir / "last.pt", payload)
-    keep = make_room(run_dir, cfg.train.keep_checkpoints)
+    keep = make_room(run_dir, cfg.train.keep_checkpoints, state.abandoned)
     if keep > 0:
         save_checkpoint(step_path(run_dir, state.step), payload)
-        prune_step_checkpoints(run_dir, keep, upto=state.step)
+        state.abandoned -= {state.step}  # replaced by this run's own save
+        prune_step_checkpoints(run_dir, keep, skip=state.abandoned)
     if improved:
         # best.pt carries no optimizer state: it is the model users transcribe with.
         best = {k: v for k, v in payload.items() if k not in ("optimizer", "scaler")}
         save_checkpoint(run_dir / "best.pt", best)
 
 
-def make_room(run_dir: Path, keep: int) -> int:
-    """Step checkpoints to keep; fewer, and old ones pruned, when the disk fills."""
+def make_room(run_dir: Path, keep: int, abandoned: Collection[int] = ()) -> int:
+    """Step checkpoints to keep; fewer, and old ones pruned, when the disk fills
+    (never the ``abandoned`` attempt's: prune_step_checkpoints)."""
     last = run_dir / "last.pt"
     size = last.stat().st_size if last.exists() else CHECKPOINT_BYTES_GUESS
     free = shutil.disk_usage(run_dir).free
     if free > (keep + 3) * size:
         return keep
     reduced = max(0, min(keep, int(free // size) - 3))
-    prune_step_checkpoints(run_dir, reduced)
+    prune_step_checkpoints(run_dir, reduced, skip=abandoned)
     print(
         f"warning: {free / 2**30:.1f} GiB free under {run_dir}; keeping {reduced} "
         f"step checkpoints instead of {keep}",

@@ -154,16 +154,19 @@ def test_prune_keeps_the_newest(tmp_path):
     ]
 
 
-def test_prune_leaves_an_abandoned_attempts_later_steps_alone(tmp_path):
-    """Resumed from step-000200.pt, a run saving step 300 prunes its own history: the
-    abandoned attempt's 400 and 500 would outrank (and delete) the file just written.
-    They stay until this run's saves replace them."""
-    for step in (100, 200, 400, 500, 300):  # 300: the resumed run's new save
+def test_prune_leaves_an_abandoned_attempts_steps_alone(tmp_path):
+    """An attempt saved 200, 400, 600 and 800; a run resumed from 400 (so 600 and 800
+    are skipped) saves 700, then 1000, keeping 2: it prunes only its own history, and
+    the abandoned files stay, however they rank by step."""
+    for step in (200, 400, 600, 800, 700):  # 700: the resumed run's new save
         save_checkpoint(step_path(tmp_path, step), MINIMAL)
-    removed = prune_step_checkpoints(tmp_path, keep=1, upto=300)
-    assert sorted(p.name for p in removed) == ["step-000100.pt", "step-000200.pt"]
+    removed = prune_step_checkpoints(tmp_path, keep=2, skip={600, 800})
+    assert [p.name for p in removed] == ["step-000200.pt"]
+    save_checkpoint(step_path(tmp_path, 1000), MINIMAL)
+    removed = prune_step_checkpoints(tmp_path, keep=2, skip={600, 800})
+    assert [p.name for p in removed] == ["step-000400.pt"]
     assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == [
-        "step-000300.pt", "step-000400.pt", "step-000500.pt",
+        "step-000600.pt", "step-000700.pt", "step-000800.pt", "step-001000.pt",
     ]  # fmt: skip
 
 
