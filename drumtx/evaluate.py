@@ -266,7 +266,7 @@ def tune_and_store(
         "split": "validation",
         "processed_dir": str(val_dir.parent.resolve()),
         "recordings": len(indices),
-        "levels": ["drums alone" if x is None else f"{x:+g} dB" for x in levels],
+        "levels": ["drums alone" if x is None else mix_name(x) for x in levels],
         "music": str(pool.split_dir) if pool is not None else None,
         "objective": objective,
     }

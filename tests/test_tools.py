@@ -774,7 +774,7 @@ def test_finetune_round3_remakes_the_shipped_snare_buzz_fine_tune(
     monkeypatch.setattr(drumtx.checkpoint, "load_checkpoint",
                         lambda path: {"thresholds": {"SD": 0.55, "from": str(path)}})
     monkeypatch.setattr(drumtx.evaluate, "store_thresholds",
-                        lambda path, t: stored.append((path, t)))  # fmt: skip
+                        lambda path, t, *_: stored.append((path, t)))  # fmt: skip
     work, kits, music = tmp_path / "work", tmp_path / "kits", tmp_path / "music"
     monkeypatch.setattr(sys, "argv", [
         "finetune_default_model.py", "--gmd", str(tmp_path / "gmd"),
@@ -888,7 +888,7 @@ def test_finetune_bands_grows_round_one_and_trains_at_48_khz(
     monkeypatch.setattr(ft, "evaluate", fake_evaluate)
     monkeypatch.setattr(drumtx.checkpoint, "load_checkpoint",
                         lambda path: {"thresholds": {"from": str(path)}})
-    monkeypatch.setattr(drumtx.evaluate, "store_thresholds", lambda path, t: None)
+    monkeypatch.setattr(drumtx.evaluate, "store_thresholds", lambda path, t, *_: None)
     work = tmp_path / "work"
     argv = ["finetune_default_model.py", "--gmd", str(tmp_path / "gmd"), "--kits",
             str(tmp_path / "kits"), "--music", str(tmp_path / "music48"), "--scratch",

@@ -287,7 +287,9 @@ def finetune_round3(args: argparse.Namespace, root: Path, first: Path) -> Path:
         ]  # fmt: skip
         drumtx("train", "--data-root", str(root), "--run", run, "--resume",
                "auto", *sets)  # fmt: skip
-        store_thresholds(run_dir / "best.pt", load_checkpoint(first)["thresholds"])
+        start = load_checkpoint(first)  # its thresholds, and where they were tuned
+        store_thresholds(run_dir / "best.pt", start["thresholds"],
+                         start.get("thresholds_tuned_on"))  # fmt: skip
         done.write_text("finished\n")
     return run_dir / "best.pt"
 

@@ -30,8 +30,10 @@ thresholds on validation into that file; it starts from the pack's ``init.pt`` (
 rewritten after every stage (its seconds, the probe's rate, the data's hours).
 Evaluate the weights here on the held-out roots.
 
+    python tools/build_music_pool.py --out /work/music48 --resample-from /work/music \
+        --scratch /work/music-debs --sample-rate 48000   # the pool at the pack's rate
     python tools/gpu_train.py pack --gmd ../shared/data/gmd/groove \
-        --songs ../shared/data/songs --renders REAL_RENDERS --music /work/music \
+        --songs ../shared/data/songs --renders REAL_RENDERS --music /work/music48 \
         --music-source-hours 0.13 --out .gpupack
     # there: carry .gpupack and .whl, install the wheels (README), then
     PYTHONUNBUFFERED=1 python3 tools/gpu_train.py run --minutes 8.5 | tee $OUT/run.log
@@ -511,12 +513,12 @@ def run(args: argparse.Namespace) -> int:
         stage("probe")
         log_dir = root / "logs" / RUN
         settled = args.log_every  # the first interval holds the workers' start
-        rate = scalar_median(log_dir, "train/audio_hours_per_sec", after_step=settled)
+        speed = scalar_median(log_dir, "train/audio_hours_per_sec", after_step=settled)
         wait = scalar_median(log_dir, "train/data_wait_fraction", after_step=settled)
         hours_per_step = args.batch_size * 4.0 / 3600
-        if rate is None:  # too few logged steps: the probe's whole time, start included
-            rate = probe * hours_per_step / clock.stages["probe"]
-        steps_per_sec = rate / hours_per_step
+        if speed is None:  # too few logged steps: the probe's time, start included
+            speed = probe * hours_per_step / clock.stages["probe"]
+        steps_per_sec = speed / hours_per_step
         # What a train call costs besides its steps (start, workers, the last
         # validation, saving), as the probe paid it, is paid again by the main run.
         overhead = max(0.0, clock.stages["probe"] - probe / steps_per_sec)
@@ -524,7 +526,7 @@ def run(args: argparse.Namespace) -> int:
         # its four validations come out of the margin
         steps = probe + int(steps_per_sec * budget * args.step_margin)
         report["probe"] = {
-            "audio_hours_per_sec": rate,
+            "audio_hours_per_sec": speed,
             "data_wait_fraction": wait,
             "steps_per_sec": round(steps_per_sec, 2),
             "overhead_sec": round(overhead, 1),
