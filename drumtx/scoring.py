@@ -24,7 +24,7 @@ from drumtx.inference import (
     decode_hits,
 )
 from drumtx.levels import mix_backing
-from drumtx.metrics import Tally
+from drumtx.metrics import ONSET_WINDOW_SEC, VELOCITY_TOLERANCE, Tally
 from drumtx.processed import Store, recording_audio, recording_backing, reference_hits
 from drumtx.tempo import TempoMap, read_tempo_map
 
@@ -130,6 +130,9 @@ def score_store(
     if egmd_dir is not None:
         results["beats"] = summarize_beats([b for b in beats if b is not None])
     results["thresholds"] = dict(zip(loaded.vocab.codes, map(float, thresholds)))
+    # how hits were matched, so a JSON file says what its numbers mean
+    results["onset_window_sec"] = ONSET_WINDOW_SEC
+    results["velocity_tolerance"] = VELOCITY_TOLERANCE
     results["n_recordings"] = len(indices)
     if picture:
         results["image"] = image

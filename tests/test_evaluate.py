@@ -174,6 +174,8 @@ def test_json_report_has_every_score(
     assert report["checkpoint"] == str(checkpoint)
     assert report["precision"] == "fp32"
     assert report["thresholds"] == {c: 0.5 for c in ROLAND9.codes}
+    assert report["thresholds_tuned_on"] is None  # never tuned
+    assert report["onset_window_sec"] == 0.05 and report["velocity_tolerance"] == 0.1
     if which == "fitted":
         assert report["micro_f1"] > 0.3  # the fitted head really finds hits
 
