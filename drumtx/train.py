@@ -57,6 +57,7 @@ from drumtx.train_log import (
 from drumtx.train_state import (
     CHECKPOINT_BYTES_GUESS,
     TrainState,
+    keep_better_best,
     resolve_resume,
     restore,
     rng_state,
@@ -367,6 +368,9 @@ class Run:
         val_store = open_store(cfg, roots.processed_dir / "validation")
         n_val = len(val_store.recordings)
         state.abandoned = frozenset(n for n in step_numbers(run_dir) if n > state.step)
+        kept_best = keep_better_best(run_dir, state)
+        if kept_best:
+            log(dist, kept_best)
         clock = RunClock(cfg.train.time_limit_min)
         for line in start_lines(cfg, parts, state.step, run_dir, log_dir, dist):
             log(dist, line)

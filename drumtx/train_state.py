@@ -30,7 +30,7 @@ from drumtx.checkpoint import (
     step_path,
 )
 from drumtx.config import Config
-from drumtx.errors import CheckpointError, ConfigError
+from drumtx.errors import CheckpointError, ConfigError, DrumtxError
 from drumtx.schedule import Schedule
 from drumtx.train_step import TrainParts, set_weight_decay
 
@@ -194,6 +194,28 @@ def save_training(
         # best.pt carries no optimizer state: it is the model users transcribe with.
         best = {k: v for k, v in payload.items() if k not in ("optimizer", "scaler")}
         save_checkpoint(run_dir / "best.pt", best)
+
+
+def keep_better_best(run_dir: Path, state: TrainState) -> str | None:
+    """On a resume from an older step, best.pt may be a later step's of the attempt
+    abandoned, scored higher than anything up to the resumed step: this run then
+    replaces it only by scoring higher still (state.best_score takes its score), not
+    with whatever first beats the resumed step's best. Returns the line to print."""
+    best = run_dir / "best.pt"
+    if state.step == 0 or not best.is_file():
+        return None
+    try:
+        saved = load_checkpoint(best)
+    except DrumtxError:  # unreadable: the next improvement replaces it
+        return None
+    step, score = int(saved.get("step", 0)), float(saved.get("best_score", -1.0))
+    if step <= state.step or score <= state.best_score:
+        return None
+    state.best_score = score
+    return (
+        f"resume: best.pt is step {step}'s of an earlier attempt (validation score "
+        f"{score:.3f}); it stays best.pt until this run scores higher"
+    )
 
 
 def make_room(run_dir: Path, keep: int, abandoned: Collection[int] = ()) -> int:

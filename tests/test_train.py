@@ -246,6 +246,28 @@ def test_non_finite_loss_stops_with_the_step(data_root: Path, monkeypatch):
         run_train(cfg, run_name="nan", resume=None)
 
 
+def test_a_resume_from_an_older_step_keeps_a_better_best_pt(data_root: Path, capsys):
+    """best.pt from a later step of the abandoned attempt, scored higher than anything
+    up to the resumed step, is replaced only by a higher score, not by whatever first
+    beats the resumed step's best."""
+    from drumtx.checkpoint import save_checkpoint
+
+    cfg = tiny_config(data_root, "train.max_steps=6", "train.eval_every=3")
+    assert run_train(cfg, run_name="b", resume=None) == 0
+    run_dir = data_root / "checkpoints" / "b"
+    best = load_checkpoint(run_dir / "best.pt")
+    best.update(step=6, best_score=0.999)  # as if step 6 had scored (nearly) perfectly
+    save_checkpoint(run_dir / "best.pt", best)
+    before = (run_dir / "best.pt").read_bytes()
+    capsys.readouterr()
+    assert run_train(cfg, run_name="b", resume=str(run_dir / "step-000003.pt")) == 0
+    out = capsys.readouterr().out
+    assert "resume: best.pt is step 6's of an earlier attempt (validation score " \
+        "0.999); it stays best.pt until this run scores higher" in out  # fmt: skip
+    assert (run_dir / "best.pt").read_bytes() == before
+    assert load_checkpoint(run_dir / "last.pt")["best_score"] == pytest.approx(0.999)
+
+
 def test_resume_from_an_eval_step_does_not_validate_it_again(data_root: Path, capsys):
     cfg = tiny_config(data_root, "train.max_steps=3", "train.eval_every=3")
     assert run_train(cfg, run_name="e", resume=None) == 0
