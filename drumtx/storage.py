@@ -13,7 +13,9 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import stat
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,6 +415,28 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """SIGINT held off while the block runs (in the main thread; elsewhere Python
+    delivers none): one Ctrl-C, or several in a row, arriving while a set of files
+    is written lets the set finish or fail whole, cleaned up, and then interrupts as
+    it would have. A second Ctrl-C inside the cleanup of the first had left a tmp file
+    behind and a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # Python's own: raises KeyboardInterrupt
+        elif caught and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def atomic_write_files(
     files: dict[Path, bytes], *, replace: bool = True, full_hint: str = ""
 ) -> None:
@@ -421,7 +445,12 @@ def atomic_write_files(
     On any error before that every tmp file is removed and no target has changed, so
     a full disk never leaves a set half old and half new. ``replace=False`` never
     replaces a file that exists (one another process wrote meanwhile): FileExistsError
-    names it, and it is kept."""
+    names it, and it is kept. Ctrl-C waits for the set (interrupts_deferred)."""
+    with interrupts_deferred():
+        _write_set(files, replace, full_hint)
+
+
+def _write_set(files: dict[Path, bytes], replace: bool, full_hint: str) -> None:
     for path in files:
         if path.is_dir():  # found before anything is written, and named as itself
             raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))

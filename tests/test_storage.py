@@ -477,6 +477,40 @@ def test_files_written_as_one_change_nothing_when_one_cannot_be(tmp_path, monkey
     atomic_write_files({})  # nothing to write is no error
 
 
+def test_ctrl_c_while_a_set_is_written_waits_for_the_set(tmp_path, monkeypatch):
+    """Ctrl-C pressed several times while the files are written (here: inside the
+    second file's write and inside the last rename) interrupts only once the set is
+    whole: every file new, no tmp file left; then KeyboardInterrupt, as Ctrl-C gives."""
+    import signal
+
+    old = {tmp_path / f"a.{x}": f"old {x}".encode() for x in ("mid", "csv", "json")}
+    for path, data in old.items():
+        path.write_bytes(data)
+    real_write, real_replace, writes = storage.write_all, os.replace, []
+
+    def write_all(fd, data):
+        writes.append(fd)
+        if len(writes) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        real_write(fd, data)
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if str(dst).endswith(".json"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(storage, "write_all", write_all)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_files({path: b"new" for path in old})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "a.mid": b"new", "a.csv": b"new", "a.json": b"new",
+    }  # fmt: skip
+    # and the handler is Python's own again: the next Ctrl-C interrupts at once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_files_written_without_replace_keep_a_file_that_appeared(tmp_path):
     """Two runs writing the same outputs: the second must not replace the first's."""
     new = {tmp_path / f"a.{x}": b"second" for x in ("mid", "csv")}
