@@ -278,8 +278,10 @@ def _resolve(cfg: Config, spec: str | Path, named_by: str) -> ModelChoice:
     """``spec`` as a path, "shipped", "newest" or a run name; ``named_by`` says who."""
     if isinstance(spec, Path) or _looks_like_path(spec):
         path = Path(spec).expanduser()
-        if path.is_dir():
+        if path.is_dir() and (path / "best.pt").is_file():
             return ModelChoice(path / "best.pt", f"best.pt of that folder ({named_by})")
+        if not path.is_file():  # a usage error (exit 2), as a run name not found is
+            raise _no_such_file(path, named_by)
         return ModelChoice(path, named_by)
     if spec == SHIPPED:
         return ModelChoice(_shipped_path(cfg), f"the shipped model ({named_by})")
@@ -302,6 +304,23 @@ def _resolve(cfg: Config, spec: str | Path, named_by: str) -> ModelChoice:
 
 def _looks_like_path(spec: str) -> bool:
     return "/" in spec or "\\" in spec or spec.endswith(".pt") or Path(spec).is_file()
+
+
+def _no_such_file(path: Path, named_by: str) -> ConfigError:
+    """A model path that names nothing, or a folder without a best.pt."""
+    if path.is_dir():
+        last = path / "last.pt"
+        use = f"its latest weights: --checkpoint {last}" if last.is_file() else ""
+        return ConfigError(
+            f"{named_by}: {path} holds no best.pt",
+            hint=use or "name a .pt file (python -m drumtx transcribe --list-models "
+            "lists the trained runs' files)",
+        )
+    return ConfigError(
+        f"{named_by}: checkpoint {path} does not exist",
+        hint="check the path (python -m drumtx transcribe --list-models lists the "
+        "trained runs' files)",
+    )
 
 
 def _no_such_run(name: str, checkpoint_dir: Path, named_by: str) -> ConfigError:

@@ -838,7 +838,15 @@ def test_a_quiet_recording_is_transcribed_as_it_would_be_at_the_window(
 def test_a_missing_model_is_reported_even_when_no_input_is_left(tmp_path, capsys):
     code = _run(str(tmp_path / "missing.wav"), "--checkpoint", str(tmp_path / "no.pt"))
     err = capsys.readouterr().err
-    assert code != 0 and f"checkpoint {tmp_path / 'no.pt'} does not exist" in err
+    # a usage error, as a run name that names nothing is (exit 2, not 1)
+    assert code == 2 and f"checkpoint {tmp_path / 'no.pt'} does not exist" in err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    assert _run(str(tmp_path / "missing.wav"), "--checkpoint", str(run)) == 2
+    err = capsys.readouterr().err
+    assert f"{run} holds no best.pt" in err
+    assert f"hint: its latest weights: --checkpoint {run / 'last.pt'}" in err
 
 
 def test_an_unreadable_folder_fails_with_its_reason(tmp_path, monkeypatch):
