@@ -259,3 +259,41 @@ def test_render_shards_render_as_the_shipped_recipe(
         assert str(tmp_path / "pack" / "kits" / "GMRockKit") in cmd
     first = commands[0]  # the first shard also renders the validation split
     assert first[first.index("--splits") + 1 :][:2] == ["train", "validation"]
+
+
+def test_a_later_call_on_a_warm_machine_goes_on_from_the_run_it_left(
+    tmp_path: Path,
+) -> None:
+    """The first call probes the speed and records it; a later call finding that
+    record and the run's last.pt skips the probe and trains on from that step."""
+    from drumtx.checkpoint import save_checkpoint
+
+    work = tmp_path / "work"
+    root = work / "root"
+    assert gpu_train.continued_step(root, work) is None  # nothing there: a first call
+    run_dir = root / "checkpoints" / gpu_train.RUN
+    run_dir.mkdir(parents=True)
+    save_checkpoint(run_dir / "last.pt", {"config": {}, "model": {}, "vocab": "roland9",
+                                          "step": 537})  # fmt: skip
+    assert gpu_train.continued_step(root, work) is None  # no probe record: not ours
+    (work / gpu_train.PROBE_FILE).write_text('{"steps_per_sec": 2.7}\n')
+    assert gpu_train.continued_step(root, work) == 537
+
+
+def test_the_probe_speed_comes_from_its_logged_steps(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for step, speed in ((20, 0.1), (40, 0.64), (60, 0.62), (80, 0.66)):
+        writer.add_scalar("train/audio_hours_per_sec", speed, step)
+        writer.add_scalar("train/data_wait_fraction", 0.01, step)
+    writer.close()
+    args = gpu_train.parse_args(["run", "--batch-size", "64", "--probe-steps", "80"])
+    speed = gpu_train.probe_speed(args, tmp_path, probe_sec=60.0)
+    hours_per_step = 64 * 4.0 / 3600
+    # the first interval (the workers' start) is left out: the median of the rest
+    assert speed["audio_hours_per_sec"] == pytest.approx(0.64)
+    assert speed["steps_per_sec"] == pytest.approx(0.64 / hours_per_step)
+    # what the call cost beyond its 80 steps at that speed
+    expected = 60.0 - 80 / speed["steps_per_sec"]
+    assert speed["overhead_sec"] == pytest.approx(expected, abs=0.05)

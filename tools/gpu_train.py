@@ -445,6 +445,41 @@ def scalar_median(log_dir: Path, tag: str, after_step: int = 0) -> float | None:
     return float(np.median(values)) if values else None
 
 
+PROBE_FILE = "probe.json"  # in --work: the first call's measured speed
+
+
+def continued_step(root: Path, work: Path) -> int | None:
+    """The step an earlier call's run reached on this machine (its data made, its
+    speed probed), or None: a later call while the machine is still warm skips the
+    data and the probe and trains for its whole budget."""
+    from drumtx.checkpoint import load_checkpoint
+
+    last = root / "checkpoints" / RUN / "last.pt"
+    if not (last.is_file() and (work / PROBE_FILE).is_file()):
+        return None
+    return int(load_checkpoint(last)["step"])
+
+
+def probe_speed(args: argparse.Namespace, log_dir: Path, probe_sec: float) -> dict:
+    """Steps a second and what a train call costs besides its steps, from the probe."""
+    settled = args.log_every  # the first interval holds the workers' start
+    speed = scalar_median(log_dir, "train/audio_hours_per_sec", after_step=settled)
+    wait = scalar_median(log_dir, "train/data_wait_fraction", after_step=settled)
+    hours_per_step = args.batch_size * 4.0 / 3600
+    if speed is None:  # too few logged steps: the probe's time, start included
+        speed = args.probe_steps * hours_per_step / probe_sec
+    steps_per_sec = speed / hours_per_step
+    # What a train call costs besides its steps (start, workers, the last
+    # validation, saving), as the probe paid it, is paid again by the main run.
+    overhead = max(0.0, probe_sec - args.probe_steps / steps_per_sec)
+    return {
+        "audio_hours_per_sec": speed,
+        "data_wait_fraction": wait,
+        "steps_per_sec": steps_per_sec,
+        "overhead_sec": round(overhead, 1),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     rate = pack_rate(args.pack)
     init = args.init_from or args.pack / INIT_NAME
@@ -508,43 +543,36 @@ def run(args: argparse.Namespace) -> int:
         if init_from is not None:
             report["init_from"] = str(init_from)
             start = ["--set", f"train.init_from='{init_from.resolve()}'"]
-        drumtx(*common, *start, "--set", f"train.max_steps={probe}",
-               "--set", f"train.eval_every={probe}")  # fmt: skip
-        stage("probe")
         log_dir = root / "logs" / RUN
         settled = args.log_every  # the first interval holds the workers' start
-        speed = scalar_median(log_dir, "train/audio_hours_per_sec", after_step=settled)
-        wait = scalar_median(log_dir, "train/data_wait_fraction", after_step=settled)
-        hours_per_step = args.batch_size * 4.0 / 3600
-        if speed is None:  # too few logged steps: the probe's time, start included
-            speed = probe * hours_per_step / clock.stages["probe"]
-        steps_per_sec = speed / hours_per_step
-        # What a train call costs besides its steps (start, workers, the last
-        # validation, saving), as the probe paid it, is paid again by the main run.
-        overhead = max(0.0, clock.stages["probe"] - probe / steps_per_sec)
-        budget = clock.left() - args.reserve_sec - overhead
+        done = continued_step(root, work)
+        if done is None:  # the first call on this machine: a probe measures the speed
+            drumtx(*common, *start, "--set", f"train.max_steps={probe}",
+                   "--set", f"train.eval_every={probe}")  # fmt: skip
+            stage("probe")
+            speed = probe_speed(args, log_dir, clock.stages["probe"])
+            (work / PROBE_FILE).write_text(json.dumps(speed) + "\n")
+            done = probe
+        else:  # a later call, the machine still warm: the data and run are there
+            speed = json.loads((work / PROBE_FILE).read_text())
+            report["continued_from_step"] = done
+            stage("continue")
+        budget = clock.left() - args.reserve_sec - speed["overhead_sec"]
         # its four validations come out of the margin
-        steps = probe + int(steps_per_sec * budget * args.step_margin)
-        report["probe"] = {
-            "audio_hours_per_sec": speed,
-            "data_wait_fraction": wait,
-            "steps_per_sec": round(steps_per_sec, 2),
-            "overhead_sec": round(overhead, 1),
-            "budget_sec": round(budget, 1),
-            "max_steps": steps,
-        }
+        steps = done + int(speed["steps_per_sec"] * budget * args.step_margin)
+        report["probe"] = {**speed, "budget_sec": round(budget, 1), "max_steps": steps}
         save_report()
         minutes = max(0.5, budget / 60)
-        if steps > probe:
+        if steps > done:
             drumtx(*common, "--resume", "auto", "--set", f"train.max_steps={steps}",
-                   "--set", f"train.eval_every={max(probe, steps // 4)}",
+                   "--set", f"train.eval_every={max(probe, (steps - done) // 4)}",
                    "--set", "train.resume_schedule='new'",
                    "--set", f"train.time_limit_min={minutes}")  # fmt: skip
         stage("train")
         tags = {"rate_after_probe": "train/audio_hours_per_sec",
                 "data_wait_after_probe": "train/data_wait_fraction"}  # fmt: skip
         for key, tag in tags.items():
-            report[key] = scalar_median(log_dir, tag, after_step=probe + settled)
+            report[key] = scalar_median(log_dir, tag, after_step=done + settled)
         # The weights and logs reach OUT first: a run cut short while tuning keeps them.
         dest = out / f"{RUN}.pt"
         report["export"] = export(root / "checkpoints" / RUN / "best.pt", dest)
