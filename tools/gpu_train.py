@@ -27,8 +27,10 @@ the steps that fit the time left (``--resume auto`` with
 (``gpu-run.pt``) and the TensorBoard and stage logs (``logs.tar.gz``) before it tunes
 thresholds on validation into that file; it starts from the pack's ``init.pt`` (``pack
 --weights``: an earlier call's weights) where there is one. ``gpu_train.json`` is
-rewritten after every stage (its seconds, the probe's rate, the data's hours).
-Evaluate the weights here on the held-out roots.
+rewritten after every stage (its seconds, the probe's rate, the data's hours). A later
+call on the same warm machine finds the data, the run and the probe's record
+(``probe.json``) in ``--work`` and trains on from where the first call stopped for its
+whole budget. Evaluate the weights here on the held-out roots.
 
     python tools/build_music_pool.py --out /work/music48 --resample-from /work/music \
         --scratch /work/music-debs --sample-rate 48000   # the pool at the pack's rate
