@@ -297,3 +297,17 @@ def test_the_probe_speed_comes_from_its_logged_steps(tmp_path: Path) -> None:
     # what the call cost beyond its 80 steps at that speed
     expected = 60.0 - 80 / speed["steps_per_sec"]
     assert speed["overhead_sec"] == pytest.approx(expected, abs=0.05)
+
+
+def test_the_lease_script_parses_and_refuses_a_missing_pack(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    script = REPO / "tools" / "gpu_lease.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    (tmp_path / "tools").mkdir()
+    shutil.copy(script, tmp_path / "tools" / "gpu_lease.sh")
+    done = subprocess.run(["bash", str(tmp_path / "tools" / "gpu_lease.sh"), "1"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no .gpupack here\nhint: ")
