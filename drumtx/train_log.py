@@ -33,8 +33,7 @@ def hours_per_step(cfg: Config, world_size: int) -> float:
 
 class StepMeter:
     """Steps, seconds and seconds spent waiting for batches since the last log line,
-    and the sum of the steps' losses and gradient norms (kept on the device: read
-    only at log time)."""
+    and the steps' losses and gradient norms (device tensors, read only at log time)."""
 
     def __init__(self, hours_per_step: float) -> None:
         self.hours_per_step = hours_per_step
@@ -45,7 +44,7 @@ class StepMeter:
         self.steps = 0
         self.wait_sec = 0.0
         self.other_sec = 0.0  # validation and checkpoints: not training time
-        self.sums: Tensor | None = None  # loss, its steps, grad norm, its steps
+        self.values: list[tuple[Tensor, Tensor]] = []  # each step's loss, grad norm
 
     def timed(self, batches: Iterator) -> Callable[[], Any]:
         """``next(batches)``, with the wait counted as data wait."""
@@ -59,42 +58,36 @@ class StepMeter:
         return next_batch
 
     def step_done(self, loss: Tensor, grad_norm: Tensor) -> None:
-        """Count a step; its loss and gradient norm each join the window's mean where
-        finite (an fp16 step whose gradients overflowed still has its loss; a
-        non-finite one is BadSteps' to report)."""
+        """Count a step and keep its loss and gradient norm (no device work here)."""
         self.steps += 1
-        pair = torch.stack([loss.detach().float(), grad_norm.detach().float()])
-        finite = torch.isfinite(pair)
-        step = torch.stack([torch.where(finite, pair, 0.0), finite.float()], 1)
-        step = step.flatten()  # loss, its count, grad norm, its count
-        self.sums = step if self.sums is None else self.sums + step
-
-    def exclude(self, seconds: float) -> None:
-        """Time spent on something else (validation, saving), left out of the rates."""
-        self.other_sec += seconds
+        self.values.append((loss.detach(), grad_norm.detach()))
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """The block's time is excluded (``exclude``)."""
+        """The block's time (validation, saving) is left out of the rates."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            self.exclude(time.perf_counter() - t0)
+            self.other_sec += time.perf_counter() - t0
 
     def scalars(self, lr: float) -> dict[str, float]:
-        """train/* scalars over the steps since the last call (means of the steps'
-        loss and gradient norm); starts a new window."""
-        elapsed = time.perf_counter() - self.t_start - self.other_sec
-        elapsed = max(elapsed, 1e-9)
-        loss, n_loss, grad_norm, n_grad = (  # a CPU-GPU sync: at log time only
-            self.sums.tolist() if self.sums is not None else (0.0,) * 4
-        )
-        nan = float("nan")  # nothing finite in the window
+        """train/* scalars over the steps since the last call, starting a new window:
+        the means of the steps' loss and gradient norm, each over the steps where it
+        is finite (an fp16 step whose gradients overflowed still has its loss; a
+        non-finite loss is BadSteps' to report), NaN where none is."""
+        elapsed = max(time.perf_counter() - self.t_start - self.other_sec, 1e-9)
+        means = [float("nan")] * 2
+        if self.values:  # one CPU-GPU sync, at log time
+            table = torch.stack([torch.stack(v).float() for v in self.values]).cpu()
+            for column in range(2):
+                finite = table[:, column][torch.isfinite(table[:, column])]
+                if len(finite):
+                    means[column] = float(finite.mean())
         out = {
-            "train/loss": loss / n_loss if n_loss else nan,
+            "train/loss": means[0],
             "train/lr": lr,
-            "train/grad_norm": grad_norm / n_grad if n_grad else nan,
+            "train/grad_norm": means[1],
             "train/audio_hours_per_sec": self.hours_per_step * self.steps / elapsed,
             "train/data_wait_fraction": min(1.0, self.wait_sec / elapsed),
         }
