@@ -304,8 +304,9 @@ def tune(
     if objective not in TUNE_OBJECTIVES:
         raise ValueError(f"unknown tuning objective {objective!r}")
     defaults = class_thresholds(dataclasses.replace(loaded, thresholds={}))
+    refs = {index: reference_hits(store, index) for index in indices}
     cached = [
-        (onset, velocity, reference_hits(store, index))
+        (onset, velocity, refs[index])
         for level in levels
         for index, onset, velocity in store_activations(
             loaded, store, indices, level, tick
@@ -314,8 +315,7 @@ def tune(
     codes = loaded.vocab.codes
     # distinct reference hits (cached holds each recording once per level)
     per_class = np.bincount(
-        [h.cls for index in indices for h in reference_hits(store, index)],
-        minlength=len(codes),
+        [h.cls for hits in refs.values() for h in hits], minlength=len(codes)
     )
     tunable = [c for c in range(len(codes)) if per_class[c] >= MIN_TUNING_HITS]
     # the rest keep the config's threshold

@@ -152,7 +152,7 @@ NOT_APPLIED = {
 def _applied_changes(cfg: Config, saved: Mapping[str, Any]) -> list[str]:
     """A line for each setting the resumed run takes from the current config that
     differs from what the run was trained with so far: the loss, batch, data,
-    augmentation and backing settings change the curves from the resumed step on,
+    augmentation and decoding settings change the curves from the resumed step on,
     so a reader of the logs must be told."""
     before, now = saved.get("config", {}), cfg.to_dict()
     keys = [("train", k) for k in APPLIED_ON_RESUME]
