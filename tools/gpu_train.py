@@ -82,7 +82,7 @@ from drumtx.cli import print_error  # noqa: E402
 from drumtx.egmd import egmd_csv_path  # noqa: E402
 from drumtx.errors import ConfigError, DrumtxError  # noqa: E402
 from drumtx.frontend import extended_f_max  # noqa: E402
-from drumtx.music import PoolWriter, load_music_pool  # noqa: E402
+from drumtx.music import INDEX_NAME, PoolWriter, load_music_pool  # noqa: E402
 
 # The rates a pack is made at (--sample-rate; pack.json keeps it and run trains at
 # it): packed audio is coded at it, and weights to start from must be at it. 48 kHz
@@ -262,7 +262,7 @@ def rate_refusal(weights: Path, rate: int) -> tuple[str, str] | None:
 
 def pool_rate_refusal(music: Path, rate: int) -> tuple[str, str] | None:
     """(error, hint) where the music pool is at another rate than the pack."""
-    index = json.loads((music / "train" / "index.json").read_text())
+    index = json.loads((music / "train" / INDEX_NAME).read_text())
     pool_rate = int(index["sample_rate"])
     if pool_rate == rate:
         return None
