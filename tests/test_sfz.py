@@ -114,6 +114,40 @@ def test_closed_hat_chokes_the_ringing_open_hat(tmp_path: Path) -> None:
     assert np.abs(choked[late]).max() < 1e-4
 
 
+def test_hat_states_named_under_a_hihat_master_close_by_silent_regions(
+    tmp_path: Path,
+) -> None:
+    """SamsSonor's layout: the state in the group label, 'Hihat' in the master, and
+    the closed hat choking the open one through a silent region of the open one's
+    off_by group (read alone, 'Hihat' made every state a closed hat)."""
+    body = """<control> default_path=s/
+<master> master_label=Kick
+<region> key=36 sample=k.wav region_label=V01
+<master> master_label=Snare
+<group> group_label=Center
+<region> key=38 sample=k.wav
+<group> group_label=Rimshot
+<region> key=40 sample=k.wav
+<master> master_label=Hihat
+<group> key=42 group=7 off_by=8 group_label=Closed
+<region> sample=closed.wav region_label=V01
+<group> key=46 group=13 off_by=14 group_label=Open Clang
+<region> sample=open.wav region_label=V01
+<group> end=-1 sample=*silence
+<region> key=42 group=14"""
+    path = write_kit(
+        tmp_path, body, {"k.wav": 0.1, "closed.wav": 0.05, "open.wav": 2.0}
+    )
+    kit = sfz.SfzKit(path)
+    assert (kit.key_map["hh_closed"], kit.key_map["hh_open"]) == (42, 46)
+    assert kit.key_map["rimshot"] == 40 and kit.key_map["snare"] == 38
+    ring = kit.render([Note(0.1, 46, 100)], 2.0, SR)
+    choked = kit.render([Note(0.1, 46, 100), Note(0.5, 42, 100)], 2.0, SR)
+    late = slice(int(0.7 * SR), int(1.5 * SR))
+    assert np.abs(ring[late]).max() > 0.05
+    assert np.abs(choked[late]).max() < 1e-4
+
+
 def test_volume_pan_and_tune_act(tmp_path: Path) -> None:
     tone(tmp_path / "s" / "left.wav", 0.2, stereo=True)
     body = """<control> default_path=s/

@@ -65,6 +65,10 @@ class Strike:
     instrument: str  # a hit never chokes a hit of the same instrument
     group: str | None  # choke group, None: rings out
     chokes: bool  # silences earlier hits of its group
+    silences: tuple[str, ...] = ()  # further groups whose earlier hits it silences
+
+
+SILENT = Sound(np.zeros(1, np.float32), 0)  # a choke without a sound of its own
 
 
 def hat_choke(voice: str) -> tuple[str | None, bool]:
@@ -141,6 +145,8 @@ class Kit(ABC):
             level = gain * fader.get(FAMILY[voice], 1.0)
             events.append(Event(note.time_sec, hit.sound, level, hit.instrument,
                                 hit.group, hit.chokes))  # fmt: skip
+            events += [Event(note.time_sec, SILENT, 0.0, hit.instrument, g, True)
+                       for g in hit.silences]  # fmt: skip
             level_db = buzz.level_db(voice) if buzz else None
             if level_db is not None and buzz_rng is not None:
                 level_db += buzz_rng.normal(0.0, BUZZ_HIT_SPREAD_DB)

@@ -4,7 +4,9 @@ Parsing runs in three steps: ``expand_sfz`` strips comments, follows ``#include`
 substitutes ``#define`` variables; ``split_headers`` cuts the text into headers and
 opcodes; ``build_regions`` applies <control>/<global>/<master>/<group> inheritance
 and keeps the regions a plain note-on plays (no release triggers, CC-triggered or
-CC-gated-off regions, keyswitches or silences).
+CC-gated-off regions, keyswitches or silences). A silent region (``*silence``) of a
+group is kept apart as a ``Silence``: it sounds nothing, but its note-on chokes what
+that group turns off (``off_by``), as kits close the hi-hat.
 
 ``SfzKit`` is a ``Kit``: a kit is one .sfz file, or a folder whose .sfz files are the
 microphones of one recorded kit (DrumGizmo's per-channel layout: every file maps every
@@ -23,7 +25,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,6 +185,21 @@ class Region:
     label: str  # region, group and master labels (most specific first), "|"-joined
 
 
+@dataclass(frozen=True)
+class Silence:
+    """A silent region of a group: a note-on in its ranges chokes that group's
+    ``off_by`` victims (SFZ kits close their hi-hats with these)."""
+
+    lokey: int
+    hikey: int
+    lovel: int
+    hivel: int
+    group: int
+
+    def plays(self, key: int, velocity: int) -> bool:
+        return self.lokey <= key <= self.hikey and self.lovel <= velocity <= self.hivel
+
+
 def _num(ops: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(ops[name]) if name in ops else default
@@ -292,10 +309,22 @@ def _region(
     )  # fmt: skip
 
 
-def build_regions(
-    headers: Sequence[tuple[str, Mapping[str, str]]], sample_dir: Path
-) -> list[Region]:
-    """The playable regions, each with its <global>/<master>/<group> opcodes."""
+def _silence(ops: Mapping[str, str], cc: Mapping[int, float]) -> Silence | None:
+    """The choke trigger a silent region of a group is, else None."""
+    sample = ops.get("sample", "")
+    group = int(_num(ops, "group", 0))
+    if not sample.startswith("*") or group <= 0 or not _plays_on_note(ops, cc):
+        return None
+    lo, hi, _ = _keys(ops)
+    return Silence(lo, hi, int(_num(ops, "lovel", 0)), int(_num(ops, "hivel", 127)),
+                   group)  # fmt: skip
+
+
+def _merged_regions(
+    headers: Sequence[tuple[str, Mapping[str, str]]],
+) -> tuple[list[dict[str, str]], dict[int, float]]:
+    """Each <region>'s opcodes with its <global>/<master>/<group> ones, and the
+    controllers' defaults."""
     control: dict[str, str] = {}
     levels: dict[str, dict[str, str]] = {"global": {}, "master": {}, "group": {}}
     resets = {"global": ("global", "master", "group"), "master": ("master", "group"),
@@ -312,19 +341,43 @@ def build_regions(
             merged = {**levels["global"], **levels["master"], **levels["group"], **ops}
             merged.setdefault("default_path", control.get("default_path", ""))
             raw.append(merged)
-    cc = _cc_defaults(control)
+    return raw, _cc_defaults(control)
+
+
+def build_regions(
+    headers: Sequence[tuple[str, Mapping[str, str]]], sample_dir: Path
+) -> list[Region]:
+    """The playable regions, each with its <global>/<master>/<group> opcodes."""
+    raw, cc = _merged_regions(headers)
     return [r for ops in raw if (r := _region(ops, sample_dir, cc)) is not None]
 
 
-def read_sfz(path: Path) -> list[Region]:
-    """Every playable region of an .sfz file (includes and defines resolved)."""
-    path = Path(path)
+def build_silences(headers: Sequence[tuple[str, Mapping[str, str]]]) -> list[Silence]:
+    """The silent regions that choke a group on a note-on."""
+    raw, cc = _merged_regions(headers)
+    return [s for ops in raw if (s := _silence(ops, cc)) is not None]
+
+
+def _headers(path: Path) -> list[tuple[str, dict[str, str]]]:
     headers = split_headers(expand_sfz(path))
     if not any(h == "region" for h, _ in headers):
         raise ConfigError(
             f"{path} has no <region>: not an SFZ instrument", hint=SFZ_HINT
         )
-    return build_regions(headers, path.parent)
+    return headers
+
+
+def read_sfz(path: Path) -> list[Region]:
+    """Every playable region of an .sfz file (includes and defines resolved)."""
+    path = Path(path)
+    return build_regions(_headers(path), path.parent)
+
+
+def read_sfz_chokes(path: Path) -> tuple[list[Region], list[Silence]]:
+    """An .sfz file's playable regions and its silent choke triggers."""
+    path = Path(path)
+    headers = _headers(path)
+    return build_regions(headers, path.parent), build_silences(headers)
 
 
 def region_sfz(region: Region, sample_root: Path) -> str:
@@ -429,15 +482,25 @@ def _label_words(label: str) -> list[str]:
 
 def key_role(key: int, label: str) -> str | None:
     """The drum a key plays: from its labels (region, group, master: the most specific
-    that names a drum), else from its GM number when it has no worded label."""
-    parts = [p for p in label.split("|") if p.strip()]
-    for part in parts:
-        part = re.sub(r"(?i)\bk(ick)?-?drum", "Kick ", part)  # 'KdrumL', 'Kickdrum'
+    that names a drum), else from its GM number when it has no worded label.
+
+    A label naming no drum is read with the wider labels around it: a group 'Open
+    Clang' under a master 'Hihat' is an open hi-hat, 'Rimshot' under 'Snare' a rimshot
+    (read alone, the master would make every hi-hat state one closed hi-hat)."""
+    parts = [
+        re.sub(r"(?i)\bk(ick)?-?drum", "Kick ", p)  # 'KdrumL', 'Kickdrum'
+        for p in label.split("|")
+        if p.strip()
+    ]
+    for i, part in enumerate(parts):
         role = classify_instrument(part)
         if role is not None:
             return role
         if classify_instrument(f"{part} kick") is None:
             return None  # it names what drumtx skips: a roll, a choke, a clap
+        role = classify_instrument(" ".join(parts[i:]))
+        if role is not None:
+            return role
     if any(re.search("[A-Za-z]{3}", p) for p in parts):
         return None  # worded, but no drum we know
     return _GM_ROLE.get(key)
@@ -510,6 +573,7 @@ class Mic:
     name: str
     kind: str  # one of MIC_KINDS
     regions: tuple[Region, ...]
+    silences: tuple[Silence, ...] = ()
 
 
 def mic_kind(stem: str) -> str | None:
@@ -582,9 +646,12 @@ class SfzKit(Kit):
             kind = mic_kind(file.stem)
             if kind is not None:
                 digest.update(f"|{file.name}|".encode() + file.read_bytes())
-                self.mics.append(Mic(file.stem, kind, tuple(read_sfz(file))))
+                regions, silences = read_sfz_chokes(file)
+                self.mics.append(Mic(file.stem, kind, tuple(regions), tuple(silences)))
         if len(self.mics) == 1:
-            self.mics[0] = Mic(self.mics[0].name, "mix", self.mics[0].regions)
+            self.mics[0] = replace(self.mics[0], kind="mix")
+        if any(m.silences for m in self.mics):
+            digest.update(b"|silences choke")  # played apart from before they did
         self.fingerprint = f"sfz:{self.path.name}:{digest.hexdigest()[:16]}"
         self._key_of = map_keys(_region_labels(self.mics))
         self._check_playable()
@@ -713,6 +780,15 @@ class SfzKit(Kit):
             return f"sfz{region.group}", True
         return hat_choke(voice)
 
+    def _silenced(self, key: int, velocity: int, chosen, own: tuple) -> tuple[str, ...]:
+        """The choke groups a note-on closes besides its own ``(group, chokes)``: the
+        groups of the regions it starts, and of the kit's silent regions."""
+        groups = {r.group for _, _, r in chosen}
+        for mic in self.mics:
+            groups |= {s.group for s in mic.silences if s.plays(key, velocity)}
+        names = sorted(f"sfz{g}" for g in groups if g in self._chokers)
+        return tuple(n for n in names if (n, True) != own)
+
     def strike(
         self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
     ) -> Strike:
@@ -726,4 +802,6 @@ class SfzKit(Kit):
         first = chosen[0][2]
         gain = self.master_gain * velocity_gain(vel, first)
         snd = self._mix(chosen, key, sample_rate)
-        return Strike(snd, gain, instrument, *self._choke(voice, first))
+        own = self._choke(voice, first)
+        silenced = self._silenced(key, vel, chosen, own) if self._chokers else ()
+        return Strike(snd, gain, instrument, *own, silences=silenced)

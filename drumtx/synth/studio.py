@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from scipy import signal
@@ -171,6 +172,4 @@ class StudioKit(Kit):
         hit = self.base.strike(voice, velocity, sample_rate, rng)
         family = FAMILY[voice]
         snd = self._recorded(hit.sound, family, sample_rate)
-        return Strike(
-            snd, hit.gain * self._gain[family], hit.instrument, hit.group, hit.chokes
-        )
+        return replace(hit, sound=snd, gain=hit.gain * self._gain[family])
