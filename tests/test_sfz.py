@@ -146,6 +146,12 @@ def test_hat_states_named_under_a_hihat_master_close_by_silent_regions(
     late = slice(int(0.7 * SR), int(1.5 * SR))
     assert np.abs(ring[late]).max() > 0.05
     assert np.abs(choked[late]).max() < 1e-4
+    # its renders differ from those made before silent regions were read, so its
+    # fingerprint does; a silent region that closes nothing ringing leaves it alone
+    assert kit._silences_choke()
+    idle = write_kit(tmp_path, body.replace("key=42 group=14", "key=42 group=3"),
+                     {}, name="idle.sfz")  # fmt: skip
+    assert not sfz.SfzKit(idle)._silences_choke()
 
 
 def test_volume_pan_and_tune_act(tmp_path: Path) -> None:

@@ -650,17 +650,17 @@ class SfzKit(Kit):
                 self.mics.append(Mic(file.stem, kind, tuple(regions), tuple(silences)))
         if len(self.mics) == 1:
             self.mics[0] = replace(self.mics[0], kind="mix")
-        if any(m.silences for m in self.mics):
-            digest.update(b"|silences choke")  # played apart from before they did
-        self.fingerprint = f"sfz:{self.path.name}:{digest.hexdigest()[:16]}"
+        self._chokers = {r.off_by for m in self.mics for r in m.regions
+                         if r.off_by is not None and r.off_by != r.group}  # fmt: skip
         self._key_of = map_keys(_region_labels(self.mics))
         self._check_playable()
         self.voices = frozenset(self._key_of)
-        self._chokers = {r.off_by for m in self.mics for r in m.regions
-                         if r.off_by is not None and r.off_by != r.group}  # fmt: skip
+        self._by_key: dict[int, list[tuple[int, int]]] = {}
+        if self._silences_choke():  # such a kit sounded otherwise before: render anew
+            digest.update(b"|silences choke")
+        self.fingerprint = f"sfz:{self.path.name}:{digest.hexdigest()[:16]}"
         self._balance = tuple(DEFAULT_BALANCE[m.kind] for m in self.mics)
         self._seq: dict[tuple[int, int], int] = {}  # round-robin counter per region
-        self._by_key: dict[int, list[tuple[int, int]]] = {}
         self._mixes: dict[tuple, Sound] = {}
         self._audio: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._audio_bytes = 0
@@ -779,6 +779,21 @@ class SfzKit(Kit):
         if region.group in self._chokers:
             return f"sfz{region.group}", True
         return hat_choke(voice)
+
+    def _silences_choke(self) -> bool:
+        """Whether a voice's note-on closes, through silent regions (or regions past
+        its first), a group another voice's hits ring in until closed."""
+        rings, closes = set(), set()
+        for voice, key in self._key_of.items():
+            regions = [(m, i, self.mics[m].regions[i])
+                       for m, i in self._regions_of_key(key)]  # fmt: skip
+            for vel in {max(1, r.lovel) for _, _, r in regions}:
+                chosen = [c for c in regions if c[2].lovel <= vel <= c[2].hivel]
+                if chosen:
+                    own = self._choke(voice, chosen[0][2])
+                    rings |= {own[0]} if own[0] and not own[1] else set()
+                    closes |= set(self._silenced(key, vel, chosen, own))
+        return bool(rings & closes)
 
     def _silenced(self, key: int, velocity: int, chosen, own: tuple) -> tuple[str, ...]:
         """The choke groups a note-on closes besides its own ``(group, chokes)``: the
