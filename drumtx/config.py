@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drumtx.drums import VOCABS
 from drumtx.errors import ConfigError
 from drumtx.meter import METER_CHOICES, QUANTIZE_CHOICES, TEMPO_LIMITS_BPM
 
@@ -284,10 +285,14 @@ class DecodeConfig:
     min_gap_sec: float = 0.03  # between two hits of one class
     # Per-class thresholds by class code, e.g. {KD = 0.4}; tuned ones live in the model.
     class_thresholds: dict = field(default_factory=dict)
+    # Class pairs rarely struck at once, "A/B,C/D": of two such hits within min_gap_sec
+    # the less sure is dropped (pairs the model's classes lack are left out).
+    exclusive: str = "OH/CR,CR/RD"
 
     def __post_init__(self) -> None:
         _check_range("decode.threshold", self.threshold, 0.0, 1.0)
         _check_range("decode.min_gap_sec", self.min_gap_sec, 0.0, 1.0)
+        exclusive_pairs(self.exclusive)  # raises on a malformed pair
         for code, value in self.class_thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(
@@ -295,6 +300,22 @@ class DecodeConfig:
                     hint=f"e.g. --set decode.class_thresholds.{code}=0.5",
                 )
             _check_range(f"decode.class_thresholds.{code}", value, 0.0, 1.0)
+
+
+def exclusive_pairs(text: str) -> list[tuple[str, str]]:
+    """decode.exclusive's code pairs: "OH/CR,CR/RD" -> [(OH, CR), (CR, RD)]."""
+    known = {code for vocab in VOCABS.values() for code in vocab.codes}
+    pairs = []
+    for item in filter(None, (p.strip() for p in str(text).split(","))):
+        codes = tuple(c.strip().upper() for c in item.split("/"))
+        if len(codes) != 2 or codes[0] == codes[1] or not set(codes) <= known:
+            raise ConfigError(
+                f"decode.exclusive: {item!r} is not a pair of two class codes",
+                hint=f"e.g. \"OH/CR,CR/RD\" (codes: {' '.join(sorted(known))}); "
+                '"" keeps every hit',
+            )
+        pairs.append((codes[0], codes[1]))
+    return pairs
 
 
 QUANTIZE_GRIDS = QUANTIZE_CHOICES

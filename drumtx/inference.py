@@ -25,7 +25,7 @@ import torch
 from drumtx.amp import amp_dtype, autocast, dtype_name
 from drumtx.audio import audio_info, read_samples, resample
 from drumtx.checkpoint import load_checkpoint, model_config
-from drumtx.config import Config
+from drumtx.config import Config, exclusive_pairs
 from drumtx.decode import pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
@@ -366,6 +366,11 @@ def decode_hits(
     velocity: np.ndarray,
     thresholds: Sequence[float],
 ) -> list[Hit]:
-    """Hits from (T, C) activations with the model's frame rate and minimum gap."""
+    """Hits from (T, C) activations with the model's frame rate, minimum gap and
+    exclusive class pairs (those of its classes)."""
     fps, gap = loaded.cfg.frontend.fps, loaded.cfg.decode.min_gap_sec
-    return pick_onsets(onset, velocity, fps, thresholds, gap)
+    codes = loaded.vocab.codes
+    pairs = [(codes.index(a), codes.index(b))
+             for a, b in exclusive_pairs(loaded.cfg.decode.exclusive)
+             if a in codes and b in codes]  # fmt: skip
+    return pick_onsets(onset, velocity, fps, thresholds, gap, exclusive=pairs)

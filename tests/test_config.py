@@ -189,3 +189,13 @@ def test_a_bad_config_file_gets_a_hint(tmp_path: Path, text: str, hint: str):
     with pytest.raises(ConfigError) as info:
         load_config(path, [])
     assert info.value.hint is not None and hint in info.value.hint
+
+
+def test_decode_exclusive_reads_pairs_and_refuses_a_malformed_one() -> None:
+    from drumtx.config import exclusive_pairs
+
+    assert exclusive_pairs(" oh/CR , CR/RD") == [("OH", "CR"), ("CR", "RD")]
+    assert exclusive_pairs("") == []
+    for bad in ("OH", "OH/OH", "OH/XX", "OH/CR/RD"):
+        with pytest.raises(ConfigError, match="decode.exclusive"):
+            load_config(overrides=[f"decode.exclusive={bad}"])

@@ -126,3 +126,19 @@ def test_bad_shapes_raise() -> None:
 def test_empty_activations() -> None:
     prob = np.zeros((0, 3))
     assert pick_onsets(prob, prob, FPS, [0.5] * 3, 0.03) == []
+
+
+def test_exclusive_pairs_keep_the_surer_of_two_hits_at_once() -> None:
+    # classes 0 (open hat), 1 (crash), 2 (ride); thresholds 0.5, 0.25, 0.5
+    prob = bumps(300, 3, [(0.5, 0, 0.9), (0.5, 1, 0.5),  # crash surer: 2.0 vs 1.8
+                          (1.0, 0, 0.95), (1.01, 1, 0.3),  # open hat surer: 1.9 vs 1.2
+                          (1.5, 0, 0.9), (1.6, 1, 0.5),  # 100 ms apart: both stay
+                          (2.0, 1, 0.3), (2.0, 2, 0.7)])  # ride 1.4 vs 1.2  # fmt: skip
+    velocity = np.full_like(prob, 0.5)
+    both = pick_onsets(prob, velocity, FPS, [0.5, 0.25, 0.5], 0.03)
+    assert len(both) == 8
+    hits = pick_onsets(prob, velocity, FPS, [0.5, 0.25, 0.5], 0.03,
+                       exclusive=[(0, 1), (1, 2)])  # fmt: skip
+    assert [(round(h.time_sec, 2), h.cls) for h in hits] == [
+        (0.5, 1), (1.0, 0), (1.5, 0), (1.6, 1), (2.0, 2)
+    ]
