@@ -307,6 +307,8 @@ def test_unmappable_kit_names_its_instruments(tmp_path: Path) -> None:
         ("Tom Mid", "tom_mid"),
         ("Pearl Tom 2", "tom"),
         ("Paiste Bell", "ride_bell"),
+        ("RideRBell", "ride_bell"),  # capitals in a row: 'Ride', 'R', 'Bell'
+        ("HHOpen", "hh_open"),
         ("ride-crash20inch", "crash_ride"),
         ("Ride Jazz", "ride"),
         ('China (Paiste Alpha 18")', "crash"),

@@ -118,13 +118,13 @@ def parse_drumkit(folder: Path) -> tuple[str, list[_Instrument]]:
 
 def _words(name: str) -> list[str]:
     """Lower-case words and numbers of a name: 'Hi-Hat Closed (Paiste 14")' ->
-    ['hi', 'hat', 'closed'], 'BassDrum' -> ['bass', 'drum'], 'Snare1' -> ['snare',
-    '1']."""
+    ['hi', 'hat', 'closed'], 'BassDrum' -> ['bass', 'drum'], 'HHOpen' -> ['hh',
+    'open'], 'Snare1' -> ['snare', '1']."""
     name = re.sub(r"\([^)]*\)", " ", name)  # sizes and makers, e.g. 'edge 14"'
     name = re.sub(
         r"^\s*[a-gA-G]#?\d+\s*-\s*", "", name
     )  # 'c#3 - stick' (GM note names)
-    name = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name).lower()
     return re.findall(r"[a-z]+|\d+", name)
 
 

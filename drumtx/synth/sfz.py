@@ -476,7 +476,7 @@ _TOMS = ("tom_high", "tom_mid", "tom_low")
 
 
 def _label_words(label: str) -> list[str]:
-    label = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label).lower()
+    label = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label).lower()
     return re.findall(r"[a-z]+|\d+", label)
 
 
