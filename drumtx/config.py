@@ -286,7 +286,8 @@ class DecodeConfig:
     # Per-class thresholds by class code, e.g. {KD = 0.4}; tuned ones live in the model.
     class_thresholds: dict = field(default_factory=dict)
     # Class pairs rarely struck at once, "A/B,C/D": of two such hits within min_gap_sec
-    # the less sure is dropped (pairs the model's classes lack are left out).
+    # the one whose peak is the smaller multiple of its threshold is dropped (pairs
+    # the model's classes lack are left out).
     exclusive: str = "OH/CR,CR/RD"
 
     def __post_init__(self) -> None:

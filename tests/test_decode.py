@@ -142,3 +142,20 @@ def test_exclusive_pairs_keep_the_surer_of_two_hits_at_once() -> None:
     assert [(round(h.time_sec, 2), h.cls) for h in hits] == [
         (0.5, 1), (1.0, 0), (1.5, 0), (1.6, 1), (2.0, 2)
     ]
+
+
+def test_exclusive_drops_surest_first_and_a_dropped_hit_drops_nothing() -> None:
+    from drumtx.decode import exclusive_drops
+
+    def hits(*events):
+        return [Hit(t, c, 100) for t, c, _ in events], [x for _, _, x in events]
+
+    # open hat > crash > ride at once: the crash goes, the ride (no open-hat pair) stays
+    h, sure = hits((1.0, 0, 3.0), (1.0, 1, 2.0), (1.0, 2, 1.5))
+    assert exclusive_drops(h, sure, [(0, 1), (1, 2)], 0.03) == {1}
+    # crash, open hat 20 ms later, crash 20 ms after that: both crashes stay
+    h, sure = hits((0.50, 1, 3.0), (0.52, 0, 2.0), (0.54, 1, 1.5))
+    assert exclusive_drops(h, sure, [(0, 1)], 0.03) == {1}
+    # a pair given both ways drops one hit of a tie, not both; exactly 30 ms apart: none
+    h, sure = hits((1.0, 0, 2.0), (1.0, 1, 2.0), (2.0, 0, 2.0), (2.03, 1, 1.0))
+    assert exclusive_drops(h, sure, [(0, 1), (1, 0)], 0.03) == {1}

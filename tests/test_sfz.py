@@ -148,11 +148,23 @@ def test_hat_states_named_under_a_hihat_master_close_by_silent_regions(
     assert open_hat_rings_until_closed(kit)
     # its renders differ from those made before silent regions were read, so its
     # fingerprint does; a silent region that closes nothing ringing leaves it alone
-    assert kit._silences_choke()
-    idle = write_kit(tmp_path, body.replace("key=42 group=14", "key=42 group=3"),
-                     {}, name="idle.sfz")  # fmt: skip
-    assert not open_hat_rings_until_closed(sfz.SfzKit(idle))
-    assert not sfz.SfzKit(idle)._silences_choke()
+    assert kit._silences_close()
+    idle = sfz.SfzKit(write_kit(
+        tmp_path, body.replace("key=42 group=14", "key=42 group=3"), {}, "idle.sfz"
+    ))  # fmt: skip
+    assert idle.key_map["hh_open"] == 46 and not idle._silences_close()
+    assert not open_hat_rings_until_closed(idle)
+    # a silent region for loud notes only: a soft closed hat leaves the open one be
+    loud = sfz.SfzKit(write_kit(
+        tmp_path, body.replace("key=42 group=14", "key=42 group=14 lovel=100"), {},
+        "loud.sfz",
+    ))  # fmt: skip
+    assert loud._silences_close() and open_hat_rings_until_closed(loud)
+    soft = loud.render([Note(0.1, 46, 100), Note(0.5, 42, 60)], 2.0, SR)
+    assert np.abs(soft[int(0.7 * SR) : int(1.5 * SR)]).max() > 0.05
+    # choke groups are the kit's own: another kit's group 14 is another group
+    hit = kit.strike("hh_open", 0.8, SR, np.random.default_rng(0))
+    assert hit.group == f"{kit.name}#14"
 
 
 def test_volume_pan_and_tune_act(tmp_path: Path) -> None:

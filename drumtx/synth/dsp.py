@@ -40,6 +40,8 @@ class Event:
     chokes: bool  # whether this hit silences earlier hits of its group
 
 
+SILENT = Sound(np.zeros(1, np.float32), 0)  # a choke without a sound of its own
+
 # ---------------------------------------------------------------- anchoring and mixing
 
 
@@ -75,7 +77,8 @@ def choke_times(events: Sequence[Event]) -> list[float | None]:
                 else:
                     keep.append(j)
             waiting[:] = keep
-        waiting.append(i)
+        if ev.sound is not SILENT:  # nothing to cut
+            waiting.append(i)
     return stops
 
 

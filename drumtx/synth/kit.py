@@ -18,7 +18,7 @@ import numpy as np
 
 from drumtx.synth.buzz import HIT_SPREAD_DB as BUZZ_HIT_SPREAD_DB
 from drumtx.synth.buzz import SnareBuzz
-from drumtx.synth.dsp import Event, Sound, limit, mix_events
+from drumtx.synth.dsp import SILENT, Event, Sound, limit, mix_events
 
 if TYPE_CHECKING:
     from drumtx.midi import Note
@@ -66,9 +66,6 @@ class Strike:
     group: str | None  # choke group, None: rings out
     chokes: bool  # silences earlier hits of its group
     silences: tuple[str, ...] = ()  # further groups whose earlier hits it silences
-
-
-SILENT = Sound(np.zeros(1, np.float32), 0)  # a choke without a sound of its own
 
 
 def hat_choke(voice: str) -> tuple[str | None, bool]:

@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -656,7 +656,12 @@ class SfzKit(Kit):
         self._check_playable()
         self.voices = frozenset(self._key_of)
         self._by_key: dict[int, list[tuple[int, int]]] = {}
-        if self._silences_choke():  # such a kit sounded otherwise before: render anew
+        self._rings: frozenset[str] = frozenset()
+        self._rings = self._ringing_groups()
+        # what the reading of the kit decides is part of its sound: which key plays
+        # each voice, and (since 2026-12-07) silent regions closing ringing hits
+        digest.update(repr(sorted(self._key_of.items())).encode())
+        if self._silences_close():
             digest.update(b"|silences choke")
         self.fingerprint = f"sfz:{self.path.name}:{digest.hexdigest()[:16]}"
         self._balance = tuple(DEFAULT_BALANCE[m.kind] for m in self.mics)
@@ -772,37 +777,55 @@ class SfzKit(Kit):
             self._mixes[cache_key] = Sound(snd.audio * peak, snd.onset)
         return self._mixes[cache_key]
 
+    def _group(self, group: int) -> str:
+        """A choke group's name, this kit's own (a virtual kit mixes several kits)."""
+        return f"{self.name}#{group}"
+
     def _choke(self, voice: str, region: Region) -> tuple[str | None, bool]:
         """The kit's own group/off_by choking where it has one, else the hi-hat rule."""
         if region.off_by is not None and region.off_by != region.group:
-            return f"sfz{region.off_by}", False
+            return self._group(region.off_by), False
         if region.group in self._chokers:
-            return f"sfz{region.group}", True
+            return self._group(region.group), True
         return hat_choke(voice)
 
-    def _silences_choke(self) -> bool:
-        """Whether a voice's note-on closes, through silent regions (or regions past
-        its first), a group another voice's hits ring in until closed."""
-        rings, closes = set(), set()
+    def _note_ons(self) -> Iterator[tuple[str, int, int, list]]:
+        """(voice, key, velocity, regions started) for one velocity of each span of
+        velocities over which a voice's key starts the same regions and silences
+        (round robins aside)."""
         for voice, key in self._key_of.items():
             regions = [(m, i, self.mics[m].regions[i])
                        for m, i in self._regions_of_key(key)]  # fmt: skip
-            for vel in {max(1, r.lovel) for _, _, r in regions}:
+            spans = [r for _, _, r in regions]
+            spans += [s for m in self.mics for s in m.silences
+                      if s.lokey <= key <= s.hikey]  # fmt: skip
+            starts = {1} | {s.lovel for s in spans} | {s.hivel + 1 for s in spans}
+            for vel in sorted(v for v in starts if 1 <= v <= 127):
                 chosen = [c for c in regions if c[2].lovel <= vel <= c[2].hivel]
                 if chosen:
-                    own = self._choke(voice, chosen[0][2])
-                    rings |= {own[0]} if own[0] and not own[1] else set()
-                    closes |= set(self._silenced(key, vel, chosen, own))
-        return bool(rings & closes)
+                    yield voice, key, vel, chosen
+
+    def _ringing_groups(self) -> frozenset[str]:
+        """The kit's choke groups some voice's hits ring in until closed."""
+        owns = (self._choke(v, chosen[0][2]) for v, _, _, chosen in self._note_ons())
+        return frozenset(group for group, chokes in owns if group and not chokes)
+
+    def _silences_close(self) -> bool:
+        """Whether some note-on closes a ringing group beyond its own (through silent
+        regions, or regions past its first)."""
+        return any(
+            self._silenced(key, vel, chosen, self._choke(voice, chosen[0][2]))
+            for voice, key, vel, chosen in self._note_ons()
+        )
 
     def _silenced(self, key: int, velocity: int, chosen, own: tuple) -> tuple[str, ...]:
-        """The choke groups a note-on closes besides its own ``(group, chokes)``: the
-        groups of the regions it starts, and of the kit's silent regions."""
+        """The ringing choke groups a note-on closes besides its own ``(group,
+        chokes)``: the groups of the regions it starts and of the kit's silent ones."""
         groups = {r.group for _, _, r in chosen}
         for mic in self.mics:
             groups |= {s.group for s in mic.silences if s.plays(key, velocity)}
-        names = sorted(f"sfz{g}" for g in groups if g in self._chokers)
-        return tuple(n for n in names if (n, True) != own)
+        names = {self._group(g) for g in groups if g in self._chokers}
+        return tuple(sorted(n for n in names & self._rings if (n, True) != own))
 
     def strike(
         self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
@@ -818,5 +841,5 @@ class SfzKit(Kit):
         gain = self.master_gain * velocity_gain(vel, first)
         snd = self._mix(chosen, key, sample_rate)
         own = self._choke(voice, first)
-        silenced = self._silenced(key, vel, chosen, own) if self._chokers else ()
+        silenced = self._silenced(key, vel, chosen, own) if self._rings else ()
         return Strike(snd, gain, instrument, *own, silences=silenced)
