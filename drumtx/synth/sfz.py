@@ -348,14 +348,17 @@ def build_regions(
     headers: Sequence[tuple[str, Mapping[str, str]]], sample_dir: Path
 ) -> list[Region]:
     """The playable regions, each with its <global>/<master>/<group> opcodes."""
-    raw, cc = _merged_regions(headers)
-    return [r for ops in raw if (r := _region(ops, sample_dir, cc)) is not None]
+    return build_parts(headers, sample_dir)[0]
 
 
-def build_silences(headers: Sequence[tuple[str, Mapping[str, str]]]) -> list[Silence]:
-    """The silent regions that choke a group on a note-on."""
+def build_parts(
+    headers: Sequence[tuple[str, Mapping[str, str]]], sample_dir: Path
+) -> tuple[list[Region], list[Silence]]:
+    """The playable regions and the silent regions that choke a group on a
+    note-on, from one pass over the headers."""
     raw, cc = _merged_regions(headers)
-    return [s for ops in raw if (s := _silence(ops, cc)) is not None]
+    regions = [r for ops in raw if (r := _region(ops, sample_dir, cc)) is not None]
+    return regions, [s for ops in raw if (s := _silence(ops, cc)) is not None]
 
 
 def _headers(path: Path) -> list[tuple[str, dict[str, str]]]:
@@ -376,8 +379,7 @@ def read_sfz(path: Path) -> list[Region]:
 def read_sfz_chokes(path: Path) -> tuple[list[Region], list[Silence]]:
     """An .sfz file's playable regions and its silent choke triggers."""
     path = Path(path)
-    headers = _headers(path)
-    return build_regions(headers, path.parent), build_silences(headers)
+    return build_parts(_headers(path), path.parent)
 
 
 def region_sfz(region: Region, sample_root: Path) -> str:
