@@ -450,6 +450,7 @@ def print_results(results: dict[str, Any], console: Console) -> None:
         print_music_alone(results["music_alone"], console)
     print_confusion(results, console)
     print_velocity_recall(results, console)
+    print_standout_recall(results, console)
     if results.get("beats"):
         print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
@@ -555,6 +556,36 @@ def print_velocity_recall(results: dict[str, Any], console: Console) -> None:
             for b in bins.values()
         ]
         table.add_row(code, *cells)
+    console.print(table)
+
+
+def print_standout_recall(results: dict[str, Any], console: Console) -> None:
+    """Recall of all classes together by how far each reference hit stands out of
+    what sounds around it (drumtx.standout), drums alone and in each mix, and micro F1
+    over the hits at or above the audible level: could the misses be heard?"""
+    views = {"drums only": results, **results.get("mixes", {})}
+    views = {n: v for n, v in views.items() if "recall_by_standout" in v}
+    if not views:
+        return
+    first = next(iter(views.values()))
+    table = Table(
+        title="recall by standout (the hit's energy over what sounds there, best band)",
+        caption=f"recall (reference hits); audible: micro F1 without the hits under "
+        f"{first['audible']['standout_db']:g} dB (a crude model of masking, no "
+        "ceiling)",
+    )
+    table.add_column("audio")
+    for name in first["recall_by_standout"]["all"]:
+        table.add_column(f"{name} dB", justify="right")
+    table.add_column("micro F1", justify="right")
+    table.add_column("audible", justify="right")
+    for name, view in views.items():
+        cells = [
+            f"{b['recall']:.2f} ({b['n_ref']})" if b["n_ref"] else "-"
+            for b in view["recall_by_standout"]["all"].values()
+        ]
+        audible = f"{view['audible']['micro_f1']:.3f}"
+        table.add_row(name, *cells, f"{view['micro_f1']:.3f}", audible)
     console.print(table)
 
 

@@ -18,7 +18,8 @@ Where the errors sit (:func:`confusion_counts`): after that matching, every fals
 positive of class P is put in the column of the reference it most likely answered, and
 every miss of class R in the column of what was predicted over it (see :func:`blame`).
 Recall by reference velocity (:func:`velocity_recall_counts`) says whether the misses
-are ghost notes or accents.
+are ghost notes or accents; recall by standout (:func:`standout_recall_counts`, with
+each reference hit's standout from drumtx.standout) whether they could be heard at all.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from drumtx.drums import ROLAND9_TO_ADTOF5, Hit, Vocab, get_vocab
 from drumtx.errors import ConfigError
+from drumtx.standout import AUDIBLE_DB, STANDOUT_BINS_DB, standout_bin_names
 
 ONSET_WINDOW_SEC = 0.05
 NOTE_SEC = 0.05  # nominal note length for mir_eval's interval format; offsets ignored
@@ -238,6 +240,58 @@ def velocity_recall_table(
     }
 
 
+def standout_recall_counts(
+    ref: Sequence[Hit], matches: Sequence[ClassMatch], standout: np.ndarray
+) -> np.ndarray:
+    """(C, B, 2) int: per class and STANDOUT_BINS_DB bin, the reference hits of one
+    recording that found a partner and all of them; ``standout`` has one value (dB)
+    per hit of ``ref``, in its order."""
+    standout = np.asarray(standout, dtype=np.float64)
+    if standout.shape != (len(ref),):
+        raise ValueError(f"{standout.shape} standouts for {len(ref)} reference hits")
+    classes = np.asarray([h.cls for h in ref], dtype=np.int64)
+    times = np.asarray([h.time_sec for h in ref], dtype=np.float64)
+    inner_edges = np.asarray(STANDOUT_BINS_DB[1:-1])
+    counts = np.zeros((len(matches), len(inner_edges) + 1, 2), dtype=np.int64)
+    for cls, match in enumerate(matches):
+        mine = np.flatnonzero(classes == cls)
+        mine = mine[np.argsort(times[mine], kind="stable")]  # class_onsets' order
+        bins = np.searchsorted(inner_edges, standout[mine], side="right")
+        np.add.at(counts[cls, :, 0], bins, match.ref_matched.astype(np.int64))
+        np.add.at(counts[cls, :, 1], bins, 1)
+    return counts
+
+
+def standout_recall_table(
+    counts: np.ndarray, codes: Sequence[str]
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """{code: {"<-10": {"recall", "n_ref"}, ...}, "all": {...}} from summed
+    standout_recall_counts; a bin without reference hits has recall 0."""
+    names = standout_bin_names()
+    rows = {**dict(zip(codes, counts)), "all": counts.sum(axis=0)}
+    return {
+        code: {
+            name: {"recall": float(hit / n) if n else 0.0, "n_ref": int(n)}
+            for name, (hit, n) in zip(names, row)
+        }
+        for code, row in rows.items()
+    }
+
+
+def audible_counts(
+    counts: Sequence[ClassCounts], by_standout: np.ndarray
+) -> list[ClassCounts]:
+    """``counts`` with the reference hits under AUDIBLE_DB left out: a miss of one is
+    no miss, a match of one neither a hit nor a false one."""
+    masked = np.asarray(STANDOUT_BINS_DB[1:]) <= AUDIBLE_DB  # bins wholly under it
+    found = by_standout[:, masked, 0].sum(axis=1)
+    total = by_standout[:, masked, 1].sum(axis=1)
+    return [
+        ClassCounts(c.tp - int(f), c.n_ref - int(t), c.n_est - int(f))
+        for c, f, t in zip(counts, found, total)
+    ]
+
+
 def confusion_counts(
     matches: Sequence[ClassMatch], window_sec: float = ONSET_WINDOW_SEC
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -438,9 +492,23 @@ class Tally:
     false_positives: np.ndarray | None = None  # (C, C + 1), see confusion_counts
     misses: np.ndarray | None = None  # (C, C + 1)
     by_velocity: np.ndarray | None = None  # (C, B, 2), see velocity_recall_counts
+    by_standout: np.ndarray | None = None  # (C, B, 2), see standout_recall_counts
 
-    def add(self, ref: Sequence[Hit], est: Sequence[Hit], kit: str) -> None:
+    def add(
+        self,
+        ref: Sequence[Hit],
+        est: Sequence[Hit],
+        kit: str,
+        standout: np.ndarray | None = None,
+    ) -> None:
+        """One recording's hits; ``standout``: each reference hit's (drumtx.standout),
+        for the recall by standout and the audible score."""
         matches = match_classes(ref, est, self.vocab.n_classes)
+        if standout is not None:
+            counted = standout_recall_counts(ref, matches, standout)
+            self.by_standout = counted if self.by_standout is None else (
+                self.by_standout + counted
+            )
         counts = [m.counts() for m in matches]
         self.counts = _summed(self.counts, counts)
         false_positives, misses = confusion_counts(matches)
@@ -469,8 +537,11 @@ class Tally:
         """summarize() of the totals, plus ``adtof5``, ``velocity_f1``, ``per_kit``
         (micro F1 of each kit) and ``confusion``: ``false_positives`` (rows predicted
         class, columns reference class or "none") and ``misses`` (rows reference class,
-        columns predicted class or "none"), counts summed over recordings, and
-        ``recall_by_velocity`` (:func:`velocity_recall_table`)."""
+        columns predicted class or "none"), counts summed over recordings,
+        ``recall_by_velocity`` (:func:`velocity_recall_table`), and where standouts
+        were given, ``recall_by_standout`` (:func:`standout_recall_table`) and
+        ``audible``: micro and macro F1 without the hits under AUDIBLE_DB
+        (:func:`audible_counts`) and how many those are."""
         codes = self.vocab.codes
         results = summarize(self.counts, codes)
         empty = np.zeros((len(codes), len(codes) + 1), dtype=np.int64)
@@ -484,6 +555,17 @@ class Tally:
         if by_velocity is None:
             by_velocity = np.zeros((len(codes), n_bins, 2), dtype=np.int64)
         results["recall_by_velocity"] = velocity_recall_table(by_velocity, codes)
+        if self.by_standout is not None:
+            by_standout = self.by_standout
+            results["recall_by_standout"] = standout_recall_table(by_standout, codes)
+            audible = summarize(audible_counts(self.counts, by_standout), codes)
+            n_ref = sum(c.n_ref for c in self.counts)
+            results["audible"] = {
+                "standout_db": AUDIBLE_DB,
+                "micro_f1": audible["micro_f1"],
+                "macro_f1": audible["macro_f1"],
+                "n_masked": n_ref - audible["micro"]["n_ref"],
+            }
         if self.reduced:
             results["adtof5"] = summarize(self.reduced, get_vocab("adtof5").codes)
         results["velocity_f1"] = velocity_f1(self.refs, self.ests, self.vocab.n_classes)

@@ -26,6 +26,7 @@ from drumtx.inference import (
 from drumtx.levels import mix_backing
 from drumtx.metrics import ONSET_WINDOW_SEC, VELOCITY_TOLERANCE, Tally
 from drumtx.processed import Store, recording_audio, recording_backing, reference_hits
+from drumtx.standout import standout_db
 from drumtx.tempo import TempoMap, read_tempo_map
 
 # (recording index, onset probabilities, velocities) -> (loss, frames)
@@ -82,6 +83,31 @@ def recording_mix(store: Store, index: int, backing_db: float | None) -> np.ndar
     return drums_f if mixed is None else np.clip(mixed, -1.0, 1.0)
 
 
+def recording_parts(
+    store: Store, index: int, backing_db: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A recording's drums and its backing scaled to ``backing_db`` drums-to-music
+    (float32; None for the drums alone, or where either is silent): what
+    :func:`recording_mix` sums, before its clipping."""
+    drums = np.asarray(recording_audio(store, index), np.float32) / 32768.0
+    backing = recording_backing(store, index)
+    if backing_db is None or backing is None:
+        return drums, None
+    music = np.asarray(backing, np.float32) / 32768.0
+    mixed = mix_backing(drums, music, backing_db)
+    return drums, None if mixed is None else mixed - drums
+
+
+def recording_standout(
+    store: Store, index: int, backing_db: float | None, ref: Sequence[Hit]
+) -> np.ndarray:
+    """How far each reference hit stands out of the drums and music around it, as
+    scored at ``backing_db`` (drumtx.standout)."""
+    drums, music = recording_parts(store, index, backing_db)
+    times = np.asarray([hit.time_sec for hit in ref], dtype=np.float64)
+    return standout_db(drums, music, int(store.manifest["sample_rate"]), times)
+
+
 def score_store(
     loaded: LoadedModel,
     store: Store,
@@ -95,7 +121,8 @@ def score_store(
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
-    Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, the thresholds
+    Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, recall by each
+    reference hit's standout and the audible score (drumtx.standout), the thresholds
     used, and with ``picture`` an ``image``: (H, W, 3) reference vs predicted onsets
     of the first recording's first 10 s (:func:`validation_picture`, for TensorBoard).
     Validation during training and ``evaluate`` both score here.
@@ -114,7 +141,8 @@ def score_store(
     for index, onset, velocity, chroma in runs:
         ref = reference_hits(store, index)
         est = decode_hits(loaded, onset, velocity, thresholds)
-        tally.add(ref, est, store.recordings[index].get("kit", "?"))
+        standout = recording_standout(store, index, backing_db, ref)
+        tally.add(ref, est, store.recordings[index].get("kit", "?"), standout)
         if egmd_dir is not None:
             beats.append(recording_beats(
                 store, index, egmd_dir, loaded, onset, velocity, est, chroma

@@ -163,8 +163,15 @@ def test_json_report_has_every_score(
     assert set(report["velocity_f1"]) == {"precision", "recall", "f1", "f1_mean"}
     for condition in [report, *report.get("mixes", {}).values()]:
         by_velocity = condition["recall_by_velocity"]
+        by_standout = condition["recall_by_standout"]
         for code, row in condition["classes"].items():
             assert sum(b["n_ref"] for b in by_velocity[code].values()) == row["n_ref"]
+            assert sum(b["n_ref"] for b in by_standout[code].values()) == row["n_ref"]
+        audible = condition["audible"]
+        n_ref = condition["micro"]["n_ref"]
+        assert 0 <= audible["n_masked"] <= n_ref
+        if audible["n_masked"] == 0:
+            assert audible["micro_f1"] == pytest.approx(condition["micro_f1"])
     assert report["velocity_f1"]["f1"] <= report["micro_f1"] + 1e-9
     store = load_store(root / "processed_data" / "test")
     picked = spread_indices(len(store.recordings), 2)

@@ -16,6 +16,7 @@ from drumtx.metrics import (
     match_classes,
     match_onsets,
     reduce_hits,
+    standout_recall_counts,
     summarize,
     velocity_f1,
     velocity_recall_counts,
@@ -350,3 +351,42 @@ def test_recall_by_velocity_sums_to_each_class_recall(seed: int) -> None:
     for cls, item in enumerate(match_onsets(ref, est, 9)):
         assert counts[cls, :, 0].sum() == item.tp
         assert counts[cls, :, 1].sum() == item.n_ref
+
+
+# --- recall by standout, and the audible score ---------------------------------------
+
+
+def test_recall_by_standout_follows_each_hit_and_audible_drops_masked_ones() -> None:
+    sd, kd = ROLAND9.index("SD"), ROLAND9.index("KD")
+    # out of time order within a class: each standout must stay with its own hit
+    ref = [Hit(2.0, sd, 90), Hit(1.0, sd, 20), Hit(3.0, kd, 100), Hit(4.0, kd, 100)]
+    standout = np.array([20.0, -12.0, 5.0, -7.0])
+    est = [Hit(1.01, sd, 20), Hit(4.0, kd, 90), Hit(5.0, kd, 90)]  # KD at 5 s: false
+    tally = Tally(ROLAND9)
+    tally.add(ref, est, "kit", standout)
+    summary = tally.summary()
+    table = summary["recall_by_standout"]
+    assert table["SD"]["<-10"] == {"recall": 1.0, "n_ref": 1}  # the hit at 1 s, found
+    assert table["SD"][">=10"] == {"recall": 0.0, "n_ref": 1}
+    assert table["KD"]["0..10"] == {"recall": 0.0, "n_ref": 1}
+    assert table["KD"]["-10..-5"] == {"recall": 1.0, "n_ref": 1}
+    assert table["all"]["<-10"]["n_ref"] == 1 and table["all"][">=10"]["n_ref"] == 1
+    # plain: 2 of 4 found, 3 predicted; audible: the SD at 1 s and the KD at 4 s are
+    # masked, so 0 of 2 found and 1 predicted (the false KD)
+    assert summary["micro_f1"] == pytest.approx(2 * 2 / (4 + 3))
+    assert summary["audible"]["n_masked"] == 2
+    assert summary["audible"]["micro_f1"] == 0.0
+    assert summary["audible"]["standout_db"] == -5.0
+
+
+def test_recall_by_standout_needs_one_value_per_reference_hit() -> None:
+    ref = [Hit(1.0, 0, 100)]
+    with pytest.raises(ValueError, match="standouts"):
+        standout_recall_counts(ref, match_classes(ref, ref, 9), np.zeros(2))
+
+
+def test_no_standouts_no_audible_score() -> None:
+    tally = Tally(ROLAND9)
+    tally.add([Hit(1.0, 0, 100)], [Hit(1.0, 0, 100)], "kit")
+    summary = tally.summary()
+    assert "recall_by_standout" not in summary and "audible" not in summary

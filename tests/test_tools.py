@@ -178,6 +178,18 @@ def test_model_card_tables(tmp_path: Path) -> None:
     ]
     assert "| previous | micro F1 | 0.500 | 0.500 | 0.500 |" in result.stdout
     assert "false positives" not in result.stdout  # results older than the tables
+    assert "audible" not in result.stdout  # nor the audible score
+
+
+def test_model_card_audible_row(tmp_path: Path) -> None:
+    results = _results(0.9)
+    for view in (results, *results["mixes"].values()):
+        view["audible"] = {"micro_f1": 0.95, "standout_db": -5.0, "n_masked": 3}
+    path = tmp_path / "new.json"
+    path.write_text(json.dumps(results))
+    result = run_tool("tools/model_card.py", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "| new | audible micro F1 | 0.950 | 0.950 | 0.950 |" in result.stdout
 
 
 def _confusion(n: int) -> dict:

@@ -4,7 +4,8 @@
 
 Prints, per class, precision / recall / F1 of the drums alone and F1 mixed with
 backing tracks at each level the results hold, and (with --previous) the same F1s of
-another model on the same recordings, then micro/macro and adtof5 summaries, then
+another model on the same recordings, then micro/macro, adtof5, velocity and (where the
+results have it) audible micro F1 summaries, then
 where the errors sit in each condition: false positives by the reference class there
 and misses by the class predicted there ("new (previous)" with --previous).
 """
@@ -47,12 +48,15 @@ def summary_table(new: dict[str, Any], old: dict[str, Any] | None) -> str:
         if results is None:
             continue
         views = [results, *results.get("mixes", {}).values()]
-        for score, pick in (
+        scores = [
             ("micro F1", lambda r: r["micro_f1"]),
             ("macro F1", lambda r: r["macro_f1"]),
             ("adtof5 micro F1", lambda r: r["adtof5"]["micro_f1"]),
             ("velocity F1", lambda r: r["velocity_f1"]["f1"]),
-        ):
+        ]
+        if all("audible" in v for v in views):  # results from before it have none
+            scores.append(("audible micro F1", lambda r: r["audible"]["micro_f1"]))
+        for score, pick in scores:
             cells = [f"{pick(v):.3f}" for v in views]
             lines.append(f"| {name} | {score} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
