@@ -219,14 +219,15 @@ def evaluate_store(
     each recording at each level."""
     thresholds = class_thresholds(loaded)
     results = score_store(
-        loaded, store, indices, thresholds, egmd_dir=egmd_dir, tick=tick
+        loaded, store, indices, thresholds, egmd_dir=egmd_dir, tick=tick, standout=True
     )
     if store.backing is not None and backing_db:
         results["mixes"] = {}
         for level in backing_db:
             mixed = score_store(
-                loaded, store, indices, thresholds, level, egmd_dir, tick=tick
-            )
+                loaded, store, indices, thresholds, level, egmd_dir, tick=tick,
+                standout=True,
+            )  # fmt: skip
             results["mixes"][mix_name(level)] = mixed
     return results
 

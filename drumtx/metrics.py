@@ -231,12 +231,20 @@ def velocity_recall_table(
     """{code: {"1-31": {"recall", "n_ref"}, ...}} from summed velocity_recall_counts;
     a bin without reference hits has recall 0."""
     names = [f"{lo}-{hi - 1}" for lo, hi in zip(VELOCITY_BINS, VELOCITY_BINS[1:])]
+    return _recall_rows(dict(zip(codes, counts)), names)
+
+
+def _recall_rows(
+    rows: dict[str, np.ndarray], names: Sequence[str]
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """{row: {bin name: {"recall", "n_ref"}}} from (B, 2) found / all counts per row;
+    a bin without reference hits has recall 0."""
     return {
         code: {
             name: {"recall": float(hit / n) if n else 0.0, "n_ref": int(n)}
-            for name, (hit, n) in zip(names, counts[c])
+            for name, (hit, n) in zip(names, row)
         }
-        for c, code in enumerate(codes)
+        for code, row in rows.items()
     }
 
 
@@ -267,15 +275,8 @@ def standout_recall_table(
 ) -> dict[str, dict[str, dict[str, float | int]]]:
     """{code: {"<-10": {"recall", "n_ref"}, ...}, "all": {...}} from summed
     standout_recall_counts; a bin without reference hits has recall 0."""
-    names = standout_bin_names()
     rows = {**dict(zip(codes, counts)), "all": counts.sum(axis=0)}
-    return {
-        code: {
-            name: {"recall": float(hit / n) if n else 0.0, "n_ref": int(n)}
-            for name, (hit, n) in zip(names, row)
-        }
-        for code, row in rows.items()
-    }
+    return _recall_rows(rows, standout_bin_names())
 
 
 def audible_counts(

@@ -118,11 +118,13 @@ def score_store(
     picture: bool = False,
     tick: Callable[[], None] | None = None,
     loss: RecordingLoss | None = None,
+    standout: bool = False,
 ) -> dict[str, Any]:
     """Onset P/R/F1 per class, micro and macro, over whole recordings of a store.
 
-    Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, recall by each
-    reference hit's standout and the audible score (drumtx.standout), the thresholds
+    Also the adtof5 reduction, velocity-aware F1, micro F1 per kit, with ``standout``
+    recall by each reference hit's standout and the audible score (drumtx.standout;
+    evaluate reports them, training's validation does not need them), the thresholds
     used, and with ``picture`` an ``image``: (H, W, 3) reference vs predicted onsets
     of the first recording's first 10 s (:func:`validation_picture`, for TensorBoard).
     Validation during training and ``evaluate`` both score here.
@@ -141,8 +143,8 @@ def score_store(
     for index, onset, velocity, chroma in runs:
         ref = reference_hits(store, index)
         est = decode_hits(loaded, onset, velocity, thresholds)
-        standout = recording_standout(store, index, backing_db, ref)
-        tally.add(ref, est, store.recordings[index].get("kit", "?"), standout)
+        heard = recording_standout(store, index, backing_db, ref) if standout else None
+        tally.add(ref, est, store.recordings[index].get("kit", "?"), heard)
         if egmd_dir is not None:
             beats.append(recording_beats(
                 store, index, egmd_dir, loaded, onset, velocity, est, chroma
