@@ -56,6 +56,34 @@ def test_studio_is_deterministic_and_each_session_differs() -> None:
     assert StudioKit(base, 1).name == base.name  # the CSV names the kit, not the room
 
 
+def _pitch_hz(audio: np.ndarray) -> float:
+    """The strongest spectral peak from 40 Hz to 1.5 kHz: a synthesised tom's pitch."""
+    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64), 1 << 17))
+    freqs = np.fft.rfftfreq(1 << 17, 1 / SR)
+    band = (freqs > 40) & (freqs < 1500)
+    return float(freqs[band][np.argmax(spectrum[band])])
+
+
+def test_studio_tunes_the_toms_as_a_set_and_mostly_upward() -> None:
+    """A studio retunes its three toms together (the high tom stays above the low one)
+    over -3..+9 semitones, so a model also hears toms tuned as high as a snare."""
+    base = synth.SynthKit(4)
+    dry = {v: _pitch_hz(base.strike(v, 0.8, SR, np.random.default_rng(0)).sound.audio)
+           for v in ("tom_high", "tom_low")}  # fmt: skip
+    shifts = []
+    for seed in range(24):
+        kit = StudioKit(base, seed)
+        shift = {v: 12 * np.log2(_pitch_hz(kit.strike(v, 0.8, SR,
+                                                      np.random.default_rng(0)
+                                                      ).sound.audio) / dry[v])
+                 for v in dry}  # fmt: skip
+        assert abs(shift["tom_high"] - shift["tom_low"]) <= 2.1, (seed, shift)
+        shifts.append(shift["tom_high"])
+    assert -4.1 <= min(shifts) and max(shifts) <= 10.1
+    assert sum(s >= 5 for s in shifts) >= 6  # a quarter of the sessions or more
+    assert sum(s <= 0 for s in shifts) >= 2
+
+
 def test_image_source_direct_path_and_first_reflection() -> None:
     room = Room((6.0, 5.0, 3.0), absorption=0.3)
     src, mic = np.array([2.0, 2.5, 1.5]), np.array([4.0, 2.5, 1.5])  # 2 m apart
