@@ -712,6 +712,40 @@ def test_hear_kit_renders_at_the_models_rate(
     np.testing.assert_array_equal(audio, expected)
 
 
+def test_hear_kit_retunes_only_the_probed_voice(tmp_path: Path) -> None:
+    out = tmp_path / "heard.json"
+    proc = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--voices", "tom_high",
+                    "--hits", "2", "--retune", "-4", "0", "7",
+                    "--json", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "-4 st, as is" in proc.stdout and "+7 st, as is" in proc.stdout
+    rows = json.loads(out.read_text())
+    assert [(r["semitones"], r["class"]) for r in rows] == [(-4, "HT"), (0, "HT"),
+                                                            (7, "HT")]  # fmt: skip
+    bad = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--retune", "30")
+    assert bad.returncode == 2 and "--retune must be" in bad.stderr
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from hear_kit import SAMPLE_RATE, retuned, with_voice_changed
+
+    from drumtx.synth.dsp import Sound
+    from drumtx.synth.load import load_kit
+
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    sound = Sound(np.sin(2 * np.pi * 200 * t).astype(np.float32), onset=1200)
+    up = retuned(sound, 12)  # an octave up: twice as fast, the onset half as late
+    spectrum = np.abs(np.fft.rfft(up.audio.astype(np.float64), SAMPLE_RATE))
+    assert int(np.argmax(spectrum)) == 400 and up.onset == 600
+    assert abs(up.audio.size - sound.audio.size / 2) <= 1
+    kit = with_voice_changed(load_kit("synth:3"), "tom_high",
+                             lambda s, _: retuned(s, 5))  # fmt: skip
+    plain = load_kit("synth:3")
+    for voice, same in (("snare", True), ("tom_high", False)):
+        a = kit.strike(voice, 0.8, SAMPLE_RATE, np.random.default_rng(0)).sound.audio
+        b = plain.strike(voice, 0.8, SAMPLE_RATE, np.random.default_rng(0)).sound.audio
+        assert (a.shape == b.shape and np.array_equal(a, b)) == same, voice
+
+
 def test_hear_kit_level_follows_the_kits_velocity_response() -> None:
     sys.path.insert(0, str(REPO / "tools"))
     from hear_kit import probe_notes, strike_level_db

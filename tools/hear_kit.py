@@ -12,20 +12,26 @@ before, a recorded snare fires the hi-hat far more often than alone). ``--veloci
 plays the probed hits at each of those velocities instead of 100 (the groove stays as
 it is) and prints how loud the kit plays the voice there against velocity 127
 (``level_db``): where a kit's ghost notes stop being heard, and whether that is the
-model or the kit's own velocity response. The JSON rows also hold each class's mean
+model or the kit's own velocity response. ``--retune`` plays the probed hits retuned
+by each of those semitones (by playback speed, as a drum head tuned higher or lower
+sounds): whether a tom is heard as a snare for its pitch (a recorded kit's high tom
+tuned 4 semitones down is heard as a tom). The JSON rows also hold each class's mean
 peak probability at the hits (``peak_probs``).
 
 Usage: python tools/hear_kit.py --kits sfz:/work/kits/SamsSonor/SamsSonor.sfz GMRockKit
            [--checkpoint drumtx/models/default.pt] [--voices tom_high tom_low snare]
-           [--cut-highs] [--bare] [--velocities 20 40 100] [--hits 8]
+           [--cut-highs] [--bare] [--velocities 20 40 100] [--retune -4 0 4]
+           [--hits 8]
            [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +54,7 @@ from drumtx.midi import Note
 from drumtx.synth.dsp import Sound
 from drumtx.synth.kit import Kit
 from drumtx.synth.load import load_kit
+from drumtx.synth.studio import retune
 
 SAMPLE_RATE = 24_000  # a strike's level is measured at it; the model hears its own
 PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
@@ -87,19 +94,33 @@ def cut_highs(sound: Sound, sample_rate: int) -> Sound:
     return Sound(((1 - fade) * audio + fade * low).astype(np.float32), sound.onset)
 
 
-def with_highs_cut(kit: Kit, voice: str) -> Kit:
-    """``kit`` with ``voice``'s hits cut by ``cut_highs`` (its own render still runs:
-    an SFZ kit draws its microphone balance there)."""
+def retuned(sound: Sound, semitones: float) -> Sound:
+    """The sound ``semitones`` higher (played faster) or lower, onset and all."""
+    audio = retune(sound.audio, semitones)
+    onset = min(round(sound.onset / 2 ** (semitones / 12)), max(audio.size - 1, 0))
+    return Sound(audio, onset)
+
+
+def with_voice_changed(
+    kit: Kit, voice: str, change: Callable[[Sound, int], Sound]
+) -> Kit:
+    """``kit`` with ``change(sound, sample_rate)`` applied to ``voice``'s hits (its own
+    render still runs: an SFZ kit draws its microphone balance there)."""
     strike = kit.strike
 
-    def cut_strike(v: str, velocity: float, sample_rate: int, rng: np.random.Generator):
+    def changed(v: str, velocity: float, sample_rate: int, rng: np.random.Generator):
         hit = strike(v, velocity, sample_rate, rng)
         if v != voice:
             return hit
-        return replace(hit, sound=cut_highs(hit.sound, sample_rate))
+        return replace(hit, sound=change(hit.sound, sample_rate))
 
-    kit.strike = cut_strike  # type: ignore[method-assign]
+    kit.strike = changed  # type: ignore[method-assign]
     return kit
+
+
+def with_highs_cut(kit: Kit, voice: str) -> Kit:
+    """``kit`` with ``voice``'s hits cut by ``cut_highs``."""
+    return with_voice_changed(kit, voice, cut_highs)
 
 
 def strike_level_db(kit: Kit, voice: str, velocity: int) -> float:
@@ -167,15 +188,24 @@ def run(args: argparse.Namespace) -> list[dict]:
             full_db = strike_level_db(load_kit(spec), voice, 127)
             for velocity in args.velocities:
                 level_db = strike_level_db(load_kit(spec), voice, velocity) - full_db
-                for cut in (False, True) if args.cut_highs else (False,):
-                    for groove in (True, False) if args.bare else (True,):
-                        kit = load_kit(spec)  # fresh: round robins, caches, strike
-                        if cut:
-                            kit = with_highs_cut(kit, voice)
-                        row = hear(loaded, kit, voice, args.hits, groove, velocity)
-                        rows.append({"kit": spec, "voice": voice, "velocity": velocity,
-                                     "level_db": round(level_db, 2), "highs_cut": cut,
-                                     "groove": groove, **row})  # fmt: skip
+                plays = itertools.product(
+                    args.retune,
+                    (False, True) if args.cut_highs else (False,),
+                    (True, False) if args.bare else (True,),
+                )
+                for semitones, cut, groove in plays:
+                    kit = load_kit(spec)  # fresh: round robins, caches, strike
+                    if semitones:
+                        kit = with_voice_changed(
+                            kit, voice, lambda s, _, st=semitones: retuned(s, st)
+                        )
+                    if cut:
+                        kit = with_highs_cut(kit, voice)
+                    row = hear(loaded, kit, voice, args.hits, groove, velocity)
+                    rows.append({"kit": spec, "voice": voice, "velocity": velocity,
+                                 "level_db": round(level_db, 2),
+                                 "semitones": semitones, "highs_cut": cut,
+                                 "groove": groove, **row})  # fmt: skip
     return rows
 
 
@@ -190,7 +220,8 @@ def print_table(rows: list[dict]) -> None:
                            sorted(r["fired"].items(), key=lambda kv: -kv[1])
                            if c != own)  # fmt: skip
         prob = "-" if r["own_peak_prob"] is None else f"{r['own_peak_prob']:.2f}"
-        played = "highs cut" if r["highs_cut"] else "as is"
+        played = f"{r['semitones']:+g} st, " if r["semitones"] else ""
+        played += "highs cut" if r["highs_cut"] else "as is"
         played += "" if r["groove"] else ", bare"
         print(f"{r['kit'][-32:]:<32} {r['voice']:<10} {r['velocity']:>3} "
               f"{r['level_db']:>6.1f} {played:<16} {own:>5} {found:>6.2f} {prob:>7}  "
@@ -215,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--velocities", nargs="+", type=int, default=[100],
                         metavar="V", help="velocities (1-127) the probed hits are "
                         "played at, one pass each (default: 100)")  # fmt: skip
+    parser.add_argument("--retune", nargs="+", type=float, default=[0.0],
+                        metavar="SEMITONES", help="play the probed hits retuned "
+                        "by each of these semitones, one pass each (default: "
+                        "0)")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows")
     args = parser.parse_args(argv)
@@ -222,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--hits must be at least 1")
     if not all(1 <= v <= 127 for v in args.velocities):
         parser.error("--velocities must be 1..127 (MIDI velocities)")
+    if not all(abs(st) <= 24 for st in args.retune):
+        parser.error("--retune must be -24..24 semitones")
     try:
         rows = run(args)
     except DrumtxError as exc:
