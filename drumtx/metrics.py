@@ -220,9 +220,14 @@ def velocity_recall_counts(matches: Sequence[ClassMatch]) -> np.ndarray:
     for cls, match in enumerate(matches):
         velocity = np.clip(match.ref_velocity, 1, 127)
         bins = np.searchsorted(VELOCITY_BINS, velocity, side="right") - 1
-        np.add.at(counts[cls, :, 0], bins, match.ref_matched.astype(np.int64))
-        np.add.at(counts[cls, :, 1], bins, 1)
+        _count_found(counts[cls], bins, match.ref_matched)
     return counts
+
+
+def _count_found(row: np.ndarray, bins: np.ndarray, matched: np.ndarray) -> None:
+    """Add each reference hit to ``row`` (B, 2) at its bin: found, and all."""
+    np.add.at(row[:, 0], bins, matched.astype(np.int64))
+    np.add.at(row[:, 1], bins, 1)
 
 
 def velocity_recall_table(
@@ -265,8 +270,7 @@ def standout_recall_counts(
         mine = np.flatnonzero(classes == cls)
         mine = mine[np.argsort(times[mine], kind="stable")]  # class_onsets' order
         bins = np.searchsorted(inner_edges, standout[mine], side="right")
-        np.add.at(counts[cls, :, 0], bins, match.ref_matched.astype(np.int64))
-        np.add.at(counts[cls, :, 1], bins, 1)
+        _count_found(counts[cls], bins, match.ref_matched)
     return counts
 
 
