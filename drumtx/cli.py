@@ -211,6 +211,11 @@ RENDER_SHARES = {
         "at most 12) around the kit's own, as engineers mix a kit differently "
         "(default 0)"
     ),
+    "--tom-tune-prob": (
+        "tune the toms of this share of the renders not in a studio as a set, 3 "
+        "semitones down to 9 up (each tom within 1 of the others' offset), as "
+        "drummers tune them; studio renders always do (default 0)"
+    ),
 }
 
 
@@ -549,6 +554,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         buzz_prob=args.buzz_prob,
         drop_prob=args.drop_prob,
         fader_prob=args.fader_prob,
+        tom_tune_prob=args.tom_tune_prob,
     )
     return 0
 

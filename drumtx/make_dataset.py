@@ -37,7 +37,7 @@ from drumtx.storage import atomic_write_bytes
 from drumtx.synth.buzz import SnareBuzz
 from drumtx.synth.grooves import generate_groove
 from drumtx.synth.kit import FAMILIES, VOICE_OF_PITCH
-from drumtx.synth.studio import StudioKit
+from drumtx.synth.studio import StudioKit, TunedToms
 from drumtx.tempo import TempoMap
 
 EGMD_DIR_NAME = "e-gmd-v1.0.0"
@@ -116,6 +116,7 @@ def make_dataset(
     buzz_prob: float = 0.0,
     drop_prob: float = 0.0,
     fader_prob: float = 0.0,
+    tom_tune_prob: float = 0.0,
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
@@ -132,10 +133,13 @@ def make_dataset(
     (``synth.buzz``), as on a real kit; ``drop_prob`` leaves out a share of each drum's
     notes in that share of *train* renders (:class:`NoteDropout`); ``fader_prob``
     mixes that share with each instrument family at a level of its own
-    (:data:`FADER_SPREAD_DB`, ``Kit.render``'s ``faders``).
+    (:data:`FADER_SPREAD_DB`, ``Kit.render``'s ``faders``); ``tom_tune_prob`` tunes
+    the toms of that share of the renders not in a studio as a set
+    (``synth.studio.TunedToms``), as a studio session does.
     """
     console = make_console()  # paths stay on one line
-    probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob, fader_prob)
+    probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob, fader_prob,
+             tom_tune_prob)  # fmt: skip
     _check_args(kits, limit, max_sec, kits_per_performance, *probs)
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
@@ -169,6 +173,7 @@ def _check_args(
     buzz_prob: float = 0.0,
     drop_prob: float = 0.0,
     fader_prob: float = 0.0,
+    tom_tune_prob: float = 0.0,
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -191,6 +196,8 @@ def _check_args(
         raise ConfigError(f"--drop-prob must be 0..1, got {drop_prob}")
     if not 0.0 <= fader_prob <= 1.0:
         raise ConfigError(f"--fader-prob must be 0..1, got {fader_prob}")
+    if not 0.0 <= tom_tune_prob <= 1.0:
+        raise ConfigError(f"--tom-tune-prob must be 0..1, got {tom_tune_prob}")
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -225,6 +232,7 @@ class RenderPlan:
     buzz_prob: float = 0.0
     drop_prob: float = 0.0
     fader_prob: float = 0.0
+    tom_tune_prob: float = 0.0
 
 
 def _render_all(
@@ -250,6 +258,7 @@ def _render_all(
                 if number - 1 not in picked:
                     continue
                 kit = _maybe_in_studio(kit, plan, index, number)
+                kit = _maybe_toms_tuned(kit, plan, index, number)
                 dynamics = _draw_dynamics(plan, index, number)
                 buzz = _draw_buzz(plan, index, number)
                 dropout = _draw_dropout(plan, perf, index, number)
@@ -273,6 +282,20 @@ def _maybe_in_studio(
     if rng.random() >= plan.studio_prob:
         return kit
     return StudioKit(kit, int(rng.integers(2**31)))
+
+
+def _maybe_toms_tuned(
+    kit: synth.Kit, plan: RenderPlan, index: int, number: int
+) -> synth.Kit:
+    """The kit, or (for ``tom_tune_prob`` of renders outside a studio, which tunes
+    toms itself) the kit with its toms tuned as a set; its own generator, so renders
+    without it stay what they were."""
+    if plan.tom_tune_prob <= 0 or isinstance(kit, StudioKit):
+        return kit
+    rng = np.random.default_rng([plan.seed, index, number, 0x707])
+    if rng.random() >= plan.tom_tune_prob:
+        return kit
+    return TunedToms(kit, int(rng.integers(2**31)))
 
 
 def _draw_dynamics(plan: RenderPlan, index: int, number: int) -> float:

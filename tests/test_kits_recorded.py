@@ -14,7 +14,7 @@ from drumtx.make_dataset import make_dataset
 from drumtx.midi import Note
 from drumtx.synth import soundfont
 from drumtx.synth.room import Room, image_source_ir
-from drumtx.synth.studio import StudioKit, VirtualKit
+from drumtx.synth.studio import StudioKit, TunedToms, VirtualKit
 
 SR = 44_100
 INSTALLED_FONTS = soundfont.list_soundfonts()
@@ -82,6 +82,37 @@ def test_studio_tunes_the_toms_as_a_set_and_mostly_upward() -> None:
     assert -4.1 <= min(shifts) and max(shifts) <= 10.1
     assert sum(s >= 5 for s in shifts) >= 6  # a quarter of the sessions or more
     assert sum(s <= 0 for s in shifts) >= 2
+
+
+def test_tuned_toms_move_as_a_set_and_nothing_else_changes() -> None:
+    """Outside a studio the toms are tuned as a studio tunes them: the set together
+    over -3..+9 semitones, each tom within one of the set; other voices untouched."""
+    base = synth.SynthKit(4)
+    dry = {v: _pitch_hz(base.strike(v, 0.8, SR, np.random.default_rng(0)).sound.audio)
+           for v in ("tom_high", "tom_low")}  # fmt: skip
+    for seed in range(8):  # the audio follows the drawn tuning
+        kit = TunedToms(base, seed)
+        for v in dry:
+            hit = kit.strike(v, 0.8, SR, np.random.default_rng(0))
+            heard = _pitch_hz(hit.sound.audio)
+            assert 12 * np.log2(heard / dry[v]) == pytest.approx(
+                kit.semitones[v], abs=0.6
+            ), (seed, v)
+        for voice in ("kick", "snare", "hh_closed", "ride"):
+            a = base.strike(voice, 0.8, SR, np.random.default_rng(1))
+            b = kit.strike(voice, 0.8, SR, np.random.default_rng(1))
+            assert b.sound is a.sound and b.gain == a.gain
+    tunings = np.array([list(TunedToms(base, s).semitones.values())
+                        for s in range(400)])  # fmt: skip
+    assert np.ptp(tunings, axis=1).max() <= 2.0  # each tom within 1 of the set's offset
+    assert -4.0 <= tunings.min() and tunings.max() <= 10.0
+    assert 0.25 < np.mean(tunings[:, 0] >= 5) < 0.42  # a third raised 5 or more
+    assert 0.15 < np.mean(tunings[:, 0] <= 0) < 0.35
+    assert TunedToms(base, 3).fingerprint != TunedToms(base, 4).fingerprint
+    assert TunedToms(base, 3).semitones == TunedToms(base, 3).semitones  # seeded
+    # a tom's onset moves with its retuning: rendered, a hit still starts on its note
+    audio = TunedToms(base, 5).render([Note(0.2, 48, 100)], 0.8, SR)
+    assert abs(energy_onset_sec(audio) - 0.2) < 0.002
 
 
 def test_image_source_direct_path_and_first_reflection() -> None:

@@ -343,9 +343,9 @@ def check_played_share(
     assert f"0 rendered, {len(wavs)} reused" in capsys.readouterr().out
     build(tmp_path / "plain", limit=3, **prob)  # only the changed share re-renders
     assert f"{len(wavs) - len(same)} rendered" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match=f"{option}-prob"):
+    flag = f"--{option.replace('_', '-')}-prob"
+    with pytest.raises(ConfigError, match=flag):
         build(tmp_path / "x", **{f"{option}_prob": 1.5})
-    flag = f"--{option}-prob"
     code = main(["make-dataset", str(tmp_path / "cli"), "--kits", "synth:1", "synth:2",
                  "--limit", "3", "--max-sec", "5", flag, "1"])  # fmt: skip
     assert code == 0
@@ -389,6 +389,35 @@ def test_fader_prob_mixes_a_share_of_renders_at_other_levels_and_keeps_the_rest(
         assert np.corrcoef(x, y)[0, 1] > 0.2  # same hits, not another performance
 
     check_played_share(tmp_path, capsys, "fader", the_same_drums_at_other_levels)
+
+
+def test_tom_tune_prob_tunes_the_toms_of_a_share_of_renders_and_keeps_the_rest(
+    tmp_path: Path, capsys
+) -> None:
+    def the_same_drums_toms_retuned(plain: Path, tuned: Path, name: str) -> None:
+        x, _ = sf.read(plain / name)
+        y, _ = sf.read(tuned / name)
+        assert x.shape == y.shape and not np.allclose(x, y, atol=1e-3)
+        assert np.corrcoef(x, y)[0, 1] > 0.3  # same hits, not another performance
+
+    check_played_share(tmp_path, capsys, "tom_tune", the_same_drums_toms_retuned)
+
+
+def test_tom_tuning_leaves_studio_renders_to_the_studio() -> None:
+    from drumtx import make_dataset as md
+    from drumtx.synth.studio import StudioKit, TunedToms
+
+    base = synth.load_kit("synth:1")
+    plan = md.RenderPlan(3, kits_per_performance=1, studio_prob=0.5, tom_tune_prob=1.0)
+    kits = [md._maybe_toms_tuned(md._maybe_in_studio(base, plan, i, 1), plan, i, 1)
+            for i in range(40)]  # fmt: skip
+    studio = [k for k in kits if isinstance(k, StudioKit)]
+    assert 10 < len(studio) < 30  # the studio's draw is the same as without tuning
+    assert all(isinstance(k, TunedToms) for k in kits if k not in studio)
+    half = md.RenderPlan(3, kits_per_performance=1, studio_prob=0.0, tom_tune_prob=0.5)
+    tuned = sum(isinstance(md._maybe_toms_tuned(base, half, i, 1), TunedToms)
+                for i in range(200))  # fmt: skip
+    assert 70 < tuned < 130
 
 
 def test_faders_are_drawn_per_family_within_their_limits() -> None:

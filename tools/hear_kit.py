@@ -54,7 +54,7 @@ from drumtx.midi import Note
 from drumtx.synth.dsp import Sound
 from drumtx.synth.kit import Kit
 from drumtx.synth.load import load_kit
-from drumtx.synth.studio import retune
+from drumtx.synth.studio import retuned
 
 SAMPLE_RATE = 24_000  # a strike's level is measured at it; the model hears its own
 PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
@@ -92,13 +92,6 @@ def cut_highs(sound: Sound, sample_rate: int) -> Sound:
     start = sound.onset + round(CUT_AFTER_SEC * sample_rate)
     fade = np.clip((np.arange(audio.size) - start) / (CUT_FADE_SEC * sample_rate), 0, 1)
     return Sound(((1 - fade) * audio + fade * low).astype(np.float32), sound.onset)
-
-
-def retuned(sound: Sound, semitones: float) -> Sound:
-    """The sound ``semitones`` higher (played faster) or lower, onset and all."""
-    audio = retune(sound.audio, semitones)
-    onset = min(round(sound.onset / 2 ** (semitones / 12)), max(audio.size - 1, 0))
-    return Sound(audio, onset)
 
 
 def with_voice_changed(

@@ -2,6 +2,8 @@
 
 - ``VirtualKit`` takes each instrument family (kick, snare, hi-hat, toms, crashes,
   ride) from a different kit, so a model never learns "this snare goes with that kick".
+- ``TunedToms`` tunes a kit's toms as a set, higher or lower than it was sampled, as
+  drummers tune theirs.
 - ``StudioKit`` puts a kit in a room: each instrument at its own place, tuned and
   balanced like a mix engineer would, heard through close microphones (which also pick
   up the other drums), overheads and room microphones; each hit's sound is convolved
@@ -55,6 +57,7 @@ TUNING_SEMITONES = {  # how far each family may be retuned, up or down
 # (docs/model-history.md, *Toms tuned high*).
 TOM_SET_SEMITONES = (-3.0, 9.0)
 TOMS = ("tom_high", "tom_mid", "tom_low")
+TOM_SPREAD_SEMITONES = 1.0  # TunedToms: how far each tom strays from the set's offset
 
 
 def _seeded(*parts: object) -> np.random.Generator:
@@ -131,6 +134,45 @@ def retune(audio: np.ndarray, semitones: float) -> np.ndarray:
     rate = 2 ** (semitones / 12)
     positions = np.arange(0, len(audio) - 1, rate)
     return np.interp(positions, np.arange(len(audio)), audio).astype(np.float32)
+
+
+def retuned(sound: Sound, semitones: float) -> Sound:
+    """``sound`` ``semitones`` higher (played faster) or lower, onset and all."""
+    audio = retune(sound.audio, semitones)
+    onset = min(round(sound.onset / 2 ** (semitones / 12)), max(audio.size - 1, 0))
+    return Sound(audio, onset)
+
+
+class TunedToms(Kit):
+    """``base`` with its toms tuned as a set (``TOM_SET_SEMITONES``), every other
+    voice as it was: what ``StudioKit`` does to the toms, without the room."""
+
+    def __init__(self, base: Kit, seed: int) -> None:
+        self.base = base
+        self.name = base.name
+        self.voices = base.voices
+        self.fade_sec = base.fade_sec
+        lo, hi = TOM_SET_SEMITONES
+        self.fingerprint = f"toms:{seed}:{lo:+g}{hi:+g}:{base.fingerprint}"
+        rng = _seeded("tuned toms", seed, base.fingerprint)
+        offset = rng.uniform(lo, hi)
+        spread = rng.uniform(-1, 1, len(TOMS)) * TOM_SPREAD_SEMITONES
+        self.semitones = {f: float(offset + d) for f, d in zip(TOMS, spread)}
+        # id of the base's cached sound -> (that sound, kept alive so the id stays its
+        # own; the retuned one)
+        self._sounds: dict[tuple[int, str, int], tuple[Sound, Sound]] = {}
+
+    def strike(
+        self, voice: str, velocity: float, sample_rate: int, rng: np.random.Generator
+    ) -> Strike:
+        hit = self.base.strike(voice, velocity, sample_rate, rng)
+        family = FAMILY[voice]
+        if family not in self.semitones:
+            return hit
+        key = (id(hit.sound), family, sample_rate)
+        if key not in self._sounds:
+            self._sounds[key] = (hit.sound, retuned(hit.sound, self.semitones[family]))
+        return replace(hit, sound=self._sounds[key][1])
 
 
 class StudioKit(Kit):
