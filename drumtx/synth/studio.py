@@ -57,7 +57,6 @@ TUNING_SEMITONES = {  # how far each family may be retuned, up or down
 # (docs/model-history.md, *Toms tuned high*).
 TOM_SET_SEMITONES = (-3.0, 9.0)
 TOMS = ("tom_high", "tom_mid", "tom_low")
-TOM_SPREAD_SEMITONES = 1.0  # TunedToms: how far each tom strays from the set's offset
 
 
 def _seeded(*parts: object) -> np.random.Generator:
@@ -156,8 +155,9 @@ class TunedToms(Kit):
         self.fingerprint = f"toms:{seed}:{lo:+g}{hi:+g}:{base.fingerprint}"
         rng = _seeded("tuned toms", seed, base.fingerprint)
         offset = rng.uniform(lo, hi)
-        spread = rng.uniform(-1, 1, len(TOMS)) * TOM_SPREAD_SEMITONES
-        self.semitones = {f: float(offset + d) for f, d in zip(TOMS, spread)}
+        spread = rng.uniform(-1, 1, len(TOMS))  # each tom as a studio strays from it
+        self.semitones = {f: float(offset + d * TUNING_SEMITONES[f])
+                          for f, d in zip(TOMS, spread)}  # fmt: skip
         # id of the base's cached sound -> (that sound, kept alive so the id stays its
         # own; the retuned one)
         self._sounds: dict[tuple[int, str, int], tuple[Sound, Sound]] = {}
