@@ -722,6 +722,7 @@ def test_hear_kit_retunes_only_the_probed_voice(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())
     assert [(r["semitones"], r["class"]) for r in rows] == [(-4, "HT"), (0, "HT"),
                                                             (7, "HT")]  # fmt: skip
+    assert {r["retune_by"] for r in rows} == {"head"}
     bad = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--retune", "30")
     assert bad.returncode == 2 and "--retune must be" in bad.stderr
 
@@ -744,6 +745,14 @@ def test_hear_kit_retunes_only_the_probed_voice(tmp_path: Path) -> None:
         a = kit.strike(voice, 0.8, SAMPLE_RATE, np.random.default_rng(0)).sound.audio
         b = plain.strike(voice, 0.8, SAMPLE_RATE, np.random.default_rng(0)).sound.audio
         assert (a.shape == b.shape and np.array_equal(a, b)) == same, voice
+    from hear_kit import RETUNERS  # by the head: the onset and the click stay put
+
+    tom = plain.strike("tom_high", 0.8, SAMPLE_RATE, np.random.default_rng(0)).sound
+    head, speed = (RETUNERS[by](5)(tom, SAMPLE_RATE) for by in ("head", "speed"))
+    click = slice(0, tom.onset + 1)
+    np.testing.assert_array_equal(head.audio[click], tom.audio[click])
+    assert head.onset == tom.onset and speed.audio.size == head.audio.size
+    assert not np.array_equal(speed.audio[click], tom.audio[click])
 
 
 def test_hear_kit_level_follows_the_kits_velocity_response() -> None:

@@ -13,15 +13,18 @@ plays the probed hits at each of those velocities instead of 100 (the groove sta
 it is) and prints how loud the kit plays the voice there against velocity 127
 (``level_db``): where a kit's ghost notes stop being heard, and whether that is the
 model or the kit's own velocity response. ``--retune`` plays the probed hits retuned
-by each of those semitones (by playback speed, as a drum head tuned higher or lower
-sounds): whether a tom is heard as a snare for its pitch (a recorded kit's high tom
-tuned 4 semitones down is heard as a tom). The JSON rows also hold each class's mean
-peak probability at the hits (``peak_probs``).
+by each of those semitones, as a drum head tuned higher or lower sounds (what rings
+played faster or slower, the stick's click kept as recorded, as the renders' tuned toms
+are; ``--retune-by speed`` plays the whole hit faster, click and all, as the probes
+before 2026-12-07's *Toms tuned by the head* did): whether a tom is heard as a snare
+for its pitch (a recorded kit's high tom tuned 4 semitones down is heard as a tom).
+The JSON rows also hold each class's mean peak probability at the hits
+(``peak_probs``).
 
 Usage: python tools/hear_kit.py --kits sfz:/work/kits/SamsSonor/SamsSonor.sfz GMRockKit
            [--checkpoint drumtx/models/default.pt] [--voices tom_high tom_low snare]
            [--cut-highs] [--bare] [--velocities 20 40 100] [--retune -4 0 4]
-           [--hits 8]
+           [--retune-by head|speed] [--hits 8]
            [--json out.json]
 """
 
@@ -54,7 +57,7 @@ from drumtx.midi import Note
 from drumtx.synth.dsp import Sound
 from drumtx.synth.kit import Kit
 from drumtx.synth.load import load_kit
-from drumtx.synth.studio import retuned
+from drumtx.synth.studio import head_retuned, retuned
 
 SAMPLE_RATE = 24_000  # a strike's level is measured at it; the model hears its own
 PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
@@ -109,6 +112,12 @@ def with_voice_changed(
 
     kit.strike = changed  # type: ignore[method-assign]
     return kit
+
+
+RETUNERS: dict[str, Callable[[float], Callable[[Sound, int], Sound]]] = {
+    "head": lambda st: lambda sound, rate: head_retuned(sound, st, rate),
+    "speed": lambda st: lambda sound, _: retuned(sound, st),
+}
 
 
 def with_highs_cut(kit: Kit, voice: str) -> Kit:
@@ -189,15 +198,15 @@ def run(args: argparse.Namespace) -> list[dict]:
                 for semitones, cut, groove in plays:
                     kit = load_kit(spec)  # fresh: round robins, caches, strike
                     if semitones:
-                        kit = with_voice_changed(
-                            kit, voice, lambda s, _, st=semitones: retuned(s, st)
-                        )
+                        retune = RETUNERS[args.retune_by](semitones)
+                        kit = with_voice_changed(kit, voice, retune)
                     if cut:
                         kit = with_highs_cut(kit, voice)
                     row = hear(loaded, kit, voice, args.hits, groove, velocity)
                     rows.append({"kit": spec, "voice": voice, "velocity": velocity,
                                  "level_db": round(level_db, 2),
-                                 "semitones": semitones, "highs_cut": cut,
+                                 "semitones": semitones,
+                                 "retune_by": args.retune_by, "highs_cut": cut,
                                  "groove": groove, **row})  # fmt: skip
     return rows
 
@@ -243,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="SEMITONES", help="play the probed hits retuned "
                         "by each of these semitones, one pass each (default: "
                         "0)")  # fmt: skip
+    parser.add_argument("--retune-by", choices=sorted(RETUNERS), default="head",
+                        help="head: what rings retuned, the stick's click as recorded "
+                        "(as the renders tune toms); speed: the whole hit played "
+                        "faster or slower (default: head)")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows")
     args = parser.parse_args(argv)
