@@ -13,16 +13,8 @@ from drumtx.errors import ConfigError
 from drumtx.make_dataset import make_dataset
 from drumtx.midi import Note
 from drumtx.synth import soundfont
-from drumtx.synth.dsp import Sound
 from drumtx.synth.room import Room, image_source_ir
-from drumtx.synth.studio import (
-    CLICK_SEC,
-    StudioKit,
-    TunedToms,
-    VirtualKit,
-    head_retuned,
-    retuned,
-)
+from drumtx.synth.studio import StudioKit, TunedToms, VirtualKit
 
 SR = 44_100
 INSTALLED_FONTS = soundfont.list_soundfonts()
@@ -118,46 +110,9 @@ def test_tuned_toms_move_as_a_set_and_nothing_else_changes() -> None:
     assert 0.15 < np.mean(tunings[:, 0] <= 0) < 0.35
     assert TunedToms(base, 3).fingerprint != TunedToms(base, 4).fingerprint
     assert TunedToms(base, 3).semitones == TunedToms(base, 3).semitones  # seeded
-    base_hit = base.strike("tom_high", 0.8, SR, np.random.default_rng(0)).sound
-    tuned = TunedToms(base, 5).strike("tom_high", 0.8, SR, np.random.default_rng(0))
-    stick = slice(0, base_hit.onset + 1)  # up to the onset, the recording as it was
-    np.testing.assert_array_equal(tuned.sound.audio[stick], base_hit.audio[stick])
-    # a tom's onset stays where it was: rendered, a hit still starts on its note
+    # a tom's onset moves with its retuning: rendered, a hit still starts on its note
     audio = TunedToms(base, 5).render([Note(0.2, 48, 100)], 0.8, SR)
     assert abs(energy_onset_sec(audio) - 0.2) < 0.002
-
-
-def _click_hz(audio: np.ndarray) -> float:
-    """The strongest spectral peak from 1 to 10 kHz: where a short click rings."""
-    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64), 1 << 14))
-    freqs = np.fft.rfftfreq(1 << 14, 1 / SR)
-    band = (freqs > 1000) & (freqs < 10000)
-    return float(freqs[band][np.argmax(spectrum[band])])
-
-
-def test_a_retuned_head_rings_at_its_new_pitch_and_keeps_the_sticks_click() -> None:
-    """Tuning a head moves what rings, not the stick's click: played faster, the click
-    would turn brighter with the pitch (what ``retuned`` does to a whole sound)."""
-    onset, n = 300, SR // 2
-    t = np.arange(n - onset) / SR
-    click = np.sin(2 * np.pi * 3000 * t) * np.exp(-t / 0.0008)  # a 1 ms tick at 3 kHz
-    ring = 0.5 * np.sin(2 * np.pi * 150 * t) * np.exp(-t / 0.2)
-    audio = np.concatenate([np.zeros(onset), click + ring]).astype(np.float32)
-    sound = Sound(audio, onset)
-    up = head_retuned(sound, 7, SR)
-    assert head_retuned(sound, 0.0, SR) is sound
-    assert up.onset == onset and up.audio.dtype == np.float32
-    np.testing.assert_array_equal(up.audio[: onset + 1], audio[: onset + 1])
-    rate = 2 ** (7 / 12)  # the ring is played that much faster, so it ends sooner
-    assert abs(up.audio.size - (onset + (n - onset) / rate)) <= 2
-    tail = round(2 * CLICK_SEC * SR)  # well past the click: the ring alone
-    assert 12 * np.log2(_pitch_hz(up.audio[onset + tail :]) / 150) == pytest.approx(
-        7, abs=0.3
-    )
-    first = slice(onset, onset + round(0.002 * SR))  # the click's first 2 ms
-    sped = retuned(sound, 7).audio[round(onset / rate) :][: first.stop - first.start]
-    assert _click_hz(up.audio[first]) == pytest.approx(3000, rel=0.05)
-    assert _click_hz(sped) == pytest.approx(3000 * rate, rel=0.05)  # played faster
 
 
 def test_image_source_direct_path_and_first_reflection() -> None:

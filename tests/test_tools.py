@@ -722,7 +722,7 @@ def test_hear_kit_retunes_only_the_probed_voice(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())
     assert [(r["semitones"], r["class"]) for r in rows] == [(-4, "HT"), (0, "HT"),
                                                             (7, "HT")]  # fmt: skip
-    assert {r["retune_by"] for r in rows} == {"head"}
+    assert {r["retune_by"] for r in rows} == {"speed"}
     bad = run_tool("tools/hear_kit.py", "--kits", "synth:3", "--retune", "30")
     assert bad.returncode == 2 and "--retune must be" in bad.stderr
 
@@ -753,6 +753,42 @@ def test_hear_kit_retunes_only_the_probed_voice(tmp_path: Path) -> None:
     np.testing.assert_array_equal(head.audio[click], tom.audio[click])
     assert head.onset == tom.onset and speed.audio.size == head.audio.size
     assert not np.array_equal(speed.audio[click], tom.audio[click])
+
+
+def test_hear_kit_retunes_a_head_by_what_rings_and_keeps_the_sticks_click() -> None:
+    """Tuning a head moves what rings, not the stick's click: played faster, the click
+    turns brighter with the pitch (what ``retuned`` does to a whole sound)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from hear_kit import CLICK_SEC, head_retuned
+
+    from drumtx.synth.dsp import Sound
+    from drumtx.synth.studio import retuned
+
+    rate, onset, n = 44_100, 300, 22_050
+    t = np.arange(n - onset) / rate
+    click = np.sin(2 * np.pi * 3000 * t) * np.exp(-t / 0.0008)  # a 1 ms tick at 3 kHz
+    ring = 0.5 * np.sin(2 * np.pi * 150 * t) * np.exp(-t / 0.2)
+    audio = np.concatenate([np.zeros(onset), click + ring]).astype(np.float32)
+    sound = Sound(audio, onset)
+    up = head_retuned(sound, 7, rate)
+    assert head_retuned(sound, 0.0, rate) is sound
+    assert up.onset == onset and up.audio.dtype == np.float32
+    np.testing.assert_array_equal(up.audio[: onset + 1], audio[: onset + 1])
+    faster = 2 ** (7 / 12)  # the ring is played that much faster, so it ends sooner
+    assert abs(up.audio.size - (onset + (n - onset) / faster)) <= 2
+
+    def peak_hz(x: np.ndarray, lo: float, hi: float) -> float:
+        spectrum = np.abs(np.fft.rfft(x.astype(np.float64), 1 << 16))
+        freqs = np.fft.rfftfreq(1 << 16, 1 / rate)
+        band = (freqs > lo) & (freqs < hi)
+        return float(freqs[band][np.argmax(spectrum[band])])
+
+    ringing = up.audio[onset + round(2 * CLICK_SEC * rate) :]  # past the click
+    assert 12 * np.log2(peak_hz(ringing, 40, 1500) / 150) == pytest.approx(7, abs=0.3)
+    first = slice(onset, onset + round(0.002 * rate))  # the click's first 2 ms
+    sped = retuned(sound, 7).audio[round(onset / faster) :][: first.stop - first.start]
+    assert peak_hz(up.audio[first], 1e3, 1e4) == pytest.approx(3000, rel=0.05)
+    assert peak_hz(sped, 1e3, 1e4) == pytest.approx(3000 * faster, rel=0.05)
 
 
 def test_hear_kit_level_follows_the_kits_velocity_response() -> None:

@@ -13,13 +13,11 @@ plays the probed hits at each of those velocities instead of 100 (the groove sta
 it is) and prints how loud the kit plays the voice there against velocity 127
 (``level_db``): where a kit's ghost notes stop being heard, and whether that is the
 model or the kit's own velocity response. ``--retune`` plays the probed hits retuned
-by each of those semitones, as a drum head tuned higher or lower sounds (what rings
-played faster or slower, the stick's click kept as recorded, as the renders' tuned toms
-are; ``--retune-by speed`` plays the whole hit faster, click and all, as the probes
-before 2026-12-07's *Toms tuned by the head* did): whether a tom is heard as a snare
-for its pitch (a recorded kit's high tom tuned 4 semitones down is heard as a tom).
-The JSON rows also hold each class's mean peak probability at the hits
-(``peak_probs``).
+by each of those semitones, by playback speed as the renders' tuned toms are
+(``--retune-by head`` plays what rings faster or slower and keeps the stick's click as
+recorded, as a tighter head sounds): whether a tom is heard as a snare for its pitch
+(a recorded kit's high tom tuned 4 semitones down is heard as a tom). The JSON rows
+also hold each class's mean peak probability at the hits (``peak_probs``).
 
 Usage: python tools/hear_kit.py --kits sfz:/work/kits/SamsSonor/SamsSonor.sfz GMRockKit
            [--checkpoint drumtx/models/default.pt] [--voices tom_high tom_low snare]
@@ -57,8 +55,9 @@ from drumtx.midi import Note
 from drumtx.synth.dsp import Sound
 from drumtx.synth.kit import Kit
 from drumtx.synth.load import load_kit
-from drumtx.synth.studio import head_retuned, retuned
+from drumtx.synth.studio import retune, retuned
 
+CLICK_SEC = 0.005  # how long a stick's click on a head lasts, for --retune-by head
 SAMPLE_RATE = 24_000  # a strike's level is measured at it; the model hears its own
 PITCH_OF_VOICE = {  # the note each probed voice is played with (TD-17 numbers)
     "kick": 36, "snare": 38, "hh_closed": 42, "hh_open": 46, "tom_high": 48,
@@ -112,6 +111,23 @@ def with_voice_changed(
 
     kit.strike = changed  # type: ignore[method-assign]
     return kit
+
+
+def head_retuned(sound: Sound, semitones: float, sample_rate: int) -> Sound:
+    """``sound`` with its drum head tuned ``semitones`` higher or lower: what rings
+    from the onset on is played faster or slower, but the stick's click stays as
+    recorded, the recording fading into the retuned ring over ``CLICK_SEC``; whatever
+    precedes the onset is kept, so the onset stays where it was. (Renders tune by
+    playback speed: toms tuned this way trained no better, docs/model-history.md,
+    *Toms tuned by the head*.)"""
+    if abs(semitones) < 0.05:
+        return sound
+    before, after = sound.audio[: sound.onset], sound.audio[sound.onset :]
+    ring = retune(after, semitones).copy()
+    n = min(round(CLICK_SEC * sample_rate), ring.size, after.size)
+    fade = (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+    ring[:n] = fade * after[:n] + (1 - fade) * ring[:n]
+    return Sound(np.concatenate([before, ring]), sound.onset)
 
 
 RETUNERS: dict[str, Callable[[float], Callable[[Sound, int], Sound]]] = {
@@ -198,8 +214,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 for semitones, cut, groove in plays:
                     kit = load_kit(spec)  # fresh: round robins, caches, strike
                     if semitones:
-                        retune = RETUNERS[args.retune_by](semitones)
-                        kit = with_voice_changed(kit, voice, retune)
+                        tuner = RETUNERS[args.retune_by](semitones)
+                        kit = with_voice_changed(kit, voice, tuner)
                     if cut:
                         kit = with_highs_cut(kit, voice)
                     row = hear(loaded, kit, voice, args.hits, groove, velocity)
@@ -252,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="SEMITONES", help="play the probed hits retuned "
                         "by each of these semitones, one pass each (default: "
                         "0)")  # fmt: skip
-    parser.add_argument("--retune-by", choices=sorted(RETUNERS), default="head",
-                        help="head: what rings retuned, the stick's click as recorded "
-                        "(as the renders tune toms); speed: the whole hit played "
-                        "faster or slower (default: head)")  # fmt: skip
+    parser.add_argument("--retune-by", choices=sorted(RETUNERS), default="speed",
+                        help="speed: the whole hit played faster or slower (as the "
+                        "renders tune toms); head: what rings retuned, the stick's "
+                        "click as recorded (default: speed)")  # fmt: skip
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows")
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 - ``VirtualKit`` takes each instrument family (kick, snare, hi-hat, toms, crashes,
   ride) from a different kit, so a model never learns "this snare goes with that kick".
 - ``TunedToms`` tunes a kit's toms as a set, higher or lower than it was sampled, as
-  drummers tune theirs: what rings moves, the stick's click stays (``head_retuned``).
+  drummers tune theirs.
 - ``StudioKit`` puts a kit in a room: each instrument at its own place, tuned and
   balanced like a mix engineer would, heard through close microphones (which also pick
   up the other drums), overheads and room microphones; each hit's sound is convolved
@@ -57,8 +57,6 @@ TUNING_SEMITONES = {  # how far each family may be retuned, up or down
 # (docs/model-history.md, *Toms tuned high*).
 TOM_SET_SEMITONES = (-3.0, 9.0)
 TOMS = ("tom_high", "tom_mid", "tom_low")
-HEADS = ("kick", "snare", *TOMS)  # drums with a head: retuned, the stick's click kept
-CLICK_SEC = 0.005  # how long a stick's click lasts on a head, as recorded
 
 
 def _seeded(*parts: object) -> np.random.Generator:
@@ -144,22 +142,6 @@ def retuned(sound: Sound, semitones: float) -> Sound:
     return Sound(audio, onset)
 
 
-def head_retuned(sound: Sound, semitones: float, sample_rate: int) -> Sound:
-    """``sound`` with its drum head tuned ``semitones`` higher or lower: what rings
-    from the onset on is played faster or slower, but the stick's click stays as
-    recorded (a tighter head rings higher and shorter; the stick meets it the same),
-    the recording fading into the retuned ring over ``CLICK_SEC``. Whatever precedes
-    the onset is kept, so the onset stays where it was."""
-    if abs(semitones) < 0.05:
-        return sound
-    before, after = sound.audio[: sound.onset], sound.audio[sound.onset :]
-    ring = retune(after, semitones).copy()
-    n = min(round(CLICK_SEC * sample_rate), ring.size, after.size)
-    fade = (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
-    ring[:n] = fade * after[:n] + (1 - fade) * ring[:n]
-    return Sound(np.concatenate([before, ring]), sound.onset)
-
-
 class TunedToms(Kit):
     """``base`` with its toms tuned as a set (``TOM_SET_SEMITONES``), every other
     voice as it was: what ``StudioKit`` does to the toms, without the room."""
@@ -170,8 +152,7 @@ class TunedToms(Kit):
         self.voices = base.voices
         self.fade_sec = base.fade_sec
         lo, hi = TOM_SET_SEMITONES
-        self.fingerprint = (f"toms:{seed}:{lo:+g}{hi:+g}:click{CLICK_SEC * 1e3:g}ms:"
-                            f"{base.fingerprint}")  # fmt: skip
+        self.fingerprint = f"toms:{seed}:{lo:+g}{hi:+g}:{base.fingerprint}"
         rng = _seeded("tuned toms", seed, base.fingerprint)
         offset = rng.uniform(lo, hi)
         spread = rng.uniform(-1, 1, len(TOMS))  # each tom as a studio strays from it
@@ -190,8 +171,7 @@ class TunedToms(Kit):
             return hit
         key = (id(hit.sound), family, sample_rate)
         if key not in self._sounds:
-            tuned = head_retuned(hit.sound, self.semitones[family], sample_rate)
-            self._sounds[key] = (hit.sound, tuned)
+            self._sounds[key] = (hit.sound, retuned(hit.sound, self.semitones[family]))
         return replace(hit, sound=self._sounds[key][1])
 
 
@@ -204,8 +184,7 @@ class StudioKit(Kit):
         self.voices = base.voices
         self.fade_sec = base.fade_sec
         lo, hi = TOM_SET_SEMITONES  # in the fingerprint: renders keyed by it re-render
-        tuning = f"toms{lo:+g}{hi:+g}:click{CLICK_SEC * 1e3:g}ms"  # see head_retuned
-        self.fingerprint = f"studio:{seed}:{tuning}:{base.fingerprint}"
+        self.fingerprint = f"studio:{seed}:toms{lo:+g}{hi:+g}:{base.fingerprint}"
         rng = _seeded("studio", seed, base.fingerprint)
         self.room = _draw_room(rng)
         lx, ly, _ = self.room.size_m
@@ -235,10 +214,7 @@ class StudioKit(Kit):
     def _recorded(self, sound: Sound, family: str, sample_rate: int) -> Sound:
         key = (id(sound.audio), family, sample_rate)
         if key not in self._sounds:
-            if family in HEADS:
-                dry = head_retuned(sound, self._tune[family], sample_rate).audio
-            else:
-                dry = retune(sound.audio, self._tune[family])
+            dry = retune(sound.audio, self._tune[family])
             wet = signal.fftconvolve(dry, self._ir(family, sample_rate)).astype(
                 np.float32
             )
