@@ -119,7 +119,7 @@ def head_retuned(sound: Sound, semitones: float, sample_rate: int) -> Sound:
     recorded, the recording fading into the retuned ring over ``CLICK_SEC``; whatever
     precedes the onset is kept, so the onset stays where it was. (Renders tune by
     playback speed: toms tuned this way trained no better, docs/model-history.md,
-    *Toms tuned by the head*.)"""
+    *High toms on the soup's recipe*.)"""
     if abs(semitones) < 0.05:
         return sound
     before, after = sound.audio[: sound.onset], sound.audio[sound.onset :]
