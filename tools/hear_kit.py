@@ -123,7 +123,7 @@ def head_retuned(sound: Sound, semitones: float, sample_rate: int) -> Sound:
     if abs(semitones) < 0.05:
         return sound
     before, after = sound.audio[: sound.onset], sound.audio[sound.onset :]
-    ring = retune(after, semitones).copy()
+    ring = retune(after, semitones)  # a new array: np.interp's
     n = min(round(CLICK_SEC * sample_rate), ring.size, after.size)
     fade = (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
     ring[:n] = fade * after[:n] + (1 - fade) * ring[:n]
