@@ -293,19 +293,21 @@ def _inner(hits: list[Hit], lo_sec: float, hi_sec: float) -> list[Hit]:
 
 
 def assert_same_hits(
-    got: list[Hit], want: list[Hit], tol_sec: float = 1e-4, fps: float = 100.0
+    got: list[Hit], want: list[Hit], tol_sec: float = 1e-4
 ) -> None:
-    """Same hits as far as a listener or a MIDI file can tell: the same classes on the
-    same frames, each within ``tol_sec``. Exact float equality (or equal order of two
-    hits on one frame) would hold only on one CPU's numerics: a bf16 or AVX-512 kernel
-    moves the last digits of the activations, so the sub-frame positions too."""
+    """Same hits as far as a listener or a MIDI file can tell: as many hits of each
+    class, the n-th of a class within ``tol_sec`` of its counterpart. Exact float
+    equality (or equal order of two hits at one time) would hold only on one CPU's
+    numerics: a bf16 or AVX-512 kernel moves the last digits of the activations, so the
+    sub-frame positions too; and a hit placed half-way between two frames may round to
+    either, so hits are paired by class and time, not by their nearest frame."""
 
-    def by_frame(hits: list[Hit]) -> list[tuple[int, int, float]]:
-        return sorted((round(h.time_sec * fps), h.cls, h.time_sec) for h in hits)
+    def by_class(hits: list[Hit]) -> list[tuple[int, float]]:
+        return sorted((h.cls, h.time_sec) for h in hits)
 
-    a, b = by_frame(got), by_frame(want)
-    assert [x[:2] for x in a] == [x[:2] for x in b]
-    worst_sec = max((abs(x[2] - y[2]) for x, y in zip(a, b)), default=0.0)
+    a, b = by_class(got), by_class(want)
+    assert [x[0] for x in a] == [x[0] for x in b]
+    worst_sec = max((abs(x[1] - y[1]) for x, y in zip(a, b)), default=0.0)
     assert worst_sec < tol_sec, worst_sec
 
 
@@ -318,7 +320,9 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     0.5, the sigmoid's steepest: on this groove 0.027 for the above-12-kHz model, 0.057
     for the soup shipped after it, whose micro F1 on 60 card-set recordings moves
     0.9311 -> 0.9305 drums alone and 0.8939 -> 0.8940 at 0 dB in bf16; the model before
-    it 0.9297 -> 0.9299 and 0.8909 -> 0.8910.)"""
+    it 0.9297 -> 0.9299 and 0.8909 -> 0.8910; 0.064 for the soup of 2026-12-07, where
+    one hi-hat's flat top, 0.901 and 0.887 on two frames in fp32, 0.887 and 0.903 in
+    bf16, is placed 0.1 ms apart, half-way between those frames.)"""
     from drumtx.checkpoint import SHIPPED_MODELS_DIR, load_checkpoint
     from drumtx.inference import class_thresholds, decode_hits, load_model
     from drumtx.make_dataset import generate_performances
@@ -349,17 +353,21 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     assert np.abs(p16 - p32).max() < drift
     assert len(hits32) > 20
 
-    def key(hit: Hit) -> tuple[int, int]:
-        return round(hit.time_sec * 100), hit.cls
+    def unpaired(hits: list[Hit], others: list[Hit]) -> list[Hit]:
+        """Hits with no hit of their class within a frame in ``others``."""
+        return [h for h in hits if not any(
+            o.cls == h.cls and abs(o.time_sec - h.time_sec) < 0.011 for o in others
+        )]  # fmt: skip
 
-    only = {key(h) for h in hits16} ^ {key(h) for h in hits32}
+    only = unpaired(hits16, hits32) + unpaired(hits32, hits16)
     assert len(only) <= 2, only
-    for frame, cls in only:  # borderline in fp32: within the drift of the threshold
-        peak = p32[max(frame - 1, 0) : frame + 2, cls].max()
-        assert abs(peak - thresholds[cls]) < drift, (frame, cls, peak)
-    same16 = [h for h in hits16 if key(h) not in only]
-    same32 = [h for h in hits32 if key(h) not in only]
-    # The same frame; sub-frame refinement may move a hit by up to a frame's width.
+    for hit in only:  # borderline in fp32: within the drift of the threshold
+        frame = round(hit.time_sec * 100)
+        peak = p32[max(frame - 1, 0) : frame + 2, hit.cls].max()
+        assert abs(peak - thresholds[hit.cls]) < drift, (hit, peak)
+    same16 = [h for h in hits16 if h not in only]
+    same32 = [h for h in hits32 if h not in only]
+    # Within a frame's width: sub-frame refinement may move a hit that far.
     assert_same_hits(same16, same32, tol_sec=0.011)
 
 
