@@ -289,11 +289,20 @@ class DecodeConfig:
     # the one whose peak is the smaller multiple of its threshold is dropped (pairs
     # the model's classes lack are left out).
     exclusive: str = "OH/CR,CR/RD"
+    # Classes that ring when another is struck, "A<B": a snare's wires buzz under a
+    # kick or a tom, and the model hears the buzz as a snare. A peak of A within a frame
+    # of B's probability at or above buzz_when counts only at or above buzz_threshold.
+    buzz: str = "SD<KD,SD<LT,SD<HT"
+    buzz_when: float = 0.5
+    buzz_threshold: float = 0.85
 
     def __post_init__(self) -> None:
         _check_range("decode.threshold", self.threshold, 0.0, 1.0)
         _check_range("decode.min_gap_sec", self.min_gap_sec, 0.0, 1.0)
+        _check_range("decode.buzz_when", self.buzz_when, 0.0, 1.0)
+        _check_range("decode.buzz_threshold", self.buzz_threshold, 0.0, 1.0)
         exclusive_pairs(self.exclusive)  # raises on a malformed pair
+        buzz_pairs(self.buzz)
         for code, value in self.class_thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(
@@ -305,15 +314,27 @@ class DecodeConfig:
 
 def exclusive_pairs(text: str) -> list[tuple[str, str]]:
     """decode.exclusive's code pairs: "OH/CR,CR/RD" -> [(OH, CR), (CR, RD)]."""
+    return _code_pairs(
+        text, "/", "decode.exclusive", '"OH/CR,CR/RD"', '"" keeps every hit'
+    )
+
+
+def buzz_pairs(text: str) -> list[tuple[str, str]]:
+    """decode.buzz's pairs, the class that rings first: "SD<KD" -> [(SD, KD)]."""
+    return _code_pairs(text, "<", "decode.buzz", '"SD<KD"', '"" turns it off')
+
+
+def _code_pairs(
+    text: str, sep: str, key: str, example: str, off: str
+) -> list[tuple[str, str]]:
     known = {code for vocab in VOCABS.values() for code in vocab.codes}
     pairs = []
     for item in filter(None, (p.strip() for p in str(text).split(","))):
-        codes = tuple(c.strip().upper() for c in item.split("/"))
+        codes = tuple(c.strip().upper() for c in item.split(sep))
         if len(codes) != 2 or codes[0] == codes[1] or not set(codes) <= known:
             raise ConfigError(
-                f"decode.exclusive: {item!r} is not a pair of two class codes",
-                hint=f"e.g. \"OH/CR,CR/RD\" (codes: {' '.join(sorted(known))}); "
-                '"" keeps every hit',
+                f"{key}: {item!r} is not a pair of two class codes",
+                hint=f"e.g. {example} (codes: {' '.join(sorted(known))}); {off}",
             )
         pairs.append((codes[0], codes[1]))
     return pairs

@@ -13,16 +13,35 @@ Some classes are rarely struck at once: an open hi-hat and a crash, a crash and 
 30 ms). Where the model fires both of such a pair closer than ``min_gap_sec``, mostly
 one cymbal heard as two, only the surer hit is kept: the one whose peak probability is
 the larger multiple of its class threshold (``exclusive``).
+
+A snare's wires ring when the kick or a tom is struck, and a model that has heard few
+real kits hears that buzz as a snare. On the two real kits kept for validation (drums
+alone), snare peaks between the threshold and 0.85 with a kick or tom probability of
+0.5 or more within a frame were snares 16 % of the time (504 peaks), against 92 % for
+snare peaks with neither. A ``Buzz`` rule (the class that rings, the class that sets it
+ringing) makes the ringing class's peaks there pass a higher threshold of their own.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from drumtx.drums import Hit
+
+
+@dataclass(frozen=True)
+class Buzz:
+    """Peaks of ``cls`` where ``source``'s onset probability reaches ``when`` within a
+    frame count only at or above ``threshold`` (or the class threshold, if higher)."""
+
+    cls: int
+    source: int
+    when: float
+    threshold: float
 
 
 def local_peaks(prob: np.ndarray) -> np.ndarray:
@@ -95,6 +114,7 @@ def pick_onsets(
     *,
     refine: bool = True,
     exclusive: Sequence[tuple[int, int]] = (),
+    buzz: Sequence[Buzz] = (),
 ) -> list[Hit]:
     """Hits from (T, C) onset probabilities and velocities, sorted by time then class.
 
@@ -110,6 +130,7 @@ def pick_onsets(
         exclusive: class pairs rarely struck at once; of two hits of a pair closer
             than ``min_gap_sec``, the one whose peak is the smaller multiple of its
             threshold is dropped (:func:`exclusive_drops`).
+        buzz: where a class rings when another is struck (:func:`peak_thresholds`).
     """
     if onset_prob.ndim != 2 or onset_prob.shape != velocity.shape:
         raise ValueError(
@@ -125,7 +146,8 @@ def pick_onsets(
     for cls, threshold in enumerate(thresholds):
         prob = np.asarray(onset_prob[:, cls], dtype=np.float64)
         peaks = local_peaks(prob)
-        peaks = peaks[prob[peaks] >= threshold]
+        needed = peak_thresholds(onset_prob, cls, peaks, threshold, buzz)
+        peaks = peaks[prob[peaks] >= needed]
         peaks = enforce_min_gap(peaks, prob[peaks], min_gap_sec * fps)
         for frame in peaks.tolist():
             position = refine_peak(prob, frame) if refine else float(frame)
@@ -137,6 +159,28 @@ def pick_onsets(
         hits = [hit for i, hit in enumerate(hits) if i not in drop]
     hits.sort(key=lambda hit: (hit.time_sec, hit.cls))
     return hits
+
+
+def peak_thresholds(
+    onset_prob: np.ndarray,
+    cls: int,
+    peaks: np.ndarray,
+    threshold: float,
+    buzz: Sequence[Buzz],
+) -> np.ndarray:
+    """The threshold each of class ``cls``'s ``peaks`` (frames) must reach: the class
+    threshold, raised to a ``Buzz``'s where its source's probability reaches
+    ``when`` within one frame of the peak."""
+    needed = np.full(len(peaks), float(threshold))
+    last = len(onset_prob) - 1
+    for rule in buzz:
+        if rule.cls != cls or len(peaks) == 0:
+            continue
+        source = np.asarray(onset_prob[:, rule.source], dtype=np.float64)
+        around = [source[np.clip(peaks + d, 0, last)] for d in (-1, 0, 1)]
+        near = np.maximum.reduce(around)
+        needed[near >= rule.when] = max(float(threshold), rule.threshold)
+    return needed
 
 
 def exclusive_drops(

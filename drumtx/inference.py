@@ -25,8 +25,8 @@ import torch
 from drumtx.amp import amp_dtype, autocast, dtype_name
 from drumtx.audio import audio_info, read_samples, resample
 from drumtx.checkpoint import load_checkpoint, model_config
-from drumtx.config import Config, exclusive_pairs
-from drumtx.decode import pick_onsets
+from drumtx.config import Config, buzz_pairs, exclusive_pairs
+from drumtx.decode import Buzz, pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
@@ -366,11 +366,15 @@ def decode_hits(
     velocity: np.ndarray,
     thresholds: Sequence[float],
 ) -> list[Hit]:
-    """Hits from (T, C) activations with the model's frame rate, minimum gap and
-    exclusive class pairs (those of its classes)."""
-    fps, gap = loaded.cfg.frontend.fps, loaded.cfg.decode.min_gap_sec
-    codes = loaded.vocab.codes
+    """Hits from (T, C) activations with the model's frame rate, minimum gap,
+    exclusive class pairs and buzz rules (those of its classes)."""
+    decode, codes = loaded.cfg.decode, loaded.vocab.codes
     pairs = [(codes.index(a), codes.index(b))
-             for a, b in exclusive_pairs(loaded.cfg.decode.exclusive)
+             for a, b in exclusive_pairs(decode.exclusive)
              if a in codes and b in codes]  # fmt: skip
-    return pick_onsets(onset, velocity, fps, thresholds, gap, exclusive=pairs)
+    when, need = decode.buzz_when, decode.buzz_threshold
+    buzz = [Buzz(codes.index(a), codes.index(b), when, need)
+            for a, b in buzz_pairs(decode.buzz)
+            if a in codes and b in codes]  # fmt: skip
+    return pick_onsets(onset, velocity, loaded.cfg.frontend.fps, thresholds,
+                       decode.min_gap_sec, exclusive=pairs, buzz=buzz)  # fmt: skip

@@ -199,3 +199,16 @@ def test_decode_exclusive_reads_pairs_and_refuses_a_malformed_one() -> None:
     for bad in ("OH", "OH/OH", "OH/XX", "OH/CR/RD"):
         with pytest.raises(ConfigError, match="decode.exclusive"):
             load_config(overrides=[f"decode.exclusive={bad}"])
+
+
+def test_decode_buzz_reads_pairs_and_refuses_a_malformed_one() -> None:
+    from drumtx.config import buzz_pairs
+
+    assert buzz_pairs(" sd<KD , HT<LT") == [("SD", "KD"), ("HT", "LT")]
+    assert buzz_pairs("") == []
+    assert load_config(overrides=["decode.buzz="]).decode.buzz == ""
+    for bad in ("SD", "SD<SD", "SD<XX", "SD/KD", "SD<KD<HH"):
+        with pytest.raises(ConfigError, match="decode.buzz"):
+            load_config(overrides=[f"decode.buzz={bad}"])
+    with pytest.raises(ConfigError, match="decode.buzz_threshold"):
+        load_config(overrides=["decode.buzz_threshold=1.5"])

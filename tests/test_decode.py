@@ -159,3 +159,60 @@ def test_exclusive_drops_surest_first_and_a_dropped_hit_drops_nothing() -> None:
     # a pair given both ways drops one hit of a tie, not both; exactly 30 ms apart: none
     h, sure = hits((1.0, 0, 2.0), (1.0, 1, 2.0), (2.0, 0, 2.0), (2.03, 1, 1.0))
     assert exclusive_drops(h, sure, [(0, 1), (1, 0)], 0.03) == {1}
+
+
+def test_buzz_raises_the_threshold_of_a_snare_struck_with_a_kick() -> None:
+    from drumtx.decode import Buzz
+
+    # classes 0 (kick), 1 (snare); frames of 10 ms, bumps one frame wide
+    prob = bumps(400, 2, [(0.5, 0, 0.9), (0.5, 1, 0.7),  # buzz under a kick: dropped
+                          (1.0, 0, 0.9), (1.01, 1, 0.9),  # a frame apart, sure: stays
+                          (1.5, 0, 0.9), (1.53, 1, 0.7),  # 30 ms apart: stays
+                          (2.0, 0, 0.4), (2.0, 1, 0.7),  # a soft kick under it: stays
+                          (3.0, 1, 0.7)])  # no kick: stays  # fmt: skip
+    velocity = np.full_like(prob, 0.5)
+    rule = Buzz(cls=1, source=0, when=0.5, threshold=0.85)
+
+    def times(hits, cls):
+        return [round(h.time_sec, 2) for h in hits if h.cls == cls]
+
+    plain = pick_onsets(prob, velocity, FPS, [0.5, 0.55], 0.03)
+    hits = pick_onsets(prob, velocity, FPS, [0.5, 0.55], 0.03, buzz=[rule])
+    assert times(plain, 1) == [0.5, 1.01, 1.53, 2.0, 3.0]
+    assert times(hits, 1) == [1.01, 1.53, 2.0, 3.0]
+    assert times(hits, 0) == times(plain, 0) == [0.5, 1.0, 1.5]
+    # a class threshold above the rule's wins
+    high = pick_onsets(prob, velocity, FPS, [0.5, 0.95], 0.03, buzz=[rule])
+    assert times(high, 1) == []
+    # the rule the other way round: kicks with a snare in reach need 0.95
+    back = Buzz(cls=0, source=1, when=0.5, threshold=0.95)
+    hits = pick_onsets(prob, velocity, FPS, [0.5, 0.55], 0.03, buzz=[back])
+    assert times(hits, 0) == [1.5] and times(hits, 1) == times(plain, 1)
+
+
+def test_decode_hits_applies_the_configs_buzz_rules_by_class_code() -> None:
+    from types import SimpleNamespace
+
+    from drumtx.config import load_config
+    from drumtx.drums import ROLAND9
+    from drumtx.inference import decode_hits
+
+    kd, sd, lt = (ROLAND9.codes.index(c) for c in ("KD", "SD", "LT"))
+    fps = load_config().frontend.fps
+    n = int(3 * fps)
+    prob = np.zeros((n, ROLAND9.n_classes))
+    for t, cls, height in [(0.5, kd, 0.9), (0.5, sd, 0.7), (1.0, lt, 0.8),
+                           (1.0, sd, 0.7), (2.0, sd, 0.7)]:  # fmt: skip
+        prob[int(t * fps), cls] = height
+    velocity = np.full_like(prob, 0.5)
+    thresholds = [0.5] * ROLAND9.n_classes
+
+    def snares(overrides):
+        loaded = SimpleNamespace(cfg=load_config(overrides=overrides), vocab=ROLAND9)
+        hits = decode_hits(loaded, prob, velocity, thresholds)
+        return [round(h.time_sec, 2) for h in hits if h.cls == sd]
+
+    assert snares([]) == [2.0]  # the snares on the kick and the tom were buzz
+    assert snares(["decode.buzz=SD<KD"]) == [1.0, 2.0]
+    assert snares(["decode.buzz="]) == [0.5, 1.0, 2.0]
+    assert snares(["decode.buzz_threshold=0.6"]) == [0.5, 1.0, 2.0]
