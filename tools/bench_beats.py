@@ -104,7 +104,7 @@ def condition(loaded, store, indices, level, egmd_dir, work=None, key="") -> dic
     """Beat scores (tempo map and baseline) and timing errors for one condition."""
     from drumtx.beats import beat_grid, grid_of
     from drumtx.decode import pick_onsets
-    from drumtx.inference import class_thresholds
+    from drumtx.inference import class_thresholds, decode_hits
     from drumtx.processed import reference_hits
     from drumtx.scoring import beat_scores, summarize_beats
     from drumtx.tempo import TempoMap, read_tempo_map
@@ -117,7 +117,7 @@ def condition(loaded, store, indices, level, egmd_dir, work=None, key="") -> dic
         rec = store.recordings[index]
         reference = read_tempo_map(egmd_dir / rec["midi_path"])
         duration = len(onset) / fps
-        decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
+        decoded = decode_hits(loaded, onset, velocity, thresholds)  # as transcribe
         grid = beat_grid(onset, velocity, codes, fps, hits=decoded, chroma=chroma)
         kind = {"beat_type": rec.get("beat_type", "")}
         rows.append({**beat_scores(reference, grid, duration), **kind})

@@ -244,14 +244,13 @@ def condition_name(level: float | None) -> str:
 def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
     """Beat scores of every song in every condition: {condition: rows}."""
     from drumtx.beats import beat_grid
-    from drumtx.decode import pick_onsets
     from drumtx.harmony import chroma_of
-    from drumtx.inference import class_thresholds
+    from drumtx.inference import class_thresholds, decode_hits
     from drumtx.scoring import beat_scores
     from drumtx.tempo import read_tempo_map
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
-    thresholds, gap = class_thresholds(loaded), loaded.cfg.decode.min_gap_sec
+    thresholds = class_thresholds(loaded)
     kits = args.kits.split(",")
     levels = [None] + [float(x) for x in args.mixes.split(",") if x.strip()]
     rows: dict[str, list[dict]] = {}
@@ -267,7 +266,7 @@ def score_songs(loaded, songs: list[Path], args) -> dict[str, list[dict]]:
             audio = condition_audio(drums, band, level)
             acts = args.work / "acts" / f"{path.stem}-{key}.npz"
             onset, velocity = cached_activations(loaded, audio, acts)
-            decoded = pick_onsets(onset, velocity, fps, thresholds, gap)
+            decoded = decode_hits(loaded, onset, velocity, thresholds)
             chroma = chroma_of(audio, rate)
             grid = beat_grid(onset, velocity, codes, fps, hits=decoded, chroma=chroma)
             row = beat_scores(read_tempo_map(path), grid, len(onset) / fps)

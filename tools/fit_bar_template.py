@@ -167,12 +167,10 @@ def labelled(loaded, reference, onset, velocity):
     the tempo or meter is wrong, and the phase is not what failed."""
     import mir_eval.beat
 
-    from drumtx.decode import pick_onsets
-    from drumtx.inference import class_thresholds
+    from drumtx.inference import class_thresholds, decode_hits
 
     fps, codes = loaded.cfg.frontend.fps, loaded.vocab.codes
-    decoded = pick_onsets(onset, velocity, fps, class_thresholds(loaded),
-                          loaded.cfg.decode.min_gap_sec)  # fmt: skip
+    decoded = decode_hits(loaded, onset, velocity, class_thresholds(loaded))
     hits = beats.hits_of(decoded, codes, fps)
     hyp = beats.best_hypothesis(onset, hits, codes, fps, template=False)
     if hyp is None or hyp.meter != METER:
