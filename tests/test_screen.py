@@ -15,6 +15,7 @@ from drumtx.screen import (
     keep_mask,
     pulse,
     screen_audio,
+    spectral_features,
 )
 from drumtx.synth import SynthKit
 from drumtx.synth.grooves import generate_groove
@@ -47,6 +48,21 @@ def groove(seconds: float, seed: int = 0) -> np.ndarray:
         pass
     audio = SynthKit(seed).render(g.notes, seconds + 1.0, SR)
     return audio[SR : SR + int(seconds * SR)]
+
+
+def low_notes(decay_sec: float, period_sec: float = 1.2, seconds: float = 10.0):
+    """A 55 Hz note every ``period_sec`` dying away over ``decay_sec``: a bass drum's
+    thump where short (a kick every 1.2 s: 48 a minute in 10 s), a bass line's note
+    where long."""
+    t = np.arange(int(0.6 * SR)) / SR
+    attack = np.minimum(1.0, t / 0.002)
+    note = np.sin(2 * np.pi * 55.0 * t) * np.exp(-t / decay_sec) * attack
+    out = np.zeros(int(seconds * SR))
+    for start in np.arange(0.3, seconds - 0.4, period_sec):
+        i = int(start * SR)
+        n = min(len(note), len(out) - i)
+        out[i : i + n] += note[:n]
+    return out.astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +109,42 @@ def test_model_screen_refuses_a_groove_in_music_and_keeps_the_music(
     mixed = mix_backing(groove(EXCERPT_SEC, seed=int(level_db) + 7), music, level_db)
     [scored] = screen_audio(mixed[:n] / np.abs(mixed).max(), SR, loaded)
     assert scored.drums and scored.model_drums, scored
+
+
+def test_thumps_count_a_bass_drum_not_a_bass_line() -> None:
+    music = tonal_music(EXCERPT_SEC, seed=5)
+    for level_db in (0.0, -12.0):
+        drum = mix_backing(low_notes(0.04), music, level_db)
+        bass = mix_backing(low_notes(0.5), music, level_db)
+        assert 36 <= spectral_features(drum, SR)[2] <= 48, level_db
+        assert spectral_features(bass, SR)[2] == 0, level_db
+    assert spectral_features(music, SR)[2] == 0
+
+
+def test_a_lone_kick_needs_the_model_and_the_thumps_to_agree() -> None:
+    def score(kicks: float, share: float, thumps: float) -> ExcerptScore:
+        return ExcerptScore(0.0, 0.0, 0.0, kicks, 0.0, 1, thumps, kicks, share)
+
+    assert score(48, 1.0, 48).lone_kick and score(48, 1.0, 48).drums
+    assert not score(48, 1.0, 0).drums  # kicks on a bass line: no thumps
+    assert not score(48, 0.3, 48).drums  # palm-muted guitar: "kicks" among snares
+    assert not score(12, 1.0, 48).drums  # a few loud thumps
+
+
+def test_model_screen_refuses_a_lone_bass_drum_under_music_and_keeps_a_bass_line(
+    loaded,
+) -> None:
+    """Cinematic music's heartbeat of bass-drum hits under a pad is no kit (one class,
+    slow) yet a drum; a bass line just as sparse stays."""
+    music = tonal_music(EXCERPT_SEC, seed=5)
+    for level_db in (-8.0, -12.0):
+        drum = mix_backing(low_notes(0.04), music, level_db)
+        [scored] = screen_audio(drum / np.abs(drum).max() / 2, SR, loaded)
+        assert scored.lone_kick and not scored.model_drums, scored
+        assert not scored.spectral_drums, scored  # only the new test sees it
+        bass = mix_backing(low_notes(0.5), music, level_db)
+        [scored] = screen_audio(bass / np.abs(bass).max() / 2, SR, loaded)
+        assert not scored.drums, scored
 
 
 def test_spectral_screen_alone_keeps_tonal_music_and_sees_a_loud_groove() -> None:
