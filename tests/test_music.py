@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from drumtx.music import (
     random_excerpt,
     split_of,
 )
+from drumtx.screen import SCREEN_VERSION
 
 SR = 24000
 HOP = 240
@@ -364,7 +366,8 @@ def test_pool_split_list_round_trip_and_refusals(tmp_path: Path, capsys) -> None
 def test_the_committed_split_list_holds_out_some_of_every_source() -> None:
     """tools/music_pool_splits.json, the default --splits, pins the pool the held-out
     numbers were measured on: every package with two or more files in it is both
-    trained on and held out, and the four files the rule sent to test stay there."""
+    trained on and held out, the three files the rule sent to test stay there, and
+    AlexFightmare (a lone bass drum keeping time, which screen 2 refuses) is gone."""
     tool = load_tool()
     splits = tool.read_split_list(tool.PINNED_SPLITS)
     assert tool.build_parser().parse_args(["--out", "x"]).splits == str(
@@ -373,11 +376,15 @@ def test_the_committed_split_list_holds_out_some_of_every_source() -> None:
     for key, split in splits.items():
         by_package.setdefault(key.split("/")[0], set()).add(split)
     packages = {s.package for s in tool.SOURCES}
+    n_files = Counter(key.split("/")[0] for key in splits)
     assert set(by_package) <= packages and len(by_package) >= 7
-    assert all(found == {"train", "test"} for found in by_package.values())
-    for name in ("Feelings/guitar.ogg", "weight_of_revenge.ogg", "AlexFightmare.ogg",
-                 "beware_the_ships_kobold.ogg"):
+    shared = [found for package, found in by_package.items() if n_files[package] >= 2]
+    assert all(found == {"train", "test"} for found in shared)
+    for name in ("Feelings/guitar.ogg", "weight_of_revenge.ogg",
+                 "beware_the_ships_kobold.ogg"):  # fmt: skip
         assert [v for k, v in splits.items() if k.endswith("/" + name)] == ["test"]
+    assert not [k for k in splits if k.endswith("/AlexFightmare.ogg")]
+    assert tool.screen_key(json.loads(tool.PINNED_SPLITS.read_text())["screen"])[0] == 2
 
 
 def test_build_refuses_a_hold_out_that_is_no_pool(tmp_path: Path, capsys) -> None:
@@ -425,9 +432,28 @@ def test_build_screens_with_the_named_model_and_says_which(tmp_path: Path, capsy
     assert loaded_from == [weights] and screened_with == ["model"]
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["screen"] == f"spectral + model screen.pt (sha256 {digest})"
-    assert f"screened by spectral + model screen.pt (sha256 {digest})" in (
-        out / "manifest.md").read_text()  # fmt: skip
+    screen = f"screen {SCREEN_VERSION}: spectral + model screen.pt (sha256 {digest})"
+    assert manifest["screen"] == screen
+    assert f"screened by {screen}" in (out / "manifest.md").read_text()
+    # The committed list was screened by the shipped weights, not these: said.
+    err = capsys.readouterr().err
+    assert "warning:" in err and tool.PINNED_SPLITS.name in err and "hint:" in err
+
+    # A list screened by other weights, or by these with older rules: said too.
+    for other in ("spectral + model default.pt (sha256 0123456789abcdef)",
+                  f"spectral + model screen.pt (sha256 {digest})"):  # fmt: skip
+        listed = tmp_path / "listed.json"
+        listed.write_text(json.dumps({**json.loads((out / "splits.json").read_text()),
+                                      "screen": other}))  # fmt: skip
+        again = tmp_path / f"again-{len(other)}"
+        assert tool.main(["--out", str(again), "--checkpoint", str(weights),
+                          "--splits", str(listed)]) == 0  # fmt: skip
+        err = capsys.readouterr().err
+        assert "warning:" in err and other in err and "hint:" in err, err
+    listed.write_text(json.dumps({**json.loads(listed.read_text()), "screen": screen}))
+    assert tool.main(["--out", str(tmp_path / "same"), "--checkpoint", str(weights),
+                      "--splits", str(listed)]) == 0  # fmt: skip
+    assert "warning:" not in capsys.readouterr().err
 
 
 def test_resampled_pool_keeps_its_excerpts_and_gains_their_high_band(

@@ -53,6 +53,7 @@ from drumtx.music import (  # noqa: E402
 )
 from drumtx.screen import (  # noqa: E402
     EXCERPT_SEC,
+    SCREEN_VERSION,
     ExcerptScore,
     excerpt_bounds,
     keep_mask,
@@ -268,6 +269,9 @@ def score_summary(scores: list[ExcerptScore]) -> dict:
         "model_hits_per_min": round(max(s.model_hits_per_min for s in scores), 1),
         "model_pulse": round(max(s.model_pulse for s in scores), 3),
         "model_kit_classes": max(s.model_kit_classes for s in scores),
+        "thumps_per_min": round(max(s.thumps_per_min for s in scores), 1),
+        "model_kicks_per_min": round(max(s.model_kicks_per_min for s in scores), 1),
+        "model_kick_share": round(max(s.model_kick_share for s in scores), 3),
     }
 
 
@@ -633,9 +637,30 @@ def screen_name(args: argparse.Namespace) -> str:
     """How the pool was screened, for its manifest: the model by its file's sha256, so
     a rebuild can pick the same weights (a newer shipped model keeps other excerpts)."""
     if args.no_model:
-        return "spectral"
+        return f"screen {SCREEN_VERSION}: spectral"
     digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
-    return f"spectral + model {args.checkpoint.name} (sha256 {digest[:16]})"
+    return (f"screen {SCREEN_VERSION}: spectral + model {args.checkpoint.name} "
+            f"(sha256 {digest[:16]})")
+
+
+def screen_key(text: str) -> tuple[int, str]:
+    """(rules version, weights sha256 or "") of a pool's screen as its manifest
+    names it; names before SCREEN_VERSION 2 ("spectral + model ...") are version 1."""
+    version = re.match(r"screen (\d+): ", text)
+    digest = re.search(r"sha256 ([0-9a-f]+)", text)
+    return int(version.group(1)) if version else 1, digest.group(1) if digest else ""
+
+
+def warn_other_screen(split_list: Path, built: str) -> None:
+    """Say so when the pinned split list's pool was screened otherwise: its files
+    stay in their splits, but other excerpts are kept, so held-out music differs."""
+    pinned = json.loads(split_list.read_text()).get("screen", "")
+    if pinned and screen_key(pinned) != screen_key(built):
+        print(f"warning: {split_list.name} was screened by \"{pinned}\", this build "
+              f"by \"{built}\": files keep their splits, but other excerpts are kept, "
+              "so the held-out music and every score on it differ", file=sys.stderr)
+        print("hint: screen with the weights the pinned pool names "
+              "(drumtx/models/DATA.md, Rebuild: --checkpoint)", file=sys.stderr)
 
 
 def local_file(source: Source, scratch: Path, rel: str) -> Path:
@@ -741,6 +766,8 @@ def main(argv: list[str] | None = None) -> int:
     except DrumtxError as exc:
         print_error(exc)
         return 2
+    if pinned is not None:
+        warn_other_screen(Path(args.splits), screen_name(args))
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
     for source in chosen:
