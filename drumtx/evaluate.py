@@ -15,6 +15,11 @@ with the pool's *train* split, report on test with its held-out *test* split), a
 pool's music is also heard alone: every hit found there is a false one (``music_alone``:
 hits per minute by class, what a song's intro or break would get).
 
+Every report carries fingerprints of what it scored (``set``: the store's recordings,
+every label and a sample of its audio; ``music``: the pool's excerpts and a sample of
+its audio), so numbers from another machine's rebuild of a held-out set (other renders,
+a pool screened otherwise) can be told apart from numbers on the same set.
+
 Where the recordings' MIDI files are at hand (the E-GMD root), the tempo map transcribe
 would write is scored against each MIDI's (GMD is played to a click from time 0): beat
 and downbeat F-measure (mir_eval.beat, +-70 ms) and tempo within 4 %, per beat type.
@@ -23,6 +28,7 @@ and downbeat F-measure (mir_eval.beat, +-70 ms) and tempo within 4 %, per beat t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,6 +60,36 @@ from drumtx.scoring import score_store, store_activations
 from drumtx.storage import require_roots
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+# Audio samples hashed: one in this many (a prime, so no period locks onto it). A set
+# rendered or mixed otherwise differs nearly everywhere; one edited sample may not show.
+FINGERPRINT_STRIDE = 65521
+
+
+def fingerprint(text: str, *arrays: np.ndarray | None, stride: int = 1) -> str:
+    """12 hex digits of SHA-256 over ``text`` and every ``stride``-th element of each
+    array (and its length)."""
+    digest = hashlib.sha256(text.encode("utf-8"))
+    for array in arrays:
+        if array is not None:
+            digest.update(f"|{len(array)}|".encode())
+            digest.update(np.ascontiguousarray(array[::stride]).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def store_fingerprint(store: Store) -> str:
+    """What was scored: the recordings (names, lengths, kits), every label, and a
+    sample of the drums' audio and of the backing the store holds."""
+    recs = json.dumps([[r.get("audio_path"), r.get("length"), r.get("kit")]
+                       for r in store.recordings])  # fmt: skip
+    labels = fingerprint(recs, store.hits)
+    return fingerprint(labels, store.audio, store.backing, stride=FINGERPRINT_STRIDE)
+
+
+def pool_fingerprint(pool: MusicPool) -> str:
+    """The music a pool puts under the drums: its excerpts and a sample of its audio."""
+    segments = json.dumps([[s.get("file"), s.get("file_offset_sec"), s.get("length")]
+                           for s in pool.segments])  # fmt: skip
+    return fingerprint(segments, pool.audio, stride=FINGERPRINT_STRIDE)
 
 
 def model_wants(path: Path) -> str:
@@ -94,8 +130,10 @@ def run_evaluate(
             "reported; these numbers are optimistic (report --split test)"
         )
     store = load_store(roots.processed_dir / split, loaded.cfg, model_wants(path))
+    fingerprints = {"set": store_fingerprint(store)}
     if pool is not None:
         store = with_music_from(store, pool)
+        fingerprints["music"] = pool_fingerprint(pool)
     egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
     indices = _indices(store, limit)
     n_levels = 1 + (len(backing_db) if store.backing is not None else 0)
@@ -107,6 +145,7 @@ def run_evaluate(
             loaded, store, indices, backing_db, egmd_dir=egmd_dir, tick=bar.advance
         )
     results.update(checkpoint=str(path), split=split, precision=precision_of(loaded))
+    results["fingerprints"] = fingerprints
     results["thresholds_tuned_on"] = loaded.thresholds_tuned_on
     t = loaded.cfg.transcribe  # the active levels inputs were brought into, dBFS
     results["input_levels_db"] = [t.min_input_db, t.max_input_db]
@@ -455,6 +494,9 @@ def print_results(results: dict[str, Any], console: Console) -> None:
     if results.get("beats"):
         print_beats(results, console)
     console.print(f"checkpoint: {results['checkpoint']}")
+    if results.get("fingerprints"):
+        said = "  ".join(f"{k} {v}" for k, v in results["fingerprints"].items())
+        console.print(f"fingerprints: {said} (other digits: another set or music)")
 
 
 def print_music_alone(alone: dict[str, Any], console: Console) -> None:

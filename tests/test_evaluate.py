@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,12 +188,42 @@ def test_json_report_has_every_score(
         assert report["micro_f1"] > 0.3  # the fitted head really finds hits
 
 
+def test_fingerprints_tell_another_render_labels_or_music_apart(root, tmp_path):
+    """A report's fingerprints: the same store twice gives the same digits; audio made
+    otherwise, a moved label, or other music under the drums gives others."""
+    import dataclasses
+
+    from drumtx.evaluate import pool_fingerprint, store_fingerprint
+    from drumtx.music import PoolWriter, load_music_pool
+
+    store = load_store(root / "processed_data" / "test")
+    same = store_fingerprint(store)
+    assert same == store_fingerprint(load_store(root / "processed_data" / "test"))
+    assert len(same) == 12
+    louder = np.asarray(store.audio, np.int32) * 2  # rendered or mixed otherwise
+    other_audio = np.clip(louder, -32768, 32767).astype(np.int16)
+    assert store_fingerprint(dataclasses.replace(store, audio=other_audio)) != same
+    moved = store.hits.copy()
+    moved[0] = moved[1]
+    assert store_fingerprint(dataclasses.replace(store, hits=moved)) != same
+    pools = []
+    for name, hz in (("a", 220.0), ("b", 330.0)):
+        writer = PoolWriter(tmp_path / name / "test", 24_000)
+        tone = np.sin(2 * np.pi * hz * np.arange(24_000 * 3) / 24_000) * 0.3
+        writer.add(tone.astype(np.float32), {"file": "x.ogg", "source": "t"})
+        writer.close()
+        pools.append(pool_fingerprint(load_music_pool(tmp_path / name / "test")))
+    assert pools[0] != pools[1]
+    assert pools[0] == pool_fingerprint(load_music_pool(tmp_path / "a" / "test"))
+
+
 def test_table_report(root, random_checkpoint, capsys):
     code, out, _ = _evaluate(capsys, root, random_checkpoint, "--limit", "1")
     assert code == 0
     assert "onset F1" in out and "micro F1" in out and "adtof5" in out and "KD" in out
     assert "where the errors sit, drums only" in out and "predicted there" in out
     assert "recall by reference velocity, drums only" in out and "96-127" in out
+    assert re.search(r"fingerprints: set [0-9a-f]{12} ", out)
 
 
 def _mir_eval_counts(
@@ -450,6 +481,10 @@ def test_music_dir_scores_the_drums_under_real_music(
     assert real["micro_f1"] == plain["micro_f1"]  # the drums alone: untouched
     assert real["mixes"]["0 dB"] != plain["mixes"]["0 dB"]
     assert real["mixes"] == again["mixes"] and "real music pool" in real["music"]
+    # the same set under music: the set's digits stay, the music's are added
+    assert set(plain["fingerprints"]) == {"set"}
+    assert real["fingerprints"]["set"] == plain["fingerprints"]["set"]
+    assert real["fingerprints"] == again["fingerprints"]
     # the pool's music heard alone: whatever is found there is false
     alone = real["music_alone"]
     assert alone["minutes"] == pytest.approx(7 / 60) and "music_alone" not in plain
