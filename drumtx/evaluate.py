@@ -129,17 +129,11 @@ def run_evaluate(
             "[yellow]warning:[/] this model's thresholds were tuned on the split being "
             "reported; these numbers are optimistic (report --split test)"
         )
-    store = load_store(roots.processed_dir / split, loaded.cfg, model_wants(path))
-    fingerprints = {"set": store_fingerprint(store)}
-    if pool is not None:
-        store = with_music_from(store, pool)
-        fingerprints["music"] = pool_fingerprint(pool)
+    store, fingerprints = open_scored(roots.processed_dir / split, loaded, path, pool)
     egmd_dir = roots.egmd_dir if roots.egmd_dir.is_dir() else None
     indices = _indices(store, limit)
     n_levels = 1 + (len(backing_db) if store.backing is not None else 0)
-    label = f"scoring {split}"
-    if n_levels > 1:
-        label += f", alone and in {n_levels - 1} mix" + "es" * (n_levels > 2)
+    label = f"scoring {split}" + scoring_levels(n_levels)
     with progress_bar(console, label, len(indices) * n_levels, progress) as bar:
         results = evaluate_store(
             loaded, store, indices, backing_db, egmd_dir=egmd_dir, tick=bar.advance
@@ -159,6 +153,26 @@ def run_evaluate(
     else:
         print_results(results, make_console())
     return 0
+
+
+def open_scored(
+    split_dir: Path, loaded: LoadedModel, path: Path, pool: MusicPool | None
+) -> tuple[Store, dict[str, str]]:
+    """The split as it is scored (its backing replaced by the pool's music, if any)
+    and the fingerprints of what it holds."""
+    store = load_store(split_dir, loaded.cfg, model_wants(path))
+    fingerprints = {"set": store_fingerprint(store)}
+    if pool is None:
+        return store, fingerprints
+    fingerprints["music"] = pool_fingerprint(pool)
+    return with_music_from(store, pool), fingerprints
+
+
+def scoring_levels(n_levels: int) -> str:
+    """The progress label's tail: ", alone and in 2 mixes" (nothing for one)."""
+    if n_levels <= 1:
+        return ""
+    return f", alone and in {n_levels - 1} mix" + "es" * (n_levels > 2)
 
 
 def tuned_on_this(tuned_on: dict | None, processed_dir: Path, split: str) -> bool:
