@@ -54,12 +54,12 @@ MODEL_HITS_ALONE_PER_MIN = 72.0  # one class alone counts with this many hits ..
 MODEL_PULSE = 0.45  # ... at a pulse this strong (a lone snare or hi-hat keeping time)
 SPECTRAL_SHARE = 0.35  # percussive share of the energy above which ...
 SPECTRAL_PULSE = 0.45  # ... a periodic percussive envelope counts as drums
-# A lone bass drum. Set on the held-out music pool of 2026-12-06, where ufoai-music's
-# AlexFightmare (a heartbeat of bass-drum hits under orchestral pads, 36-84 confident
-# kicks a minute, nearly all its confident hits) had passed the tests above and fired
-# hundreds of "false" kicks under the held-out drums; in both splits of that pool
-# (1.1 h, 791 excerpts of 5 s or more) the rule refuses 11 of its 26 excerpts and no
-# other excerpt; recorded bass lines (tools/recorded_parts.py) have no thumps.
+# A lone bass drum. Set on the real-music pool as screen 1 kept it on 2026-12-08, where
+# ufoai-music's AlexFightmare (a heartbeat of bass-drum hits under orchestral pads,
+# 36-84 confident kicks a minute, nearly all its confident hits) had passed the tests
+# above and fired hundreds of "false" kicks under the held-out drums; of both splits'
+# 791 excerpts of 5 s or more the rule refuses 11 of its 26 and no other (the build
+# then refuses the file and nothing else); recorded bass lines have no thumps.
 THUMP_HZ = 150.0  # a bass drum's thump sits below this
 THUMP_RISE_DB = 12.0  # over the low band's median of the surrounding half second
 THUMP_DROP_DB = 10.0  # ... and this far down again ...
