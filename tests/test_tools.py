@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -640,6 +641,33 @@ def test_build_eval_roots_keeps_the_held_out_recipes(
     assert not any("SamsSonor" in x or x in held_out for x in val)
     for call in preprocesses.values():
         assert ("audio.sample_rate=48000" in call) == (rate == 48000)
+    # nothing was rendered here, so only the pool's splits have fingerprints
+    printed = capsys.readouterr().out
+    assert re.search(r"music test: [0-9a-f]{12} \(", printed), printed
+    assert "real-test:" not in printed
+
+
+def test_build_eval_roots_says_whether_a_set_is_the_cards(
+    monkeypatch, tmp_path
+) -> None:
+    """A rebuilt set's fingerprint beside the card's: the same digits, other digits
+    (another set: its numbers are not the card's), or none recorded at that rate."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import build_eval_roots
+
+    a, b, c = "a" * 12, "b" * 12, "c" * 12
+    card = tmp_path / "default.json"
+    fingerprints = {"sample_rate": 48000, "real-test": a, "card-test": b}
+    card.write_text(json.dumps({"set_fingerprints": fingerprints}))
+    monkeypatch.setattr(build_eval_roots, "CARD", card)
+    found = {"real-test": a, "card-test": c, "music test": "d"}
+    assert build_eval_roots.compare_fingerprints(found, 48000) == [
+        f"  real-test: {a} (the card's)",
+        f"  card-test: {c} (another set than the card's {b})",
+        "  music test: d (the card names none)",
+    ]
+    at_24k = build_eval_roots.compare_fingerprints(found, 24000)
+    assert all(line.endswith("(the card names none)") for line in at_24k)
 
 
 def test_hear_kit_prints_what_the_model_hears_per_voice(tmp_path: Path) -> None:
