@@ -237,6 +237,14 @@ def _add_kit_options(p: argparse.ArgumentParser) -> None:
     )
     for flag, text in RENDER_SHARES.items():
         p.add_argument(flag, type=float, default=0.0, metavar="P", help=text)
+    p.add_argument(
+        "--studio-toms",
+        choices=["set", "each"],
+        default="set",
+        help="how the studio tunes a kit's toms: as a set, 3 semitones down to 9 up "
+        "(default), or each alone by up to 3 either way, as it did before 2026-12-07 "
+        "(the model card's held-out set was rendered so)",
+    )
 
 
 def _add_preprocess(
@@ -555,6 +563,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         drop_prob=args.drop_prob,
         fader_prob=args.fader_prob,
         tom_tune_prob=args.tom_tune_prob,
+        studio_toms=args.studio_toms,
     )
     return 0
 

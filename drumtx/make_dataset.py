@@ -41,6 +41,7 @@ from drumtx.synth.studio import StudioKit, TunedToms
 from drumtx.tempo import TempoMap
 
 EGMD_DIR_NAME = "e-gmd-v1.0.0"
+STUDIO_TOMS = ("set", "each")  # how a studio tunes toms: make_dataset's studio_toms
 SAMPLE_RATE = 44_100  # E-GMD's audio rate
 TICKS_PER_BEAT = 480  # of the .midi files written
 MARKER_NAME = ".drumtx-make-dataset"  # marks a folder this module may rewrite
@@ -117,6 +118,7 @@ def make_dataset(
     drop_prob: float = 0.0,
     fader_prob: float = 0.0,
     tom_tune_prob: float = 0.0,
+    studio_toms: str = "set",
 ) -> Path:
     """Render performances x kits into ``out_dir/e-gmd-v1.0.0``; returns that folder.
 
@@ -135,12 +137,15 @@ def make_dataset(
     mixes that share with each instrument family at a level of its own
     (:data:`FADER_SPREAD_DB`, ``Kit.render``'s ``faders``); ``tom_tune_prob`` tunes
     the toms of that share of the renders not in a studio as a set
-    (``synth.studio.TunedToms``), as a studio session does.
+    (``synth.studio.TunedToms``), as a studio session does; ``studio_toms="each"``
+    is the studio of before 2026-12-07, which tuned each tom alone (the model card's
+    held-out set was rendered so).
     """
     console = make_console()  # paths stay on one line
     probs = (studio_prob, dynamics_prob, buzz_prob, drop_prob, fader_prob,
              tom_tune_prob)  # fmt: skip
-    _check_args(kits, limit, max_sec, kits_per_performance, *probs)
+    _check_args(kits, limit, max_sec, kits_per_performance, *probs,
+                studio_toms=studio_toms)  # fmt: skip
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
     if midi_dir is not None:
         performances = load_gmd(Path(midi_dir), limit=limit, seed=seed, splits=splits)
@@ -151,7 +156,8 @@ def make_dataset(
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
-    plan = RenderPlan(seed, kits_per_performance or len(kit_objs), *probs)
+    plan = RenderPlan(seed, kits_per_performance or len(kit_objs), *probs,
+                      studio_toms=studio_toms)  # fmt: skip
     records, n_reused = _render_all(egmd_dir, performances, kit_objs, plan, console)
     csv_path = egmd.egmd_csv_path(egmd_dir)
     egmd.write_egmd_csv(csv_path, records)
@@ -174,6 +180,8 @@ def _check_args(
     drop_prob: float = 0.0,
     fader_prob: float = 0.0,
     tom_tune_prob: float = 0.0,
+    *,
+    studio_toms: str = "set",
 ) -> None:
     if not kits:
         raise ConfigError("no drum kits given", hint="e.g. --kits synth:1 synth:2")
@@ -198,6 +206,9 @@ def _check_args(
         raise ConfigError(f"--fader-prob must be 0..1, got {fader_prob}")
     if not 0.0 <= tom_tune_prob <= 1.0:
         raise ConfigError(f"--tom-tune-prob must be 0..1, got {tom_tune_prob}")
+    if studio_toms not in STUDIO_TOMS:
+        raise ConfigError(f"--studio-toms must be {' or '.join(STUDIO_TOMS)}, got "
+                          f"{studio_toms!r}")  # fmt: skip
 
 
 def _prepare_out_dir(out_dir: Path, kits: Sequence[str], seed: int) -> Path:
@@ -233,6 +244,7 @@ class RenderPlan:
     drop_prob: float = 0.0
     fader_prob: float = 0.0
     tom_tune_prob: float = 0.0
+    studio_toms: str = "set"
 
 
 def _render_all(
@@ -281,7 +293,7 @@ def _maybe_in_studio(
     rng = np.random.default_rng([plan.seed, index, number, 0x57])
     if rng.random() >= plan.studio_prob:
         return kit
-    return StudioKit(kit, int(rng.integers(2**31)))
+    return StudioKit(kit, int(rng.integers(2**31)), plan.studio_toms == "set")
 
 
 def _maybe_toms_tuned(

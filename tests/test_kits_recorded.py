@@ -84,6 +84,32 @@ def test_studio_tunes_the_toms_as_a_set_and_mostly_upward() -> None:
     assert sum(s <= 0 for s in shifts) >= 2
 
 
+def test_the_studio_of_before_tunes_each_tom_alone_and_all_else_as_now() -> None:
+    """``toms_as_set=False`` is the studio the card's held-out set was rendered in:
+    each tom alone by up to 3 semitones, no set offset, its old fingerprint; the room,
+    microphones, balance and every other voice's tuning drawn as they are now."""
+    base = synth.SynthKit(4)
+    for seed in range(12):
+        now, before = StudioKit(base, seed), StudioKit(base, seed, toms_as_set=False)
+        assert before.fingerprint == f"studio:{seed}:{base.fingerprint}"
+        assert now.fingerprint != before.fingerprint
+        assert before.room == now.room
+        pairs = zip(before._mics, now._mics, strict=True)
+        assert all(np.array_equal(p, q) and g == h for (p, g), (q, h) in pairs)
+        assert before._gain == now._gain
+        toms = ("tom_high", "tom_mid", "tom_low")
+        for family, semitones in before._tune.items():
+            if family not in toms:
+                assert semitones == now._tune[family]
+        # the same draws: each tom's own move, 3 semitones a unit then, 1 now
+        for a, b in ((0, 1), (0, 2)):
+            then = before._tune[toms[a]] - before._tune[toms[b]]
+            assert then == pytest.approx(3 * (now._tune[toms[a]] - now._tune[toms[b]]))
+        assert all(abs(before._tune[t]) <= 3.0 for t in toms)
+    spread = [StudioKit(base, s, False)._tune["tom_high"] for s in range(200)]
+    assert min(spread) < -2.0 and max(spread) > 2.0  # the old +-3, not the new +-1
+
+
 def test_tuned_toms_move_as_a_set_and_nothing_else_changes() -> None:
     """Outside a studio the toms are tuned as a studio tunes them: the set together
     over -3..+9 semitones, each tom within one of the set; other voices untouched."""

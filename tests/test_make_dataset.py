@@ -412,6 +412,27 @@ def test_tom_tuning_leaves_studio_renders_to_the_studio() -> None:
     assert 70 < tuned < 130
 
 
+def test_studio_toms_each_renders_in_the_studio_of_before(tmp_path: Path) -> None:
+    """--studio-toms each puts the same renders in the same studios as the default,
+    each studio tuning its toms as it did before 2026-12-07; anything else is
+    refused before any render."""
+    from drumtx import make_dataset as md
+
+    base = synth.load_kit("synth:1")
+    now = md.RenderPlan(3, kits_per_performance=1, studio_prob=0.5)
+    then = md.RenderPlan(3, kits_per_performance=1, studio_prob=0.5, studio_toms="each")
+    for i in range(20):
+        a = md._maybe_in_studio(base, now, i, 1)
+        b = md._maybe_in_studio(base, then, i, 1)
+        assert type(a) is type(b)
+        if a is not base:
+            assert b.fingerprint == a.fingerprint.replace("toms-3+9:", "")
+    with pytest.raises(ConfigError, match="--studio-toms"):
+        md.make_dataset(tmp_path / "out", midi_dir=None, kits=["synth:1"], limit=1,
+                        seed=0, max_sec=5.0, studio_toms="one")
+    assert not (tmp_path / "out").exists()
+
+
 def test_faders_are_drawn_per_family_within_their_limits() -> None:
     from drumtx import make_dataset as md
     from drumtx.synth.kit import FAMILIES

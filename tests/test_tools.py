@@ -632,6 +632,7 @@ def test_build_eval_roots_keeps_the_held_out_recipes(
         train_default_model.HELD_OUT_KITS
     )
     assert (option(card, "--seed"), option(card, "--studio-prob")) == ("11", "0.5")
+    assert option(card, "--studio-toms") == "each"  # the studio it was first made in
     assert f"backing.soundfonts='{train_default_model.HELD_OUT_SOUNDFONT}'" in (
         preprocesses[str(out / "card-test")]
     )

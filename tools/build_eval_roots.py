@@ -25,10 +25,11 @@ root for choosing between models, on a fresh machine.
 model grown to hear above 12 kHz (tools/widen_model.py --bands), with ``--music`` a
 pool at that rate (build_music_pool.py --resample-from).
 
-The renders are drawn with fixed seeds: rebuilt on 2026-12-04, the shipped model
-scored the card set exactly as its card said; rebuilt on 2026-12-08, the real set scored
-as on the card but the card set and the validation set did not quite (their renders
-differ somewhere). Rerunning reuses what is built
+The renders are drawn with fixed seeds, but the code that renders them moves: the
+studio's tom tuning of 2026-12-07 changed the card set's studio half (its root now
+renders with ``make-dataset --studio-toms each``, the studio of before, byte for byte)
+and the SFZ reader's mends of that day the validation kits' renders (kept: they are
+right). Rerunning reuses what is built
 (make-dataset keeps its renders, preprocess says "up to date"). Prints each root's and
 the music's fingerprints (what ``evaluate`` reports) beside those of the sets the model
 card was measured on (``set_fingerprints`` in drumtx/models/default.json): other digits

@@ -201,10 +201,12 @@ def make_data(args: argparse.Namespace, train_root: Path, test_root: Path) -> No
 
 def make_card_root(gmd: Path, test_root: Path, rate: int | None = None) -> None:
     """The model card's held-out root: GMD test (60 s) through the held-out kits, half
-    in a random studio, with backing tracks played only by the held-out SoundFont."""
+    in a random studio (as it tuned toms when the set was first made: training's
+    studio changing must not change the yardstick), with backing tracks played only by
+    the held-out SoundFont."""
     drumtx("make-dataset", str(test_root), "--midi-dir", str(gmd), "--kits",
            *HELD_OUT_KITS, "--splits", "test", "--max-sec", "60", "--seed", "11",
-           "--studio-prob", "0.5")  # fmt: skip
+           "--studio-prob", "0.5", "--studio-toms", "each")  # fmt: skip
     drumtx("preprocess", "--data-root", str(test_root), "--split", "test",
            "--workers", "2", "--allow-skips",
            "--set", f"backing.soundfonts='{HELD_OUT_SOUNDFONT}'",

@@ -57,6 +57,9 @@ TUNING_SEMITONES = {  # how far each family may be retuned, up or down
 # (docs/model-history.md, *Toms tuned high*).
 TOM_SET_SEMITONES = (-3.0, 9.0)
 TOMS = ("tom_high", "tom_mid", "tom_low")
+# The studio before 2026-12-07 tuned each tom on its own, up to this far either way, and
+# not as a set: what the model card's held-out set was rendered with (``toms_as_set``).
+TOM_EACH_SEMITONES = 3.0
 
 
 def _seeded(*parts: object) -> np.random.Generator:
@@ -178,13 +181,17 @@ class TunedToms(Kit):
 class StudioKit(Kit):
     """``base`` recorded in a random room, with random microphones, tuning, balance."""
 
-    def __init__(self, base: Kit, seed: int) -> None:
+    def __init__(self, base: Kit, seed: int, toms_as_set: bool = True) -> None:
+        """``toms_as_set=False`` is the studio of before 2026-12-07 (each tom tuned
+        alone by up to TOM_EACH_SEMITONES), byte for byte: a held-out set rendered then
+        stays the same set whatever training's studio learns."""
         self.base = base
         self.name = base.name
         self.voices = base.voices
         self.fade_sec = base.fade_sec
         lo, hi = TOM_SET_SEMITONES  # in the fingerprint: renders keyed by it re-render
-        self.fingerprint = f"studio:{seed}:toms{lo:+g}{hi:+g}:{base.fingerprint}"
+        toms_key = f"toms{lo:+g}{hi:+g}:" if toms_as_set else ""
+        self.fingerprint = f"studio:{seed}:{toms_key}{base.fingerprint}"
         rng = _seeded("studio", seed, base.fingerprint)
         self.room = _draw_room(rng)
         lx, ly, _ = self.room.size_m
@@ -193,10 +200,12 @@ class StudioKit(Kit):
         )
         self._mics = _draw_mics(self.room, self._centre, rng)
         self._gain = {f: 10 ** (np.clip(rng.normal(0, 3), -8, 8) / 20) for f in PLACES}
-        self._tune = {f: rng.uniform(-1, 1) * TUNING_SEMITONES[f] for f in PLACES}
+        reach = {**TUNING_SEMITONES,
+                 **({} if toms_as_set else dict.fromkeys(TOMS, TOM_EACH_SEMITONES))}
+        self._tune = {f: rng.uniform(-1, 1) * reach[f] for f in PLACES}
         # A generator of its own: every other draw (room, microphones) stays as it was.
         tom_rng = _seeded("studio toms", seed, base.fingerprint)
-        toms = tom_rng.uniform(*TOM_SET_SEMITONES)
+        toms = tom_rng.uniform(*TOM_SET_SEMITONES) if toms_as_set else 0.0
         for family in TOMS:
             self._tune[family] += toms
         self._ir_rng = rng
