@@ -147,12 +147,7 @@ def make_dataset(
     _check_args(kits, limit, max_sec, kits_per_performance, *probs,
                 studio_toms=studio_toms)  # fmt: skip
     kit_objs = synth.load_kits(kits)  # fail on a bad kit before I/O
-    if midi_dir is not None:
-        performances = load_gmd(Path(midi_dir), limit=limit, seed=seed, splits=splits)
-    else:
-        n = DEFAULT_N_GENERATED if limit is None else limit
-        performances = generate_performances(n, seed=seed, splits=splits)
-    performances = [crop(p, max_sec) for p in performances]
+    performances = _performances(midi_dir, limit, seed, splits, max_sec)
     egmd_dir = _prepare_out_dir(Path(out_dir).expanduser(), kits, seed)
     for number, kit in enumerate(kit_objs, start=1):
         console.print(f"kit {number}: {escape(kit.name)}")
@@ -167,6 +162,22 @@ def make_dataset(
         f"({len(records) - n_reused} rendered, {n_reused} reused), {minutes:.1f} min"
     )
     return egmd_dir
+
+
+def _performances(
+    midi_dir: Path | None,
+    limit: int | None,
+    seed: int,
+    splits: Sequence[str] | None,
+    max_sec: float | None,
+) -> list:
+    """GMD's performances from ``midi_dir`` (else generated grooves), cropped."""
+    if midi_dir is not None:
+        performances = load_gmd(Path(midi_dir), limit=limit, seed=seed, splits=splits)
+    else:
+        n = DEFAULT_N_GENERATED if limit is None else limit
+        performances = generate_performances(n, seed=seed, splits=splits)
+    return [crop(p, max_sec) for p in performances]
 
 
 def _check_args(
