@@ -766,8 +766,9 @@ def main(argv: list[str] | None = None) -> int:
     except DrumtxError as exc:
         print_error(exc)
         return 2
+    screen = screen_name(args)  # hashes the weights: once
     if pinned is not None:
-        warn_other_screen(Path(args.splits), screen_name(args))
+        warn_other_screen(Path(args.splits), screen)
     writers = {split: PoolWriter(args.out / split, SAMPLE_RATE) for split in SPLITS}
     entries = []
     for source in chosen:
@@ -785,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_share": args.test_share, "max_hours_per_source": args.max_hours,
         "held_out_from": [str(p) for p in args.hold_out],
         "splits_pinned_by": None if pinned is None else args.splits,
-        "screen": screen_name(args), "sources": entries,
+        "screen": screen, "sources": entries,
         "attribution": attribution_lines(args.out), "left_out": LEFT_OUT,
         "rebuild": REBUILD, "build_minutes": round((time.time() - started) / 60, 1),
     }  # fmt: skip
