@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cache each run's activations and chroma here (by model, data "
                    "and level), so a second run, e.g. with --bar-template, only "
                    "tracks")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="a config override (repeatable), e.g. decode.repeat_floor=0 "
+                   "to decode without the repeat rule")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if not apply_tracker_options(args):
         return 2
-    cfg = load_config(None, [])
+    cfg = load_config(None, args.set)
     loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     store = load_store(args.data_root / "processed_data" / args.split, loaded.cfg)
     types = set(args.types.split(","))

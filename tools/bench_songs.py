@@ -109,6 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_tracker_options(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="a config override (repeatable), e.g. decode.repeat_floor=0 "
+                   "to decode without the repeat rule")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
@@ -316,7 +319,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if not apply_tracker_options(args):
         return 2
-    loaded = load_model(args.checkpoint, load_config(None, []), torch.device("cpu"))
+    cfg = load_config(None, args.set)
+    loaded = load_model(args.checkpoint, cfg, torch.device("cpu"))
     songs = full_band_songs(args.songs, args.split)
     if not songs:
         print(f"error: no full-band songs in {args.songs} ({args.split} share)",
