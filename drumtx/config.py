@@ -295,14 +295,25 @@ class DecodeConfig:
     buzz: str = "SD<KD,SD<LT,SD<HT"
     buzz_when: float = 0.5
     buzz_threshold: float = 0.85
+    # Drum parts repeat: a peak of a repeat_classes class at or above repeat_floor
+    # counts where its class peaks at or above repeat_context (within a frame) one to
+    # four pattern periods before or after it (decode.pattern_period: 1-5 s).
+    # repeat_floor = 0 turns it off. Not the toms (a band's bass line repeats what the
+    # model mistakes for them) nor the hi-hat and ride (they keep time: always repeat).
+    repeat_floor: float = 0.35
+    repeat_context: float = 0.8
+    repeat_classes: str = "KD,SD,OH,CR"
 
     def __post_init__(self) -> None:
         _check_range("decode.threshold", self.threshold, 0.0, 1.0)
         _check_range("decode.min_gap_sec", self.min_gap_sec, 0.0, 1.0)
         _check_range("decode.buzz_when", self.buzz_when, 0.0, 1.0)
         _check_range("decode.buzz_threshold", self.buzz_threshold, 0.0, 1.0)
+        _check_range("decode.repeat_floor", self.repeat_floor, 0.0, 1.0)
+        _check_range("decode.repeat_context", self.repeat_context, 0.0, 1.0)
         exclusive_pairs(self.exclusive)  # raises on a malformed pair
         buzz_pairs(self.buzz)
+        repeat_codes(self.repeat_classes)
         for code, value in self.class_thresholds.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(
@@ -322,6 +333,20 @@ def exclusive_pairs(text: str) -> list[tuple[str, str]]:
 def buzz_pairs(text: str) -> list[tuple[str, str]]:
     """decode.buzz's pairs, the class that rings first: "SD<KD" -> [(SD, KD)]."""
     return _code_pairs(text, "<", "decode.buzz", '"SD<KD"', '"" turns it off')
+
+
+def repeat_codes(text: str) -> list[str]:
+    """decode.repeat_classes' codes: "KD, sd" -> [KD, SD]."""
+    known = {code for vocab in VOCABS.values() for code in vocab.codes}
+    codes = [c.strip().upper() for c in str(text).split(",") if c.strip()]
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        raise ConfigError(
+            f"decode.repeat_classes names unknown class {unknown[0]!r}",
+            hint='class codes separated by commas, e.g. "KD,SD,OH,CR"; '
+            '"" applies the repeat rule to no class',
+        )
+    return codes
 
 
 def _code_pairs(

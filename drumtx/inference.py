@@ -25,8 +25,8 @@ import torch
 from drumtx.amp import amp_dtype, autocast, dtype_name
 from drumtx.audio import audio_info, read_samples, resample
 from drumtx.checkpoint import load_checkpoint, model_config
-from drumtx.config import Config, buzz_pairs, exclusive_pairs
-from drumtx.decode import Buzz, pick_onsets
+from drumtx.config import Config, buzz_pairs, exclusive_pairs, repeat_codes
+from drumtx.decode import Buzz, Repeat, pick_onsets
 from drumtx.drums import Hit, Vocab, get_vocab
 from drumtx.errors import CheckpointError, ConfigError
 from drumtx.frontend import LogMel, n_frames
@@ -367,7 +367,7 @@ def decode_hits(
     thresholds: Sequence[float],
 ) -> list[Hit]:
     """Hits from (T, C) activations with the model's frame rate, minimum gap,
-    exclusive class pairs and buzz rules (those of its classes)."""
+    exclusive class pairs, buzz rules (those of its classes) and repeat rule."""
     decode, codes = loaded.cfg.decode, loaded.vocab.codes
     pairs = [(codes.index(a), codes.index(b))
              for a, b in exclusive_pairs(decode.exclusive)
@@ -376,5 +376,10 @@ def decode_hits(
     buzz = [Buzz(codes.index(a), codes.index(b), when, need)
             for a, b in buzz_pairs(decode.buzz)
             if a in codes and b in codes]  # fmt: skip
+    repeating = frozenset(codes.index(c) for c in repeat_codes(decode.repeat_classes)
+                          if c in codes)  # fmt: skip
+    repeat = (Repeat(decode.repeat_floor, decode.repeat_context, repeating)
+              if decode.repeat_floor > 0 and repeating else None)  # fmt: skip
     return pick_onsets(onset, velocity, loaded.cfg.frontend.fps, thresholds,
-                       decode.min_gap_sec, exclusive=pairs, buzz=buzz)  # fmt: skip
+                       decode.min_gap_sec, exclusive=pairs, buzz=buzz,
+                       repeat=repeat)  # fmt: skip

@@ -212,3 +212,11 @@ def test_decode_buzz_reads_pairs_and_refuses_a_malformed_one() -> None:
             load_config(overrides=[f"decode.buzz={bad}"])
     with pytest.raises(ConfigError, match="decode.buzz_threshold"):
         load_config(overrides=["decode.buzz_threshold=1.5"])
+    for key in ("repeat_floor", "repeat_context"):
+        with pytest.raises(ConfigError, match=f"decode.{key}"):
+            load_config(overrides=[f"decode.{key}=-0.1"])
+    assert load_config(overrides=["decode.repeat_floor=0"]).decode.repeat_floor == 0
+    with pytest.raises(ConfigError, match="decode.repeat_classes"):
+        load_config(overrides=["decode.repeat_classes='KD,XX'"])
+    none = load_config(overrides=["decode.repeat_classes=''"])
+    assert none.decode.repeat_classes == ""

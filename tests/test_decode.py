@@ -216,3 +216,91 @@ def test_decode_hits_applies_the_configs_buzz_rules_by_class_code() -> None:
     assert snares(["decode.buzz=SD<KD"]) == [1.0, 2.0]
     assert snares(["decode.buzz="]) == [0.5, 1.0, 2.0]
     assert snares(["decode.buzz_threshold=0.6"]) == [0.5, 1.0, 2.0]
+
+
+def test_pattern_period_is_where_the_activations_repeat() -> None:
+    from drumtx.decode import pattern_period
+
+    # a 2-s bar: kicks on 1 and the "and" of 2, snare on 3; hats every half second
+    events = []
+    for bar in range(6):
+        t = 0.2 + 2.0 * bar
+        events += [(t, 0, 0.9), (t + 0.75, 0, 0.9), (t + 1.0, 1, 0.9)]
+        events += [(t + 0.5 * i, 2, 0.6) for i in range(4)]
+    prob = bumps(1300, 3, events)
+    assert pattern_period(prob, FPS) == 200  # the bar: the beats differ
+    assert pattern_period(prob[:150], FPS) is None  # too short to repeat a second in
+    assert pattern_period(prob, FPS, (0.4, 0.8)) == 50  # the hats' half second
+    # summed over classes, a kick and a snare a beat apart repeat at the beat
+    beats = bumps(1300, 2, [(0.2 + 1.0 * b, b % 2, 0.9) for b in range(12)])
+    assert pattern_period(beats, FPS) == 100
+
+
+def test_repeat_lets_a_peak_count_where_its_class_was_sure_a_bar_away() -> None:
+    from drumtx.decode import Buzz, Repeat, pattern_period
+
+    # classes 0 (kick), 1 (snare); a 2-s bar, the kick on 1 and the snare on 3, sure;
+    # a ghost snare after the backbeat sure in bars 0 and 2, soft in bars 1 and 3
+    events = [(0.2 + 2.0 * bar, 0, 0.9) for bar in range(6)]
+    events += [(1.2 + 2.0 * bar, 1, 0.9) for bar in range(6)]
+    events += [(1.7, 1, 0.9), (5.7, 1, 0.9), (3.7, 1, 0.4), (7.7, 1, 0.3)]
+    events += [(10.5, 1, 0.45)]  # a soft snare nowhere repeated
+    events += [(2.2, 1, 0.9), (4.2, 1, 0.5)]  # snares on a kick, sure, then soft
+    prob = bumps(1250, 2, events)
+    velocity = np.full_like(prob, 0.5)
+    assert pattern_period(prob, FPS) == 200
+
+    def snares(**kw):
+        hits = pick_onsets(prob, velocity, FPS, [0.5, 0.55], 0.03, **kw)
+        return [round(h.time_sec, 2) for h in hits if h.cls == 1]
+
+    plain = snares()
+    assert plain == [1.2, 1.7, 2.2, 3.2, 5.2, 5.7, 7.2, 9.2, 11.2]
+    rule = Repeat(floor=0.35, context=0.8)
+    # 3.7 (0.4) and 4.2 (0.5) are found: their class was sure a bar away; 7.7 (0.3)
+    # is under the floor and 10.5 (0.45) repeats nothing
+    assert snares(repeat=rule) == sorted(plain + [3.7, 4.2])
+    # a buzz rule still asks more: the soft snare on a sure kick stays out
+    buzz = [Buzz(cls=1, source=0, when=0.5, threshold=0.85)]
+    assert snares(repeat=rule, buzz=buzz) == sorted(plain + [3.7])
+    assert snares(buzz=buzz) == plain  # 2.2 (0.9) passes the buzz rule's 0.85
+    # context 0.95: nothing is sure enough to vouch for a soft one
+    assert snares(repeat=Repeat(floor=0.35, context=0.95)) == plain
+    # one period either way still holds 3.7's and 4.2's neighbours
+    once = Repeat(floor=0.35, context=0.8, periods=1)
+    assert snares(repeat=once) == snares(repeat=rule)
+    # a rule for the kick alone leaves the snares as they were
+    kicks_only = Repeat(floor=0.35, context=0.8, classes=frozenset({0}))
+    assert snares(repeat=kicks_only) == plain
+    assert 3.7 in snares(repeat=Repeat(0.35, 0.8, classes=frozenset({1})))
+    # the kicks, all sure, are what they were
+    kicks = [h.time_sec for h in pick_onsets(prob, velocity, FPS, [0.5, 0.55], 0.03,
+                                             repeat=rule) if h.cls == 0]  # fmt: skip
+    assert len(kicks) == 6
+
+
+def test_decode_hits_applies_the_configs_repeat_rule() -> None:
+    from types import SimpleNamespace
+
+    from drumtx.config import load_config
+    from drumtx.drums import ROLAND9
+    from drumtx.inference import decode_hits
+
+    sd = ROLAND9.codes.index("SD")
+    events = [(0.5 + 2.0 * bar, sd, 0.9) for bar in range(5)] + [(4.9, sd, 0.45)]
+    events += [(0.9, sd, 0.9), (8.9, sd, 0.9)]
+    prob = bumps(1100, ROLAND9.n_classes, events)
+    velocity = np.full_like(prob, 0.5)
+
+    def snares(overrides):
+        loaded = SimpleNamespace(cfg=load_config(overrides=overrides), vocab=ROLAND9)
+        hits = decode_hits(loaded, prob, velocity, [0.55] * ROLAND9.n_classes)
+        return [round(h.time_sec, 2) for h in hits if h.cls == sd]
+
+    assert 4.9 in snares([])  # sure two bars before and after it
+    assert 4.9 not in snares(["decode.repeat_floor=0"])
+    assert 4.9 not in snares(["decode.repeat_floor=0.5"])
+    assert 4.9 not in snares(["decode.repeat_context=0.95"])
+    assert 4.9 not in snares(["decode.repeat_classes=KD,OH"])
+    assert 4.9 not in snares(["decode.repeat_classes="])
+    assert 4.9 in snares(["decode.repeat_classes=sd"])

@@ -315,17 +315,19 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
     """transcribe.cpu_precision = bf16 (the default where the CPU has bf16 units) runs
     the conv stack in bf16: on a rendered groove the shipped model's probabilities
     stay within 0.08 of fp32, and a hit may only come or go where fp32's peak was
-    that close to a threshold it had to meet (its class's, or a ``decode.buzz`` rule's
-    trigger or threshold; at most 2 such hits); the others are the
-    same hits, on the same frames. (The largest moves sit where a probability is near
-    0.5, the sigmoid's steepest: on this groove 0.027 for the above-12-kHz model, 0.057
-    for the soup shipped after it, whose micro F1 on 60 card-set recordings moves
-    0.9311 -> 0.9305 drums alone and 0.8939 -> 0.8940 at 0 dB in bf16; the model before
-    it 0.9297 -> 0.9299 and 0.8909 -> 0.8910; 0.064 for the soup of 2026-12-07, where
-    one hi-hat's flat top, 0.901 and 0.887 on two frames in fp32, 0.887 and 0.903 in
-    bf16, is placed 0.1 ms apart, half-way between those frames.)"""
+    that close to a threshold it had to meet (its class's, a ``decode.buzz`` rule's
+    trigger or threshold, or the repeat rule's floor or context; at most 2 such hits);
+    the others are the same hits, on the same frames. (The largest moves sit where a
+    probability is near 0.5, the sigmoid's steepest: on this groove 0.027 for the
+    above-12-kHz model, 0.057 for the soup shipped after it, whose micro F1 on 60
+    card-set recordings moves 0.9311 -> 0.9305 drums alone and 0.8939 -> 0.8940 at 0 dB
+    in bf16; the model before it 0.9297 -> 0.9299 and 0.8909 -> 0.8910; 0.064 for the
+    soup of 2026-12-07, where one hi-hat's flat top, 0.901 and 0.887 on two frames in
+    fp32, 0.887 and 0.903 in bf16, is placed 0.1 ms apart, half-way between those
+    frames.)"""
     from drumtx.checkpoint import SHIPPED_MODELS_DIR, load_checkpoint
-    from drumtx.config import buzz_pairs
+    from drumtx.config import buzz_pairs, repeat_codes
+    from drumtx.decode import pattern_period
     from drumtx.inference import class_thresholds, decode_hits, load_model
     from drumtx.make_dataset import generate_performances
     from drumtx.model import CastConvs
@@ -373,6 +375,15 @@ def test_bf16_convolutions_keep_the_shipped_models_hits(tmp_path: Path) -> None:
             if codes[hit.cls] == a:
                 edges.append(abs(p32[near, codes.index(b)].max() - decode.buzz_when))
                 edges.append(abs(peak - decode.buzz_threshold))
+        repeating = repeat_codes(decode.repeat_classes)
+        if decode.repeat_floor > 0 and codes[hit.cls] in repeating:  # floor, context
+            edges.append(abs(peak - decode.repeat_floor))
+            for period in {pattern_period(p32, 100), pattern_period(p16, 100)} - {None}:
+                for k in (-4, -3, -2, -1, 1, 2, 3, 4):
+                    at = frame + k * period
+                    if 0 <= at < len(p32):
+                        around = p32[max(at - 2, 0) : at + 3, hit.cls]
+                        edges.append(abs(around.max() - decode.repeat_context))
         assert min(edges) < drift, (hit, peak)
     same16 = [h for h in hits16 if h not in only]
     same32 = [h for h in hits32 if h not in only]
