@@ -214,7 +214,7 @@ def pick_onsets(
         prob = np.asarray(onset_prob[:, cls], dtype=np.float64)
         peaks = local_peaks(prob)
         needed = peak_thresholds(
-            onset_prob, cls, peaks, threshold, buzz, repeat if period else None, period
+            onset_prob, cls, peaks, threshold, buzz, repeat, period
         )
         peaks = peaks[prob[peaks] >= needed]
         peaks = enforce_min_gap(peaks, prob[peaks], min_gap_sec * fps)
@@ -245,7 +245,7 @@ def peak_thresholds(
     its source's probability reaches ``when`` within one frame of the peak."""
     needed = np.full(len(peaks), float(threshold))
     applies = repeat is not None and (repeat.classes is None or cls in repeat.classes)
-    if repeat is not None and applies and period and len(peaks):
+    if applies and period and len(peaks):
         prob = np.asarray(onset_prob[:, cls], dtype=np.float64)
         again = repeated(prob, peaks, period, repeat)
         needed[again] = min(float(threshold), repeat.floor)

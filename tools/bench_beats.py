@@ -36,7 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
-from bench_songs import add_tracker_options, apply_tracker_options  # noqa: E402
+from bench_songs import (  # noqa: E402
+    add_set_option,
+    add_tracker_options,
+    apply_tracker_options,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,9 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="cache each run's activations and chroma here (by model, data "
                    "and level), so a second run, e.g. with --bar-template, only "
                    "tracks")  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
-                   help="a config override (repeatable), e.g. decode.repeat_floor=0 "
-                   "to decode without the repeat rule")  # fmt: skip
+    add_set_option(p)
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 

@@ -83,6 +83,13 @@ def apply_tracker_options(args: argparse.Namespace) -> bool:
     return True
 
 
+def add_set_option(p: argparse.ArgumentParser) -> None:
+    """--set TABLE.KEY=VALUE: score a decoding option both ways from one cache."""
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="a config override (repeatable), e.g. decode.repeat_floor=0 "
+                   "to decode without the repeat rule")  # fmt: skip
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--songs", type=Path, required=True, help="folder of .mid songs")
@@ -109,9 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_tracker_options(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--per-song", action="store_true")
-    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
-                   help="a config override (repeatable), e.g. decode.repeat_floor=0 "
-                   "to decode without the repeat rule")  # fmt: skip
+    add_set_option(p)
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
